@@ -1,0 +1,297 @@
+"""Safe, atomic checkpoints: weights plus a JSON config from which the model is rebuilt.
+
+A checkpoint is one file written with :func:`torch.save` holding only tensors, strings,
+numbers, lists and dicts::
+
+    {"format": "dunno-checkpoint", "version": 1,
+     "arch": "nets",                     # key into the model registry
+     "config": "<JSON text>",            # keyword arguments of the registered builder
+     "meta": "<JSON text>",              # free-form: metrics, dataset, seed, ...
+     "state_dict": {name: tensor},       # the weights
+     "extra": {name: tensor or plain}}   # optional tensors (e.g. fitted statistics)
+
+Loading uses ``torch.load(weights_only=True)``, so a checkpoint can never run code, and the
+model is rebuilt by looking ``arch`` up in an explicit registry of builders (never by an
+import path stored in the file). Writes go to a temporary file in the same directory,
+are flushed to disk and then renamed over the target, so a crash never leaves a
+half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dunno.errors import CheckpointError
+
+__all__ = [
+    "Checkpoint",
+    "atomic_save",
+    "atomic_write_text",
+    "build_model",
+    "load_checkpoint",
+    "load_model",
+    "register_model",
+    "registered_models",
+    "safe_load",
+    "save_checkpoint",
+]
+
+FORMAT = "dunno-checkpoint"
+VERSION = 1
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+# Our own packages that register builders when imported. Only these fixed names are ever
+# imported on behalf of a checkpoint; the file itself cannot name a module.
+_REGISTERING_MODULES = ("dunno.nets", "uncertainty", "generative")
+
+
+def register_model(arch: str):
+    """Decorator registering ``builder(**config) -> nn.Module`` under the name ``arch``."""
+
+    def decorator(builder: Callable[..., nn.Module]):
+        if arch in _BUILDERS and _BUILDERS[arch] is not builder:
+            raise ValueError(f"A model builder named {arch!r} is already registered.")
+        _BUILDERS[arch] = builder
+        return builder
+
+    return decorator
+
+
+def _load_registries() -> None:
+    for module in _REGISTERING_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # pragma: no cover - a package without models yet
+            pass
+
+
+def registered_models() -> list[str]:
+    """Names of every registered model builder."""
+    _load_registries()
+    return sorted(_BUILDERS)
+
+
+def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from its registered builder name and JSON config."""
+    if arch not in _BUILDERS:
+        _load_registries()
+    if arch not in _BUILDERS:
+        raise CheckpointError(
+            f"Unknown model architecture {arch!r}; known: {', '.join(sorted(_BUILDERS))}."
+        )
+    try:
+        return _BUILDERS[arch](**config)
+    except TypeError as err:
+        raise CheckpointError(
+            f"Cannot rebuild a {arch!r} model from config {config}: {err}"
+        ) from err
+
+
+# ----------------------------------------------------------------------------- writing
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` through a temporary file and an atomic rename."""
+    return _atomic_write(path, lambda handle: torch.save(obj, handle), "wb")
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (report, JSON, CSV) atomically."""
+    return _atomic_write(path, lambda handle: handle.write(text), "w")
+
+
+# ----------------------------------------------------------------------------- reading
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(..., weights_only=True)`` with clear errors.
+
+    Raises :class:`~dunno.errors.CheckpointError` when the file is missing, truncated or
+    corrupt, or holds anything other than tensors and plain containers (which would need
+    code to be executed to load).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file {str(path)!r} does not exist.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"Checkpoint file {str(path)!r} is empty (0 bytes).")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        text = str(err)
+        if "weights_only" in text or "Unsupported global" in text:
+            raise CheckpointError(
+                f"Checkpoint file {str(path)!r} contains Python objects other than tensors "
+                "and plain containers; refusing to load it because that would execute code "
+                "from the file."
+            ) from err
+        raise CheckpointError(
+            f"Checkpoint file {str(path)!r} is truncated or corrupt and cannot be read "
+            f"({type(err).__name__}: {text.splitlines()[0] if text else ''})."
+        ) from err
+
+
+@dataclass
+class Checkpoint:
+    """The decoded content of a checkpoint file."""
+
+    arch: str
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        """Rebuild the model and load the weights (strict)."""
+        model = build_model(self.arch, self.config)
+        _load_state_strict(model, self.state_dict, self.arch)
+        return model
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    arch: str,
+    config: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights with the config that rebuilds it, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file (conventionally ``*.pt``); parent directories are created.
+    model : nn.Module
+        The model whose ``state_dict`` is stored (moved to CPU).
+    arch : str
+        Name of a builder registered with :func:`register_model`.
+    config : dict
+        JSON-serialisable keyword arguments of that builder.
+    meta : dict, optional
+        JSON-serialisable information (metrics, dataset, seed, ...).
+    extra : dict, optional
+        Tensors or plain values stored beside the weights.
+    """
+    try:
+        config_text = json.dumps(config, sort_keys=True)
+        meta_text = json.dumps(meta or {}, sort_keys=True)
+    except TypeError as err:
+        raise ValueError(
+            f"The checkpoint 'config' and 'meta' must be JSON-serialisable: {err}"
+        ) from err
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch,
+        "config": config_text,
+        "meta": meta_text,
+        "state_dict": state,
+        "extra": extra or {},
+    }
+    return atomic_save(payload, path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    expected_arch: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (never executes code)."""
+    payload = safe_load(path, map_location=map_location)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a dunno checkpoint (no '{FORMAT}' header).")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint version {payload.get('version')}; this version of "
+            f"dunno reads version {VERSION}."
+        )
+    arch = payload["arch"]
+    if expected_arch is not None and arch != expected_arch:
+        raise CheckpointError(
+            f"{str(path)!r} is a checkpoint for architecture {arch!r}, not {expected_arch!r}."
+        )
+    return Checkpoint(
+        arch=arch,
+        config=json.loads(payload["config"]),
+        state_dict=payload["state_dict"],
+        meta=json.loads(payload["meta"]),
+        extra=payload.get("extra", {}),
+    )
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    expected_arch: str | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Rebuild and return the model stored in a checkpoint, in eval mode on ``device``."""
+    model = load_checkpoint(path, expected_arch=expected_arch).build()
+    return model.to(device).eval()
+
+
+def _load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(
+                f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+            )
+        if mismatched:
+            parts.append(f"shape mismatches {mismatched[:5]}")
+        raise CheckpointError(
+            f"The weights do not fit the {arch!r} model rebuilt from the config (a checkpoint "
+            f"for another architecture?): {'; '.join(parts)}."
+        )
+    model.load_state_dict(state)

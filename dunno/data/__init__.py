@@ -1,0 +1,39 @@
+"""Datasets: one registry, :func:`load_dataset`, and :func:`make_loader`.
+
+>>> from dunno.data import load_dataset, make_loader
+>>> train = load_dataset("digits", "train")           # bundled, zero setup
+>>> train.x.shape, train.y.shape                       # (1257, 1, 8, 8), (1257,)
+>>> loader = make_loader(train, batch_size=64, shuffle=True, seed=0)
+
+See :mod:`dunno.data.registry` for the spec language (``mnist:rotate=90``,
+``digits:classes=0-4``, ``uci/yacht:k=3``, ``gaussian-noise``) and the module docstrings
+of :mod:`~dunno.data.images` and :mod:`~dunno.data.uci` for splits and verification.
+"""
+
+from dunno.data.base import ArrayDataset, DatasetInfo, RegressionDataset
+from dunno.data.files import data_dir, fetch_file, sha256_of
+from dunno.data.idx import read_idx
+from dunno.data.loaders import BatchLoader, make_loader
+from dunno.data.registry import available_datasets, dataset_status, load_dataset, parse_spec
+from dunno.data.transforms import DynamicBinarize, gaussian_blur, invert, pixel_noise, rotate
+
+__all__ = [
+    "ArrayDataset",
+    "BatchLoader",
+    "DatasetInfo",
+    "DynamicBinarize",
+    "RegressionDataset",
+    "available_datasets",
+    "data_dir",
+    "dataset_status",
+    "fetch_file",
+    "gaussian_blur",
+    "invert",
+    "load_dataset",
+    "make_loader",
+    "parse_spec",
+    "pixel_noise",
+    "read_idx",
+    "rotate",
+    "sha256_of",
+]

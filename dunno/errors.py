@@ -1,0 +1,41 @@
+"""Exception types shared across the toolkit."""
+
+__all__ = ["CheckpointError", "DataError", "NotFittedError", "check_is_fitted"]
+
+
+class NotFittedError(RuntimeError, AttributeError):
+    """Raised when a method needing learned state is called before ``fit``.
+
+    Subclasses :class:`AttributeError` as scikit-learn's does, so ``hasattr``-style
+    checks keep working.
+    """
+
+
+class DataError(ValueError):
+    """A dataset could not be found, verified or parsed."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated, corrupt or for another architecture."""
+
+
+def check_is_fitted(estimator, attributes, what: str = "fit") -> None:
+    """Raise :class:`NotFittedError` unless every name in ``attributes`` is set.
+
+    Parameters
+    ----------
+    estimator : object
+        The estimator to check.
+    attributes : str or sequence of str
+        Learned attributes (ending in ``_``) that ``fit`` sets.
+    what : str
+        The method the user should call first, named in the message.
+    """
+    if isinstance(attributes, str):
+        attributes = [attributes]
+    if not all(getattr(estimator, a, None) is not None for a in attributes):
+        name = type(estimator).__name__
+        raise NotFittedError(
+            f"This {name} instance is not fitted yet. Call '{what}' with appropriate "
+            f"arguments before using this {name}."
+        )

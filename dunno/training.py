@@ -1,0 +1,411 @@
+"""The one fit loop used by every trained method.
+
+:func:`fit` runs epochs over a loader and calls a *step function* on each batch. The step
+owns the maths, so a plain optimiser step, a Pyro ``SVI.step`` and a two-player GAN step
+all fit the same loop::
+
+    step = classifier_step(model, optimizer)                  # supervised
+    step = lambda batch: {"elbo_loss": svi.step(batch[0])}    # Pyro
+    step = gan.step                                           # returns {"d_loss", "g_loss"}
+
+The loop adds what every method needs: seeding, a tqdm progress bar (quiet when stderr is
+not a terminal), a validation hook, early stopping with best-weight restore, and atomic
+per-epoch training-state checkpoints from which an interrupted run resumes exactly (model
+and optimiser states, history, RNG states and the loader's shuffling state).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dunno.checkpoints import atomic_save, safe_load
+from dunno.errors import CheckpointError
+
+__all__ = [
+    "History",
+    "classifier_step",
+    "evaluate_classifier",
+    "fit",
+    "predict_logits",
+    "seed_everything",
+]
+
+StepResult = float | torch.Tensor | Mapping[str, float | torch.Tensor]
+TRAINING_STATE_FORMAT = "dunno-training-state"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's, torch's (CPU and CUDA) and Pyro's random generators."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"The 'seed' parameter must be an int >= 0. Got {seed!r} instead.")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        import pyro
+
+        pyro.set_rng_seed(seed)
+    except ImportError:  # pragma: no cover - pyro is a hard dependency
+        pass
+
+
+@dataclass
+class History:
+    """Per-epoch records: ``epochs[i]`` maps metric names (``loss``, ``val_loss``, ...) to
+    floats, plus ``epoch`` (1-based) and ``seconds``."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def __getitem__(self, key: str) -> list[float]:
+        return [e[key] for e in self.epochs if key in e]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+        }
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0].shape[0]
+    return 1
+
+
+def _to_floats(result: StepResult) -> dict[str, float]:
+    if isinstance(result, Mapping):
+        items = result.items()
+    else:
+        items = [("loss", result)]
+    out = {}
+    for key, value in items:
+        value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        out[key] = value
+    return out
+
+
+def _state_of(obj: Any) -> Any:
+    if hasattr(obj, "state_dict"):
+        return obj.state_dict()
+    if hasattr(obj, "get_state"):
+        return obj.get_state()
+    raise TypeError(f"Cannot checkpoint {type(obj).__name__}: it has no state_dict()/get_state().")
+
+
+def _restore(obj: Any, state: Any) -> None:
+    if hasattr(obj, "load_state_dict"):
+        obj.load_state_dict(state)
+    elif hasattr(obj, "set_state"):
+        obj.set_state(state)
+    else:  # pragma: no cover - guarded by _state_of on save
+        raise TypeError(f"Cannot restore {type(obj).__name__}.")
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(
+            np.frombuffer(np.random.get_state()[1].tobytes(), dtype=np.uint8).copy()
+        ),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": repr(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import ast
+
+    torch.set_rng_state(state["torch"])
+    keys = np.frombuffer(state["numpy"].numpy().tobytes(), dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
+    random.setstate(ast.literal_eval(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(
+    step: Callable[[Any], StepResult],
+    train_loader: Iterable,
+    *,
+    epochs: int,
+    state: Mapping[str, Any] | None = None,
+    validate: Callable[[], Mapping[str, float]] | None = None,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    patience: int | None = None,
+    restore_best: bool = True,
+    seed: int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool | None = None,
+    desc: str = "train",
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> History:
+    """Run ``epochs`` passes of ``step`` over ``train_loader``.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(batch)`` performs one update and returns the loss as a float/tensor, or a
+        dict of named floats (all are averaged over the epoch, weighted by batch size).
+    train_loader : iterable
+        Yields batches. When it has a ``generator`` (see :func:`dunno.data.make_loader`),
+        its state is checkpointed so a resumed run sees the same shuffles.
+    epochs : int
+        Total number of epochs (a resumed run continues up to this number).
+    state : dict, optional
+        Named stateful objects (models, optimisers, schedulers, Pyro param stores) that
+        define the training state. Modules are put in train mode for training and eval mode
+        around ``validate``; all are saved in training checkpoints and restored on resume.
+    validate : callable, optional
+        ``validate() -> {"val_loss": ..., ...}`` called after each epoch under
+        ``torch.no_grad()``.
+    monitor, mode, patience : early stopping
+        Stop when ``monitor`` has not improved (``mode`` "min" or "max") for ``patience``
+        epochs. With ``restore_best`` the modules get the weights of the best epoch back.
+    seed : int, optional
+        Seeds every generator (:func:`seed_everything`) before the first epoch.
+    checkpoint_path : path-like, optional
+        Where to write the training state after every epoch (atomically).
+    resume : bool
+        Continue from ``checkpoint_path`` if it exists.
+    quiet : bool, optional
+        Hide the progress bar; default: hidden unless stderr is a terminal.
+
+    Returns
+    -------
+    History
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r} instead.")
+    if mode not in ("min", "max"):
+        raise ValueError(f"The 'mode' parameter must be 'min' or 'max'. Got {mode!r} instead.")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ValueError(
+            f"The 'patience' parameter must be None or an int >= 1. Got {patience!r} instead."
+        )
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a 'checkpoint_path' to resume from.")
+    state = dict(state or {})
+    modules = {k: v for k, v in state.items() if isinstance(v, nn.Module)}
+    if quiet is None:
+        quiet = not sys.stderr.isatty()
+    if seed is not None:
+        seed_everything(seed)
+
+    history = History()
+    best_value = math.inf if mode == "min" else -math.inf
+    best_weights: dict[str, dict[str, torch.Tensor]] | None = None
+    bad_epochs = 0
+    start_epoch = 1
+    generator = getattr(train_loader, "generator", None)
+
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        saved = safe_load(checkpoint_path)
+        if not isinstance(saved, dict) or saved.get("format") != TRAINING_STATE_FORMAT:
+            raise CheckpointError(f"{str(checkpoint_path)!r} is not a dunno training state.")
+        if set(saved["states"]) != set(state):
+            raise CheckpointError(
+                f"{str(checkpoint_path)!r} holds states {sorted(saved['states'])}, but this "
+                f"run has {sorted(state)}: it belongs to another training setup."
+            )
+        for name, obj in state.items():
+            try:
+                _restore(obj, saved["states"][name])
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise CheckpointError(
+                    f"Cannot restore {name!r} from {str(checkpoint_path)!r}: {err}"
+                ) from err
+        history = History(
+            epochs=list(saved["history"]),
+            best_epoch=saved["best_epoch"],
+            stopped_early=bool(saved["stopped_early"]),
+        )
+        best_value = float(saved["best_value"])
+        bad_epochs = int(saved["bad_epochs"])
+        best_weights = saved.get("best_weights") or None
+        _set_rng_state(saved["rng"])
+        if generator is not None and saved.get("loader_rng") is not None:
+            generator.set_state(saved["loader_rng"])
+        start_epoch = int(saved["epoch"]) + 1
+        if history.stopped_early:
+            start_epoch = epochs + 1
+
+    for epoch in range(start_epoch, epochs + 1):
+        t0 = time.perf_counter()
+        for module in modules.values():
+            module.train()
+        sums: dict[str, float] = {}
+        count = 0
+        iterator = train_loader
+        bar = None
+        if not quiet:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(train_loader, desc=f"{desc} {epoch}/{epochs}", leave=False)
+            iterator = bar
+        for batch in iterator:
+            values = _to_floats(step(batch))
+            n = _batch_size(batch)
+            for key, value in values.items():
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"Training diverged: {key} = {value} at epoch {epoch}. Lower the "
+                        "learning rate or check the inputs for NaN/inf."
+                    )
+                sums[key] = sums.get(key, 0.0) + value * n
+            count += n
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()})
+        if bar is not None:
+            bar.close()
+        if count == 0:
+            raise ValueError("The 'train_loader' yielded no batches: the training set is empty.")
+        record = {"epoch": float(epoch)}
+        record.update({k: v / count for k, v in sums.items()})
+        if validate is not None:
+            for module in modules.values():
+                module.eval()
+            with torch.no_grad():
+                record.update({k: float(v) for k, v in validate().items()})
+            for module in modules.values():
+                module.train()
+        record["seconds"] = time.perf_counter() - t0
+        history.epochs.append(record)
+
+        if validate is not None or patience is not None:
+            if monitor not in record:
+                raise KeyError(
+                    f"Early stopping monitors {monitor!r}, but the epoch record only has "
+                    f"{sorted(record)}."
+                )
+            value = record[monitor]
+            improved = value < best_value if mode == "min" else value > best_value
+            if improved:
+                best_value, bad_epochs, history.best_epoch = value, 0, epoch
+                if restore_best and modules:
+                    best_weights = {
+                        k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
+                        for k, m in modules.items()
+                    }
+            else:
+                bad_epochs += 1
+            if patience is not None and bad_epochs >= patience:
+                history.stopped_early = True
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+        if checkpoint_path is not None:
+            atomic_save(
+                {
+                    "format": TRAINING_STATE_FORMAT,
+                    "epoch": epoch,
+                    "states": {k: _state_of(v) for k, v in state.items()},
+                    "history": history.epochs,
+                    "best_epoch": history.best_epoch,
+                    "best_value": best_value,
+                    "bad_epochs": bad_epochs,
+                    "stopped_early": history.stopped_early,
+                    "best_weights": best_weights or {},
+                    "rng": _rng_state(),
+                    "loader_rng": generator.get_state() if generator is not None else None,
+                },
+                checkpoint_path,
+            )
+        if history.stopped_early:
+            break
+
+    if restore_best and best_weights:
+        for name, module in modules.items():
+            module.load_state_dict(best_weights[name])
+    for module in modules.values():
+        module.eval()
+    return history
+
+
+def classifier_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: str | torch.device = "cpu",
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    scheduler: Any | None = None,
+) -> Callable[[Any], dict[str, float]]:
+    """A supervised step: cross-entropy on logits, backward, optimiser step.
+
+    The returned function takes a batch ``(x, y)`` with ``x (N, ...)`` and integer labels
+    ``y (N,)`` and returns ``{"loss": mean loss, "acc": batch accuracy}``. ``transform`` is
+    applied to ``x`` on the device (augmentation); ``scheduler.step()`` runs per batch.
+    """
+    device = torch.device(device)
+
+    def step(batch):
+        x, y = batch[0].to(device), batch[1].to(device)
+        if transform is not None:
+            x = transform(x)
+        logits = model(x)  # (N, C)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        acc = (logits.argmax(dim=1) == y).float().mean()
+        return {"loss": loss.detach(), "acc": acc}
+
+    return step
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, loader: Iterable, *, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``model`` in eval mode over ``loader``; returns ``logits (N, C)`` and labels
+    ``(N,)`` (``None`` when the loader yields bare inputs), both on the CPU."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for batch in loader:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        logits.append(model(x.to(device)).float().cpu())
+        if isinstance(batch, list | tuple) and len(batch) > 1:
+            labels.append(batch[1].cpu())
+    model.train(was_training)
+    if not logits:
+        raise ValueError("The 'loader' yielded no batches: the dataset is empty.")
+    return torch.cat(logits), (torch.cat(labels) if labels else None)
+
+
+def evaluate_classifier(
+    model: nn.Module, loader: Iterable, *, device: str | torch.device = "cpu"
+) -> dict[str, float]:
+    """Mean cross-entropy (nats) and accuracy of ``model`` over a labelled loader."""
+    logits, labels = predict_logits(model, loader, device=device)
+    if labels is None:
+        raise ValueError("evaluate_classifier needs a loader that yields (x, y) batches.")
+    loss = F.cross_entropy(logits.double(), labels).item()
+    acc = (logits.argmax(1) == labels).double().mean().item()
+    return {"loss": loss, "acc": acc}

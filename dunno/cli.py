@@ -1,0 +1,190 @@
+"""The ``dunno`` command.
+
+Subcommands (``dunno SUBCOMMAND --help`` for each):
+
+* ``datasets`` -- list datasets and whether their files are present and verified;
+  ``--download NAME`` fetches MNIST / Fashion-MNIST.
+* ``train classifier`` -- train a backbone from :mod:`dunno.nets` on a dataset;
+  ``train --list`` shows the backbones with parameter counts.
+* ``demo`` -- the end-to-end tour on the bundled ``digits`` data, writing ``report.md``.
+
+Every command prints a readable table and writes machine-readable JSON/CSV (and PNG
+plots) to its ``--out`` directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    parser.add_argument("--data-dir", default=None,
+                        help="data directory (default: $DUNNO_DATA, else ~/.cache/dunno)")
+    if device:
+        parser.add_argument("--device", default="auto",
+                            help="auto | cpu | cuda | cuda:<i> | mps (default: auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# --------------------------------------------------------------------------- datasets
+def _cmd_datasets(args) -> int:
+    from dunno.data import available_datasets, dataset_status
+    from dunno.data.images import IDX_SETS, download_idx_set
+    from dunno.reporting import format_table, write_json
+
+    if args.download:
+        for name in args.download.split(","):
+            base = name.removesuffix("-binary")
+            if base not in IDX_SETS:
+                raise ValueError(
+                    f"--download supports {sorted(IDX_SETS)}. Got {name!r}."
+                )
+            folder = download_idx_set(base, args.data_dir,
+                                      args.mirror.split(",") if args.mirror else None)
+            print(f"{base}: files in {folder}")
+    descriptions = {d["name"]: d["description"] for d in available_datasets()}
+    rows = [
+        {"name": r["name"], "status": r["status"], "detail": r["detail"],
+         "description": descriptions[r["name"]]}
+        for r in dataset_status(args.data_dir)
+    ]
+    print(format_table(rows, ["name", "status", "detail"]))
+    if args.json:
+        write_json(rows, args.json)
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+def _cmd_train_list(args) -> int:
+    from dunno import nets
+    from dunno.reporting import format_table
+
+    rows = []
+    for name in nets.available():
+        model = nets.create(name, 1, 10, input_size=28)
+        rows.append({"backbone": name, "parameters (1x28x28, 10 classes)":
+                     nets.count_parameters(model), "features": model.num_features})
+    print(format_table(rows))
+    return 0
+
+
+def _cmd_train_classifier(args) -> int:
+    from dunno.classify import ClassifierConfig, train_classifier
+    from dunno.reporting import format_table, write_csv, write_json
+
+    config = ClassifierConfig(
+        backbone=args.backbone, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        optimizer=args.optimizer, schedule=args.schedule, dropout=args.dropout,
+        augment=args.augment, patience=args.patience, seed=args.seed, device=args.device,
+    )
+    out = Path(args.out)
+    result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,
+                              quiet=args.quiet)
+    rows = [
+        {"epoch": int(e["epoch"]), "loss": e["loss"], "acc": e["acc"],
+         "val_loss": e["val_loss"], "val_acc": e["val_acc"], "seconds": e["seconds"]}
+        for e in result.history.epochs
+    ]
+    print(format_table(rows))
+    print()
+    print(format_table([result.metrics]))
+    write_csv(rows, out / "history.csv")
+    write_json({"config": vars(config), "metrics": result.metrics,
+                "history": result.history.as_dict()}, out / "metrics.json")
+    try:
+        from evaluation.plots import plot_training_history
+
+        plot_training_history(result.history, path=out / "training.png")
+    except ImportError:  # pragma: no cover - plots land with the evaluation suite
+        pass
+    print(f"\ncheckpoint: {result.checkpoint}")
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+def _cmd_demo(args) -> int:
+    from evaluation.benchmarks.demo import run_demo
+
+    run_demo(out=args.out, device=args.device, quiet=args.quiet, smoke=args.smoke,
+             root=args.data_dir)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dunno",
+        description="Neural networks that know what they don't know: calibration, OOD "
+        "detection, predictive uncertainty and density estimation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("datasets", help="list datasets and whether their files are verified")
+    p.add_argument("--data-dir", default=None,
+                   help="data directory (default: $DUNNO_DATA, else ~/.cache/dunno)")
+    p.add_argument("--download", metavar="NAME[,NAME]", default=None,
+                   help="fetch mnist and/or fashion-mnist into the data directory")
+    p.add_argument("--mirror", default=None, metavar="URL[,URL]",
+                   help="base URLs to download from (default: the built-in mirror list)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
+    p.set_defaults(func=_cmd_datasets)
+
+    p = sub.add_parser("train", help="train models (train classifier --help)")
+    p.add_argument("--list", action="store_true", help="list backbones and parameter counts")
+    p.set_defaults(func=_cmd_train_list, _needs_sub=True)
+    train_sub = p.add_subparsers(dest="what", metavar="WHAT")
+    c = train_sub.add_parser("classifier", help="train a backbone classifier")
+    c.add_argument("--backbone", default="lenet5", help="a name from `dunno train --list`")
+    c.add_argument("--data", default="digits", help="dataset spec (default: digits)")
+    c.add_argument("--epochs", type=int, default=20)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--weight-decay", type=float, default=0.0)
+    c.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    c.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    c.add_argument("--dropout", type=float, default=None,
+                   help="dropout rate before the head (default: the backbone's own)")
+    c.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random-crop augmentation (default: on for 28x28, off for digits)")
+    c.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True, help="output directory (checkpoint, history, plots)")
+    c.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT/training_state.pt")
+    _add_common(c)
+    c.set_defaults(func=_cmd_train_classifier, _needs_sub=False)
+
+    p = sub.add_parser("demo", help="end-to-end tour on the bundled digits data")
+    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets (for tests)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dunno`` console script; returns the exit status."""
+    from dunno.errors import CheckpointError, DataError, NotFittedError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_needs_sub", False) and not args.list:
+        parser.parse_args([args.command, "--help"])
+    try:
+        return args.func(args)
+    except (DataError, CheckpointError, NotFittedError, ValueError, FileNotFoundError) as err:
+        print(f"dunno {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

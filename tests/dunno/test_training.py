@@ -1,0 +1,113 @@
+"""dunno.training: the fit loop, resume, early stopping, Pyro steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dunno.data import load_dataset, make_loader
+from dunno.errors import CheckpointError
+from dunno.training import classifier_step, evaluate_classifier, fit, seed_everything
+
+
+def _setup(seed=0):
+    seed_everything(seed)
+    data = load_dataset("digits", "train")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loader = make_loader(data, 128, shuffle=True, seed=seed)
+    return model, opt, loader
+
+
+def test_fit_reduces_the_loss_and_records_history():
+    model, opt, loader = _setup()
+    val = make_loader(load_dataset("digits", "val"), 500)
+    before = evaluate_classifier(model, val)["loss"]
+    history = fit(classifier_step(model, opt), loader, epochs=5,
+                  state={"model": model, "optimizer": opt},
+                  validate=lambda: {"val_loss": evaluate_classifier(model, val)["loss"]})
+    assert len(history.epochs) == 5
+    assert history["loss"][-1] < history["loss"][0]
+    assert min(history["val_loss"]) < before / 3
+    assert not model.training  # left in eval mode
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    model, opt, loader = _setup()
+    fit(classifier_step(model, opt), loader, epochs=4, state={"model": model, "optimizer": opt},
+        checkpoint_path=tmp_path / "straight.pt")
+    straight = [p.detach().clone() for p in model.parameters()]
+
+    model2, opt2, loader2 = _setup()
+    fit(classifier_step(model2, opt2), loader2, epochs=2,
+        state={"model": model2, "optimizer": opt2}, checkpoint_path=tmp_path / "state.pt")
+    # "crash": brand-new objects, then resume from the saved state
+    model3, opt3, loader3 = _setup(seed=0)
+    with torch.no_grad():
+        for p in model3.parameters():
+            p.add_(1.0)  # make sure the weights really come from the checkpoint
+    history = fit(classifier_step(model3, opt3), loader3, epochs=4,
+                  state={"model": model3, "optimizer": opt3},
+                  checkpoint_path=tmp_path / "state.pt", resume=True)
+    assert [int(e["epoch"]) for e in history.epochs] == [1, 2, 3, 4]
+    for a, b in zip(straight, model3.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_from_another_setup_is_refused(tmp_path):
+    model, opt, loader = _setup()
+    fit(classifier_step(model, opt), loader, epochs=1, state={"model": model},
+        checkpoint_path=tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match="another training setup"):
+        fit(classifier_step(model, opt), loader, epochs=2,
+            state={"model": model, "optimizer": opt}, checkpoint_path=tmp_path / "s.pt",
+            resume=True)
+
+
+def test_early_stopping_restores_the_best_weights():
+    model, opt, loader = _setup()
+    scores = iter([3.0, 1.0, 2.0, 2.5, 2.7, 9.0])
+    snapshots = []
+
+    def validate():
+        snapshots.append([p.detach().clone() for p in model.parameters()])
+        return {"val_loss": next(scores)}
+
+    history = fit(classifier_step(model, opt), loader, epochs=6, state={"model": model},
+                  validate=validate, patience=3)
+    assert history.stopped_early and len(history.epochs) == 5 and history.best_epoch == 2
+    for a, b in zip(snapshots[1], model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_dict_steps_pyro_svi_and_bad_arguments():
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.optim import Adam
+
+    data = torch.randn(200) * 0.5 + 3.0
+
+    def model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 10.0))
+        with pyro.plate("data", len(x)):
+            pyro.sample("obs", dist.Normal(mu, 0.5), obs=x)
+
+    def guide(x):
+        loc = pyro.param("loc", torch.tensor(0.0))
+        scale = pyro.param("scale", torch.tensor(1.0), constraint=dist.constraints.positive)
+        pyro.sample("mu", dist.Normal(loc, scale))
+
+    svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO())
+    loader = [(data,)] * 20
+    history = fit(lambda batch: {"elbo_loss": svi.step(batch[0])}, loader, epochs=10)
+    assert history["elbo_loss"][-1] < history["elbo_loss"][0]
+    assert abs(pyro.param("loc").item() - data.mean().item()) < 0.1
+
+    with pytest.raises(ValueError, match="'epochs' parameter must be an int >= 1"):
+        fit(lambda b: 0.0, loader, epochs=0)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        fit(lambda b: float("nan"), loader, epochs=1)
+    with pytest.raises(ValueError, match="training set is empty"):
+        fit(lambda b: 0.0, [], epochs=1)

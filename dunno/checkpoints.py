@@ -67,6 +67,14 @@ def register_model(arch: str):
     return decorator
 
 
+@register_model("nets")
+def _build_backbone(**config: Any) -> nn.Module:
+    """Backbones of :mod:`dunno.nets`, rebuilt from their ``model.config``."""
+    from dunno import nets
+
+    return nets.create(**config)
+
+
 def _load_registries() -> None:
     for module in _REGISTERING_MODULES:
         try:

@@ -41,9 +41,8 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
 
     def line(values):
-        return "  ".join(
-            v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True))
-        )
+        pairs = enumerate(zip(values, widths, strict=True))
+        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in pairs)
 
     out = [line(columns), line(["-" * w for w in widths])]
     out.extend(line(row) for row in cells)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dunno.data import load_dataset, make_loader
+from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.errors import CheckpointError
 from dunno.training import classifier_step, evaluate_classifier, fit, seed_everything
 
@@ -111,3 +111,44 @@ def test_dict_steps_pyro_svi_and_bad_arguments():
         fit(lambda b: float("nan"), loader, epochs=1)
     with pytest.raises(ValueError, match="training set is empty"):
         fit(lambda b: 0.0, [], epochs=1)
+
+
+def test_two_player_step_fits_the_loop_and_resumes(tmp_path):
+    """A GAN-style step (two modules, two optimisers, dict of losses) through fit + resume."""
+
+    def make(seed=0):
+        seed_everything(seed)
+        gen, disc = nn.Linear(2, 2), nn.Linear(2, 1)
+        opt_g = torch.optim.Adam(gen.parameters(), lr=1e-2)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=1e-2)
+        real = torch.randn(256, 2) + 3.0
+        info = load_dataset("two-moons", "train").info
+        loader = make_loader(ArrayDataset(real, None, info), 64, shuffle=True, seed=seed)
+        bce = nn.functional.binary_cross_entropy_with_logits
+
+        def step(batch):
+            x = batch[0]
+            fake = gen(torch.randn_like(x))
+            d_loss = bce(disc(x), torch.ones(len(x), 1)) + bce(
+                disc(fake.detach()), torch.zeros(len(x), 1))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = bce(disc(fake), torch.ones(len(x), 1))
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            return {"d_loss": d_loss, "g_loss": g_loss}
+
+        state = {"gen": gen, "disc": disc, "opt_g": opt_g, "opt_d": opt_d}
+        return gen, step, loader, state
+
+    gen, step, loader, state = make()
+    history = fit(step, loader, epochs=4, state=state)
+    assert set(history.epochs[0]) >= {"d_loss", "g_loss"}
+    straight = gen.weight.detach().clone()
+    gen2, step2, loader2, state2 = make()
+    fit(step2, loader2, epochs=2, state=state2, checkpoint_path=tmp_path / "gan.pt")
+    gen3, step3, loader3, state3 = make()
+    fit(step3, loader3, epochs=4, state=state3, checkpoint_path=tmp_path / "gan.pt", resume=True)
+    assert torch.equal(gen3.weight, straight)

@@ -1,0 +1,335 @@
+"""Contract tests for the backbone zoo :mod:`dunno.nets`, run over every registered backbone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dunno import nets
+from dunno.nets.spectral import SoftSpectralNorm
+
+NAMES = nets.available()
+CONV_NAMES = ["densenet", "googlenet", "lenet5", "resnet", "vgg"]
+SEQUENCE_NAMES = ["gru", "lstm", "transformer"]
+IMAGE_SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+
+# Small, non-default options per backbone: exercise the options and keep the tests fast.
+SMALL_OPTIONS = {
+    "lenet5": {"input_size": 8},
+    "vgg": {"input_size": 8, "widths": (8, 16), "convs_per_stage": 1, "hidden": 32},
+    "googlenet": {"input_size": 8, "width": 0.125, "batch_norm": True},
+    "resnet": {
+        "input_size": 8,
+        "depth": 8,
+        "width": 8,
+        "spectral_norm": True,
+        "sn_coeff": 2.0,
+        "leaky_relu": True,
+    },
+    "densenet": {"input_size": 8, "depth": 10, "growth_rate": 6, "compression": 0.5},
+    "vit": {"input_size": (9, 12), "patch_size": 4, "dim": 32, "depth": 1, "heads": 2},
+    "lstm": {"input_size": 8, "hidden_size": 16, "num_layers": 2, "bidirectional": True},
+    "gru": {"input_size": 8, "hidden_size": 16},
+    "transformer": {
+        "input_size": 8,
+        "d_model": 32,
+        "depth": 1,
+        "heads": 2,
+        "pooling": "cls",
+        "norm_first": True,
+    },
+}
+
+
+def _small(name: str, **overrides) -> nets.Backbone:
+    options = {**SMALL_OPTIONS[name], **overrides}
+    return nets.create(name, 1, 10, **options)
+
+
+def _input_for(model: nets.Backbone, n: int = 3) -> torch.Tensor:
+    h, w = model.input_size
+    return torch.randn(n, model.in_channels, h, w)  # (N, C, H, W)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """64 sklearn digits, ``(64, 1, 8, 8)`` in [0, 1] and labels ``(64,)``."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.images[:64] / 16.0, dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8)
+    y = torch.tensor(data.target[:64], dtype=torch.long)  # (N,)
+    return x, y
+
+
+def test_registry_lists_every_backbone():
+    assert NAMES == sorted(
+        ["densenet", "googlenet", "gru", "lenet5", "lstm", "resnet", "transformer", "vgg", "vit"]
+    )
+    assert set(SMALL_OPTIONS) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", IMAGE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_shapes_and_head_of_features(name, shape):
+    c, h, w = shape
+    model = nets.create(name, c, 7, input_size=(h, w)).eval()
+    x = torch.randn(2, c, h, w)  # (N, C, H, W)
+    with torch.no_grad():
+        logits = model(x)
+        feats = model.features(x)
+        again = model.head(feats)
+    assert logits.shape == (2, 7)
+    assert feats.shape == (2, model.num_features)
+    assert isinstance(model.head, nn.Linear)
+    assert model.head.in_features == model.num_features
+    torch.testing.assert_close(again, logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", CONV_NAMES)
+def test_conv_nets_accept_any_input_size(name):
+    model = nets.create(name, 1, 4).eval()  # built for the default 28x28
+    for h, w in [(8, 8), (13, 17), (32, 32)]:
+        with torch.no_grad():
+            assert model(torch.randn(2, 1, h, w)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_round_trip(name):
+    model = _small(name, dropout=0.25)
+    x = _input_for(model)
+    model.train()
+    with torch.no_grad():
+        model(x)  # move batch-norm statistics and power-iteration vectors off their init
+    model.eval()
+    config = json.loads(json.dumps(model.config))
+    assert config["name"] == name and config["in_channels"] == 1 and config["num_classes"] == 10
+    assert set(config) == {"name", "in_channels", "num_classes"} | set(nets.default_options(name))
+    rebuilt = nets.create(**config)
+    rebuilt.load_state_dict(model.state_dict())
+    rebuilt.eval()
+    assert rebuilt.config == model.config
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_steps_reduce_the_loss(name, digits):
+    x, y = digits
+    model = nets.create(name, 1, 10, input_size=8, dropout=0.0)
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with torch.no_grad():
+        initial = F.cross_entropy(model(x), y).item()
+    for _ in range(8):
+        loss = F.cross_entropy(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        final = F.cross_entropy(model(x), y).item()
+    assert final < initial - 0.02
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dropout_option(name):
+    model = _small(name, dropout=0.5)
+    assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.5
+    x = _input_for(model)
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+    # Spectral norm's power iteration moves the weights slightly at every training forward.
+    no_sn = {"spectral_norm": False} if name == "resnet" else {}
+    deterministic = _small(name, dropout=0.0, **no_sn).train()
+    assert all(m.p == 0.0 for m in deterministic.modules() if isinstance(m, nn.Dropout))
+    with torch.no_grad():
+        assert torch.equal(deterministic(x), deterministic(x))
+
+
+def test_paper_dropout_defaults():
+    defaults = {name: nets.default_options(name)["dropout"] for name in NAMES}
+    assert defaults["vgg"] == 0.5 and defaults["googlenet"] == 0.4
+    assert defaults["vit"] == 0.1 and defaults["transformer"] == 0.1
+    assert defaults["lenet5"] == defaults["resnet"] == defaults["densenet"] == 0.0
+
+
+def _normalised_convs(model):
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return [m for m in convs if hasattr(m, "parametrizations")]
+
+
+def test_spectral_norm_bounds_every_convolution():
+    coeff = 1.0
+    model = nets.create("resnet", 1, 10, input_size=8, depth=8, spectral_norm=True, sn_coeff=coeff)
+    convs = _normalised_convs(model)
+    assert len(convs) == len([m for m in model.modules() if isinstance(m, nn.Conv2d)]) == 9
+    x = torch.randn(4, 1, 8, 8)  # (N, C, H, W)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):  # move the weights away from where the power iteration started
+        loss = model(x).pow(2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        for _ in range(200):  # one power-iteration step per training forward
+            model(x[:1])
+    model.eval()
+    active = 0
+    for conv in convs:
+        raw = conv.parametrizations.weight.original.detach().flatten(1)  # (out, in * k * k)
+        effective = conv.weight.detach().flatten(1)  # (out, in * k * k)
+        sigma = torch.linalg.matrix_norm(effective, ord=2).item()
+        assert sigma <= coeff * 1.01
+        if torch.linalg.matrix_norm(raw, ord=2).item() > coeff * 1.05:
+            active += 1
+            assert sigma == pytest.approx(coeff, rel=0.01)
+        else:
+            torch.testing.assert_close(effective, raw)
+    assert active >= 5  # the bound is really enforced, not trivially satisfied
+
+
+def test_spectral_norm_is_a_no_op_below_the_coefficient_and_frozen_in_eval():
+    conv = nn.Conv2d(3, 8, 3)
+    nets.soft_spectral_norm(conv, coeff=100.0)
+    torch.testing.assert_close(conv.weight, conv.parametrizations.weight.original)
+    state = conv.parametrizations.weight[0]
+    assert isinstance(state, SoftSpectralNorm)
+    u = state.u.clone()
+    conv.eval()
+    conv(torch.randn(1, 3, 5, 5))
+    assert torch.equal(state.u, u)
+    conv.train()
+    conv.weight.sum()  # a training-mode access runs one power-iteration step
+    assert not torch.equal(state.u, u)
+    with pytest.raises(ValueError, match="coeff"):
+        nets.soft_spectral_norm(nn.Linear(2, 2), coeff=0.0)
+
+
+def test_resnet_layouts_and_leaky_relu():
+    for depth, blocks, features in [(8, 3, 64), (20, 9, 64), (18, 8, 512)]:
+        model = nets.create("resnet", 3, 10, depth=depth)
+        n_blocks = sum(isinstance(m, nets.resnet.BasicBlock) for m in model.modules())
+        assert (n_blocks, model.num_features) == (blocks, features)
+        assert not any(isinstance(m, nn.LeakyReLU) for m in model.modules())
+    leaky = nets.create("resnet", 1, 10, depth=8, leaky_relu=True)
+    assert any(isinstance(m, nn.LeakyReLU) for m in leaky.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in leaky.modules())
+
+
+def test_lenet5_follows_the_classic_path():
+    model = nets.create("lenet5", 1, 10)
+    assert nets.count_parameters(model) == 61706  # 156 + 2416 + 48120 + 10164 + 850
+    seen = {}
+    model.conv2.register_forward_hook(lambda m, i, o: seen.update(conv2=tuple(o.shape[-2:])))
+    model(torch.randn(1, 1, 28, 28))
+    assert seen["conv2"] == (10, 10)  # 28 -> 28 -> 14 -> 10 -> 5
+    cifar = nets.create("lenet5", 3, 10, input_size=32)
+    cifar.conv2.register_forward_hook(lambda m, i, o: seen.update(conv2=tuple(o.shape[-2:])))
+    cifar(torch.randn(1, 3, 32, 32))
+    assert seen["conv2"] == (10, 10)  # 32 -> 28 -> 14 -> 10 -> 5
+
+
+@pytest.mark.parametrize("name", SEQUENCE_NAMES)
+def test_sequence_models_read_image_rows_and_sequences(name):
+    # A sequence of 5 features per step is an image with C=5, W=1.
+    model = nets.create(name, 5, 3, input_size=(7, 1), dropout=0.0).eval()
+    seq = torch.randn(2, 7, 5)  # (N, T, D)
+    image = seq.transpose(1, 2).unsqueeze(-1)  # (N, C=D, H=T, W=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(image), model(seq))
+        assert model(torch.randn(2, 11, 5)).shape == (2, 3)  # any length
+    with pytest.raises(ValueError, match="sequences of shape"):
+        model(torch.randn(2, 7, 4))
+
+
+def test_bidirectional_features_and_transformer_pooling():
+    lstm = nets.create("lstm", 1, 10, input_size=8, hidden_size=16, bidirectional=True)
+    assert lstm.num_features == 32
+    assert lstm.features(torch.randn(2, 1, 8, 8)).shape == (2, 32)
+    for pooling in ("mean", "cls"):
+        model = nets.create("transformer", 1, 10, input_size=8, pooling=pooling)
+        assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_vit_patches_and_input_size():
+    assert nets.create("vit", 1, 10, input_size=28).grid == (7, 7)
+    assert nets.create("vit", 1, 10, input_size=8).grid == (4, 4)
+    model = nets.create("vit", 1, 10, input_size=28)
+    with pytest.raises(ValueError, match="input_size"):
+        model(torch.randn(1, 1, 32, 32))
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown backbone 'resnet50'") as info:
+        nets.create("resnet50", 1, 10)
+    assert all(name in str(info.value) for name in NAMES)
+
+
+def test_unknown_option_names_the_option_and_the_accepted_ones():
+    with pytest.raises(TypeError, match="'depht'.*Accepted options: input_size, depth"):
+        nets.create("resnet", 1, 10, depht=20)
+    with pytest.raises(ValueError, match="'spectral_norm'"):  # also a ValueError
+        nets.create("vit", 1, 10, spectral_norm=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("resnet", {"depth": 7}, "'depth' parameter of ResNet"),
+        ("resnet", {"depth": True}, "'depth' parameter of ResNet must be an int"),
+        ("lenet5", {"dropout": 1.0}, r"'dropout' parameter of LeNet5 must be a float in \[0.0"),
+        ("vgg", {"input_size": 0}, "'input_size' parameter of VGG"),
+        ("vgg", {"widths": []}, "'widths' parameter of VGG"),
+        ("densenet", {"depth": 41}, "'depth' parameter of DenseNet must be 6n \\+ 4"),
+        ("vit", {"dim": 30, "heads": 4}, "divisible by 'heads'"),
+        ("transformer", {"pooling": "max"}, "'pooling' parameter of Transformer must be one of"),
+        ("lstm", {"bidirectional": 1}, "'bidirectional' parameter of LSTM must be a bool"),
+    ],
+)
+def test_invalid_option_values(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        nets.create(name, 1, 10, **options)
+
+
+def test_invalid_channels_and_inputs():
+    with pytest.raises(ValueError, match="'in_channels' parameter"):
+        nets.create("lenet5", 0, 10)
+    with pytest.raises(ValueError, match="'num_classes' parameter"):
+        nets.create("lenet5", 1, 0)
+    with pytest.raises(ValueError, match=r"expects images of shape \(N, 3, H, W\)"):
+        nets.create("resnet", 3, 10, depth=8)(torch.randn(2, 1, 8, 8))
+
+
+def test_describe_and_count_parameters():
+    for name in NAMES:
+        info = nets.describe(name)
+        assert info["name"] == name and "\n" not in info["summary"] and info["reference"]
+        assert info["options"] == nets.default_options(name)
+        assert {"input_size", "dropout"} <= set(info["options"])
+        assert info["options"]["input_size"] == 28
+    model = nets.create("lenet5", 1, 10)
+    total = sum(p.numel() for p in model.parameters())
+    assert nets.count_parameters(model) == total
+    model.head.requires_grad_(False)
+    assert nets.count_parameters(model) == total - 850
+    assert nets.count_parameters(model, trainable_only=False) == total
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    for name in NAMES:
+        model = _small(name).eval()
+        x = _input_for(model)
+        with torch.no_grad():
+            expected = model(x)
+            got = model.to("cuda")(x.to("cuda")).cpu()
+        torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)  # TF32 convolutions

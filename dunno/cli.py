@@ -72,6 +72,26 @@ def _cmd_train_list(args) -> int:
     return 0
 
 
+def _parse_options(items: list[str]) -> dict:
+    """``["depth=8", "spectral_norm=true"]`` -> ``{"depth": 8, "spectral_norm": True}``."""
+    import json
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option must look like KEY=VALUE. Got {item!r}.")
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            options[key] = lowered == "true"
+        else:
+            try:
+                options[key] = json.loads(value)
+            except json.JSONDecodeError:
+                options[key] = value
+    return options
+
+
 def _cmd_train_classifier(args) -> int:
     from dunno.classify import ClassifierConfig, train_classifier
     from dunno.reporting import format_table, write_csv, write_json
@@ -81,6 +101,7 @@ def _cmd_train_classifier(args) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         optimizer=args.optimizer, schedule=args.schedule, dropout=args.dropout,
         augment=args.augment, patience=args.patience, seed=args.seed, device=args.device,
+        options=_parse_options(args.option),
     )
     out = Path(args.out)
     result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,
@@ -153,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random-crop augmentation (default: on for 28x28, off for digits)")
     c.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backbone option, repeatable (e.g. --option depth=8 --option "
+                   "spectral_norm=true); see dunno.nets.describe(NAME)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True, help="output directory (checkpoint, history, plots)")
     c.add_argument("--resume", action="store_true",

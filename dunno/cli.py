@@ -107,8 +107,8 @@ def _cmd_train_classifier(args) -> int:
     result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,
                               quiet=args.quiet)
     rows = [
-        {"epoch": int(e["epoch"]), "loss": e["loss"], "acc": e["acc"],
-         "val_loss": e["val_loss"], "val_acc": e["val_acc"], "seconds": e["seconds"]}
+        {"epoch": int(e["epoch"]), "train_nll": e["loss"], "train_acc": e["acc"],
+         "val_nll": e["val_loss"], "val_acc": e["val_acc"], "seconds": e["seconds"]}
         for e in result.history.epochs
     ]
     print(format_table(rows))

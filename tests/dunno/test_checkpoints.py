@@ -99,3 +99,24 @@ def test_atomic_write_keeps_old_file_on_crash(tmp_path, monkeypatch):
 def test_config_must_be_json(tmp_path):
     with pytest.raises(ValueError, match="JSON-serialisable"):
         save_checkpoint(tmp_path / "m.pt", _mlp(), arch="test/mlp", config={"f": object()})
+
+
+@pytest.mark.parametrize("name,options", [
+    ("lenet5", {"dropout": 0.2}),
+    ("resnet", {"depth": 8, "spectral_norm": True}),
+    ("vit", {}),
+])
+def test_backbone_checkpoint_round_trip(tmp_path, name, options):
+    from dunno import nets
+
+    model = nets.create(name, 1, 10, input_size=8, **options)
+    model.train()
+    for _ in range(3):  # move batch-norm statistics and power-iteration vectors
+        model(torch.rand(16, 1, 8, 8))
+    model.eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, arch="nets", config=model.config)
+    loaded = load_model(path)
+    x = torch.rand(5, 1, 8, 8)
+    assert type(loaded) is type(model)
+    assert torch.equal(loaded(x), model(x))
+    assert torch.equal(loaded.features(x), model.features(x))

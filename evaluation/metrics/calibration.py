@@ -1,0 +1,621 @@
+r"""Calibration metrics for classifiers: ECE (top-label and class-wise; equal-width and
+equal-mass bins; L1, L2 and max norms), MCE, the reliability table, over/under-confidence,
+Brier score, NLL and accuracy.
+
+Every function takes ``probs`` of shape ``(N, C)`` (rows on the probability simplex: entries in
+[0, 1], rows summing to 1 within 1e-4, see :mod:`evaluation.metrics._validation`) and integer
+``labels`` of shape ``(N,)`` in ``[0, C)``; torch tensors or numpy arrays, any device. Nothing
+here accepts logits except :func:`nll_from_logits`. Results are Python floats computed in
+float64.
+
+**Top label.** The prediction is the arg-max of a row, ties broken towards the lowest class
+index (as ``np.argmax`` / ``torch.max``); the confidence is the row maximum.
+
+**Binning rule (equal-width).** ``n_bins`` bins with edges ``e = np.linspace(0, 1, n_bins + 1)``
+(float64). Bin :math:`b` (0-based) holds the confidences in the half-open interval
+:math:`(e_b, e_{b+1}]`; a confidence of exactly 0 goes into the first bin and a confidence of
+exactly 1.0 into the last one (there is no extra bin). So a confidence equal to an interior
+edge, e.g. 0.2 with 15 bins, belongs to the lower bin :math:`(0.1\overline{3}, 0.2]`.
+
+**Binning rule (equal-mass, "adaptive").** Samples are sorted by confidence, ties broken by
+correctness (incorrect first) so that the result does not depend on the input order, and cut
+into ``n_bins`` contiguous groups whose sizes differ by at most one (the first ``N mod n_bins``
+groups are one larger), exactly as ``np.array_split``. With ``N < n_bins`` some groups are
+empty.
+
+**Norms.** With :math:`n_b` samples in bin :math:`b`, accuracy :math:`\mathrm{acc}_b` and mean
+confidence :math:`\mathrm{conf}_b` (empty bins contribute 0 and are skipped by the max):
+
+.. math::
+
+    \mathrm{ECE}_{1} = \sum_b \frac{n_b}{N} |\mathrm{acc}_b - \mathrm{conf}_b|, \qquad
+    \mathrm{ECE}_{2} = \Big(\sum_b \frac{n_b}{N} (\mathrm{acc}_b - \mathrm{conf}_b)^2\Big)^{1/2},
+    \qquad \mathrm{MCE} = \max_{b:\, n_b > 0} |\mathrm{acc}_b - \mathrm{conf}_b|.
+
+These are the definitions of Guo et al. (2017) / Naeini et al. (2015) and of torchmetrics'
+``norm='l1' | 'l2' | 'max'``; torchmetrics however puts a confidence of exactly 1.0 into an
+extra bin and uses float32 edges, so its numbers can differ from ours.
+
+References:
+    Naeini, Cooper & Hauskrecht, "Obtaining Well Calibrated Probabilities Using Bayesian
+    Binning", AAAI 2015. Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neural
+    Networks", ICML 2017. Nixon, Dusenberry, Zhang, Jerfel & Tran, "Measuring Calibration in
+    Deep Learning", CVPR Workshops 2019 (class-wise and adaptive ECE). Brier, "Verification of
+    forecasts expressed in terms of probability", Monthly Weather Review 1950.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ._validation import (
+    check_choice,
+    check_int_param,
+    check_labels,
+    check_probs,
+    check_real,
+)
+
+__all__ = [
+    "ConfidenceSplit",
+    "ReliabilityTable",
+    "accuracy",
+    "brier_score",
+    "calibration_metrics",
+    "classwise_calibration_error",
+    "expected_calibration_error",
+    "maximum_calibration_error",
+    "nll",
+    "nll_from_logits",
+    "over_under_confidence",
+    "reliability_table",
+]
+
+_BINNINGS = ("equal_width", "equal_mass")
+_NORMS = ("l1", "l2", "max")
+# Rows processed at once where a float64 copy of (rows, C) is needed: bounds the memory.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+# --------------------------------------------------------------------------------------------
+# Internal building blocks (shared with streaming.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _validate(probs, labels, owner: str):
+    p = check_probs(probs, "probs")
+    y = check_labels(labels, p.shape[0], p.shape[1], "labels")
+    return p, y
+
+
+def _row_chunks(n_rows: int, n_cols: int):
+    step = max(1, _CHUNK_ELEMENTS // max(1, n_cols))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def _top_label(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row maximum (N,) in the dtype of ``p`` (float32 / float64, exact) and arg-max (N,) with
+    ties broken towards the lowest index."""
+    if p.dtype not in (np.float32, np.float64):
+        p = p.astype(np.float64)
+    fast = p.flags.c_contiguous and p.flags.writeable and p.dtype.isnative
+    if fast:
+        # torch's row max is one multi-threaded pass returning values and indices (the first
+        # maximal index, like np.argmax): ~2x faster than numpy's max + argmax. Validated
+        # probabilities are >= 0, and for non-negative IEEE floats the order of the bit
+        # patterns read as signed integers is the numeric order (-0.0 reads as the most
+        # negative integer, below every positive value and irrelevant as a row maximum is
+        # > 0), so the integer view gives the same maxima and indices, a little faster.
+        import torch
+
+        int_dtype = np.int32 if p.dtype == np.float32 else np.int64
+        values, indices = torch.from_numpy(p.view(int_dtype)).max(dim=1)
+        return values.numpy().view(p.dtype), indices.numpy()
+    pred = p.argmax(axis=1)
+    return np.take_along_axis(p, pred[:, None], axis=1)[:, 0], pred
+
+
+def _equal_width_edges(n_bins: int) -> np.ndarray:
+    return np.linspace(0.0, 1.0, n_bins + 1)
+
+
+def _edges_as(edges: np.ndarray, dtype) -> np.ndarray:
+    """Edges rounded *down* to ``dtype``: for x of that dtype, x <= e  <=>  x <= edge and
+    x > e  <=>  x > edge, so comparisons in ``dtype`` are exact."""
+    if dtype == np.float64:
+        return edges
+    rounded = edges.astype(dtype)
+    too_big = rounded.astype(np.float64) > edges
+    rounded[too_big] = np.nextafter(rounded[too_big], rounded.dtype.type(-np.inf))
+    return rounded
+
+
+def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of each value in [0, 1] under the (lo, hi] rule, 0 in the first bin.
+
+    Same result as ``max(np.searchsorted(edges, v, side="left") - 1, 0)`` (with ``v`` compared
+    exactly to the float64 edges) but branch-free and several times faster: ``ceil(v * B) - 1``
+    is off by at most one bin next to an edge (rounding of the product and of the edges),
+    which two comparisons with the actual edges repair. float32 values stay float32.
+    """
+    n_bins = edges.shape[0] - 1
+    if values.dtype != np.float32:
+        values = values.astype(np.float64, copy=False)
+    e = _edges_as(edges, values.dtype)
+    idx = np.multiply(values, values.dtype.type(n_bins))
+    np.ceil(idx, out=idx)
+    idx = idx.astype(np.intp)
+    idx -= 1
+    np.clip(idx, 0, n_bins - 1, out=idx)
+    idx -= values <= e[idx]  # belongs to a lower bin
+    idx += values > e[1:][idx]  # belongs to a higher bin (idx == -1 reads e[-1] = 1.0)
+    np.maximum(idx, 0, out=idx)  # 0.0 -> first bin
+    return idx
+
+
+def _equal_width_stats(conf: np.ndarray, correct: np.ndarray, n_bins: int):
+    """Per-bin (count int64, confidence sum float64, correct count int64)."""
+    idx = _bin_index(conf, _equal_width_edges(n_bins))
+    key = idx * 2
+    key += correct
+    both = np.bincount(key, minlength=2 * n_bins).reshape(n_bins, 2)
+    conf_sums = np.bincount(idx, weights=conf, minlength=n_bins)  # summed in float64
+    return both.sum(axis=1).astype(np.int64), conf_sums, both[:, 1].astype(np.int64)
+
+
+def _equal_mass_stats(conf: np.ndarray, correct: np.ndarray, n_bins: int):
+    """Per-group stats of the equal-mass binning plus each group's min / max confidence."""
+    n = conf.shape[0]
+    conf = conf.astype(np.float64, copy=False)
+    order = np.lexsort((correct, conf))  # by confidence, then incorrect (0) before correct (1)
+    conf_sorted = conf[order]
+    correct_sorted = correct[order].astype(np.float64)
+    base, extra = divmod(n, n_bins)
+    counts = np.full(n_bins, base, dtype=np.int64)
+    counts[:extra] += 1
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    nonempty = counts > 0
+    conf_sums = np.zeros(n_bins)
+    correct_counts = np.zeros(n_bins, dtype=np.int64)
+    lower = np.full(n_bins, np.nan)
+    upper = np.full(n_bins, np.nan)
+    if nonempty.any():
+        s = starts[nonempty]
+        conf_sums[nonempty] = np.add.reduceat(conf_sorted, s)
+        correct_counts[nonempty] = np.rint(np.add.reduceat(correct_sorted, s)).astype(np.int64)
+        lower[nonempty] = conf_sorted[s]
+        upper[nonempty] = conf_sorted[s + counts[nonempty] - 1]
+    return counts, conf_sums, correct_counts, lower, upper
+
+
+# Rows per chunk of the top-label pass: bounds the temporaries (~30 bytes a row) and keeps
+# them in cache; results do not depend on it beyond float summation order.
+_TOP_CHUNK_ROWS = 1 << 20
+
+
+def _top_label_correct(p: np.ndarray, y: np.ndarray):
+    """Yield ``(confidence, correct)`` for consecutive chunks of rows."""
+    n = p.shape[0]
+    for start in range(0, n, _TOP_CHUNK_ROWS):
+        rows = slice(start, min(start + _TOP_CHUNK_ROWS, n))
+        conf, pred = _top_label(p[rows])
+        yield conf, pred == y[rows]
+
+
+def _top_label_stats(p: np.ndarray, y: np.ndarray, n_bins: int, binning: str):
+    """Per-bin (counts, confidence sums, correct counts, lower, upper) of the top label."""
+    if binning == "equal_width":
+        counts = np.zeros(n_bins, dtype=np.int64)
+        conf_sums = np.zeros(n_bins)
+        correct_counts = np.zeros(n_bins, dtype=np.int64)
+        for conf, correct in _top_label_correct(p, y):
+            c, s, k = _equal_width_stats(conf, correct, n_bins)
+            counts += c
+            conf_sums += s
+            correct_counts += k
+        edges = _equal_width_edges(n_bins)
+        return counts, conf_sums, correct_counts, edges[:-1].copy(), edges[1:].copy()
+    parts = list(_top_label_correct(p, y))
+    conf = np.concatenate([c for c, _ in parts])
+    correct = np.concatenate([k for _, k in parts])
+    return _equal_mass_stats(conf, correct, n_bins)
+
+
+def _error_from_stats(counts, conf_sums, correct_counts, norm: str) -> float:
+    """Calibration error of one binning from its per-bin sums (empty bins contribute 0)."""
+    counts = np.asarray(counts)
+    n = counts.sum()
+    keep = counts > 0
+    c = counts[keep].astype(np.float64)
+    gap = np.abs(correct_counts[keep] / c - conf_sums[keep] / c)
+    if norm == "max":
+        return float(gap.max())
+    weights = c / float(n)
+    if norm == "l1":
+        return float(np.sum(weights * gap))
+    return float(np.sqrt(np.sum(weights * gap * gap)))
+
+
+def _split_from_stats(counts, conf_sums, correct_counts) -> tuple[float, float]:
+    counts = np.asarray(counts)
+    n = counts.sum()
+    keep = counts > 0
+    c = counts[keep].astype(np.float64)
+    diff = conf_sums[keep] / c - correct_counts[keep] / c  # conf - acc
+    weights = c / float(n)
+    return float(np.sum(weights * np.maximum(diff, 0.0))), float(
+        np.sum(weights * np.maximum(-diff, 0.0))
+    )
+
+
+def _classwise_equal_width_stats(p: np.ndarray, y: np.ndarray, n_bins: int):
+    """(C, B) count, probability-sum and label-count arrays for every class's bins."""
+    n, c = p.shape
+    edges = _equal_width_edges(n_bins)
+    counts = np.zeros(c * n_bins, dtype=np.int64)
+    sums = np.zeros(c * n_bins)
+    hits = np.zeros(c * n_bins, dtype=np.int64)
+    offsets = np.arange(c, dtype=np.int64) * n_bins  # (C,)
+    for rows in _row_chunks(n, c):
+        block = p[rows].astype(np.float64)  # (n_rows, C)
+        key = _bin_index(block, edges) + offsets  # (n_rows, C)
+        counts += np.bincount(key.ravel(), minlength=c * n_bins)
+        sums += np.bincount(key.ravel(), weights=block.ravel(), minlength=c * n_bins)
+        label_key = key[np.arange(block.shape[0]), y[rows]]  # the true class's bin, (n_rows,)
+        hits += np.bincount(label_key, minlength=c * n_bins)
+    shape = (c, n_bins)
+    return counts.reshape(shape), sums.reshape(shape), hits.reshape(shape)
+
+
+def _check_common(n_bins, binning, owner):
+    n_bins = check_int_param(n_bins, "n_bins", owner)
+    binning = check_choice(binning, "binning", owner, _BINNINGS)
+    return n_bins, binning
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReliabilityTable:
+    r"""Per-bin calibration statistics of top-label confidence: what a reliability diagram
+    draws and what every binned calibration error is computed from.
+
+    Attributes (all of shape ``(B,)``, ``B = n_bins``):
+        lower, upper: bin boundaries. Equal-width bins hold confidences in ``(lower, upper]``
+            (0 in the first bin). Equal-mass bins report the smallest and largest confidence
+            they contain (NaN when empty).
+        counts: number of samples per bin (int64).
+        confidence_sums: sum of the confidences in each bin (float64).
+        correct_counts: number of correct top-label predictions per bin (int64).
+        binning: ``"equal_width"`` or ``"equal_mass"``.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    counts: np.ndarray
+    confidence_sums: np.ndarray
+    correct_counts: np.ndarray
+    binning: str = "equal_width"
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def mean_confidence(self) -> np.ndarray:
+        """Mean confidence per bin, NaN for empty bins, shape ``(B,)``."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts > 0, self.confidence_sums / self.counts, np.nan)
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        """Accuracy per bin, NaN for empty bins, shape ``(B,)``."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts > 0, self.correct_counts / self.counts, np.nan)
+
+    @property
+    def gap(self) -> np.ndarray:
+        """``accuracy - mean_confidence`` per bin (negative: over-confident), NaN if empty."""
+        return self.accuracy - self.mean_confidence
+
+    def calibration_error(self, norm: str = "l1") -> float:
+        """ECE (``'l1'``, ``'l2'``) or MCE (``'max'``) of this table; see the module docstring."""
+        norm = check_choice(norm, "norm", "ReliabilityTable.calibration_error", _NORMS)
+        return _error_from_stats(self.counts, self.confidence_sums, self.correct_counts, norm)
+
+
+def reliability_table(
+    probs, labels, *, n_bins: int = 15, binning: str = "equal_width"
+) -> ReliabilityTable:
+    r"""Per-bin count, mean confidence and accuracy of the top-label predictions.
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` integer labels in ``[0, C)``.
+        n_bins: number of bins ``B`` (default 15).
+        binning: ``"equal_width"`` (bins :math:`(e_b, e_{b+1}]` over [0, 1], 1.0 in the last
+            bin) or ``"equal_mass"`` (sorted samples cut into groups of equal size).
+
+    Returns:
+        A :class:`ReliabilityTable`; ``table.calibration_error('l1')`` is the ECE.
+    """
+    owner = "reliability_table"
+    n_bins, binning = _check_common(n_bins, binning, owner)
+    p, y = _validate(probs, labels, owner)
+    counts, conf_sums, correct_counts, lower, upper = _top_label_stats(p, y, n_bins, binning)
+    return ReliabilityTable(lower, upper, counts, conf_sums, correct_counts, binning)
+
+
+def expected_calibration_error(
+    probs, labels, *, n_bins: int = 15, binning: str = "equal_width", norm: str = "l1"
+) -> float:
+    r"""Top-label expected calibration error (Naeini et al. 2015; Guo et al. 2017).
+
+    .. math::
+
+        \mathrm{ECE}_1 = \sum_{b=1}^{B} \frac{n_b}{N}\,\big|\mathrm{acc}_b - \mathrm{conf}_b\big|
+
+    over the bins of the top-label confidence :math:`\max_k p_{ik}`. Equal-width bins are
+    :math:`(e_{b-1}, e_b]` with ``e = np.linspace(0, 1, n_bins + 1)``; a confidence of 1.0 is in
+    the last bin; empty bins contribute 0. ``binning="equal_mass"`` gives the adaptive ECE of
+    Nixon et al. (2019). ``norm="l2"`` is the root of the weighted mean squared gap and
+    ``norm="max"`` the MCE (see the module docstring).
+
+    Args:
+        probs: ``(N, C)`` class probabilities (rows sum to 1 within 1e-4).
+        labels: ``(N,)`` integer labels in ``[0, C)``.
+        n_bins: number of bins (default 15).
+        binning: ``"equal_width"`` (default) or ``"equal_mass"``.
+        norm: ``"l1"`` (default), ``"l2"`` or ``"max"``.
+
+    Returns:
+        The calibration error, a float in [0, 1].
+    """
+    owner = "expected_calibration_error"
+    n_bins, binning = _check_common(n_bins, binning, owner)
+    norm = check_choice(norm, "norm", owner, _NORMS)
+    p, y = _validate(probs, labels, owner)
+    counts, conf_sums, correct_counts = _top_label_stats(p, y, n_bins, binning)[:3]
+    return _error_from_stats(counts, conf_sums, correct_counts, norm)
+
+
+def maximum_calibration_error(
+    probs, labels, *, n_bins: int = 15, binning: str = "equal_width"
+) -> float:
+    r"""Maximum calibration error (Naeini et al. 2015): the largest gap over non-empty bins,
+
+    .. math::
+
+        \mathrm{MCE} = \max_{b:\, n_b > 0} \big|\mathrm{acc}_b - \mathrm{conf}_b\big|,
+
+    with the same bins as :func:`expected_calibration_error` (whose ``norm="max"`` it is).
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` integer labels.
+        n_bins: number of bins (default 15).
+        binning: ``"equal_width"`` (default) or ``"equal_mass"``.
+    """
+    return expected_calibration_error(probs, labels, n_bins=n_bins, binning=binning, norm="max")
+
+
+def classwise_calibration_error(
+    probs, labels, *, n_bins: int = 15, binning: str = "equal_width", norm: str = "l1"
+) -> float:
+    r"""Class-wise calibration error (Nixon et al. 2019, "SCE" for ``norm='l1'``).
+
+    For every class :math:`k` the probabilities :math:`p_{ik}` of *all* samples are binned (same
+    rules as the top-label ECE, applied to :math:`p_{ik}` instead of the maximum; 0.0 goes to the
+    first bin), and the bin "accuracy" is the fraction of samples whose label is :math:`k`:
+
+    .. math::
+
+        \mathrm{CE}_k = \sum_b \frac{n_{bk}}{N}\,\Big|\frac{1}{n_{bk}}\sum_{i \in b} [y_i = k]
+        - \frac{1}{n_{bk}}\sum_{i \in b} p_{ik}\Big|, \qquad
+        \mathrm{SCE} = \frac{1}{C}\sum_{k=1}^{C} \mathrm{CE}_k .
+
+    ``norm="l2"`` / ``"max"`` change :math:`\mathrm{CE}_k` as in the top-label case and the
+    result is still the mean over classes. Equal-mass bins sort each class's probabilities,
+    ties broken by whether the label is that class.
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` integer labels.
+        n_bins: bins per class (default 15).
+        binning: ``"equal_width"`` (default) or ``"equal_mass"``.
+        norm: ``"l1"`` (default), ``"l2"`` or ``"max"``.
+    """
+    owner = "classwise_calibration_error"
+    n_bins, binning = _check_common(n_bins, binning, owner)
+    norm = check_choice(norm, "norm", owner, _NORMS)
+    p, y = _validate(probs, labels, owner)
+    n_classes = p.shape[1]
+    errors = np.empty(n_classes)
+    if binning == "equal_width":
+        counts, sums, hits = _classwise_equal_width_stats(p, y, n_bins)
+        for k in range(n_classes):
+            errors[k] = _error_from_stats(counts[k], sums[k], hits[k], norm)
+    else:
+        for k in range(n_classes):
+            pk = p[:, k].astype(np.float64)
+            counts, sums, hits = _equal_mass_stats(pk, y == k, n_bins)[:3]
+            errors[k] = _error_from_stats(counts, sums, hits, norm)
+    return float(np.mean(errors))
+
+
+class ConfidenceSplit(NamedTuple):
+    """ECE split into its over-confident and under-confident parts (they add up to the L1
+    ECE)."""
+
+    overconfidence: float
+    underconfidence: float
+
+
+def over_under_confidence(
+    probs, labels, *, n_bins: int = 15, binning: str = "equal_width"
+) -> ConfidenceSplit:
+    r"""The L1 ECE split into bins where the model is over- and under-confident:
+
+    .. math::
+
+        \mathrm{OE} = \sum_b \frac{n_b}{N} \max(\mathrm{conf}_b - \mathrm{acc}_b, 0), \qquad
+        \mathrm{UE} = \sum_b \frac{n_b}{N} \max(\mathrm{acc}_b - \mathrm{conf}_b, 0),
+
+    so that :math:`\mathrm{OE} + \mathrm{UE} = \mathrm{ECE}_1` (same bins as
+    :func:`expected_calibration_error`; Thulasidasan et al. 2019 call OE the over-confidence
+    error).
+
+    Returns:
+        ``ConfidenceSplit(overconfidence, underconfidence)``.
+    """
+    table = reliability_table(probs, labels, n_bins=n_bins, binning=binning)
+    over, under = _split_from_stats(table.counts, table.confidence_sums, table.correct_counts)
+    return ConfidenceSplit(over, under)
+
+
+def brier_score(probs, labels) -> float:
+    r"""Multiclass Brier score (Brier 1950), summed over classes and averaged over samples:
+
+    .. math::
+
+        \mathrm{BS} = \frac{1}{N} \sum_{i=1}^{N} \sum_{k=1}^{C} (p_{ik} - [y_i = k])^2
+        \in [0, 2].
+
+    (Some libraries divide by :math:`C` as well; we do not.)
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` integer labels.
+    """
+    p, y = _validate(probs, labels, "brier_score")
+    return _brier_sum(p, y) / p.shape[0]
+
+
+def _brier_sum(p: np.ndarray, y: np.ndarray) -> float:
+    total = 0.0
+    for rows in _row_chunks(*p.shape):
+        d = p[rows].astype(np.float64)  # (n_rows, C)
+        d[np.arange(d.shape[0]), y[rows]] -= 1.0
+        total += float(np.einsum("ij,ij->", d, d))
+    return total
+
+
+def _nll_sum(p: np.ndarray, y: np.ndarray) -> float:
+    p_true = p[np.arange(p.shape[0]), y].astype(np.float64)  # (N,)
+    with np.errstate(divide="ignore"):
+        return float(-np.sum(np.log(p_true)))
+
+
+def nll(probs, labels) -> float:
+    r"""Mean negative log-likelihood of the labels, in nats:
+
+    .. math::
+
+        \mathrm{NLL} = -\frac{1}{N} \sum_{i=1}^{N} \log p_{i, y_i}.
+
+    It is ``inf`` when some :math:`p_{i, y_i} = 0` (nothing is clipped). For models whose
+    softmax underflows, compute it from the logits with :func:`nll_from_logits`.
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` integer labels.
+    """
+    p, y = _validate(probs, labels, "nll")
+    return _nll_sum(p, y) / p.shape[0]
+
+
+def nll_from_logits(logits, labels) -> float:
+    r"""Mean negative log-likelihood (cross-entropy) of the labels under
+    :math:`\mathrm{softmax}(z_i)`, computed stably in float64:
+
+    .. math::
+
+        \mathrm{NLL} = \frac{1}{N} \sum_{i=1}^{N} \Big(\log \sum_k e^{z_{ik}} - z_{i, y_i}\Big).
+
+    Args:
+        logits: ``(N, C)`` finite real logits.
+        labels: ``(N,)`` integer labels in ``[0, C)``.
+    """
+    z = check_real(logits, "logits", ndim=2, what="a 2-D array of shape (N, C)")
+    y = check_labels(labels, z.shape[0], z.shape[1], "labels", other="logits")
+    total = 0.0
+    for rows in _row_chunks(*z.shape):
+        block = z[rows]  # (n_rows, C)
+        m = block.max(axis=1)
+        lse = m + np.log(np.sum(np.exp(block - m[:, None]), axis=1))
+        total += float(np.sum(lse - block[np.arange(block.shape[0]), y[rows]]))
+    return total / z.shape[0]
+
+
+def accuracy(probs, labels) -> float:
+    r"""Top-1 accuracy :math:`\frac{1}{N}\sum_i [\arg\max_k p_{ik} = y_i]` (ties to the lowest
+    class index).
+
+    Args:
+        probs: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` integer labels.
+    """
+    p, y = _validate(probs, labels, "accuracy")
+    n_correct = sum(int(np.count_nonzero(ok)) for _, ok in _top_label_correct(p, y))
+    return n_correct / p.shape[0]
+
+
+def calibration_metrics(probs, labels, *, n_bins: int = 15) -> dict[str, float]:
+    """All equal-width calibration metrics at once (validating and ranking the data once).
+
+    Returns a dict with keys ``n`` (number of samples), ``accuracy``, ``nll``, ``brier``,
+    ``ece`` (L1), ``ece_l2``, ``mce``, ``classwise_ece`` (L1), ``overconfidence`` and
+    ``underconfidence``: the values of :func:`accuracy`, :func:`nll`, :func:`brier_score`,
+    :func:`expected_calibration_error` (``norm='l1'``, ``'l2'``),
+    :func:`maximum_calibration_error`, :func:`classwise_calibration_error` and
+    :func:`over_under_confidence` with ``n_bins`` equal-width bins.
+    :class:`~evaluation.metrics.streaming.CalibrationAccumulator` returns the same dict.
+    """
+    n_bins = check_int_param(n_bins, "n_bins", "calibration_metrics")
+    p, y = _validate(probs, labels, "calibration_metrics")
+    counts, conf_sums, correct_counts = _top_label_stats(p, y, n_bins, "equal_width")[:3]
+    cw = _classwise_equal_width_stats(p, y, n_bins)
+    return _metrics_from_sums(
+        n=p.shape[0],
+        n_correct=int(correct_counts.sum()),
+        nll_sum=_nll_sum(p, y),
+        brier_sum=_brier_sum(p, y),
+        counts=counts,
+        conf_sums=conf_sums,
+        correct_counts=correct_counts,
+        classwise=cw,
+    )
+
+
+def _metrics_from_sums(
+    *, n, n_correct, nll_sum, brier_sum, counts, conf_sums, correct_counts, classwise
+) -> dict[str, float]:
+    over, under = _split_from_stats(counts, conf_sums, correct_counts)
+    cw_counts, cw_sums, cw_hits = classwise
+    n_classes = cw_counts.shape[0]
+    cw = np.mean(
+        [_error_from_stats(cw_counts[k], cw_sums[k], cw_hits[k], "l1") for k in range(n_classes)]
+    )
+    return {
+        "n": int(n),
+        "accuracy": n_correct / n,
+        "nll": nll_sum / n,
+        "brier": brier_sum / n,
+        "ece": _error_from_stats(counts, conf_sums, correct_counts, "l1"),
+        "ece_l2": _error_from_stats(counts, conf_sums, correct_counts, "l2"),
+        "mce": _error_from_stats(counts, conf_sums, correct_counts, "max"),
+        "classwise_ece": float(cw),
+        "overconfidence": over,
+        "underconfidence": under,
+    }

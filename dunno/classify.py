@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dunno import distributed
 from dunno.checkpoints import save_checkpoint
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
@@ -44,6 +45,8 @@ class ClassifierConfig:
     patience: int | None = None
     seed: int = 0
     device: str = "auto"
+    amp: str | None = None
+    compile: bool = False
     options: dict[str, Any] | None = None
 
     @classmethod
@@ -113,9 +116,11 @@ def train_classifier(
     """Train ``config.backbone`` on ``config.data`` and evaluate it on the test split.
 
     Adam (or SGD with momentum 0.9) with a per-batch cosine learning-rate schedule and
-    cross-entropy loss; the validation split drives best-epoch selection (and early
-    stopping with ``patience``). With ``out``, writes ``out/model.pt`` (checkpoint) and
-    ``out/training_state.pt`` (resumable state). Returns the model, history and
+    cross-entropy loss (mixed precision with ``amp``, ``torch.compile`` with ``compile``);
+    under ``torchrun`` it trains data-parallel (:mod:`dunno.distributed`, global batch
+    ``batch_size``) and only rank 0 writes files. The validation split drives best-epoch
+    selection (and early stopping with ``patience``). With ``out``, writes ``out/model.pt``
+    (checkpoint) and ``out/training_state.pt`` (resumable state). Returns the model, history and
     ``{"train_acc", "val_acc", "val_nll", "test_acc", "test_nll", "minutes"}``.
     """
     from dunno import nets
@@ -125,6 +130,9 @@ def train_classifier(
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
     device = resolve_device(config.device)
+    info = distributed.setup(device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
     seed_everything(config.seed)
     train = load_dataset(config.data, "train", root)
     val = load_dataset(config.data, "val", root)
@@ -140,6 +148,10 @@ def train_classifier(
     model = nets.create(
         config.backbone, c, train.info.num_classes, input_size=(h, w), **options
     ).to(device)
+    net = model  # the plain module: saved, evaluated and returned
+    if config.compile:
+        model = torch.compile(model)
+    model = distributed.wrap_model(model, device)
     augment = config.augment if config.augment is not None else (h >= 28)
     crop_gen = torch.Generator().manual_seed(config.seed + 1)
     transform = (lambda x: random_crop(x, 2, crop_gen)) if augment else None
@@ -160,10 +172,10 @@ def train_classifier(
             optimizer, T_max=config.epochs * len(loader)
         )
         state["scheduler"] = scheduler
-    step = classifier_step(model, optimizer, device=device, scheduler=scheduler)
+    step = classifier_step(model, optimizer, device=device, scheduler=scheduler, amp=config.amp)
 
     def validate():
-        m = evaluate_classifier(model, val_loader, device=device)
+        m = evaluate_classifier(net, val_loader, device=device)
         return {"val_loss": m["loss"], "val_acc": m["acc"]}
 
     out_dir = Path(out) if out is not None else None
@@ -175,8 +187,8 @@ def train_classifier(
         resume=resume, quiet=quiet, desc=config.backbone,
     )
     minutes = (time.perf_counter() - t0) / 60
-    test_m = evaluate_classifier(model, make_loader(test, 1000), device=device)
-    val_m = evaluate_classifier(model, val_loader, device=device)
+    test_m = evaluate_classifier(net, make_loader(test, 1000), device=device)
+    val_m = evaluate_classifier(net, val_loader, device=device)
     metrics = {
         "train_acc": history["acc"][-1],
         "val_acc": val_m["acc"],
@@ -188,8 +200,12 @@ def train_classifier(
     }
     checkpoint = None
     if out_dir is not None:
-        checkpoint = save_checkpoint(
-            out_dir / "model.pt", model, arch="nets", config=model.config,
-            meta={"trained_on": config.data, "training": asdict(config), "metrics": metrics},
-        )
-    return TrainedClassifier(model.eval(), history, metrics, checkpoint, config)
+        checkpoint = out_dir / "model.pt"
+        if distributed.is_main_process():
+            save_checkpoint(
+                checkpoint, net, arch="nets", config=net.config,
+                meta={"trained_on": config.data, "training": asdict(config), "metrics": metrics,
+                      "world_size": info.world_size},
+            )
+        distributed.barrier()
+    return TrainedClassifier(net.eval(), history, metrics, checkpoint, config)

@@ -101,11 +101,15 @@ def _cmd_train_classifier(args) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         optimizer=args.optimizer, schedule=args.schedule, dropout=args.dropout,
         augment=args.augment, patience=args.patience, seed=args.seed, device=args.device,
-        options=_parse_options(args.option),
+        options=_parse_options(args.option), amp=args.amp, compile=args.compile,
     )
     out = Path(args.out)
+    from dunno import distributed
+
     result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,
                               quiet=args.quiet)
+    if not distributed.is_main_process():
+        return 0
     rows = [
         {"epoch": int(e["epoch"]), "train_nll": e["loss"], "train_acc": e["acc"],
          "val_nll": e["val_loss"], "val_acc": e["val_acc"], "seconds": e["seconds"]}
@@ -179,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "spectral_norm=true); see dunno.nets.describe(NAME)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True, help="output directory (checkpoint, history, plots)")
+    c.add_argument("--amp", choices=["bf16", "fp16", "auto"], default=None,
+                   help="mixed precision (CUDA: bf16 where supported, else fp16 + grad scaler)")
+    c.add_argument("--compile", action="store_true", help="torch.compile the model")
     c.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/training_state.pt")
     _add_common(c)

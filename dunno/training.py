@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dunno import distributed
 from dunno.checkpoints import atomic_save, safe_load
 from dunno.errors import CheckpointError
 
@@ -41,6 +42,7 @@ __all__ = [
     "evaluate_classifier",
     "fit",
     "predict_logits",
+    "resolve_amp",
     "seed_everything",
 ]
 
@@ -104,6 +106,7 @@ def _to_floats(result: StepResult) -> dict[str, float]:
 
 
 def _state_of(obj: Any) -> Any:
+    obj = distributed.unwrap(obj) if isinstance(obj, nn.Module) else obj
     if hasattr(obj, "state_dict"):
         return obj.state_dict()
     if hasattr(obj, "get_state"):
@@ -112,6 +115,7 @@ def _state_of(obj: Any) -> Any:
 
 
 def _restore(obj: Any, state: Any) -> None:
+    obj = distributed.unwrap(obj) if isinstance(obj, nn.Module) else obj
     if hasattr(obj, "load_state_dict"):
         obj.load_state_dict(state)
     elif hasattr(obj, "set_state"):
@@ -194,6 +198,14 @@ def fit(
     quiet : bool, optional
         Hide the progress bar; default: hidden unless stderr is a terminal.
 
+    Under ``torchrun`` (see :mod:`dunno.distributed`) the same call trains data-parallel:
+    epoch metrics are summed over ranks before averaging, so every rank records the same
+    history and takes the same early-stopping decision (``validate`` should therefore
+    compute the same value on every rank, e.g. over the full validation set); only rank 0
+    writes the training-state checkpoint and shows a progress bar. Modules wrapped in
+    ``DistributedDataParallel`` are saved and restored unwrapped, so a run can resume with
+    another world size.
+
     Returns
     -------
     History
@@ -212,6 +224,8 @@ def fit(
     modules = {k: v for k, v in state.items() if isinstance(v, nn.Module)}
     if quiet is None:
         quiet = not sys.stderr.isatty()
+    info = distributed.current()
+    quiet = quiet or not distributed.is_main_process()
     if seed is not None:
         seed_everything(seed)
 
@@ -281,6 +295,10 @@ def fit(
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()})
         if bar is not None:
             bar.close()
+        if info.enabled:
+            totals = distributed.all_reduce_sums({**sums, "__count__": float(count)})
+            count = int(totals.pop("__count__"))
+            sums = totals
         if count == 0:
             raise ValueError("The 'train_loader' yielded no batches: the training set is empty.")
         record = {"epoch": float(epoch)}
@@ -307,7 +325,9 @@ def fit(
                 best_value, bad_epochs, history.best_epoch = value, 0, epoch
                 if restore_best and modules:
                     best_weights = {
-                        k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
+                        k: copy.deepcopy(
+                            {n: t.detach().cpu() for n, t in _state_of(m).items()}
+                        )
                         for k, m in modules.items()
                     }
             else:
@@ -316,7 +336,7 @@ def fit(
                 history.stopped_early = True
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and distributed.is_main_process():
             atomic_save(
                 {
                     "format": TRAINING_STATE_FORMAT,
@@ -333,12 +353,14 @@ def fit(
                 },
                 checkpoint_path,
             )
+        if checkpoint_path is not None:
+            distributed.barrier()
         if history.stopped_early:
             break
 
     if restore_best and best_weights:
         for name, module in modules.items():
-            module.load_state_dict(best_weights[name])
+            _restore(module, best_weights[name])
     for module in modules.values():
         module.eval()
     return history
@@ -352,30 +374,61 @@ def classifier_step(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     scheduler: Any | None = None,
+    amp: str | None = None,
 ) -> Callable[[Any], dict[str, float]]:
     """A supervised step: cross-entropy on logits, backward, optimiser step.
 
     The returned function takes a batch ``(x, y)`` with ``x (N, ...)`` and integer labels
     ``y (N,)`` and returns ``{"loss": mean loss, "acc": batch accuracy}``. ``transform`` is
     applied to ``x`` on the device (augmentation); ``scheduler.step()`` runs per batch.
+
+    ``amp`` turns on mixed precision: ``"bf16"`` (autocast to bfloat16; CPU or CUDA),
+    ``"fp16"`` (CUDA only, with a gradient scaler) or ``"auto"`` (bf16 where the GPU has
+    it, else fp16; off on CPU). The loss is always computed in float32 from the logits.
     """
     device = torch.device(device)
+    dtype = resolve_amp(amp, device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
 
     def step(batch):
         x, y = batch[0].to(device), batch[1].to(device)
         if transform is not None:
             x = transform(x)
-        logits = model(x)  # (N, C)
-        loss = loss_fn(logits, y)
+        with torch.autocast(device_type=device.type, dtype=dtype or torch.float32,
+                            enabled=dtype is not None):
+            logits = model(x)  # (N, C)
+        loss = loss_fn(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         if scheduler is not None:
             scheduler.step()
         acc = (logits.argmax(dim=1) == y).float().mean()
         return {"loss": loss.detach(), "acc": acc}
 
     return step
+
+
+def resolve_amp(amp: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` in ``{None, "bf16", "fp16", "auto"}`` on ``device``."""
+    if amp is None or amp == "none":
+        return None
+    if amp not in ("bf16", "fp16", "auto"):
+        raise ValueError(
+            f"The 'amp' parameter must be None, 'bf16', 'fp16' or 'auto'. Got {amp!r} instead."
+        )
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on the CPU.")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 @torch.no_grad()

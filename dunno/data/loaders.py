@@ -69,11 +69,17 @@ def make_loader(
     drop_last: bool = False,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     num_workers: int = 0,
+    shard: bool | None = None,
 ):
     """A batch iterator yielding ``(x (B, ...), y (B,))``.
 
     :class:`ArrayDataset` gets a :class:`BatchLoader`; any other ``Dataset`` a
     :class:`~torch.utils.data.DataLoader`. Both shuffle with a generator seeded by ``seed``.
+
+    ``shard`` (default: ``shuffle`` and a process group with several ranks is running)
+    splits every global batch of ``batch_size`` over the ranks
+    (:class:`dunno.distributed.ShardedBatchLoader`); evaluation loaders (no shuffling) are
+    not sharded unless asked, so every rank sees the whole evaluation set.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(
@@ -83,6 +89,17 @@ def make_loader(
         raise ValueError("The 'dataset' is empty: there is nothing to load.")
     generator = torch.Generator()
     generator.manual_seed(seed)
+    from dunno import distributed
+
+    info = distributed.current()
+    if shard is None:
+        shard = shuffle and info.enabled
+    if shard and info.enabled:
+        if not isinstance(dataset, ArrayDataset):
+            raise ValueError("Sharded loading needs an in-memory ArrayDataset.")
+        return distributed.ShardedBatchLoader(dataset, batch_size, generator=generator,
+                                              drop_last=drop_last, transform=transform,
+                                              info=info)
     if isinstance(dataset, ArrayDataset):
         return BatchLoader(
             dataset, batch_size, shuffle=shuffle, generator=generator,

@@ -160,14 +160,14 @@ def reduce_accumulator(accumulator):
     info = current()
     if not info.enabled:
         return accumulator
+    import copy
+
     states = [None] * info.world_size
     dist.all_gather_object(states, accumulator.state_dict())
-    merged = type(accumulator).__new__(type(accumulator))
-    merged.__dict__.update(accumulator.__dict__)
-    merged.reset()
-    for state in states:
-        merged.load_state_dict(state)
-    accumulator.__dict__.update(merged.__dict__)
+    empty = copy.deepcopy(accumulator).reset()
+    accumulator.reset()
+    for state in states:  # rank order
+        accumulator.merge(copy.deepcopy(empty).load_state_dict(state))
     return accumulator
 
 

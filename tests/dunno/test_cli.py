@@ -69,3 +69,21 @@ def test_demo_smoke(tmp_path, capsys):
     assert summary["Classifier"]["available"] is True
     for title, step in summary.items():  # honest about steps that have not landed
         assert step["available"] or f"## {title}\n\nNot yet available" in report
+
+
+def test_calibrate_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "classifier", "--data", "digits", "--epochs", "3", "--out", str(run),
+                 "--quiet", "--device", "cpu"]) == 0
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--checkpoint", str(run / "model.pt"), "--data", "digits",
+                 "--method", "temperature,isotonic", "--out", str(out), "--device", "cpu",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "uncalibrated" in printed and "temperature" in printed and "isotonic" in printed
+    result = json.loads((out / "calibration.json").read_text())
+    assert (out / "reliability_temperature.png").is_file()
+    assert "temperature" in json.dumps(result)
+    code = main(["calibrate", "--checkpoint", str(tmp_path / "missing.pt"), "--data", "digits",
+                 "--out", str(out)])
+    assert code == 2 and "does not exist" in capsys.readouterr().err

@@ -1,0 +1,169 @@
+"""The calibrator contract shared by every post-hoc calibration method.
+
+Every calibrator follows scikit-learn's estimator style:
+
+* ``__init__`` only stores hyper-parameters (keyword-only);
+* ``fit(logits (N, C), labels (N,))`` validates the parameters and the data, learns the
+  state (attributes ending in ``_``) and returns ``self``;
+* ``transform(logits) -> (N, C)`` *calibrated logits*: ``softmax(transform(z))`` are the
+  calibrated probabilities. The scaling methods (temperature, vector, matrix, Platt, beta)
+  return their rescaled logits; the binning methods (histogram binning, isotonic
+  regression) return log-probabilities, which are valid logits;
+* ``predict_proba(logits) -> (N, C)`` calibrated probabilities, rows summing to 1.
+
+Inputs may be torch tensors or numpy arrays on any device; outputs are torch tensors on the
+input's device with the input's floating dtype (float64 for integer input). The work is done
+in float64. Using a calibrator before ``fit`` raises :class:`~dunno.errors.NotFittedError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+
+from dunno.errors import check_is_fitted
+from uncertainty.calibration._checks import as_labels, as_logits
+
+__all__ = ["Calibrator"]
+
+
+class Calibrator:
+    """Base class of the post-hoc calibrators (see the module docstring for the contract).
+
+    Subclasses set :attr:`name`, list the learned attributes that :meth:`transform` needs in
+    :attr:`_state_names`, and implement :meth:`_validate_params`, :meth:`_fit` (on float64
+    logits and int64 labels, both already validated) and :meth:`_transform` (float64 logits
+    to float64 calibrated logits).
+    """
+
+    #: Registry name (``make_calibrator(name)``).
+    name: ClassVar[str] = ""
+    #: True for methods defined for two classes only (Platt scaling, beta calibration).
+    binary_only: ClassVar[bool] = False
+    #: Learned attributes saved by :meth:`state_dict` (floats, ints, bools or tensors).
+    _state_names: ClassVar[tuple[str, ...]] = ()
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters given to ``__init__``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def _validate_params(self) -> None:
+        """Check the hyper-parameters; raise ValueError in scikit-learn's phrasing."""
+
+    # ------------------------------------------------------------------ the contract
+    def fit(self, logits, labels, *, check_input: bool = True) -> Calibrator:
+        """Learn the calibration map from held-out ``logits (N, C)`` and ``labels (N,)``.
+
+        Parameters
+        ----------
+        logits : Tensor or ndarray, shape (N, C)
+            The model's raw outputs (before the softmax) on a calibration set that was
+            not used to train it.
+        labels : Tensor or ndarray, shape (N,)
+            Integer class indices in ``[0, C)``.
+        check_input : bool
+            Reject inputs that look like probabilities (default). ``False`` skips that check.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        z = as_logits(logits, check_input=check_input)
+        if self.binary_only and z.shape[1] != 2:
+            raise ValueError(
+                f"{type(self).__name__} is defined for binary classifiers: 'logits' must have "
+                f"2 columns. Got {z.shape[1]} instead; use temperature, vector or matrix "
+                "scaling, histogram binning or isotonic regression for more classes."
+            )
+        y = as_labels(labels, z.shape[0], z.shape[1]).to(z.device)
+        for attr in (*self._state_names, "num_classes_"):
+            if attr in self.__dict__:
+                delattr(self, attr)
+        self._fit(z, y)
+        self.num_classes_ = int(z.shape[1])
+        return self
+
+    def transform(self, logits, *, check_input: bool = True) -> torch.Tensor:
+        """Calibrated logits ``(N, C)``: ``softmax(transform(z)) == predict_proba(z)``.
+
+        Rescaled logits for the scaling methods, log-probabilities for the binning methods.
+        """
+        z, like = self._prepare(logits, check_input)
+        return self._transform(z).to(like)
+
+    def predict_proba(self, logits, *, check_input: bool = True) -> torch.Tensor:
+        """Calibrated probabilities ``(N, C)``; every row sums to 1."""
+        z, like = self._prepare(logits, check_input)
+        return torch.softmax(self._transform(z), dim=1).to(like)
+
+    def fit_transform(self, logits, labels, *, check_input: bool = True) -> torch.Tensor:
+        """``fit(logits, labels).transform(logits)``."""
+        return self.fit(logits, labels, check_input=check_input).transform(
+            logits, check_input=check_input
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """The learned state (tensors moved to the CPU) for :func:`save_calibrator`."""
+        self._check_fitted()
+        state: dict[str, Any] = {"num_classes_": self.num_classes_}
+        for attr in self._state_names:
+            value = getattr(self, attr)
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu()
+            elif isinstance(value, list):
+                value = [v.detach().cpu() for v in value]
+            state[attr] = value
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> Calibrator:
+        """Restore the learned state written by :meth:`state_dict`; returns ``self``."""
+        self._validate_params()
+        missing = [a for a in ("num_classes_", *self._state_names) if a not in state]
+        if missing:
+            raise ValueError(
+                f"The state for {type(self).__name__} lacks {missing}; it was saved by "
+                "another calibrator or is incomplete."
+            )
+        for attr in ("num_classes_", *self._state_names):
+            setattr(self, attr, state[attr])
+        return self
+
+    # ------------------------------------------------------------------ internals
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, ["num_classes_", *self._state_names], "fit")
+
+    def _prepare(self, logits, check_input: bool) -> tuple[torch.Tensor, torch.dtype]:
+        self._check_fitted()
+        raw = logits if isinstance(logits, torch.Tensor) else torch.as_tensor(logits)
+        like = raw.dtype if raw.is_floating_point() else torch.float64
+        z = as_logits(logits, check_input=check_input, num_classes=self.num_classes_)
+        return z, like
+
+    def _fit(self, logits: torch.Tensor, labels: torch.Tensor) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _transform(self, logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+def tensor_on(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as float64 on the device of ``like``."""
+    return value.to(device=like.device, dtype=torch.float64)

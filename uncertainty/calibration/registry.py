@@ -1,0 +1,107 @@
+"""The calibrator registry (``make_calibrator("temperature")``) and calibrator files.
+
+A calibrator file is written atomically with :func:`torch.save` and holds only plain values
+and tensors (read back with ``weights_only=True``, never executing code)::
+
+    {"format": "dunno-calibrator", "version": 1, "method": "temperature",
+     "params": "<JSON of the hyper-parameters>", "state": {learned attributes}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from dunno.checkpoints import atomic_save, safe_load
+from dunno.errors import CheckpointError
+from uncertainty.calibration._base import Calibrator
+from uncertainty.calibration.beta import BetaCalibration, PlattScaling
+from uncertainty.calibration.histogram import HistogramBinning
+from uncertainty.calibration.isotonic import IsotonicCalibration
+from uncertainty.calibration.temperature import TemperatureScaling
+from uncertainty.calibration.vector_matrix import MatrixScaling, VectorScaling
+
+__all__ = [
+    "CALIBRATORS",
+    "available_calibrators",
+    "calibrator_to_dict",
+    "calibrator_from_dict",
+    "load_calibrator",
+    "make_calibrator",
+    "save_calibrator",
+]
+
+#: Every calibrator by registry name, multi-class methods first.
+CALIBRATORS: dict[str, type[Calibrator]] = {
+    cls.name: cls
+    for cls in (TemperatureScaling, VectorScaling, MatrixScaling, HistogramBinning,
+                IsotonicCalibration, PlattScaling, BetaCalibration)
+}
+
+FORMAT = "dunno-calibrator"
+VERSION = 1
+
+
+def available_calibrators(num_classes: int | None = None) -> list[str]:
+    """Registry names, in registry order; with ``num_classes``, those defined for it
+    (the binary-only Platt and beta calibration need ``num_classes == 2``)."""
+    return [name for name, cls in CALIBRATORS.items()
+            if num_classes is None or not cls.binary_only or num_classes == 2]
+
+
+def make_calibrator(name: str, **params: Any) -> Calibrator:
+    """A new, unfitted calibrator ``name`` (see :data:`CALIBRATORS`) with ``params``."""
+    if not isinstance(name, str) or name not in CALIBRATORS:
+        raise ValueError(
+            f"Unknown calibration method {name!r}. Available: {', '.join(CALIBRATORS)}."
+        )
+    cls = CALIBRATORS[name]
+    accepted = cls._param_names()
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown parameter(s) {unknown} for {cls.__name__}; accepted: {accepted}."
+        )
+    return cls(**params)
+
+
+def calibrator_to_dict(calibrator: Calibrator) -> dict[str, Any]:
+    """A fitted calibrator as plain values and CPU tensors (what :func:`save_calibrator`
+    writes)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "method": calibrator.name,
+        "params": json.dumps(calibrator.get_params(), sort_keys=True),
+        "state": calibrator.state_dict(),
+    }
+
+
+def calibrator_from_dict(payload: Any, source: str = "the payload") -> Calibrator:
+    """Rebuild a fitted calibrator from :func:`calibrator_to_dict`'s output."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is not a dunno calibrator (no '{FORMAT}' header).")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{source} has calibrator version {payload.get('version')}; this version of "
+            f"dunno reads version {VERSION}."
+        )
+    params = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in json.loads(payload["params"]).items()}  # JSON turned tuples to lists
+    calibrator = make_calibrator(payload["method"], **params)
+    try:
+        return calibrator.load_state_dict(payload["state"])
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+
+
+def save_calibrator(calibrator: Calibrator, path: str | os.PathLike) -> Path:
+    """Write a fitted calibrator to ``path`` atomically."""
+    return atomic_save(calibrator_to_dict(calibrator), path)
+
+
+def load_calibrator(path: str | os.PathLike) -> Calibrator:
+    """Read a calibrator written by :func:`save_calibrator` (never executes code)."""
+    return calibrator_from_dict(safe_load(path), repr(str(path)))

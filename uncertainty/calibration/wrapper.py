@@ -1,0 +1,187 @@
+"""Wrap a trained classifier (any ``nn.Module`` mapping inputs to logits) with a calibrator.
+
+>>> from uncertainty.calibration import CalibratedClassifier
+>>> clf = CalibratedClassifier(model, method="temperature").fit(val_loader)
+>>> probs = clf.predict_proba(x_test)                          # (N, C), calibrated
+>>> clf.calibrator_.temperature_                               # the fitted T
+>>> clf.save("calibrator.pt"); CalibratedClassifier.load("calibrator.pt", model)
+
+``fit`` runs the model once over the calibration loader and caches the logits
+(``calibration_logits_``), so fitting (and :meth:`CalibratedClassifier.refit` with other
+methods) never repeats a forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dunno.devices import resolve_device
+from dunno.errors import check_is_fitted
+from dunno.training import predict_logits
+from uncertainty.calibration._base import Calibrator
+from uncertainty.calibration._checks import check_int
+from uncertainty.calibration.registry import load_calibrator, make_calibrator, save_calibrator
+
+__all__ = ["CalibratedClassifier"]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+class CalibratedClassifier:
+    """A classifier with a post-hoc calibration map on its logits.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps a batch ``x`` to logits ``(N, C)``. It is not trained or modified; it is run in
+        eval mode (and put back in its previous mode afterwards).
+    method : str or Calibrator
+        A registry name (``"temperature"``, ``"vector"``, ``"matrix"``, ``"histogram"``,
+        ``"isotonic"``, ``"platt"``, ``"beta"``) or an unfitted calibrator instance.
+    params : dict, optional
+        Hyper-parameters for the calibrator named by ``method``.
+    device : str or torch.device, optional
+        Where the model runs (``auto``, ``cpu``, ``cuda[:i]``, ``mps``); default: the device
+        the model's parameters are on.
+    batch_size : int
+        Batch size of :meth:`predict_proba` and friends on tensors.
+
+    Attributes
+    ----------
+    calibrator_ : Calibrator
+        The fitted calibrator.
+    calibration_logits_ : Tensor, shape (N, C)
+        The model's logits on the calibration set (CPU), computed once by :meth:`fit`.
+    calibration_labels_ : Tensor, shape (N,)
+    """
+
+    def __init__(self, model: nn.Module, method: str | Calibrator = "temperature", *,
+                 params: dict[str, Any] | None = None, device: str | torch.device | None = None,
+                 batch_size: int = 1000):
+        self.model = model
+        self.method = method
+        self.params = params
+        self.device = device
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ helpers
+    def _validate(self) -> None:
+        if not isinstance(self.model, nn.Module):
+            raise ValueError(
+                "The 'model' parameter of CalibratedClassifier must be a torch.nn.Module. "
+                f"Got {type(self.model).__name__} instead."
+            )
+        check_int(self, "batch_size", self.batch_size, 1)
+        if isinstance(self.method, Calibrator) and self.params:
+            raise ValueError(
+                "Pass 'params' only with a method name; a Calibrator instance already holds "
+                "its hyper-parameters."
+            )
+
+    def _device(self) -> torch.device:
+        if self.device is None:
+            return _model_device(self.model)
+        return resolve_device(self.device)
+
+    def _new_calibrator(self, method: str | Calibrator, params: dict[str, Any] | None):
+        if isinstance(method, Calibrator):
+            return method
+        return make_calibrator(method, **(params or {}))
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, loader: Iterable, *, check_input: bool = True) -> CalibratedClassifier:
+        """Run the model once over ``loader`` (batches ``(x, y)``) and fit the calibrator.
+
+        ``loader`` must hold held-out data (not the training set): a calibration or
+        validation split.
+        """
+        self._validate()
+        logits, labels = predict_logits(self.model, loader, device=self._device())
+        if labels is None:
+            raise ValueError(
+                "The 'loader' given to CalibratedClassifier.fit must yield (x, y) batches with "
+                "labels; it yielded bare inputs."
+            )
+        return self.fit_logits(logits, labels, check_input=check_input)
+
+    def fit_logits(self, logits, labels, *, check_input: bool = True) -> CalibratedClassifier:
+        """Fit the calibrator on precomputed ``logits (N, C)`` and ``labels (N,)``."""
+        self._validate()
+        calibrator = self._new_calibrator(self.method, self.params)
+        calibrator.fit(logits, labels, check_input=check_input)
+        self.calibration_logits_ = torch.as_tensor(logits).detach().cpu()
+        self.calibration_labels_ = torch.as_tensor(labels).detach().cpu()
+        self.calibrator_ = calibrator
+        return self
+
+    def refit(self, method: str | Calibrator, *, params: dict[str, Any] | None = None,
+              check_input: bool = True) -> CalibratedClassifier:
+        """Switch to another calibration ``method`` and fit it on the cached logits."""
+        check_is_fitted(self, ["calibration_logits_", "calibration_labels_"], "fit")
+        self.method, self.params = method, params
+        return self.fit_logits(self.calibration_logits_, self.calibration_labels_,
+                               check_input=check_input)
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's uncalibrated logits ``(N, C)`` for a batch ``x``, on the model's device."""
+        self._validate()
+        device = self._device()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = [self.model(x[i:i + self.batch_size].to(device))
+                   for i in range(0, len(x), self.batch_size)]
+        finally:
+            self.model.train(was_training)
+        if not out:
+            raise ValueError("The input 'x' is empty (0 rows).")
+        return torch.cat(out)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits ``(N, C)`` (log-probabilities for the binning methods), on the
+        device of ``x``."""
+        check_is_fitted(self, "calibrator_", "fit")
+        return self.calibrator_.transform(self.logits(x), check_input=False).to(x.device)
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities ``(N, C)`` on the device of ``x``; rows sum to 1."""
+        check_is_fitted(self, "calibrator_", "fit")
+        return self.calibrator_.predict_proba(self.logits(x), check_input=False).to(x.device)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted classes ``(N,)`` (argmax of the calibrated probabilities)."""
+        return self.predict_proba(x).argmax(dim=1)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted calibrator (not the model: that has its own checkpoint)."""
+        check_is_fitted(self, "calibrator_", "fit")
+        return save_calibrator(self.calibrator_, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: nn.Module, *,
+             device: str | torch.device | None = None,
+             batch_size: int = 1000) -> CalibratedClassifier:
+        """A fitted :class:`CalibratedClassifier` from a file written by :meth:`save` and the
+        model it was fitted for (e.g. ``dunno.checkpoints.load_model(ckpt)``)."""
+        calibrator = load_calibrator(path)
+        out = cls(model, calibrator, device=device, batch_size=batch_size)
+        out._validate()
+        out.calibrator_ = calibrator
+        return out
+
+    def __repr__(self) -> str:
+        method = self.method if isinstance(self.method, str) else repr(self.method)
+        return f"CalibratedClassifier({type(self.model).__name__}, method={method!r})"

@@ -100,7 +100,7 @@ def _classifier_step(ctx: dict) -> Section:
 def _calibration_step(ctx: dict) -> Section:
     from evaluation.benchmarks.calibration import run_calibration
 
-    result = run_calibration(ctx["model"], "digits", methods=("temperature",),
+    result = run_calibration(ctx["model"], "digits", methods="all",
                              device=ctx["device"], out=ctx["out"] / "calibration")
     rows = result.rows() if hasattr(result, "rows") else result
     figures = [str(p.relative_to(ctx["out"])) for p in sorted(

@@ -1,0 +1,447 @@
+"""The UCI regression benchmark (Hernández-Lobato & Adams 2015; Gal & Ghahramani 2016) for
+the predictive-uncertainty regressors of :mod:`uncertainty.predictive`.
+
+The runner behind ``dunno uci``::
+
+    from evaluation.benchmarks.uci import run_uci
+    table = run_uci("mc-dropout", "all", out="runs/uci")
+    print(table.to_text())
+
+**Protocol.** The fixed splits of :func:`dunno.data.load_dataset` (``uci/<name>:k=<split>``:
+20 splits, 5 for protein; 90% train / 10% test), one hidden ReLU layer of 50 units (100 for
+protein, ``n_hidden.txt``), inputs and targets standardised with the training rows' mean
+and standard deviation. Every method is fitted in standardised units; its
+:class:`~uncertainty.predictive.RegressionPrediction` is mapped back to original units
+(``mean * y_std + y_mean``, variances ``* y_std**2``, log-densities ``- log y_std``) and
+scored on the test rows with :mod:`evaluation.metrics`: RMSE of the predictive mean, and the
+test log-likelihood per point (the exact mixture density when the method predicts a
+mixture -- MC samples, ensemble members, MDN components, posterior draws -- as in Gal's
+``logsumexp`` estimate; otherwise the Gaussian). Each is reported as mean ± standard error
+over splits (sample standard deviation / sqrt(n_splits)), next to the published numbers.
+
+**Verdict** (column ``vs_<anchor>``) on the log-likelihood: with ``d = LL - LL_published``
+and ``se = sqrt(se_ours**2 + se_published**2)`` (the standard error of the difference),
+``better`` if ``d > 2 se``, ``within`` if ``|d| <= 2 se``, ``worse`` if ``d < -2 se``.
+MC-Dropout is compared with Gal's repository results, deep ensembles with Lakshminarayanan et
+al. (2017, Table 1); the other methods (heteroscedastic, mdn, bnn) with both, for context.
+
+**Budgets** (:func:`default_params`; ``quick=True`` shrinks all of them for smoke tests):
+
+* ``mc-dropout`` -- Gal's grid search over ``dropout_rates.txt`` x ``tau_values.txt`` on
+  the last 20% of each training set (``tau`` converted to standardised units per split:
+  ``tau * y_std**2``), scored with 100 MC samples, then a refit on the whole training set
+  with the selected pair; dropout on inputs and hidden layer, weight decay
+  ``l**2 (1 - p) / (2 N tau)`` with ``l = 1e-2``, Adam 1e-3, batch 128; test LL from
+  T = 1000 MC samples (Gal: 10 000). Training length: Gal trains ``40 x epochx`` epochs;
+  here every network gets about 10 000 optimiser steps -- ``epochs = clip(ceil(10000 /
+  batches_per_epoch), 40, 4000)`` (yacht 4000 ... protein 40) -- which fits the CPU budget
+  and gives the small sets the long training they need. Grid members that differ only in
+  ``tau`` share one network (``share_tau``, see :class:`MCDropoutRegressor`).
+* ``ensemble`` -- M = 5 members, Gaussian NLL with mean and softplus variance heads, Adam
+  1e-2, 40 epochs, batch 100, FGSM adversarial training (epsilon = 1% of each feature's
+  range), vectorised with ``torch.func.vmap``.
+* ``heteroscedastic`` -- mean and log-variance outputs, Gaussian NLL, dropout 0.05 with
+  100 MC samples, Adam 1e-3 (1e-2 diverged on some protein splits), batch 100, about
+  10 000 steps: ``epochs = clip(ceil(10000 / batches_per_epoch), 40, 400)``.
+* ``mdn`` -- K = 5 components, same optimiser and budget as ``heteroscedastic``.
+* ``bnn`` -- mean-field Gaussian VI (AutoNormal, TraceMeanField_ELBO), N(0, 1) priors,
+  ClippedAdam 1e-2, 2 000 SVI steps of batch 100 per split (epochs = ceil(2000 / batches)),
+  200 posterior draws.
+
+All split-wise trainings of a dataset run as one stacked network (``fit_many``) except the
+Pyro BNN, which loops over splits.
+
+Outputs with ``out``: ``uci_<method>.csv``, ``.json`` (per-split values too) and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dunno.checkpoints import atomic_write_text
+from dunno.data import load_dataset
+from dunno.data.files import data_dir
+from dunno.data.uci import UCI_SETS, canonical, uci_hyperparameters
+from dunno.reporting import format_table, markdown_table, write_csv, write_json
+from evaluation.metrics import (
+    gaussian_interval,
+    gaussian_mixture_nll,
+    gaussian_nll,
+    interval_coverage,
+    rmse,
+)
+from uncertainty.predictive import REGRESSORS, RegressionPrediction, make_regressor
+
+__all__ = ["PUBLISHED", "UCITable", "default_params", "main", "run_uci", "verdict"]
+
+#: Display names, in the order of the published tables.
+DATASETS = {
+    "bostonHousing": "Boston",
+    "concrete": "Concrete",
+    "energy": "Energy",
+    "kin8nm": "Kin8nm",
+    "naval-propulsion-plant": "Naval",
+    "power-plant": "Power",
+    "protein-tertiary-structure": "Protein",
+    "wine-quality-red": "Wine",
+    "yacht": "Yacht",
+}
+
+#: Published anchors: ``{anchor: {dataset: ((rmse, se), (test_ll, se))}}``. MC-Dropout: Gal's
+#: DropoutUncertaintyExps results (mean ± standard error); ensemble: Lakshminarayanan et al.
+#: (2017), Table 1 (NLL shown as -LL).
+PUBLISHED: dict[str, dict[str, tuple[tuple[float, float], tuple[float, float]]]] = {
+    "mc-dropout": {
+        "bostonHousing": ((2.90, 0.18), (-2.40, 0.04)),
+        "concrete": ((4.82, 0.16), (-2.93, 0.02)),
+        "energy": ((0.54, 0.06), (-1.21, 0.01)),
+        "kin8nm": ((0.08, 0.00), (1.14, 0.01)),
+        "naval-propulsion-plant": ((0.00, 0.00), (4.45, 0.00)),
+        "power-plant": ((4.01, 0.04), (-2.80, 0.01)),
+        "protein-tertiary-structure": ((4.27, 0.02), (-2.87, 0.00)),
+        "wine-quality-red": ((0.62, 0.01), (-0.93, 0.01)),
+        "yacht": ((0.67, 0.05), (-1.25, 0.01)),
+    },
+    "ensemble": {
+        "bostonHousing": ((3.28, 1.00), (-2.41, 0.25)),
+        "concrete": ((6.03, 0.58), (-3.06, 0.18)),
+        "energy": ((2.09, 0.29), (-1.38, 0.22)),
+        "kin8nm": ((0.09, 0.00), (1.20, 0.02)),
+        "naval-propulsion-plant": ((0.00, 0.00), (5.63, 0.05)),
+        "power-plant": ((4.11, 0.17), (-2.79, 0.04)),
+        "protein-tertiary-structure": ((4.71, 0.06), (-2.83, 0.02)),
+        "wine-quality-red": ((0.64, 0.04), (-0.94, 0.12)),
+        "yacht": ((1.58, 0.48), (-1.18, 0.21)),
+    },
+}
+
+#: Which published anchors each method is compared with.
+ANCHORS = {
+    "mc-dropout": ("mc-dropout",),
+    "ensemble": ("ensemble",),
+    "heteroscedastic": ("mc-dropout", "ensemble"),
+    "mdn": ("mc-dropout", "ensemble"),
+    "bnn": ("mc-dropout", "ensemble"),
+}
+
+MC_DROPOUT_STEPS = 10_000
+SINGLE_NET_STEPS = 10_000
+BNN_STEPS = 2_000
+
+
+def verdict(ll: float, se: float, published_ll: float, published_se: float) -> str:
+    """``better`` / ``within`` / ``worse``: the difference of the log-likelihoods against two
+    standard errors of the difference (``nan`` standard errors count as 0)."""
+    se_ours = 0.0 if not math.isfinite(se) else se
+    spread = 2.0 * math.sqrt(se_ours**2 + published_se**2)
+    diff = ll - published_ll
+    if diff > spread:
+        return "better"
+    if diff < -spread:
+        return "worse"
+    return "within"
+
+
+def _epochs_for_steps(steps: int, n_train: int, batch_size: int, low: int, high: int) -> int:
+    batches = math.ceil(n_train / batch_size)
+    return int(min(high, max(low, math.ceil(steps / batches))))
+
+
+def default_params(method: str, dataset: str, n_train: int, *, root=None, quick: bool = False
+                   ) -> dict[str, Any]:
+    """The benchmark's hyper-parameters for ``method`` on ``dataset`` (``n_train`` training
+    rows); see the module docstring. ``tau`` of MC-Dropout is in original units here (the
+    runner converts it per split)."""
+    name = canonical(dataset)
+    hidden = uci_hyperparameters(name, root)["n_hidden"]
+    folder = data_dir(root) / "uci" / name
+    if method == "mc-dropout":
+        rates = [float(v) for v in (folder / "dropout_rates.txt").read_text().split()]
+        taus = [float(v) for v in (folder / "tau_values.txt").read_text().split()]
+        epochs = _epochs_for_steps(MC_DROPOUT_STEPS, n_train, 128, 40, 4000)
+        params = {"hidden": hidden, "dropout": rates, "tau": taus, "epochs": epochs,
+                  "batch_size": 128, "lr": 1e-3, "num_samples": 1000, "val_samples": 100}
+        if quick:
+            params.update(dropout=rates[:2], tau=taus[:2], epochs=3, num_samples=20,
+                          val_samples=5)
+        return params
+    if method == "ensemble":
+        params = {"hidden": hidden, "num_members": 5, "epochs": 40, "batch_size": 100,
+                  "lr": 1e-2, "adversarial": True}
+        if quick:
+            params.update(num_members=2, epochs=2)
+        return params
+    if method == "heteroscedastic":
+        epochs = _epochs_for_steps(SINGLE_NET_STEPS, n_train, 100, 40, 400)
+        params = {"hidden": hidden, "dropout": 0.05, "epochs": epochs, "batch_size": 100,
+                  "lr": 1e-3, "num_samples": 100}
+        if quick:
+            params.update(epochs=2, num_samples=10)
+        return params
+    if method == "mdn":
+        epochs = _epochs_for_steps(SINGLE_NET_STEPS, n_train, 100, 40, 400)
+        params = {"hidden": hidden, "num_components": 5, "epochs": epochs, "batch_size": 100,
+                  "lr": 1e-3}
+        if quick:
+            params.update(epochs=2)
+        return params
+    if method == "bnn":
+        epochs = _epochs_for_steps(BNN_STEPS, n_train, 100, 1, 4000)
+        params = {"hidden": hidden, "epochs": epochs, "batch_size": 100, "lr": 1e-2,
+                  "num_samples": 200}
+        if quick:
+            params.update(epochs=1, num_samples=10)
+        return params
+    raise ValueError(f"Unknown regression method {method!r}. Available: {', '.join(REGRESSORS)}.")
+
+
+@dataclass
+class UCITable:
+    """What :func:`run_uci` measured: one row per dataset (dicts with the keys of
+    :attr:`columns`), per-split values in ``splits`` and the parameters used."""
+
+    method: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    splits: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    anchors: tuple[str, ...] = ()
+    minutes: float = 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        cols = ["dataset", "n_splits", "rmse", "rmse_se", "test_ll", "test_ll_se", "cov95",
+                "minutes"]
+        for anchor in self.anchors:
+            cols += [f"{anchor}_rmse", f"{anchor}_ll", f"{anchor}_ll_se", f"vs_{anchor}"]
+        return cols
+
+    def summary(self) -> dict[str, int]:
+        """Number of datasets with each verdict, per anchor (``"<anchor>:<verdict>"``)."""
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            for anchor in self.anchors:
+                key = f"{anchor}:{row[f'vs_{anchor}']}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def display_rows(self) -> list[dict[str, Any]]:
+        """Rows with ``mean ± se`` strings, for the text and Markdown tables."""
+        out = []
+        for row in self.rows:
+            shown = {
+                "dataset": row["dataset"],
+                "splits": row["n_splits"],
+                "RMSE": f"{row['rmse']:.3f} ± {row['rmse_se']:.3f}",
+                "test LL": f"{row['test_ll']:.3f} ± {row['test_ll_se']:.3f}",
+                "cov95": f"{row['cov95']:.3f}",
+            }
+            for anchor in self.anchors:
+                (r, r_se), (ll, ll_se) = PUBLISHED[anchor][row["folder"]]
+                shown[f"{anchor} RMSE"] = f"{r:.2f} ± {r_se:.2f}"
+                shown[f"{anchor} LL"] = f"{ll:.2f} ± {ll_se:.2f}"
+                shown[f"vs {anchor}"] = row[f"vs_{anchor}"]
+            shown["min"] = f"{row['minutes']:.1f}"
+            out.append(shown)
+        return out
+
+    def to_text(self) -> str:
+        return format_table(self.display_rows())
+
+    def to_markdown(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.summary().items()))
+        return (
+            f"### UCI regression: {self.method}\n\n{markdown_table(self.display_rows())}\n\n"
+            f"Verdicts on the test LL (within = inside 2 standard errors of the difference): "
+            f"{counts}. Total {self.minutes:.1f} min.\n"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "anchors": list(self.anchors), "rows": self.rows,
+                "splits": self.splits, "params": self.params, "minutes": self.minutes,
+                "summary": self.summary()}
+
+
+def _scores(pred: RegressionPrediction, y: torch.Tensor) -> tuple[float, float, float]:
+    """RMSE, test LL per point and 95% coverage in original units."""
+    y_np = y.double().numpy()
+    if pred.is_mixture and y.shape[1] == 1:
+        nll = gaussian_mixture_nll(pred.component_weights.numpy(),
+                                   pred.component_means[..., 0].numpy(),
+                                   pred.component_vars[..., 0].numpy(), y_np[:, 0])
+    else:
+        nll = gaussian_nll(pred.mean.numpy(), pred.variance.numpy(), y_np)
+    lower, upper = gaussian_interval(pred.mean.numpy(), pred.variance.numpy(), 0.95)
+    return (rmse(pred.mean.numpy(), y_np), -nll, interval_coverage(lower, upper, y_np))
+
+
+def _split_list(splits, n_splits: int) -> list[int]:
+    if splits is None:
+        return list(range(n_splits))
+    if isinstance(splits, int) and not isinstance(splits, bool):
+        if splits < 1:
+            raise ValueError(f"The 'splits' argument must be >= 1. Got {splits} instead.")
+        return list(range(min(splits, n_splits)))
+    chosen = sorted({int(k) for k in splits})
+    bad = [k for k in chosen if not 0 <= k < n_splits]
+    if bad or not chosen:
+        raise ValueError(f"Split indices must lie in [0, {n_splits}). Got {list(splits)}.")
+    return chosen
+
+
+def _dataset_names(datasets) -> list[str]:
+    if datasets == "all" or datasets is None:
+        return list(DATASETS)
+    if isinstance(datasets, str):
+        datasets = [d for d in datasets.split(",") if d]
+    names = [canonical(d) for d in datasets]
+    return list(dict.fromkeys(names))
+
+
+def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, root=None,
+            seed: int = 0, out=None, quick: bool = False,
+            params: dict[str, Any] | None = None, progress: bool = False) -> UCITable:
+    """Run ``method`` (a :data:`uncertainty.predictive.REGRESSORS` name) on UCI datasets.
+
+    Parameters
+    ----------
+    method : str
+        "mc-dropout", "ensemble", "heteroscedastic", "mdn" or "bnn".
+    datasets : "all", a name/alias, a comma-separated string or a sequence of names.
+    splits : None (all), an int ``n`` (the first ``n``) or a sequence of split indices.
+    root : data directory (default ``$DUNNO_DATA``, else ``~/.cache/dunno``).
+    seed : int
+        Seed of every fit.
+    out : path, optional
+        Folder for ``uci_<method>.csv`` / ``.json`` / ``.md``.
+    quick : bool
+        Tiny budgets (smoke tests; the numbers mean nothing).
+    params : dict, optional
+        Overrides of :func:`default_params` for every dataset.
+    progress : bool
+        Print one line per dataset to stderr.
+    """
+    if method not in REGRESSORS:
+        raise ValueError(
+            f"Unknown regression method {method!r}. Available: {', '.join(REGRESSORS)}."
+        )
+    names = _dataset_names(datasets)
+    anchors = ANCHORS[method]
+    table = UCITable(method, anchors=anchors)
+    t_start = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        n_splits = UCI_SETS[name][2]
+        ks = _split_list(splits, n_splits)
+        trains = [load_dataset(f"uci/{name}", "train", root, k=k) for k in ks]
+        tests = [load_dataset(f"uci/{name}", "test", root, k=k) for k in ks]
+        base = default_params(method, name, len(trains[0]), root=root, quick=quick)
+        base.update(params or {})
+        base["seed"] = seed
+        table.params[name] = dict(base)
+        data = [(tr.x, tr.y) for tr in trains]
+        if method == "mc-dropout":
+            taus = base["tau"] if isinstance(base["tau"], list | tuple) else [base["tau"]]
+            per_split = [{"tau": [t * float(tr.y_std) ** 2 for t in taus]} for tr in trains]
+            fitted = make_regressor(method, **base).fit_many(data, per_split)
+        elif hasattr(REGRESSORS[method], "fit_many"):
+            fitted = make_regressor(method, **base).fit_many(data)
+        else:
+            fitted = [make_regressor(method, **base).fit(x, y) for x, y in data]
+        values: dict[str, list[float]] = {"rmse": [], "test_ll": [], "cov95": []}
+        for est, tr, te in zip(fitted, trains, tests, strict=True):
+            pred = est.predict(te.x).scaled(tr.y_mean.double(), tr.y_std.double())
+            r, ll, cov = _scores(pred, te.y_original)
+            values["rmse"].append(r)
+            values["test_ll"].append(ll)
+            values["cov95"].append(cov)
+        minutes = (time.perf_counter() - t0) / 60.0
+        row: dict[str, Any] = {"dataset": DATASETS[name], "folder": name, "n_splits": len(ks)}
+        for key in ("rmse", "test_ll"):
+            arr = np.asarray(values[key])
+            row[key] = float(arr.mean())
+            row[f"{key}_se"] = (float(arr.std(ddof=1) / math.sqrt(len(arr)))
+                                if len(arr) > 1 else float("nan"))
+        row["cov95"] = float(np.mean(values["cov95"]))
+        row["minutes"] = minutes
+        for anchor in anchors:
+            (r_pub, _), (ll_pub, ll_pub_se) = PUBLISHED[anchor][name]
+            row[f"{anchor}_rmse"], row[f"{anchor}_ll"] = r_pub, ll_pub
+            row[f"{anchor}_ll_se"] = ll_pub_se
+            row[f"vs_{anchor}"] = verdict(row["test_ll"], row["test_ll_se"], ll_pub, ll_pub_se)
+        table.rows.append(row)
+        table.splits[name] = values
+        if progress:
+            verdicts = " ".join(f"vs {a}: {row[f'vs_{a}']}" for a in anchors)
+            print(f"[uci {method}] {DATASETS[name]:<9} RMSE {row['rmse']:.3f} ± "
+                  f"{row['rmse_se']:.3f}  LL {row['test_ll']:.3f} ± {row['test_ll_se']:.3f}  "
+                  f"{verdicts}  ({minutes:.1f} min)", file=sys.stderr, flush=True)
+    table.minutes = (time.perf_counter() - t_start) / 60.0
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(table.rows, folder / f"uci_{method}.csv", table.columns)
+        write_json(table.as_dict(), folder / f"uci_{method}.json")
+        atomic_write_text(table.to_markdown(), folder / f"uci_{method}.md")
+    return table
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--param takes KEY=VALUE. Got {text!r}.")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dunno uci",
+        description="UCI regression benchmark (RMSE and test log-likelihood over the fixed "
+                    "splits, next to the published numbers).",
+    )
+    parser.add_argument("--method", required=True, choices=list(REGRESSORS))
+    parser.add_argument("--dataset", default="all",
+                        help="'all', a dataset name/alias or a comma-separated list")
+    parser.add_argument("--splits", type=int, default=None,
+                        help="use the first N splits (default: all)")
+    parser.add_argument("--data-dir", default=None, help="data directory (default $DUNNO_DATA)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="folder for the CSV / JSON / Markdown")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
+    parser.add_argument("--param", action="append", default=[], type=_parse_param,
+                        metavar="KEY=VALUE", help="override a hyper-parameter (JSON value)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: these networks are tiny)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> UCITable:
+    """``python -m evaluation.benchmarks.uci --method mc-dropout --dataset all``."""
+    args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit("--threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    table = run_uci(args.method, args.dataset, splits=args.splits, root=args.data_dir,
+                    seed=args.seed, out=args.out, quick=args.quick,
+                    params=dict(args.param) or None, progress=True)
+    print(table.to_text())
+    print(f"total {table.minutes:.1f} min; " + ", ".join(
+        f"{k} {v}" for k, v in sorted(table.summary().items())))
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,125 @@
+"""Validation of model parameters and of the images given to an autoregressive model.
+
+Two pixel kinds, never guessed from the data:
+
+* ``"binary"``: every value exactly 0 or 1 (any float or integer dtype). Grey images must be
+  binarised by the caller (a fixed Bernoulli draw, :class:`dunno.data.DynamicBinarize`, the
+  ``mnist-binary`` dataset, or a threshold).
+* ``"8bit"``: integer values 0..255, as ``uint8`` or as an integer/float tensor holding
+  whole numbers. Data scaled to [0, 1] (``uint8 / 255``) is rejected with a hint to pass
+  ``(x * 255).round()``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+__all__ = ["PIXEL_KINDS", "check_image_shape", "check_images", "check_int", "check_pixels"]
+
+PIXEL_KINDS = ("binary", "8bit")
+
+
+def check_int(value, name: str, owner: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else the toolkit's standard ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(
+            f"The '{name}' parameter of {owner} must be an int >= {minimum}. "
+            f"Got {value!r} instead."
+        )
+    return int(value)
+
+
+def check_pixels(pixels, owner: str, allowed: tuple[str, ...] = PIXEL_KINDS) -> str:
+    if pixels not in allowed:
+        raise ValueError(
+            f"The 'pixels' parameter of {owner} must be one of {allowed}. Got {pixels!r} "
+            "instead."
+        )
+    return pixels
+
+
+def check_image_shape(image_shape, owner: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` with C in {1, 3} (a single-channel or RGB image) and H, W >= 1."""
+    try:
+        shape = tuple(int(v) for v in image_shape)
+        ok = len(shape) == 3 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in image_shape
+        )
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or shape[0] not in (1, 3) or min(shape[1:]) < 1:
+        raise ValueError(
+            f"The 'image_shape' parameter of {owner} must be (C, H, W) with C in {{1, 3}} and "
+            f"H, W >= 1. Got {image_shape!r} instead."
+        )
+    return shape
+
+
+def check_images(
+    x, image_shape: tuple[int, int, int], pixels: str, owner: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate images for a model and return ``(x_float, target)``.
+
+    ``x_float (N, C, H, W)`` float32 holds the pixel values (0/1, or 0..255);
+    ``target (N, C, H, W)`` is float 0/1 for binary pixels and int64 0..255 for 8-bit ones.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{owner} takes images as a torch.Tensor of shape (N, C, H, W). Got "
+            f"{type(x).__name__}."
+        )
+    c, h, w = image_shape
+    if x.dim() != 4 or tuple(x.shape[1:]) != (c, h, w):
+        got = "x".join(str(v) for v in x.shape[1:]) if x.dim() == 4 else f"shape {tuple(x.shape)}"
+        raise ValueError(
+            f"This {owner} was built for images of shape (N, {c}, {h}, {w}) (C x H x W = "
+            f"{c}x{h}x{w}); got {got}. A model (or a trained checkpoint) only scores images of "
+            "the size it was built for."
+        )
+    if x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{owner} takes real-valued images; got dtype {x.dtype}.")
+    if x.dtype == torch.uint8:
+        if pixels == "binary" and x.numel() and int(x.max()) > 1:
+            raise _not_binary(x.float(), owner)
+        xf = x.float()
+    else:
+        xf = x.float()
+        if x.numel() and not torch.isfinite(xf).all():
+            raise ValueError(f"The images given to {owner} contain NaN or infinite values.")
+        if pixels == "binary":
+            if x.numel() and not ((xf == 0) | (xf == 1)).all():
+                raise _not_binary(xf, owner)
+        elif x.numel():
+            if not (xf == xf.round()).all():
+                bad = xf[xf != xf.round()][0].item()
+                hint = ""
+                if xf.min() >= 0 and xf.max() <= 1:
+                    hint = (
+                        " The values lie in [0, 1]: if they are 8-bit intensities divided by "
+                        "255, pass (x * 255).round() instead."
+                    )
+                raise ValueError(
+                    f"{owner} models 8-bit pixels (256-way softmax) and needs integer values "
+                    f"0..255 (uint8, or floats holding whole numbers); got a non-integer "
+                    f"value {bad:g}.{hint}"
+                )
+            if xf.min() < 0 or xf.max() > 255:
+                raise ValueError(
+                    f"{owner} models 8-bit pixels and needs values in 0..255; got values in "
+                    f"[{xf.min().item():g}, {xf.max().item():g}]."
+                )
+    target = xf if pixels == "binary" else xf.long()
+    return xf, target
+
+
+def _not_binary(xf: torch.Tensor, owner: str) -> ValueError:
+    bad = xf[(xf != 0) & (xf != 1)][0].item()
+    return ValueError(
+        f"{owner} models binary pixels (Bernoulli) but the images have values other than 0 and "
+        f"1 (e.g. {bad:g}; range [{xf.min().item():g}, {xf.max().item():g}]). Binarize them "
+        "first: a fixed draw (torch.rand_like(x) < x).float(), dynamic binarisation with "
+        "dunno.data.DynamicBinarize, a pre-binarised dataset such as 'mnist-binary', or a "
+        "threshold (x > 0.5).float(); for 8-bit data use a model with pixels='8bit'."
+    )

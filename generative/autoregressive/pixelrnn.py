@@ -1,0 +1,261 @@
+r"""PixelRNN (van den Oord, Kalchbrenner & Kavukcuoglu 2016a): Row LSTM and Diagonal BiLSTM.
+
+Both models share the paper's frame (Sec. 3, Table 1): a masked-A 7x7 convolution maps the
+image to ``2h`` feature maps; ``L`` LSTM layers with ``h`` hidden maps follow, each wrapped in
+a residual connection (its ``h`` outputs are brought back to ``2h`` by a masked-B 1x1
+convolution and added to its input, Sec. 3.5); two masked-B 1x1 output layers (ReLU) give
+one logit per channel (binary pixels) or 256 per channel (8-bit softmax). Colour channels
+are handled by splitting every feature map into R, G, B groups and masking all
+input-to-state convolutions (:mod:`~generative.autoregressive.masks`); the LSTM gates of a
+hidden map share its group, so channel ``k`` of a pixel only sees channels ``< k`` of that
+pixel.
+
+Both use the LSTM update, with the four gates computed from an input-to-state term
+:math:`K^{is} \circledast x` and a state-to-state term :math:`K^{ss} \circledast h_{prev}`:
+
+.. math::
+
+    [o, f, i, g] = [\sigma, \sigma, \sigma, \tanh]\big(K^{ss} \circledast h_{prev}
+        + K^{is} \circledast x\big), \qquad
+    c = f \odot c_{prev} + i \odot g, \qquad h = o \odot \tanh(c).
+
+**Row LSTM** processes the image a row at a time, top to bottom: :math:`K^{is}` is a
+masked-B 1x3 convolution along the row (computed for all rows at once), :math:`K^{ss}` a
+1-D convolution of width 3 over the previous row's hidden state. Its receptive field is a
+triangle above the pixel.
+
+**Diagonal BiLSTM** *skews* the input map (row :math:`r` shifted right by :math:`r`, giving
+:math:`H \times (W + H - 1)`) so that each column of the skewed map is a diagonal of the
+image, then runs a column-wise LSTM left to right: :math:`K^{is}` is a masked-B 1x1
+convolution, :math:`K^{ss}` a 2x1 convolution over the previous column's state, so the state
+at :math:`(r, c)` combines its left neighbour :math:`(r, c-1)` and the pixel above
+:math:`(r-1, c)`. A second LSTM does the same on the left-right mirrored map; its output at
+:math:`(r, c)` has seen pixels to the right in row :math:`r`, so it is shifted down one row
+before being added to the left-to-right output. Unskewing restores :math:`H \times W`. The
+receptive field covers the whole past (no blind spot).
+
+References:
+    van den Oord, Kalchbrenner & Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML 2016.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dunno.checkpoints import register_model
+
+from ._base import LEVELS, AutoregressiveImageModel
+from ._checks import check_int
+from .masks import MaskedConv2d, channel_groups, shift_down
+
+__all__ = ["DiagonalBiLSTM", "RowLSTM", "skew", "unskew"]
+
+
+def skew(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W) -> (N, C, H, W + H - 1)``: row ``r`` shifted right by ``r`` (zeros
+    elsewhere), so column ``j`` holds the anti-diagonal ``{(r, j - r)}``."""
+    h = x.shape[2]
+    # unbind (not x[:, :, r]): one backward node for all rows instead of one full-size
+    # zero gradient per row
+    rows = [F.pad(row, (r, h - 1 - r)) for r, row in enumerate(x.unbind(2))]
+    return torch.stack(rows, dim=2)  # (N, C, H, W + H - 1)
+
+
+def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Inverse of :func:`skew`: ``(N, C, H, W + H - 1) -> (N, C, H, W)``."""
+    rows = [row[..., r : r + width] for r, row in enumerate(x.unbind(2))]
+    return torch.stack(rows, dim=2)  # (N, C, H, W)
+
+
+def _lstm_gates(
+    z: torch.Tensor, c_prev: torch.Tensor, dim: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-activations ``z`` holding ``[o, f, i, g]`` (``4h`` along ``dim``) and the previous
+    cell ``c_prev`` -> ``(h, c)`` (``h`` along ``dim``)."""
+    o, f, i, g = z.chunk(4, dim=dim)
+    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _state_groups(hidden: int, colors: int, copies: int) -> torch.Tensor:
+    """Colour groups of ``copies * 4 * hidden`` gate maps: gate ``q`` of hidden map ``j`` is
+    in the group of ``j``."""
+    return channel_groups(hidden, colors).repeat(4 * copies)
+
+
+class _RowLSTMLayer(nn.Module):
+    """Row LSTM with a residual connection: ``(N, 2h, H, W) -> (N, 2h, H, W)``."""
+
+    def __init__(self, hidden: int, colors: int):
+        super().__init__()
+        self.hidden = hidden
+        self.input_to_state = MaskedConv2d(
+            2 * hidden, 4 * hidden, (1, 3), "B", colors=colors,
+            out_groups=_state_groups(hidden, colors, 1),
+        )
+        self.state_to_state = nn.Conv1d(hidden, 4 * hidden, 3, padding=1)
+        self.out = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors=colors)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, rows, w = x.shape
+        gates_in = self.input_to_state(x)  # (N, 4h, H, W)
+        h = x.new_zeros(n, self.hidden, w)  # (N, h, W)
+        c = x.new_zeros(n, self.hidden, w)
+        outputs = []
+        for row in gates_in.unbind(2):  # top to bottom
+            z = row + self.state_to_state(h)  # (N, 4h, W)
+            h, c = _lstm_gates(z, c)
+            outputs.append(h)
+        hid = torch.stack(outputs, dim=2)  # (N, h, H, W)
+        return x + self.out(hid)
+
+
+class _DiagonalBiLSTMLayer(nn.Module):
+    """Diagonal BiLSTM with a residual connection: ``(N, 2h, H, W) -> (N, 2h, H, W)``.
+
+    Both directions run in the same loop over the columns of the skewed map, laid out as
+    ``(S, 2, N, H, 4h)`` so that every step reads contiguous memory; the 2x1 state-to-state
+    convolution of each direction is one batched matrix product of ``[h(r-1), h(r)]``
+    (``(2, N H, 2h)``) with its kernel ``(2, 2h, 4h)``.
+    """
+
+    def __init__(self, hidden: int, colors: int):
+        super().__init__()
+        self.hidden = hidden
+        # [left-to-right gates (4h), right-to-left gates (4h)]
+        self.input_to_state = MaskedConv2d(
+            2 * hidden, 8 * hidden, 1, "B", colors=colors,
+            out_groups=_state_groups(hidden, colors, 2),
+        )
+        bound = 1.0 / math.sqrt(2 * hidden)  # as nn.Conv1d(h, 4h, kernel_size=2)
+        # [direction, (row above | same row) x h, 4h]
+        self.state_to_state = nn.Parameter(
+            torch.empty(2, 2 * hidden, 4 * hidden).uniform_(-bound, bound)
+        )
+        self.out = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors=colors)
+
+    def _column_lstm(self, columns: torch.Tensor) -> torch.Tensor:
+        """Column-wise LSTM over the skewed gates ``(S, 2, N, H, 4h)`` (two directions) ->
+        hidden states ``(S, 2, N, H, h)``."""
+        _, _, n, rows, _ = columns.shape
+        hd = self.hidden
+        h = columns.new_zeros(2, n, rows, hd)  # (2, N, H, h)
+        c = columns.new_zeros(2, n, rows, hd)
+        outputs = []
+        for column in columns.unbind(0):  # left to right, (2, N, H, 4h)
+            # the state at row r sees the previous column at rows r - 1 and r
+            above = F.pad(h, (0, 0, 1, 0))[:, :, :rows]  # (2, N, H, h)
+            prev = torch.cat([above, h], dim=-1).view(2, n * rows, 2 * hd)
+            z = column + torch.bmm(prev, self.state_to_state).view(2, n, rows, 4 * hd)
+            h, c = _lstm_gates(z, c, dim=-1)
+            outputs.append(h)
+        return torch.stack(outputs)  # (S, 2, N, H, h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, rows, w = x.shape
+        hd = self.hidden
+        gates = self.input_to_state(x).view(n, 2, 4 * hd, rows, w)  # (N, 2, 4h, H, W)
+        l2r = gates[:, 0]
+        r2l = gates[:, 1].flip(-1)  # mirror so that both run left to right
+        skewed = torch.stack([skew(l2r), skew(r2l)], dim=1)  # (N, 2, 4h, H, S)
+        columns = skewed.permute(4, 1, 0, 3, 2).contiguous()  # (S, 2, N, H, 4h)
+        hid = self._column_lstm(columns).permute(2, 1, 4, 3, 0)  # (N, 2, h, H, S)
+        out_l2r = unskew(hid[:, 0], w)  # (N, h, H, W)
+        out_r2l = unskew(hid[:, 1], w).flip(-1)  # (N, h, H, W): has seen (r, > c)
+        combined = out_l2r + shift_down(out_r2l)  # right-to-left moved below its context
+        return x + self.out(combined)
+
+
+class _PixelRNN(AutoregressiveImageModel):
+    """The shared frame: masked-A 7x7 input layer, residual LSTM layers, 1x1 output layers."""
+
+    _layer_type: type[nn.Module] = nn.Module
+
+    def __init__(self, image_shape, pixels, hidden, layers, output_hidden, kernel_size):
+        super().__init__(image_shape, pixels)
+        name = type(self).__name__
+        hidden = check_int(hidden, "hidden", name)
+        layers = check_int(layers, "layers", name)
+        output_hidden = check_int(
+            output_hidden if output_hidden is not None else 2 * hidden, "output_hidden", name
+        )
+        kernel_size = check_int(kernel_size, "kernel_size", name)
+        if kernel_size % 2 == 0:
+            raise ValueError(
+                f"The 'kernel_size' parameter of {name} must be an odd int. Got {kernel_size}."
+            )
+        c = self.image_shape[0]
+        if hidden < c:
+            raise ValueError(
+                f"The 'hidden' parameter of {name} must be >= the number of colours ({c}). "
+                f"Got {hidden} instead."
+            )
+        self.input_conv = MaskedConv2d(c, 2 * hidden, kernel_size, "A", colors=c,
+                                       in_groups=torch.arange(c))
+        self.layers = nn.Sequential(*[self._layer_type(hidden, c) for _ in range(layers)])
+        per_channel = 1 if pixels == "binary" else LEVELS
+        self.output = nn.Sequential(
+            nn.ReLU(),
+            MaskedConv2d(2 * hidden, output_hidden, 1, "B", colors=c),
+            nn.ReLU(),
+            MaskedConv2d(output_hidden, c * per_channel, 1, "B", colors=c,
+                         out_groups=torch.arange(c).repeat_interleave(per_channel)),
+        )
+        self.config = {
+            "image_shape": list(self.image_shape),
+            "pixels": pixels,
+            "hidden": hidden,
+            "layers": layers,
+            "output_hidden": output_hidden,
+            "kernel_size": kernel_size,
+        }
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        out = self.output(self.layers(self.input_conv(u)))  # (N, C * L, H, W)
+        if self.pixels == "binary":
+            return out  # (N, C, H, W)
+        n, _, h, w = out.shape
+        return out.view(n, self.image_shape[0], LEVELS, h, w).transpose(1, 2)
+
+
+@register_model("generative/row-lstm")
+class RowLSTM(_PixelRNN):
+    """PixelRNN with Row LSTM layers (see the module docstring).
+
+    Args:
+        image_shape: ``(C, H, W)``, C = 1 or 3.
+        pixels: ``"binary"`` or ``"8bit"``.
+        hidden: ``h``, hidden maps per LSTM (the residual stream has ``2h``).
+        layers: Row LSTM layers.
+        output_hidden: maps of the two 1x1 output layers (default ``2h``).
+        kernel_size: the masked-A input convolution (7).
+
+    ``forward(u (N, C, H, W)) -> logits (N, C, H, W)`` or ``(N, 256, C, H, W)``.
+    """
+
+    arch = "generative/row-lstm"
+    _layer_type = _RowLSTMLayer
+
+    def __init__(self, image_shape=(1, 28, 28), pixels: str = "binary", hidden: int = 16,
+                 layers: int = 4, output_hidden: int | None = None, kernel_size: int = 7):
+        super().__init__(image_shape, pixels, hidden, layers, output_hidden, kernel_size)
+
+
+@register_model("generative/diagonal-bilstm")
+class DiagonalBiLSTM(_PixelRNN):
+    """PixelRNN with Diagonal BiLSTM layers (see the module docstring); the paper's MNIST
+    model has 7 layers (79.20 nats).
+
+    Args: as :class:`RowLSTM`.
+    """
+
+    arch = "generative/diagonal-bilstm"
+    _layer_type = _DiagonalBiLSTMLayer
+
+    def __init__(self, image_shape=(1, 28, 28), pixels: str = "binary", hidden: int = 16,
+                 layers: int = 7, output_hidden: int | None = None, kernel_size: int = 7):
+        super().__init__(image_shape, pixels, hidden, layers, output_hidden, kernel_size)

@@ -1,0 +1,389 @@
+"""The proofs that the autoregressive models are what they say: the autoregressive property
+(exact zero gradients to the present and future), exact normalisation over every image of a
+tiny space, NADE's one pass against the naive D passes, and sampling frequencies."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from dunno.checkpoints import load_model, save_checkpoint
+from generative.autoregressive import (
+    AUTOREGRESSIVE_MODELS,
+    NADE,
+    DiagonalBiLSTM,
+    PixelCNN,
+    RowLSTM,
+    causal_mask,
+    create,
+    skew,
+    unskew,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tiny models run fastest on one thread (and do not fight other work for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# name -> builder(image_shape, pixels); tiny widths keep the 4096-image sums cheap
+TINY = {
+    "nade": lambda shape, pixels: NADE(shape, hidden=12, pixels=pixels),
+    "nade-oa": lambda shape, pixels: NADE(shape, hidden=12, order_agnostic=True, pixels=pixels),
+    "pixelcnn": lambda shape, pixels: PixelCNN(shape, pixels, hidden=6, layers=2,
+                                               output_hidden=12),
+    "gated-pixelcnn": lambda shape, pixels: PixelCNN(shape, pixels, hidden=6, layers=2,
+                                                     output_hidden=12, gated=True),
+    "row-lstm": lambda shape, pixels: RowLSTM(shape, pixels, hidden=6, layers=2,
+                                              output_hidden=12),
+    "diagonal-bilstm": lambda shape, pixels: DiagonalBiLSTM(shape, pixels, hidden=6, layers=2,
+                                                            output_hidden=12),
+}
+NOT_NADE = [k for k in TINY if not k.startswith("nade")]
+
+
+def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Large random weights: distributions far from uniform for the normalisation sums, and
+    ReLUs of tiny random networks that are not all dead (default-initialised biases can
+    switch off every unit of a colour group at the first pixel)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
+    return model
+
+
+def _all_binary_images(shape) -> torch.Tensor:
+    c, h, w = shape
+    grid = torch.tensor(list(itertools.product([0.0, 1.0], repeat=c * h * w)),
+                        dtype=torch.float64)  # (2^D, D) in (r, c, k) order
+    return grid.view(-1, h, w, c).permute(0, 3, 1, 2).contiguous()  # (2^D, C, H, W)
+
+
+def _in_model_order(t: torch.Tensor) -> torch.Tensor:
+    """``(C, H, W) -> (D,)`` in raster order with the channel innermost."""
+    return t.permute(1, 2, 0).reshape(-1)
+
+
+# --------------------------------------------------------------------- autoregressive property
+CASES = [(name, (1, 5, 5), "binary") for name in TINY] + [
+    (name, (3, 5, 5), "8bit") for name in NOT_NADE
+] + [(name, (3, 4, 4), "binary") for name in TINY]
+
+
+def _dependencies(model, shape, pixels, trials: int = 4) -> torch.Tensor:
+    """``(D, D)`` matrix ``dep[i, j] = sum over random inputs of |d logit_i / d u_j|`` in
+    the model's order (for 8-bit pixels, logit_i is the sum of the 256 logits of dim i).
+    Also checks, input by input, that every entry with ``j >= i`` is exactly zero.
+
+    One backward pass: the batch holds ``D`` copies of each random input (examples never
+    interact), and copy ``i`` back-propagates logit ``i`` only. Inputs are N(0, 4) so that
+    the ReLUs of these tiny random networks are not all dead for every trial.
+    """
+    d = math.prod(shape)
+    u = (torch.randn(trials, 1, *shape, dtype=torch.float64) * 2).expand(trials, d, *shape)
+    u = u.reshape(trials * d, *shape).clone().requires_grad_(True)  # (T * D, C, H, W)
+    logits = model(u)
+    expected = (trials * d, 256, *shape) if pixels == "8bit" else (trials * d, *shape)
+    assert logits.shape == expected
+    per_dim = logits.sum(1) if pixels == "8bit" else logits  # (T * D, C, H, W)
+    per_dim = per_dim.permute(0, 2, 3, 1).reshape(trials, d, d)  # (T, copy i, dim)
+    picked = per_dim.diagonal(dim1=1, dim2=2)  # (T, D): logit i of copy i
+    (grad,) = torch.autograd.grad(picked.sum(), u)
+    jac = grad.permute(0, 2, 3, 1).reshape(trials, d, d)  # (T, i, j) in model order
+    future = torch.triu(torch.ones(d, d, dtype=torch.bool))  # j >= i
+    leaks = (jac != 0) & future
+    assert not leaks.any(), (
+        f"logit i depends on x_j for j >= i at (trial, i, j) = {torch.nonzero(leaks)[:5]}"
+    )
+    return jac.abs().sum(0)  # (D, D)
+
+
+@pytest.mark.parametrize(("name", "shape", "pixels"), CASES,
+                         ids=[f"{n}-{'x'.join(map(str, s))}-{p}" for n, s, p in CASES])
+def test_autoregressive_property(name, shape, pixels):
+    """d logit_i / d x_j == 0 exactly for every j >= i (model order), != 0 for some j < i;
+    every pixel of a small image, every channel (raster order, R < G < B)."""
+    torch.manual_seed(1)
+    d = math.prod(shape)
+    dep = torch.zeros(d, d, dtype=torch.float64)
+    # a dependency shows in *some* random network: the ReLUs of a tiny one can all be off
+    # at a pixel for every input, so up to three weight draws are pooled
+    for seed in range(3):
+        model = _randomise(TINY[name](shape, pixels), seed=seed).double()
+        dep += _dependencies(model, shape, pixels)
+        if all(torch.any(dep[i, :i] != 0) for i in range(1, d)):
+            break
+    for i in range(1, d):
+        assert torch.any(dep[i, :i] != 0), f"{name}: logit {i} sees no earlier dim"
+
+
+@pytest.mark.parametrize("name", ["nade", "nade-oa", "gated-pixelcnn", "diagonal-bilstm"])
+def test_receptive_field_is_the_whole_past(name):
+    """NADE and the gated PixelCNN see every earlier pixel of a 5x5 image. The Diagonal
+    BiLSTM does too (this checks its skew, both directions and the shift), except the last
+    pixel of the previous row, which only the 7x7 input layer can reach (every feature of
+    that row is computed before its last pixel is known)."""
+    torch.manual_seed(2)
+    shape = (1, 5, 5)
+    model = _randomise(TINY[name](shape, "binary")).double()
+    dep = _dependencies(model, shape, "binary")
+    for i in range(1, 25):
+        blind = set(torch.nonzero(dep[i, :i] == 0).flatten().tolist())
+        r, c = divmod(i, 5)
+        allowed = {5 * r - 1} if name == "diagonal-bilstm" and c < 5 - 1 - 3 else set()
+        assert blind <= allowed, f"{name}: pixel {(r, c)} is blind to dims {sorted(blind)}"
+
+
+def test_pixelcnn_has_the_blind_spot_and_gated_does_not():
+    """The 2016a PixelCNN's masked 3x3 stack misses pixels up and to the right; the gated
+    vertical/horizontal stacks see them (why the gated variant exists)."""
+    torch.manual_seed(0)
+    shape = (1, 7, 7)
+    u = (torch.randn(1, *shape, dtype=torch.float64) * 2).requires_grad_(True)
+    seen = {}
+    for gated in (False, True):
+        model = _randomise(PixelCNN(shape, hidden=6, layers=3, gated=gated,
+                                    kernel_size=3)).double()
+        (grad,) = torch.autograd.grad(model(u)[0, 0, 3, 1], u)
+        seen[gated] = grad[0, 0, 2, 4] != 0  # 1 row up, 3 columns right
+    assert not seen[False] and seen[True]
+
+
+# --------------------------------------------------------------------- normalisation
+@pytest.mark.parametrize("name", list(TINY))
+def test_sums_to_one_over_all_3x4_binary_images(name):
+    model = _randomise(TINY[name]((1, 3, 4), "binary")).double().eval()
+    images = _all_binary_images((1, 3, 4))  # (4096, 1, 3, 4)
+    with torch.no_grad():
+        total = torch.logsumexp(model.log_prob(images), 0).exp().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_sums_to_one_over_all_rgb_binary_images(name):
+    """Colour masks: 3 binary channels of a 2x2 image, again 4096 images."""
+    model = _randomise(TINY[name]((3, 2, 2), "binary")).double().eval()
+    images = _all_binary_images((3, 2, 2))
+    with torch.no_grad():
+        total = torch.logsumexp(model.log_prob(images), 0).exp().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", NOT_NADE)
+def test_8bit_sums_to_one_over_all_two_pixel_images(name):
+    """256-way softmax: all 65536 images of a 1x2 8-bit image."""
+    model = _randomise(TINY[name]((1, 1, 2), "8bit")).double().eval()
+    values = torch.arange(256, dtype=torch.float64)
+    images = torch.cartesian_prod(values, values).view(-1, 1, 1, 2)  # (65536, 1, 1, 2)
+    with torch.no_grad():
+        total = torch.logsumexp(model.log_prob(images.to(torch.uint8)), 0).exp().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_order_agnostic_nade_normalises_under_any_ordering_and_as_an_ensemble():
+    model = _randomise(NADE((1, 3, 4), hidden=8, order_agnostic=True)).double().eval()
+    images = _all_binary_images((1, 3, 4))
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        raster = model.log_prob(images)
+        other = model.log_prob(images, order=order)
+        ens = model.ensemble_log_prob(images, 4, generator=torch.Generator().manual_seed(0))
+    for lp in (raster, other, ens):
+        assert torch.logsumexp(lp, 0).exp().item() == pytest.approx(1.0, abs=1e-5)
+    assert not torch.allclose(raster, other)  # a different model of the same data
+
+
+# --------------------------------------------------------------------- NADE specifics
+@pytest.mark.parametrize("order_agnostic", [False, True])
+def test_nade_one_pass_equals_naive_d_passes(order_agnostic):
+    model = _randomise(NADE((1, 6, 5), hidden=7, order_agnostic=order_agnostic)).double()
+    model.chunk_size = 4  # several chunks of the running sum, the last one partial
+    x = (torch.rand(9, 1, 6, 5, dtype=torch.float64) < 0.4).double()
+    torch.testing.assert_close(model.log_prob(x), model.log_prob_naive(x), rtol=0, atol=1e-10)
+
+
+def test_nade_one_pass_equals_naive_on_a_realistic_size():
+    torch.manual_seed(0)
+    model = NADE((1, 28, 28), hidden=50)
+    x = (torch.rand(4, 1, 28, 28) < 0.2).float()
+    torch.testing.assert_close(model.log_prob(x), model.log_prob_naive(x), rtol=1e-5, atol=1e-3)
+
+
+def test_nade_samples_match_probabilities_chi_square():
+    model = _randomise(NADE((1, 2, 2), hidden=5), seed=4).eval()
+    images = _all_binary_images((1, 2, 2)).float()  # 16 states
+    probs = model.log_prob(images).double().exp().detach()
+    n = 20000
+    draws = model.sample(n, generator=torch.Generator().manual_seed(0))  # (n, 1, 2, 2)
+    codes = (_flat_bits(draws) * (2 ** torch.arange(3, -1, -1))).sum(1)
+    counts = torch.bincount(codes.long(), minlength=16).double()
+    assert float(probs.sum()) == pytest.approx(1.0, abs=1e-6)
+    expected = probs / probs.sum() * n  # renormalised in float64 for scipy's sum check
+    assert stats.chisquare(counts.numpy(), expected.numpy()).pvalue > 0.01
+
+
+def _flat_bits(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+
+
+def test_nade_training_loss_order_agnostic_is_an_unbiased_nll_estimate():
+    """Averaged over many random (ordering, split) draws, the order-agnostic loss of a NADE
+    with *no* dependence on the input (W = U = 0) equals the exact NLL."""
+    model = NADE((1, 3, 3), hidden=4, order_agnostic=True).double()
+    with torch.no_grad():
+        model.W.zero_()
+        model.b.copy_(torch.linspace(-1, 1, 9))
+    x = (torch.rand(64, 1, 3, 3) < 0.5).double()
+    exact = -model.log_prob(x).mean().item()
+    model.train()
+    estimate = np.mean([model.loss(x).item() for _ in range(400)])
+    assert estimate == pytest.approx(exact, rel=0.02)
+
+
+def test_nade_rejects_8bit_and_foreign_orderings():
+    with pytest.raises(ValueError, match="pixels"):
+        NADE((1, 4, 4), pixels="8bit")
+    model = NADE((1, 2, 2), hidden=3)
+    x = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(ValueError, match="order_agnostic=True"):
+        model.log_prob(x, order=[3, 2, 1, 0])
+    with pytest.raises(ValueError, match="permutation"):
+        NADE((1, 2, 2), hidden=3, order_agnostic=True).log_prob(x, order=[0, 0, 1, 2])
+
+
+# --------------------------------------------------------------------- generic sampling
+@pytest.mark.parametrize("name", ["pixelcnn", "diagonal-bilstm"])
+def test_ancestral_sampler_matches_probabilities_chi_square(name):
+    model = _randomise(TINY[name]((1, 2, 2), "binary"), seed=2).eval()
+    images = _all_binary_images((1, 2, 2)).float()
+    with torch.no_grad():
+        probs = model.log_prob(images).double().exp()
+    n = 6000
+    draws = model.sample(n, generator=torch.Generator().manual_seed(1))
+    codes = (_flat_bits(draws) * (2 ** torch.arange(3, -1, -1))).sum(1)
+    counts = torch.bincount(codes.long(), minlength=16).double()
+    expected = probs / probs.sum() * n
+    assert stats.chisquare(counts.numpy(), expected.numpy()).pvalue > 0.01
+
+
+def test_8bit_rgb_sampler_draws_each_channel_from_its_conditional():
+    """A 1x1 RGB image: the three channels are drawn in order R, G, B; the frequencies of R
+    match its 256-way softmax."""
+    model = _randomise(TINY["pixelcnn"]((3, 1, 1), "8bit"), seed=5).eval()
+    n = 8000
+    draws = model.sample(n, generator=torch.Generator().manual_seed(0))  # (n, 3, 1, 1)
+    assert draws.shape == (n, 3, 1, 1)
+    assert torch.all(draws == draws.round()) and draws.min() >= 0 and draws.max() <= 255
+    with torch.no_grad():
+        p_red = torch.softmax(model(torch.zeros(1, 3, 1, 1))[0, :, 0, 0, 0].double(), 0)
+    counts = torch.bincount(draws[:, 0, 0, 0].long(), minlength=256).double()
+    # pool the categories into 16 bins of 16 values for enough counts per cell
+    obs, exp = counts.view(16, 16).sum(1), (p_red / p_red.sum() * n).view(16, 16).sum(1)
+    assert stats.chisquare(obs.numpy(), exp.numpy()).pvalue > 0.01
+    assert torch.isfinite(model.log_prob(draws)).all()
+
+
+# --------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("name", list(AUTOREGRESSIVE_MODELS))
+def test_non_binary_data_to_a_bernoulli_model_is_a_clear_error(name):
+    model = create(name, (1, 4, 4), hidden=4, **({} if name == "nade" else {"layers": 1}))
+    grey = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ValueError, match="binary pixels.*Binarize"):
+        model.log_prob(grey)
+    with pytest.raises(ValueError, match="Binarize"):
+        model.loss(torch.full((1, 1, 4, 4), 2, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("name", list(AUTOREGRESSIVE_MODELS))
+def test_wrong_image_size_is_a_clear_error(name):
+    model = create(name, (1, 4, 4), hidden=4, **({} if name == "nade" else {"layers": 1}))
+    with pytest.raises(ValueError, match=r"built for images of shape \(N, 1, 4, 4\).*1x5x5"):
+        model.log_prob(torch.zeros(2, 1, 5, 5))
+    with pytest.raises(ValueError, match="shape"):
+        model.log_prob(torch.zeros(1, 4, 4))
+
+
+@pytest.mark.parametrize("name", NOT_NADE)
+def test_8bit_models_need_integer_values(name):
+    model = TINY[name]((1, 3, 3), "8bit")
+    with pytest.raises(ValueError, match=r"non-integer.*\(x \* 255\)\.round\(\)"):
+        model.log_prob(torch.rand(2, 1, 3, 3))
+    with pytest.raises(ValueError, match="0..255"):
+        model.log_prob(torch.full((2, 1, 3, 3), 256.0))
+    with pytest.raises(ValueError, match="NaN"):
+        model.log_prob(torch.full((2, 1, 3, 3), float("nan")))
+    ok = torch.randint(0, 256, (2, 1, 3, 3))
+    torch.testing.assert_close(model.log_prob(ok), model.log_prob(ok.to(torch.uint8)))
+    torch.testing.assert_close(model.log_prob(ok), model.log_prob(ok.float()))
+
+
+def test_bad_parameters_are_rejected():
+    with pytest.raises(ValueError, match="'hidden' parameter of NADE must be an int >= 1"):
+        NADE((1, 4, 4), hidden=0)
+    with pytest.raises(ValueError, match="image_shape"):
+        PixelCNN((2, 4, 4))
+    with pytest.raises(ValueError, match="pixels"):
+        RowLSTM((1, 4, 4), pixels="float")
+    with pytest.raises(ValueError, match="odd"):
+        PixelCNN((1, 4, 4), kernel_size=4)
+    with pytest.raises(ValueError, match="Unknown autoregressive model"):
+        create("wavenet", (1, 4, 4))
+
+
+# --------------------------------------------------------------------- pieces
+def test_masks_type_a_and_b_with_colour_groups():
+    rgb = torch.arange(3)
+    a = causal_mask((3, 3), "A", rgb, rgb)  # (3, 3, 3, 3)
+    b = causal_mask((3, 3), "B", rgb, rgb)
+    torch.testing.assert_close(a[0, 0], torch.tensor([[1.0, 1, 1], [1, 0, 0], [0, 0, 0]]))
+    # centre: output colour o sees input colours < o (A) / <= o (B)
+    torch.testing.assert_close(a[:, :, 1, 1], torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0]]))
+    torch.testing.assert_close(b[:, :, 1, 1], torch.tensor([[1.0, 0, 0], [1, 1, 0], [1, 1, 1]]))
+    assert torch.equal(a[:, :, 2], torch.zeros(3, 3, 3)) and torch.equal(a[:, :, 1, 2],
+                                                                         torch.zeros(3, 3))
+
+
+def test_skew_and_unskew_are_inverse_and_put_diagonals_in_columns():
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    s = skew(x)  # (1, 1, 3, 6)
+    assert s.shape == (1, 1, 3, 6)
+    assert torch.equal(unskew(s, 4), x)
+    # column j of the skewed map holds pixels (r, j - r)
+    assert s[0, 0, :, 2].tolist() == [2.0, 5.0, 8.0]
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_checkpoint_round_trip_rebuilds_the_same_model(name, tmp_path):
+    model = _randomise(TINY[name]((1, 4, 4), "binary")).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, arch=model.arch, config=model.config)
+    loaded = load_model(path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    x = (torch.rand(3, 1, 4, 4) < 0.5).float()
+    torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x), rtol=0, atol=0)
+
+
+def test_loss_is_mean_nll_and_decreases_with_training():
+    torch.manual_seed(0)
+    x = (torch.rand(64, 1, 4, 4) < torch.linspace(0.1, 0.9, 16).view(1, 1, 4, 4)).float()
+    for name in ("nade", "pixelcnn", "row-lstm"):
+        model = TINY[name]((1, 4, 4), "binary")
+        assert model.loss(x).item() == pytest.approx(-model.log_prob(x).mean().item())
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        first = model.loss(x).item()
+        for _ in range(60):
+            opt.zero_grad()
+            model.loss(x).backward()
+            opt.step()
+        assert model.loss(x).item() < first - 1.0
+        assert model.bits_per_dim(x).mean().item() == pytest.approx(
+            model.loss(x).item() / (16 * math.log(2)), rel=1e-5)

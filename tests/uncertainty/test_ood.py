@@ -1,0 +1,561 @@
+"""OOD detectors: the contract over the registry, each score against an independent formula,
+and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist, mahalanobis
+from scipy.special import logsumexp, softmax
+from scipy.stats import multivariate_normal
+from torch import nn
+
+from dunno import nets
+from dunno.errors import NotFittedError
+from evaluation.metrics import auroc
+from uncertainty.ood import (
+    DDU,
+    DETECTORS,
+    KNN,
+    MSP,
+    ODIN,
+    Combined,
+    Mahalanobis,
+    ModelOutputs,
+    RaPP,
+    available_detectors,
+    conformal_neg_log_p,
+    ddu_score,
+    energy_score,
+    entropy_score,
+    extract_outputs,
+    feature_norm_score,
+    knn_score,
+    mahalanobis_score,
+    make_detector,
+    max_logit_score,
+    msp_score,
+    odin_score,
+    register_detector,
+)
+from uncertainty.ood._base import OODDetector
+
+D = 8  # input = feature dimension of the toy classifier
+
+
+class ToyNet(nn.Module):
+    """``features(x) = x`` (a linear layer set to the identity) and a head reading ``x_0``.
+
+    Class 0 lives at ``x_0 = -3``, class 1 at ``x_0 = +3``; logits ``(-2 x_0, 2 x_0)``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(D, D)
+        self.head = nn.Linear(D, 2)
+        with torch.no_grad():
+            self.body.weight.copy_(torch.eye(D))
+            self.body.bias.zero_()
+            self.head.weight.zero_()
+            self.head.weight[0, 0], self.head.weight[1, 0] = -2.0, 2.0
+            self.head.bias.zero_()
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class NoFeatures(nn.Module):
+    """A classifier without ``features``: hook ``fc1`` instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(D, 5)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _toy_data(n, seed):
+    """In-distribution: two tight clusters on the x_0 axis. OOD: near the origin with more
+    spread in the other dimensions: low logits, a smaller feature norm, far from both
+    clusters, hard to reconstruct."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = 0.3 * torch.randn(n, D, generator=g)
+    x[:, 0] += 6.0 * y - 3.0
+    ood = 0.6 * torch.randn(n, D, generator=g)
+    ood[:, 0] = 0.3 * torch.randn(n, generator=g)
+    return x, y, ood
+
+
+#: Small settings so the contract runs in seconds (defaults are for MNIST-sized data).
+CONTRACT_PARAMS = {
+    "knn": {"k": 5},
+    "rapp": {"hidden": (6, 3), "epochs": 60, "batch_size": 64},
+    "combined": {"components": ("knn", "energy", ("rapp", {"hidden": (6, 3), "epochs": 30}))},
+    "odin": {"epsilon": 0.01},
+}
+
+
+def _make(name, model):
+    cls = DETECTORS[name]
+    return make_detector(name, model if cls.uses_model else None, **CONTRACT_PARAMS.get(name, {}))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models train much faster on one thread, above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    torch.manual_seed(0)
+    x, y, ood = _toy_data(400, seed=1)
+    x_test, _, ood_test = _toy_data(200, seed=2)
+    return ToyNet().eval(), (x, y), x_test, ood_test
+
+
+# --------------------------------------------------------------------------- the contract
+@pytest.mark.parametrize("name", available_detectors())
+def test_contract_shape_finite_sign(name, toy):
+    model, (x, y), x_test, ood_test = toy
+    det = _make(name, model)
+    assert det.fit([(x[i:i + 100], y[i:i + 100]) for i in range(0, 400, 100)]) is det
+    s_in, s_out = det.score(x_test), det.score(ood_test)
+    for s in (s_in, s_out):
+        assert s.shape == (200,) and s.dtype == torch.float64
+        assert torch.isfinite(s).all()
+    # higher = more OOD, for every detector
+    assert auroc(s_in, s_out) > 0.95, name
+
+
+@pytest.mark.parametrize("name", available_detectors())
+def test_contract_outputs_path_equals_score(name, toy):
+    model, (x, y), x_test, _ = toy
+    det = _make(name, model).fit(_loader(x, y))
+    train = extract_outputs(model, _loader(x, y), needs=("logits", "features", "input"))
+    shared = _make(name, model).fit_outputs(train)
+    test = extract_outputs(model, x_test, needs=("logits", "features", "input"))
+    torch.testing.assert_close(shared.score_outputs(test), det.score(x_test, batch_size=64))
+
+
+def _loader(x, y, batch=64):
+    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+
+
+@pytest.mark.parametrize("name", available_detectors())
+def test_contract_declares_needs_and_params(name):
+    cls = DETECTORS[name]
+    det = cls()
+    assert det.name == name and cls.reference
+    assert det.needs and det.needs <= {"logits", "features", "input"}
+    assert det.fit_needs <= {"logits", "features", "input"}
+    assert repr(det) == f"{cls.__name__}()"
+    assert make_detector(name).get_params() == det.get_params()
+
+
+@pytest.mark.parametrize("name", [n for n in available_detectors()
+                                  if DETECTORS[n]()._state_names])
+def test_fit_required_before_score(name, toy):
+    model, _, x_test, _ = toy
+    det = _make(name, model)
+    with pytest.raises(NotFittedError, match="fit"):
+        det.score(x_test)
+    with pytest.raises(NotFittedError):
+        det.score_outputs(extract_outputs(model, x_test, needs=("logits", "features", "input")))
+
+
+def test_logit_detectors_need_no_fit(toy):
+    model, _, x_test, _ = toy
+    for name in ("msp", "maxlogit", "entropy", "energy", "featurenorm", "odin"):
+        assert make_detector(name, model).score(x_test).shape == (200,)
+
+
+# --------------------------------------------------------------------------- direct formulas
+@pytest.fixture
+def logits():
+    g = torch.Generator().manual_seed(3)
+    return 4 * torch.randn(50, 7, generator=g)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 7.0])
+def test_msp_and_energy_against_formulas(logits, temperature):
+    z = logits.double().numpy()
+    np.testing.assert_allclose(msp_score(logits, temperature).numpy(),
+                               -softmax(z / temperature, axis=1).max(1), rtol=1e-12)
+    np.testing.assert_allclose(energy_score(logits, temperature).numpy(),
+                               -temperature * logsumexp(z / temperature, axis=1), rtol=1e-12)
+
+
+def test_maxlogit_entropy_featurenorm_against_formulas(logits):
+    z = logits.double().numpy()
+    np.testing.assert_allclose(max_logit_score(logits).numpy(), -z.max(1))
+    p = softmax(z, axis=1)
+    np.testing.assert_allclose(entropy_score(logits).numpy(),
+                               -(p * np.log(np.clip(p, 1e-300, None))).sum(1), atol=1e-12)
+    np.testing.assert_allclose(feature_norm_score(logits).numpy(), -np.linalg.norm(z, axis=1))
+
+
+def test_entropy_limits():
+    assert entropy_score(torch.zeros(2, 5)).tolist() == pytest.approx([math.log(5)] * 2)
+    assert entropy_score(torch.tensor([[1e4, 0.0, 0.0]])).item() == pytest.approx(0, abs=1e-12)
+
+
+def _gaussians(n_per_class=300, dim=5, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(dim, dim))
+    cov = a @ a.T + 0.5 * np.eye(dim)
+    means = rng.normal(scale=3.0, size=(classes, dim))
+    x = np.concatenate([rng.multivariate_normal(m, cov, n_per_class) for m in means])
+    y = np.repeat(np.arange(classes), n_per_class)
+    return x, y
+
+
+def test_mahalanobis_against_scipy():
+    x, y = _gaussians()
+    query = np.random.default_rng(1).normal(scale=4.0, size=(40, x.shape[1]))
+    means = np.stack([x[y == c].mean(0) for c in range(3)])
+    centred = x - means[y]
+    cov = centred.T @ centred / len(x)  # the tied maximum-likelihood estimate
+    vi = np.linalg.inv(cov)
+    expected = np.array([min(mahalanobis(q, m, vi) ** 2 for m in means) for q in query])
+
+    det = Mahalanobis().fit_outputs(ModelOutputs(features=torch.tensor(x), labels=torch.tensor(y)))
+    assert det.jitter_ == 0.0
+    got = det.score_outputs(ModelOutputs(features=torch.tensor(query)))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
+    np.testing.assert_allclose(
+        mahalanobis_score(torch.tensor(query), torch.tensor(means), torch.tensor(cov)).numpy(),
+        expected, rtol=1e-9)
+    # float32 features are promoted to float64
+    got32 = det.score_outputs(ModelOutputs(features=torch.tensor(query, dtype=torch.float32)))
+    np.testing.assert_allclose(got32.numpy(), expected, rtol=1e-5)
+
+
+def test_mahalanobis_shrinkage_formula():
+    x, y = _gaussians(seed=4)
+    means = np.stack([x[y == c].mean(0) for c in range(3)])
+    centred = x - means[y]
+    cov = centred.T @ centred / len(x)
+    shrunk = 0.7 * cov + 0.3 * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    det = Mahalanobis(shrinkage=0.3).fit_outputs(
+        ModelOutputs(features=torch.tensor(x), labels=torch.tensor(y)))
+    np.testing.assert_allclose(det.covariance_.numpy(), shrunk, rtol=1e-10)
+
+
+def test_mahalanobis_and_ddu_survive_singular_covariance():
+    """Dead ReLU units (a constant-zero feature) and a class with fewer examples than
+    dimensions make the covariances singular: fitting must still succeed."""
+    x, y = _gaussians(n_per_class=4, dim=6, classes=2, seed=5)
+    x[:, 2] = 0.0
+    outputs = ModelOutputs(features=torch.tensor(x), labels=torch.tensor(y))
+    maha = Mahalanobis().fit_outputs(outputs)
+    ddu = DDU(reg=0.0).fit_outputs(outputs)
+    assert maha.jitter_ > 0 and ddu.jitter_ > 0
+    q = ModelOutputs(features=torch.randn(10, 6, dtype=torch.float64))
+    assert torch.isfinite(maha.score_outputs(q)).all()
+    assert torch.isfinite(ddu.score_outputs(q)).all()
+
+
+def test_ddu_matches_analytic_log_density():
+    """Two classes with known Gaussians: the score is -log(N(f; mu_0, S_0) + N(f; mu_1, S_1))
+    with the fitted (sample) parameters exactly, and close to the true parameters' value."""
+    rng = np.random.default_rng(0)
+    mu = [np.array([-2.0, 0.0]), np.array([2.0, 1.0])]
+    cov = [np.array([[1.0, 0.3], [0.3, 0.5]]), np.array([[0.4, -0.1], [-0.1, 0.8]])]
+    n = 20000
+    x = np.concatenate([rng.multivariate_normal(mu[c], cov[c], n) for c in range(2)])
+    y = np.repeat([0, 1], n)
+    det = DDU(reg=0.0).fit_outputs(ModelOutputs(features=torch.tensor(x), labels=torch.tensor(y)))
+    query = rng.normal(scale=2.0, size=(30, 2))
+    got = det.score_outputs(ModelOutputs(features=torch.tensor(query))).numpy()
+
+    fitted = [multivariate_normal(x[y == c].mean(0), np.cov(x[y == c].T)) for c in range(2)]
+    exact = -logsumexp([f.logpdf(query) for f in fitted], axis=0)
+    np.testing.assert_allclose(got, exact, rtol=1e-10)
+    true = -logsumexp([multivariate_normal(mu[c], cov[c]).logpdf(query) for c in range(2)], 0)
+    np.testing.assert_allclose(got, true, rtol=0.02)
+    # the pure function agrees
+    np.testing.assert_allclose(
+        ddu_score(torch.tensor(query), det.means_, det.covariances_).numpy(), got, rtol=1e-12)
+
+
+def test_ddu_jitter_search_follows_the_paper():
+    x = torch.zeros(6, 3, dtype=torch.float64)  # all-equal features: zero covariance
+    x[:, 0] = torch.arange(6.0)
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    det = DDU(reg=0.0).fit_outputs(ModelOutputs(features=x, labels=y))
+    assert det.jitter_ == torch.finfo(torch.float64).tiny  # the second value DDU tries
+    assert DDU(reg=0.1).fit_outputs(ModelOutputs(features=x, labels=y)).jitter_ == 0.0
+
+
+def test_knn_equals_brute_force_cdist():
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(300, 6))
+    query = rng.normal(size=(70, 6)) * rng.uniform(0.1, 5, size=(70, 1))
+    nb = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    nq = query / np.linalg.norm(query, axis=1, keepdims=True)
+    dist = np.sort(cdist(nq, nb), axis=1)
+    for k in (1, 7, 300):
+        got = knn_score(torch.tensor(query), torch.tensor(bank), k, chunk=16).numpy()
+        np.testing.assert_allclose(got, dist[:, k - 1], rtol=1e-10, atol=1e-12)
+    det = KNN(k=7).fit_outputs(ModelOutputs(features=torch.tensor(bank)))
+    np.testing.assert_allclose(det.score_outputs(ModelOutputs(features=torch.tensor(query))),
+                               dist[:, 6], rtol=1e-10)
+    # duplicates of the bank are at distance exactly 0 for k=1
+    assert knn_score(torch.tensor(bank[:5]), torch.tensor(bank), 1).abs().max() < 1e-7
+
+
+def test_knn_bank_size_and_k_checks():
+    feats = torch.randn(50, 4)
+    det = KNN(k=3, bank_size=20).fit_outputs(ModelOutputs(features=feats))
+    assert det.bank_.shape == (20, 4)
+    with pytest.raises(ValueError, match="'k' parameter of KNN must be at most"):
+        KNN(k=60).fit_outputs(ModelOutputs(features=feats))
+    with pytest.raises(ValueError, match="'k' parameter of KNN must be an int >= 1"):
+        KNN(k=0).fit_outputs(ModelOutputs(features=feats))
+
+
+# --------------------------------------------------------------------------- ODIN
+class SmoothNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(D, 16), nn.Tanh(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_odin_without_perturbation_at_t1_equals_msp():
+    model = SmoothNet()
+    x = torch.randn(64, D)
+    odin = ODIN(model, temperature=1.0, epsilon=0.0).score(x)
+    msp = MSP(model).score(x)
+    torch.testing.assert_close(odin, msp, rtol=0, atol=0)
+    torch.testing.assert_close(odin.argsort(), msp.argsort())
+    torch.testing.assert_close(odin_score(model, x, temperature=1.0, epsilon=0.0), msp)
+
+
+def test_odin_perturbation_raises_the_top_softmax():
+    """A small step against the gradient of -log S_yhat increases S_yhat: scores go down."""
+    model = SmoothNet()
+    x = torch.randn(64, D)
+    plain = odin_score(model, x, temperature=10.0, epsilon=0.0)
+    stepped = odin_score(model, x, temperature=10.0, epsilon=1e-3)
+    assert (stepped <= plain + 1e-12).all() and (stepped < plain).float().mean() > 0.9
+
+
+def test_odin_tuning_uses_only_given_data():
+    model = SmoothNet()
+    x_in = torch.randn(100, D)
+    det = ODIN(model, tune=True, epsilons=(0.0, 0.001, 0.01), tune_size=50)
+    with pytest.raises(NotFittedError):
+        det.score(x_in)
+    det.fit(x_in)
+    # in-distribution-only criterion: the largest step raises the mean MSP most; T is kept
+    assert det.epsilon_ == 0.01 and det.temperature_ == 1000.0
+    x_val_ood = 3 * torch.randn(100, D)
+    det.fit(x_in, ood_loader=x_val_ood)
+    assert det.temperature_ in det.temperatures and det.epsilon_ in det.epsilons
+    with pytest.raises(ValueError, match="tune=False"):
+        ODIN(model).fit(x_in, ood_loader=x_val_ood)
+
+
+def test_mahalanobis_input_preprocessing_lowers_distances(toy):
+    model, (x, y), x_test, _ = toy
+    plain = Mahalanobis(model).fit(_loader(x, y))
+    pre = Mahalanobis(model, epsilon=0.01).fit(_loader(x, y))
+    assert pre.needs == {"input"} and plain.needs == {"features"}
+    assert (pre.score(x_test) <= plain.score(x_test) + 1e-9).float().mean() > 0.95
+
+
+# --------------------------------------------------------------------------- RaPP
+class LinearAE(nn.Module):
+    def __init__(self, components, mean):
+        super().__init__()
+        d, k = components.shape
+        self.encoder = nn.Sequential(nn.Linear(d, k).double())
+        self.decoder = nn.Linear(k, d).double()
+        with torch.no_grad():
+            self.encoder[0].weight.copy_(components.T)
+            self.encoder[0].bias.copy_(-components.T @ mean)
+            self.decoder.weight.copy_(components)
+            self.decoder.bias.copy_(mean)
+
+
+def test_rapp_on_pca_autoencoder_matches_closed_form():
+    rng = np.random.default_rng(0)
+    n, d, k = 500, 6, 2
+    x = rng.normal(size=(n, d)) @ np.diag([5, 3, 1.5, 1, 0.5, 0.2]) @ np.linalg.qr(
+        rng.normal(size=(d, d)))[0]
+    m = x.mean(0)
+    _, s, vt = np.linalg.svd(x - m, full_matrices=False)
+    u_k, u_rest, s_rest = vt[:k].T, vt[k:].T, s[k:]
+    query = rng.normal(scale=3.0, size=(25, d))
+    proj = (query - m) @ u_rest  # (25, d-k)
+    sap = ((query - m) - (query - m) @ u_k @ u_k.T) ** 2
+    expected_sap, expected_nap = sap.sum(1), (proj**2 / s_rest**2).sum(1)
+
+    ae = LinearAE(torch.tensor(u_k), torch.tensor(m))
+    nap = RaPP(ae, epochs=0, rcond=1e-8).fit(torch.tensor(x))
+    both = nap.scores(torch.tensor(query))
+    np.testing.assert_allclose(both["sap"].numpy(), expected_sap, rtol=1e-8)
+    np.testing.assert_allclose(both["nap"].numpy(), expected_nap, rtol=1e-6)
+    assert nap.singular_values_.shape == (d - k,)  # the zero pathway differences dropped
+    sap_det = RaPP(ae, mode="sap", epochs=0).fit(torch.tensor(x))
+    np.testing.assert_allclose(sap_det.score(torch.tensor(query)).numpy(), expected_sap,
+                               rtol=1e-8)
+
+
+def test_rapp_rejects_a_classifier_and_bad_autoencoder():
+    with pytest.raises(ValueError, match="pass model=None"):
+        make_detector("rapp", nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="'encoder' and 'decoder'"):
+        RaPP(nn.Linear(2, 2)).fit(torch.randn(5, 2))
+
+
+# --------------------------------------------------------------------------- combined
+def test_conformal_p_values():
+    ref = torch.arange(1.0, 100.0)  # 99 reference scores 1..99
+    got = conformal_neg_log_p(torch.tensor([0.0, 50.0, 99.0, 120.0]), ref)
+    assert got[0] == pytest.approx(0.0, abs=1e-12)  # p = (1 + 99) / 100
+    assert got[1] == pytest.approx(-math.log(51 / 100))
+    assert got[2] == pytest.approx(math.log(100 / 2))
+    assert got[3] > math.log(100)  # extrapolated beyond the largest reference score
+    assert (conformal_neg_log_p(torch.linspace(-5, 500, 200), ref).diff() >= 0).all()
+
+
+def test_combined_shares_one_rapp_fit_and_fisher_sums(toy):
+    model, (x, y), x_test, _ = toy
+    rapp = {"hidden": (6, 3), "epochs": 5}
+    det = Combined(model, components=("energy", ("rapp", rapp),
+                                      ("rapp", {**rapp, "mode": "sap"}))).fit(_loader(x, y))
+    labels = list(det.detectors_)
+    assert labels == ["energy", "rapp(epochs=5,hidden=(6, 3))",
+                      "rapp(epochs=5,hidden=(6, 3),mode=sap)"]
+    assert det.detectors_[labels[1]].autoencoder_ is det.detectors_[labels[2]].autoencoder_
+    outputs = extract_outputs(model, x_test, needs=("logits", "input"))
+    parts = det.component_scores(outputs)
+    torch.testing.assert_close(det.score_outputs(outputs), sum(parts.values()))
+    det.reduce = "max"
+    torch.testing.assert_close(det.score_outputs(outputs), torch.stack(list(parts.values()))
+                               .amax(0))
+
+
+def test_combined_rejects_bad_components(toy):
+    with pytest.raises(ValueError, match="must list detectors"):
+        Combined(components=("nope",)).fit(torch.zeros(4, D))
+    with pytest.raises(ValueError, match="twice"):
+        Combined(components=("knn", "knn"))._validate_params()
+
+
+# --------------------------------------------------------------------------- features, errors
+def test_extract_outputs_is_one_pass_for_backbones():
+    model = nets.create("lenet5", 1, 3, input_size=8).eval()
+    calls = {"features": 0, "forward": 0}
+    features = model.features
+
+    def counting_features(x):
+        calls["features"] += 1
+        return features(x)
+
+    model.features = counting_features
+    model.register_forward_pre_hook(lambda *a: calls.__setitem__("forward", calls["forward"] + 1))
+    x = torch.rand(70, 1, 8, 8)
+    out = extract_outputs(model, x, batch_size=32)
+    assert calls == {"features": 3, "forward": 0}
+    torch.testing.assert_close(out.logits, model.head(features(x)))
+
+
+def test_layer_hook_gives_features_and_errors_name_the_model():
+    model = NoFeatures().eval()
+    x = torch.randn(10, D)
+    with pytest.raises(ValueError, match="NoFeatures has no 'features' method.*layer="):
+        KNN(model, k=2).fit(x)
+    with pytest.raises(ValueError, match="must name a module of NoFeatures.*fc1"):
+        KNN(model, k=2, layer="fc9").fit(x)
+    out = extract_outputs(model, x, layer="fc1")
+    torch.testing.assert_close(out.features, model.fc1(x))
+    torch.testing.assert_close(out.logits, model(x))
+    det = KNN(model, k=2, layer="act").fit(x)
+    assert det.score(x).shape == (10,)
+    # logit detectors never need features
+    assert MSP(model).score(x).shape == (10,)
+
+
+def test_bad_input_errors():
+    model = ToyNet().eval()
+    x = torch.randn(30, D)
+    y = (x[:, 0] > 0).long()
+    det = KNN(model, k=3).fit(_loader(x, y))
+    with pytest.raises(ValueError, match="empty"):
+        det.score(torch.zeros(0, D))
+    with pytest.raises(ValueError, match="must be a torch.Tensor"):
+        det.score(x.numpy())
+    with pytest.raises(ValueError, match=r"needs \['features'\] but the outputs lack"):
+        det.score_outputs(ModelOutputs(logits=torch.zeros(3, 2)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        det.score_outputs(ModelOutputs(features=torch.full((2, D), float("nan"))))
+    with pytest.raises(ValueError, match="without one"):
+        MSP().score(x)
+    fitted = Mahalanobis(model).fit(_loader(x, y))
+    rapp = RaPP(hidden=(4, 2), epochs=1).fit(x)
+    with pytest.raises(ValueError, match=r"fitted on inputs of shape \(8,\).*\(9,\)"):
+        rapp.score(torch.zeros(3, 9))
+    with pytest.raises(ValueError, match="'temperature' parameter of Energy"):
+        make_detector("energy", model, temperature=0).score(x)
+    with pytest.raises(ValueError, match="Unknown parameter"):
+        make_detector("knn", model, kk=3)
+    with pytest.raises(ValueError, match="Unknown OOD detector"):
+        make_detector("nope")
+    with pytest.raises(ValueError, match="labels"):
+        fitted.fit_outputs(ModelOutputs(features=torch.zeros(4, D)))
+    with pytest.raises(ValueError, match="same number of rows"):
+        ModelOutputs(logits=torch.zeros(3, 2), features=torch.zeros(4, 2))
+
+
+def test_register_detector_extension_point():
+    class Constant(OODDetector):
+        """Scores every input 0 (for the test)."""
+
+        name = "constant-test"
+        reference = "none"
+
+        def _score(self, outputs):
+            return torch.zeros(len(outputs))
+
+    try:
+        register_detector(Constant)
+        assert "constant-test" in available_detectors()
+        assert make_detector("constant-test").score_outputs(
+            ModelOutputs(logits=torch.zeros(3, 2))).tolist() == [0, 0, 0]
+        with pytest.raises(ValueError, match="already registered"):
+            register_detector(type("Other", (Constant,), {}))
+    finally:
+        DETECTORS.pop("constant-test", None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", available_detectors())
+def test_detectors_run_on_cuda(name, toy):
+    model, (x, y), x_test, ood_test = toy
+    model = ToyNet().cuda().eval()
+    det = _make(name, model)
+    if "device" in type(det)._param_names():
+        det.device = "cuda"
+    det.fit(_loader(x, y))
+    s_in, s_out = det.score(x_test.cuda()), det.score(ood_test.cuda())
+    assert torch.isfinite(s_in).all() and auroc(s_in, s_out) > 0.95

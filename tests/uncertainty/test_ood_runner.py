@@ -1,0 +1,161 @@
+"""The OOD benchmark runner (evaluation.benchmarks.ood): table, files, shared passes, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dunno import nets
+from dunno.checkpoints import save_checkpoint
+from dunno.data import ArrayDataset, DatasetInfo, load_dataset
+from evaluation.benchmarks.ood import (
+    METRICS,
+    compare_shared_vs_naive,
+    main,
+    parse_detector_params,
+    run_ood,
+)
+
+IN = "digits:classes=0-4"
+OUT = "digits:classes=5-9,gaussian-noise"
+CHEAP = "msp,energy,mahalanobis,knn,featurenorm"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return nets.create("lenet5", 1, 5, input_size=8).eval()
+
+
+def test_run_ood_table_and_files(model, tmp_path):
+    table = run_ood(model, IN, OUT, CHEAP, detector_params={"knn": {"k": 5}}, out=tmp_path,
+                    batch_size=100)
+    assert table.out_sets == ["digits:classes=5-9", "gaussian-noise"]
+    assert table.detectors == CHEAP.split(",")
+    assert len(table.rows) == 10
+    for row in table.rows:
+        assert all(0.0 <= row[m] <= 1.0 for m in METRICS)
+        assert row["n_in"] == table.n_test and row["n_out"] > 0
+    assert table.n_test == len(load_dataset(IN, "test"))
+    assert 0.0 <= table.accuracy <= 1.0
+    means = table.mean_by_detector()
+    assert means["msp"]["auroc"] == pytest.approx(
+        np.mean([r["auroc"] for r in table.rows if r["detector"] == "msp"]))
+    long = table.table_rows()
+    assert len(long) == 15 and long[2] == {"detector": "msp", "ood_set": "mean", **means["msp"]}
+    pivot = table.pivot("auroc")
+    assert pivot[0]["mean"] == pytest.approx(100 * means["msp"]["auroc"])
+    assert "| detector | ood_set | auroc |" in table.to_markdown()
+    assert "gaussian-noise" in table.to_markdown("fpr95")
+    assert set(table.best("auroc")) == set(table.out_sets)
+    # one shared pass per dataset, nothing else ran the model
+    assert len(table.timings["forward"]) == 4 and table.own_passes == []
+    assert table.timings["total"] >= table.timings["shared_forward_total"]
+
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"ood.json", "ood.csv", "auroc.csv", "roc_digits-classes-5-9.png",
+            "roc_gaussian-noise.png", "hist_knn_gaussian-noise.png"} <= names
+    saved = json.loads((tmp_path / "ood.json").read_text())
+    assert saved["accuracy"] == table.accuracy and len(saved["rows"]) == 10
+    assert saved["timings"]["total"] == pytest.approx(table.timings["total"])
+    header = (tmp_path / "ood.csv").read_text().splitlines()[0]
+    assert header == "detector,ood_set,auroc,aupr_in,aupr_out,fpr95,detection_error,n_in,n_out"
+
+
+def test_shared_passes_give_the_naive_scores(model):
+    timing = compare_shared_vs_naive(model, IN, "gaussian-noise", "energy,ddu,knn,odin",
+                                     detector_params={"knn": {"k": 5}}, batch_size=100)
+    assert timing["max_abs_score_difference"] < 1e-5
+    assert set(timing["naive_per_detector"]) == {"energy", "ddu", "knn", "odin"}
+    assert timing["table"].own_passes == ["odin"]
+    assert timing["shared_seconds"] > 0 and timing["naive_seconds"] > 0
+
+
+def test_held_out_classes_and_user_arrays(model, tmp_path):
+    test = load_dataset("digits:classes=5-9", "test")
+    np.savez(tmp_path / "mine.npz", x=test.x.numpy()[:20])
+    table = run_ood(model, IN, [str(tmp_path / "mine.npz"), test], "msp")
+    assert [r["n_out"] for r in table.rows] == [20, len(test)]
+
+
+def test_bad_ood_sets(model, tmp_path):
+    np.savez(tmp_path / "big.npz", x=np.zeros((5, 1, 10, 10), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"shape \(1, 10, 10\).*shape \(1, 8, 8\)"):
+        run_ood(model, IN, str(tmp_path / "big.npz"), "msp")
+    info = DatasetInfo("nothing", "image", (1, 8, 8))
+    empty = ArrayDataset(torch.zeros(0, 1, 8, 8), None, info)
+    with pytest.raises(ValueError, match="'nothing' is empty"):
+        run_ood(model, IN, [empty], "msp")
+    with pytest.raises(ValueError, match="names nothing"):
+        run_ood(model, IN, "", "msp")
+    with pytest.raises(ValueError, match="Unknown OOD detector 'nope'"):
+        run_ood(model, IN, "gaussian-noise", "msp,nope")
+    with pytest.raises(ValueError, match="'fit_split'"):
+        run_ood(model, IN, "gaussian-noise", "msp", fit_split="test")
+    with pytest.raises(ValueError, match="not run"):
+        run_ood(model, IN, "gaussian-noise", "msp", detector_params={"knn": {"k": 3}})
+
+
+class Plain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+        self.out = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.out(self.body(x))
+
+
+def test_feature_detectors_on_a_model_without_features():
+    model = Plain().eval()
+    with pytest.raises(ValueError, match=r"\['ddu'\] need penultimate features.*Plain.*msp"):
+        run_ood(model, IN, "gaussian-noise", "msp,ddu")
+    table = run_ood(model, IN, "gaussian-noise", "msp,ddu", layer="body")
+    assert len(table.rows) == 2
+
+
+def test_cli_main_and_params(model, tmp_path):
+    ckpt = save_checkpoint(tmp_path / "model.pt", model, arch="nets", config=model.config)
+    report = tmp_path / "report"
+    rc = main(["--checkpoint", str(ckpt), "--in", IN, "--out", "digits:classes=5-9",
+               "--detectors", "msp,knn", "--param", "knn.k=3", "--report-dir", str(report),
+               "--device", "cpu", "--no-histograms", "--timing"])
+    assert rc == 0
+    assert (report / "ood.json").exists() and (report / "timing.json").exists()
+    assert not list(report.glob("hist_*"))
+    assert json.loads((report / "ood.json").read_text())["params"]["knn"]["k"] == 3
+    assert parse_detector_params(["knn.k=10", "odin.epsilons=[0, 0.01]", "rapp.mode=sap"]) == {
+        "knn": {"k": 10}, "odin": {"epsilons": (0, 0.01)}, "rapp": {"mode": "sap"}}
+    with pytest.raises(ValueError, match="DETECTOR.NAME=VALUE"):
+        parse_detector_params(["k=10"])
+
+
+def test_anchor_rows_compare_with_the_peers():
+    from evaluation.benchmarks.ood import OODTable
+    from evaluation.benchmarks.ood_table import ANCHORS, anchor_rows
+
+    def table(in_data, aurocs):
+        rows = [{"detector": d, "ood_set": o, "auroc": a, "aupr_in": a, "aupr_out": a,
+                 "fpr95": 0.0, "detection_error": 0.0, "n_in": 1, "n_out": 1}
+                for (i, o) in ANCHORS if i == in_data for d, a in aurocs.items()]
+        return OODTable(in_data, [], list(aurocs), rows, 0.9, "train", 1, 1, {}, [], {})
+
+    rows = anchor_rows({"mnist": table("mnist", {"energy": 0.9975, "msp": 0.5}),
+                        "fashion-mnist": table("fashion-mnist", {"energy": 0.99})})
+    assert [r["in -> out"] for r in rows] == [f"{i} -> {o}" for i, o in ANCHORS]
+    assert rows[0]["peer best"] == "99.74 (Energy)" and rows[0]["target 1"] == "met"
+    assert rows[0]["our best"] == "99.75 (energy)" and rows[0]["msp"] == pytest.approx(50)
+    assert rows[1]["target 1"] == "missed"  # 99.75 < 100.0 (MaxLogit)
+    assert rows[2]["peer best"] == "99.61 (class-wise GMM)" and rows[2]["target 1"] == "missed"

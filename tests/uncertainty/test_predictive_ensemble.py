@@ -1,0 +1,117 @@
+"""Deep ensembles: vectorised (vmap) inference equals the loop, the mixture moments, the
+loop fallback, adversarial training and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dunno.errors import NotFittedError
+from uncertainty.predictive import (
+    ClassificationPrediction,
+    DeepEnsemble,
+    DeepEnsembleRegressor,
+    RegressionPrediction,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _toy(n=120, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, generator=g) * 4 - 2
+    y = x[:, :1] ** 2 + 0.2 * torch.randn(n, 1, generator=g)
+    return x, y
+
+
+def test_vmap_inference_equals_loop():
+    x, y = _toy()
+    est = DeepEnsembleRegressor(16, num_members=4, epochs=3, batch_size=32).fit(x, y)
+    assert est.vectorized_
+    xt = torch.randn(37, 2)
+    a = est.predict_members(xt, vectorized=True)
+    b = est.predict_members(xt, vectorized=False)
+    assert a.shape == (4, 37, 2)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_vmap_inference_equals_loop_for_a_batch_norm_classifier():
+    def model_fn():
+        return nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 4))
+
+    x = torch.randn(90, 3)
+    labels = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+    est = DeepEnsemble(model_fn, 3, task="classification", epochs=2, batch_size=30).fit(x, labels)
+    # batch norm updates running statistics in place: training falls back to a loop ...
+    assert not est.vectorized_ and "batch norm" in est.vectorize_reason_
+    assert len(est.histories_) == 3
+    # ... and eval-mode inference can still be vectorised, equal to the loop
+    torch.testing.assert_close(est.predict_members(x, vectorized=True),
+                               est.predict_members(x, vectorized=False), rtol=0, atol=1e-6)
+    pred = est.predict(x)
+    assert isinstance(pred, ClassificationPrediction) and pred.samples.shape == (3, 90, 4)
+    assert torch.all(pred.mutual_information >= 0)
+    assert torch.all(pred.mutual_information <= math.log(4) + 1e-12)
+
+
+def test_vectorize_true_refuses_batch_norm():
+    def model_fn():
+        return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+    with pytest.raises(ValueError, match="cannot vectorise"):
+        DeepEnsemble(model_fn, 2, task="classification", epochs=1, vectorize=True).fit(
+            torch.randn(10, 3), torch.randint(0, 2, (10,)))
+
+
+def test_regression_prediction_is_the_uniform_mixture():
+    x, y = _toy()
+    est = DeepEnsembleRegressor(8, num_members=3, epochs=2).fit(x, y)
+    out = est.predict_members(x[:5]).double()
+    mu, var = out[..., :1], torch.nn.functional.softplus(out[..., 1:]) + 1e-6
+    pred = est.predict(x[:5])
+    assert isinstance(pred, RegressionPrediction)
+    torch.testing.assert_close(pred.mean, mu.mean(0))
+    # sigma_*^2 = mean(sigma_m^2 + mu_m^2) - mu_*^2
+    torch.testing.assert_close(pred.variance, (var + mu**2).mean(0) - mu.mean(0) ** 2)
+    assert pred.component_weights.shape == (5, 3)
+
+
+def test_members_differ_and_learn():
+    x, y = _toy(200)
+    est = DeepEnsembleRegressor(32, num_members=3, epochs=60, batch_size=50, lr=1e-2).fit(x, y)
+    out = est.predict_members(x)
+    assert not torch.allclose(out[0], out[1])
+    pred = est.predict(x)
+    assert float(((pred.mean - y) ** 2).mean()) < 0.15
+    # epistemic variance grows away from the data
+    far = est.predict(torch.full((1, 2), 8.0))
+    assert float(far.epistemic_var) > float(pred.epistemic_var.mean())
+
+
+def test_adversarial_training_and_fit_many():
+    x, y = _toy(60)
+    est = DeepEnsembleRegressor(8, num_members=2, epochs=2, adversarial=True, epsilon=0.05)
+    fitted = est.fit_many([(x, y), (x + 1, y)])
+    assert len(fitted) == 2 and all(len(f.members_) == 2 for f in fitted)
+    assert fitted[0].members_[0] is not fitted[1].members_[0]
+    assert math.isfinite(fitted[0].histories_[0]["loss"][-1])
+
+
+def test_bad_input():
+    x, y = _toy(20)
+    with pytest.raises(ValueError, match=r"'num_members' parameter of DeepEnsembleRegressor "
+                                         r"must be an int >= 1\. Got 0 instead\."):
+        DeepEnsembleRegressor(num_members=0).fit(x, y)
+    with pytest.raises(NotFittedError, match="DeepEnsembleRegressor"):
+        DeepEnsembleRegressor().predict(x)
+    with pytest.raises(ValueError, match="2 \\* O"):
+        DeepEnsemble(lambda: nn.Linear(2, 1), 2, epochs=1).fit(x, y)

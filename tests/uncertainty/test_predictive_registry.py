@@ -1,0 +1,79 @@
+"""Contract tests over every registered regression method, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dunno.errors import NotFittedError
+from uncertainty.predictive import (
+    REGRESSORS,
+    RegressionPrediction,
+    available_regressors,
+    make_regressor,
+)
+
+TINY = {
+    "mc-dropout": {"hidden": 8, "epochs": 2, "num_samples": 5},
+    "ensemble": {"hidden": 8, "num_members": 2, "epochs": 2},
+    "heteroscedastic": {"hidden": 8, "epochs": 2, "num_samples": 5},
+    "mdn": {"hidden": 8, "epochs": 2, "num_components": 2},
+    "bnn": {"hidden": 8, "epochs": 2, "num_samples": 5},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_method_has_a_tiny_configuration():
+    assert set(TINY) == set(REGRESSORS) == set(available_regressors())
+
+
+@pytest.mark.parametrize("name", list(REGRESSORS))
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_contract(name, outputs):
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 3), torch.randn(60, outputs)
+    est = make_regressor(name, **TINY[name])
+    with pytest.raises(NotFittedError, match=type(est).__name__):
+        est.predict(x)
+    assert est.fit(x, y) is est
+    pred = est.predict(x[:11])
+    assert isinstance(pred, RegressionPrediction)
+    assert pred.mean.shape == pred.variance.shape == (11, outputs)
+    assert torch.all(pred.aleatoric_var >= 0) and torch.all(pred.epistemic_var >= 0)
+    assert torch.all(pred.variance > 0)
+    log_prob = pred.log_prob(y[:11])
+    assert log_prob.shape == (11,) and torch.isfinite(log_prob).all()
+    assert pred.is_mixture
+    torch.testing.assert_close(pred.component_weights.sum(1),
+                               torch.ones(11, dtype=pred.component_weights.dtype))
+    with pytest.raises(ValueError, match="features"):
+        est.predict(torch.randn(4, 5))
+
+
+@pytest.mark.parametrize("name", list(REGRESSORS))
+def test_bad_input(name):
+    est = make_regressor(name, **TINY[name])
+    x, y = torch.randn(20, 2), torch.randn(20, 1)
+    y_nan = y.clone()
+    y_nan[3] = float("nan")
+    with pytest.raises(ValueError, match="'y' argument contains NaN"):
+        est.fit(x, y_nan)
+    with pytest.raises(ValueError, match="same number of rows. Got 20 rows in x and 19 in y"):
+        est.fit(x, y[:19])
+    with pytest.raises(ValueError, match=r"'epochs' parameter of .* must be an int >= 1\. "
+                                         r"Got 0 instead\."):
+        make_regressor(name, **{**TINY[name], "epochs": 0}).fit(x, y)
+
+
+def test_make_regressor_errors():
+    with pytest.raises(ValueError, match="Unknown regression method 'gp'"):
+        make_regressor("gp")
+    with pytest.raises(ValueError, match="Bad parameters for regression method 'mdn'"):
+        make_regressor("mdn", temperature=2)

@@ -1,0 +1,75 @@
+"""The UCI benchmark runner: the split files, the verdict rule, a quick end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dunno.data import load_dataset
+from evaluation.benchmarks.uci import PUBLISHED, main, run_uci, verdict
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_verdict_rule():
+    assert verdict(-2.40, 0.05, -2.40, 0.04) == "within"
+    assert verdict(-2.49, 0.03, -2.40, 0.04) == "within"  # 0.09 < 2 * sqrt(0.03² + 0.04²)
+    assert verdict(-2.52, 0.03, -2.40, 0.04) == "worse"
+    assert verdict(-2.20, 0.03, -2.40, 0.04) == "better"
+    assert verdict(4.40, float("nan"), 4.45, 0.0) == "worse"
+
+
+def test_published_anchors_cover_the_nine_datasets():
+    for anchor in ("mc-dropout", "ensemble"):
+        assert len(PUBLISHED[anchor]) == 9
+    assert PUBLISHED["mc-dropout"]["bostonHousing"] == ((2.90, 0.18), (-2.40, 0.04))
+    assert PUBLISHED["ensemble"]["naval-propulsion-plant"][1] == (5.63, 0.05)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(("name", "k"), [("yacht", 0), ("yacht", 19), ("bostonHousing", 7)])
+def test_loader_splits_match_the_index_files(data_dir, name, k):
+    folder = data_dir / "uci" / name
+    data = np.loadtxt(folder / "data.txt")
+    features = np.loadtxt(folder / "index_features.txt", dtype=int)
+    target = int(np.loadtxt(folder / "index_target.txt"))
+    for split in ("train", "test"):
+        index = np.loadtxt(folder / f"index_{split}_{k}.txt", dtype=int)
+        ds = load_dataset(f"uci/{name}", split, data_dir, k=k)
+        np.testing.assert_allclose(ds.y_original[:, 0].numpy(), data[index, target], rtol=1e-5,
+                                   atol=1e-4)
+        x = ds.x.numpy() * ds.x_std.numpy() + ds.x_mean.numpy()
+        np.testing.assert_allclose(x, data[index][:, features], rtol=1e-4, atol=1e-4)
+    train = np.loadtxt(folder / f"index_train_{k}.txt", dtype=int)
+    test = np.loadtxt(folder / f"index_test_{k}.txt", dtype=int)
+    assert not set(train) & set(test) and len(train) + len(test) == len(data)
+
+
+@pytest.mark.data
+def test_quick_run_writes_tables(data_dir, tmp_path):
+    table = run_uci("mc-dropout", "yacht", splits=2, root=data_dir, quick=True, out=tmp_path)
+    (row,) = table.rows
+    assert row["dataset"] == "Yacht" and row["n_splits"] == 2
+    assert np.isfinite(row["rmse"]) and np.isfinite(row["test_ll"])
+    assert row["vs_mc-dropout"] in ("better", "within", "worse")
+    assert (tmp_path / "uci_mc-dropout.csv").read_text().startswith("dataset,n_splits,rmse")
+    saved = json.loads((tmp_path / "uci_mc-dropout.json").read_text())
+    assert len(saved["splits"]["yacht"]["test_ll"]) == 2
+    assert "| Yacht |" in (tmp_path / "uci_mc-dropout.md").read_text()
+
+
+@pytest.mark.data
+def test_main_runs_a_method_compared_with_both_anchors(data_dir, tmp_path):
+    table = main(["--method", "mdn", "--dataset", "yacht", "--splits", "2", "--quick",
+                  "--data-dir", str(data_dir), "--out", str(tmp_path)])
+    assert table.anchors == ("mc-dropout", "ensemble")
+    assert {"vs_mc-dropout", "vs_ensemble"} <= set(table.rows[0])

@@ -1,0 +1,89 @@
+"""Out-of-distribution detectors: **higher score = more OOD**, for every detector.
+
+::
+
+    from uncertainty.ood import make_detector
+
+    detector = make_detector("energy", model)          # any x -> logits classifier
+    scores = detector.fit(train_loader).score(x)        # (N,) float64
+
+    # many detectors, one forward pass per dataset:
+    from uncertainty.ood import extract_outputs
+    train = extract_outputs(model, train_loader)         # logits (N, C) + features (N, F)
+    test = extract_outputs(model, x_test)
+    ddu = make_detector("ddu", model).fit_outputs(train)
+    scores = ddu.score_outputs(test)
+
+Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
+``mahalanobis``, ``ddu``, ``knn``, ``featurenorm``, ``rapp`` and ``combined`` (conformal
+p-values of kNN and RaPP, combined by Fisher's method: the one detector with AUROC >= 99% on
+all four LeNet-5 anchor rows); each module holds the pure score function
+(``energy_score(logits, temperature)``) next to its class. MC-Dropout mutual information and
+ensemble disagreement plug in through :func:`register_detector` once
+:mod:`uncertainty.predictive` exists (see :mod:`uncertainty.ood.registry`). The contract is in
+:mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
+:mod:`uncertainty.ood.outputs`, and the benchmark runner in :mod:`evaluation.benchmarks.ood`.
+"""
+
+from uncertainty.ood._base import OODDetector
+from uncertainty.ood.combined import Combined, conformal_neg_log_p
+from uncertainty.ood.ddu import DDU, ddu_score
+from uncertainty.ood.energy import Energy, energy_score
+from uncertainty.ood.entropy import Entropy, entropy_score
+from uncertainty.ood.featurenorm import FeatureNorm, feature_norm_score
+from uncertainty.ood.knn import KNN, knn_score, normalize_features
+from uncertainty.ood.mahalanobis import Mahalanobis, mahalanobis_score
+from uncertainty.ood.maxlogit import MaxLogit, max_logit_score
+from uncertainty.ood.msp import MSP, msp_score
+from uncertainty.ood.odin import ODIN, odin_score
+from uncertainty.ood.outputs import ModelOutputs, extract_outputs, forward_outputs
+from uncertainty.ood.rapp import (
+    MLPAutoencoder,
+    RaPP,
+    rapp_differences,
+    rapp_nap_score,
+    rapp_sap_score,
+)
+from uncertainty.ood.registry import (
+    DETECTORS,
+    available_detectors,
+    make_detector,
+    register_detector,
+)
+
+__all__ = [
+    "DDU",
+    "DETECTORS",
+    "KNN",
+    "MLPAutoencoder",
+    "MSP",
+    "ODIN",
+    "Combined",
+    "Energy",
+    "Entropy",
+    "FeatureNorm",
+    "Mahalanobis",
+    "MaxLogit",
+    "ModelOutputs",
+    "OODDetector",
+    "RaPP",
+    "available_detectors",
+    "conformal_neg_log_p",
+    "ddu_score",
+    "energy_score",
+    "entropy_score",
+    "extract_outputs",
+    "feature_norm_score",
+    "forward_outputs",
+    "knn_score",
+    "mahalanobis_score",
+    "make_detector",
+    "max_logit_score",
+    "msp_score",
+    "normalize_features",
+    "odin_score",
+    "rapp_differences",
+    "rapp_nap_score",
+    "rapp_sap_score",
+    "register_detector",
+]

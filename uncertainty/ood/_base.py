@@ -1,0 +1,280 @@
+r"""The detector contract shared by every OOD detector in :mod:`uncertainty.ood`.
+
+**Sign convention: a higher score means "more out-of-distribution"**, for every detector (the
+metrics in :mod:`evaluation.metrics.ood` assume it; a contract test over the registry pins it).
+
+Every detector is a pure score function (``energy_score(logits, temperature)``) plus a thin
+class in scikit-learn's estimator style:
+
+* ``__init__(model=None, *, <hyper-parameters>, layer=None)`` only stores its arguments;
+* ``fit(loader) -> self`` learns the detector's state (class means, a feature bank, an
+  autoencoder, ...) from in-distribution training data; a no-op for detectors that learn
+  nothing (MSP, MaxLogit, Entropy, Energy, ODIN without tuning);
+* ``score(x) -> (N,)`` float64 scores of a batch of inputs, computed in batches;
+* ``needs`` / ``fit_needs``: which of ``"logits"``, ``"features"``, ``"input"`` the scoring /
+  fitting reads, so that a runner can compute logits and features **once per dataset** with
+  :func:`~uncertainty.ood.outputs.extract_outputs` and hand the same
+  :class:`~uncertainty.ood.outputs.ModelOutputs` to every detector through
+  ``fit_outputs(outputs)`` and ``score_outputs(outputs)``.
+
+Scoring before ``fit`` raises :class:`~dunno.errors.NotFittedError` where ``fit`` learns
+something. Features come from ``model.features`` or, with ``layer="name"``, from a forward hook
+on that module (:mod:`uncertainty.ood.outputs`).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from dunno.errors import check_is_fitted
+from uncertainty.ood.outputs import ModelOutputs, extract_outputs
+
+__all__ = ["OODDetector", "check_positive_float", "check_positive_int"]
+
+
+def check_positive_float(value: Any, name: str, owner: str, *, allow_zero: bool = False) -> float:
+    """``float(value)`` if it is a finite real ``> 0`` (``>= 0`` with ``allow_zero``)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = ok and value == value and abs(value) != float("inf")
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(
+            f"The '{name}' parameter of {owner} must be a finite float {bound}. "
+            f"Got {value!r} instead."
+        )
+    return float(value)
+
+
+def check_positive_int(value: Any, name: str, owner: str, low: int = 1) -> int:
+    """``value`` if it is an int (not a bool) ``>= low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(
+            f"The '{name}' parameter of {owner} must be an int >= {low}. Got {value!r} instead."
+        )
+    return value
+
+
+class OODDetector:
+    """Base class of the OOD detectors (see the module docstring for the contract).
+
+    Subclasses set :attr:`name`, :attr:`needs` (and :attr:`fit_needs` when ``fit`` learns
+    something), list the learned attributes in :attr:`_state_names`, and implement
+    :meth:`_validate_params`, :meth:`_fit` and :meth:`_score`.
+
+    Parameters
+    ----------
+    model : nn.Module, optional
+        The classifier (``x -> logits (N, C)``). Needed by :meth:`fit` and :meth:`score`;
+        :meth:`fit_outputs` / :meth:`score_outputs` work without it except for detectors
+        that need the inputs.
+    layer : str, optional
+        Module whose output is taken as the features (default: ``model.features``).
+    """
+
+    #: Registry name (``make_detector(name)``).
+    name: ClassVar[str] = ""
+    #: The paper, for tables and docs.
+    reference: ClassVar[str] = ""
+    #: What :meth:`score_outputs` reads.
+    needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+    #: What :meth:`fit_outputs` reads (empty: nothing is learned).
+    fit_needs: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the detector scores through the classifier (False for RaPP's autoencoder).
+    uses_model: ClassVar[bool] = True
+    #: Learned attributes that :meth:`score_outputs` requires.
+    _state_names: ClassVar[tuple[str, ...]] = ()
+    #: Hyper-parameters read only when scoring: detectors differing only in these can share
+    #: one fit (:meth:`fitted_variant`).
+    score_time_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model: nn.Module | None = None, *, layer: str | None = None) -> None:
+        self.model = model
+        self.layer = layer
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters given to ``__init__`` (the model excluded)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    @property
+    def requires_fit(self) -> bool:
+        """Whether :meth:`fit` learns state that scoring needs."""
+        return bool(self._state_names)
+
+    def _validate_params(self) -> None:
+        """Check the hyper-parameters; raise ValueError in scikit-learn's phrasing."""
+        if self.layer is not None and not isinstance(self.layer, str):
+            raise ValueError(
+                f"The 'layer' parameter of {type(self).__name__} must be None or a module name "
+                f"(str). Got {self.layer!r} instead."
+            )
+        if self.model is not None and not isinstance(self.model, nn.Module):
+            raise ValueError(
+                f"The 'model' argument of {type(self).__name__} must be a torch.nn.Module. "
+                f"Got {type(self.model).__name__} instead."
+            )
+
+    # ------------------------------------------------------------------ the contract
+    def fit(self, loader, *, batch_size: int = 512) -> OODDetector:
+        """Learn the detector's state from in-distribution training data; returns ``self``.
+
+        Parameters
+        ----------
+        loader : iterable of ``(x, y)`` batches, ArrayDataset or Tensor
+            In-distribution training data (labels are used where the detector needs them).
+        batch_size : int
+            Batch size when ``loader`` is a tensor or dataset.
+        """
+        self._validate_params()
+        if not self.fit_needs:
+            return self
+        self._require_model(self.fit_needs, "fit")
+        outputs = extract_outputs(
+            self.model if self.uses_model else None, loader, needs=self.fit_needs,
+            layer=self.layer, batch_size=batch_size, keep_inputs="input" in self.fit_needs,
+        )
+        self.fit_outputs(outputs)
+        shape = self._input_shape_from(loader)
+        if shape is not None:
+            self.input_shape_ = shape
+        return self
+
+    def fit_outputs(self, outputs: ModelOutputs) -> OODDetector:
+        """:meth:`fit` from precomputed outputs (``fit_needs`` must be present); ``self``."""
+        self._validate_params()
+        if not self.fit_needs:
+            return self
+        outputs = self._check_outputs(outputs, self.fit_needs, "fit_outputs")
+        for attr in (*self._state_names, "input_shape_"):
+            if attr in self.__dict__:
+                delattr(self, attr)
+        if outputs.inputs is not None:
+            self.input_shape_ = tuple(outputs.inputs.shape[1:])
+        self._fit(outputs)
+        return self
+
+    def score(self, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+        """OOD scores ``(N,)`` float64 of inputs ``x (N, ...)``: higher = more OOD."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(
+                f"The 'x' argument of {type(self).__name__}.score must be a torch.Tensor of "
+                f"inputs (N, ...). Got {type(x).__name__} instead."
+            )
+        if x.dim() == 0 or len(x) == 0:
+            raise ValueError(
+                f"The 'x' argument of {type(self).__name__}.score is empty (shape "
+                f"{tuple(x.shape)}): there is nothing to score."
+            )
+        self._validate_params()
+        self._check_fitted()
+        expected = getattr(self, "input_shape_", None)
+        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+            raise ValueError(
+                f"{type(self).__name__} was fitted on inputs of shape {tuple(expected)} per "
+                f"example; 'x' has shape {tuple(x.shape[1:])} per example."
+            )
+        self._require_model(self.needs, "score")
+        outputs = extract_outputs(
+            self.model if self.uses_model else None, x, needs=self.needs,
+            layer=self.layer, batch_size=batch_size, keep_inputs="input" in self.needs,
+        )
+        return self.score_outputs(outputs)
+
+    def score_outputs(self, outputs: ModelOutputs) -> torch.Tensor:
+        """:meth:`score` from precomputed outputs (``needs`` must be present): ``(N,)``."""
+        self._validate_params()
+        self._check_fitted()
+        outputs = self._check_outputs(outputs, self.needs, "score_outputs")
+        scores = self._score(outputs)
+        return scores.to(torch.float64)
+
+    def fitted_variant(self, other: OODDetector) -> OODDetector | None:
+        """A fitted copy of ``self`` with ``other``'s score-time parameters, when ``other`` is
+        the same detector up to :attr:`score_time_params` (else ``None``). Lets a combination
+        fit e.g. one RaPP autoencoder for both its NAP and SAP scores."""
+        if type(other) is not type(self) or not self.score_time_params:
+            return None
+        if not all(getattr(self, a, None) is not None for a in self._state_names):
+            return None
+        mine, theirs = self.get_params(), other.get_params()
+        same = all(mine[k] == theirs[k] for k in mine if k not in self.score_time_params)
+        if not same or self.model is not other.model:
+            return None
+        if getattr(self, "autoencoder", None) is not getattr(other, "autoencoder", None):
+            return None
+        clone = copy.copy(self)
+        for key in self.score_time_params:
+            setattr(clone, key, theirs[key])
+        return clone
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _input_shape_from(loader) -> tuple[int, ...] | None:
+        x = getattr(loader, "x", None)
+        if x is None:
+            x = getattr(getattr(loader, "dataset", None), "x", None)
+        if isinstance(loader, torch.Tensor):
+            x = loader
+        return tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
+
+    def _require_model(self, needs: frozenset[str], method: str) -> None:
+        if not self.uses_model:
+            return
+        if self.model is None and (needs & {"logits", "features", "input"}):
+            raise ValueError(
+                f"{type(self).__name__}.{method} runs the classifier, but the detector was built "
+                f"without one. Pass it as {type(self).__name__}(model, ...), or call "
+                f"{method}_outputs(ModelOutputs(...)) with precomputed "
+                f"{' and '.join(sorted(needs))}."
+            )
+
+    def _check_fitted(self) -> None:
+        if self._state_names:
+            check_is_fitted(self, list(self._state_names), "fit")
+
+    def _check_outputs(self, outputs: Any, needs: frozenset[str], method: str) -> ModelOutputs:
+        owner = f"{type(self).__name__}.{method}"
+        if not isinstance(outputs, ModelOutputs):
+            raise ValueError(
+                f"The 'outputs' argument of {owner} must be a ModelOutputs (see "
+                f"uncertainty.ood.extract_outputs). Got {type(outputs).__name__} instead."
+            )
+        missing = sorted(set(needs) - outputs.available())
+        if missing:
+            raise ValueError(
+                f"{owner} needs {sorted(needs)} but the outputs lack {missing}; compute them "
+                f"with extract_outputs(model, data, needs={sorted(needs)})."
+            )
+        if len(outputs) == 0:
+            raise ValueError(f"The 'outputs' given to {owner} are empty: nothing to score.")
+        for name in ("logits", "features"):
+            value = getattr(outputs, name)
+            if name in needs and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"The '{name}' given to {owner} contain NaN or inf.")
+        return outputs
+
+    def _fit(self, outputs: ModelOutputs) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score(self, outputs: ModelOutputs) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+

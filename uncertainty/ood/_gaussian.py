@@ -1,0 +1,180 @@
+r"""Class-conditional Gaussian statistics of features, shared by Mahalanobis and DDU.
+
+Everything is computed in float64. Covariances of penultimate features are often singular
+(ReLU units that never fire, fewer examples of a class than feature dimensions), so
+:func:`jittered_cholesky` adds the smallest diagonal jitter from a list that makes every matrix
+positive definite, as DDU does (Mukhoti et al. 2021, ``gmm_utils.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "DDU_JITTERS",
+    "class_means",
+    "class_covariances",
+    "gaussian_log_densities",
+    "jittered_cholesky",
+    "tied_covariance",
+    "whitened_sq_distances",
+]
+
+#: The jitters DDU tries, in order: 0, the smallest normal double, then 1e-308 ... 1e-1.
+DDU_JITTERS: tuple[float, ...] = (0.0, torch.finfo(torch.float64).tiny) + tuple(
+    10.0**e for e in range(-308, 0)
+)
+
+
+def _check_labels(labels: torch.Tensor | None, n: int, owner: str) -> torch.Tensor:
+    if labels is None:
+        raise ValueError(
+            f"{owner} fits one Gaussian per class and needs labelled training data; the "
+            "outputs have no labels."
+        )
+    if labels.dim() != 1 or len(labels) != n:
+        raise ValueError(
+            f"The labels given to {owner} must have shape ({n},). Got {tuple(labels.shape)}."
+        )
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"The labels given to {owner} must be integers. Got {labels.dtype}.")
+    return labels
+
+
+def class_means(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, owner: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per-class means :math:`\mu_c = \frac{1}{N_c}\sum_{i: y_i = c} f_i`.
+
+    Returns ``means (C, F)`` float64 and ``counts (C,)``; raises when a class has no example.
+    """
+    labels = _check_labels(labels, len(features), owner).to(features.device)
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(
+            f"The labels given to {owner} must lie in [0, {num_classes - 1}]. Got "
+            f"[{int(labels.min())}, {int(labels.max())}]."
+        )
+    f = features.to(torch.float64)  # (N, F)
+    counts = torch.bincount(labels, minlength=num_classes)  # (C,)
+    empty = torch.nonzero(counts == 0).flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"{owner} needs at least one training example of every class; classes {empty} "
+            "have none."
+        )
+    sums = torch.zeros(num_classes, f.shape[1], dtype=torch.float64, device=f.device)
+    sums.index_add_(0, labels, f)
+    return sums / counts[:, None].to(torch.float64), counts
+
+
+def tied_covariance(
+    features: torch.Tensor, labels: torch.Tensor, means: torch.Tensor
+) -> torch.Tensor:
+    r"""Shared (tied) covariance :math:`\frac1N \sum_i (f_i - \mu_{y_i})(f_i - \mu_{y_i})^\top`.
+
+    The maximum-likelihood estimate Lee et al. (2018) use. Returns ``(F, F)`` float64.
+    """
+    f = features.to(torch.float64)
+    centred = f - means[labels.to(f.device)]  # (N, F)
+    return centred.T @ centred / len(f)
+
+
+def class_covariances(
+    features: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    r"""Per-class unbiased covariances :math:`\frac{1}{N_c - 1}\sum_{y_i = c}
+    (f_i - \mu_c)(f_i - \mu_c)^\top` (as ``torch.cov`` in DDU's code; a class with one
+    example gets a zero matrix). Returns ``(C, F, F)`` float64."""
+    f = features.to(torch.float64)
+    labels = labels.to(f.device)
+    c, d = means.shape
+    out = torch.zeros(c, d, d, dtype=torch.float64, device=f.device)
+    for k in range(c):
+        centred = f[labels == k] - means[k]  # (N_k, F)
+        if len(centred) > 1:
+            out[k] = centred.T @ centred / (len(centred) - 1)
+    return out
+
+
+def jittered_cholesky(
+    covariance: torch.Tensor, jitters=DDU_JITTERS
+) -> tuple[torch.Tensor, float]:
+    r"""Cholesky factors of ``covariance + jitter * I`` for the first ``jitter`` that makes
+    every matrix in the batch positive definite.
+
+    Args:
+        covariance: ``(F, F)`` or ``(C, F, F)`` symmetric matrices.
+        jitters: increasing non-negative values to try (default :data:`DDU_JITTERS`).
+
+    Returns:
+        ``(L, jitter)`` with ``L`` lower-triangular, ``L L^T = covariance + jitter I``.
+    """
+    cov = covariance.to(torch.float64)
+    cov = 0.5 * (cov + cov.transpose(-1, -2))
+    eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
+    for jitter in jitters:
+        factor, info = torch.linalg.cholesky_ex(cov + jitter * eye)
+        if not bool((info != 0).any()) and bool(torch.isfinite(factor).all()):
+            diag = torch.diagonal(factor, dim1=-2, dim2=-1)
+            if bool((diag > 0).all()):
+                return factor, float(jitter)
+    raise ValueError(
+        "The feature covariance is not positive definite even with a diagonal jitter of "
+        f"{max(jitters):g}; the features may contain NaN/inf or be degenerate."
+    )
+
+
+def whitened_sq_distances(
+    features: torch.Tensor, means: torch.Tensor, cholesky: torch.Tensor, chunk: int = 4096
+) -> torch.Tensor:
+    r"""Squared Mahalanobis distances :math:`(f - \mu_c)^\top \Sigma_c^{-1} (f - \mu_c)` to
+    every class mean.
+
+    Args:
+        features: ``(N, F)``.
+        means: ``(C, F)``.
+        cholesky: ``(F, F)`` (tied) or ``(C, F, F)`` (per class) factors ``L`` of
+            :math:`\Sigma = L L^\top`.
+        chunk: rows per block (memory).
+
+    Returns:
+        ``(N, C)`` float64.
+    """
+    f = features.to(device=means.device, dtype=torch.float64)
+    out = []
+    for start in range(0, len(f), chunk):
+        block = f[start:start + chunk]  # (B, F)
+        diff = block[:, None, :] - means[None, :, :]  # (B, C, F)
+        if cholesky.dim() == 2:
+            rhs = diff.reshape(-1, diff.shape[-1]).T  # (F, B*C)
+            y = torch.linalg.solve_triangular(cholesky, rhs, upper=False)  # (F, B*C)
+            out.append(y.square().sum(0).reshape(diff.shape[0], diff.shape[1]))
+        else:
+            rhs = diff.permute(1, 2, 0)  # (C, F, B)
+            y = torch.linalg.solve_triangular(cholesky, rhs, upper=False)  # (C, F, B)
+            out.append(y.square().sum(1).T)  # (B, C)
+    return torch.cat(out)
+
+
+def gaussian_log_densities(
+    features: torch.Tensor, means: torch.Tensor, cholesky: torch.Tensor
+) -> torch.Tensor:
+    r"""Log-densities :math:`\log \mathcal N(f; \mu_c, \Sigma_c)` under every class Gaussian,
+
+    .. math::
+
+        -\tfrac12 (f-\mu_c)^\top\Sigma_c^{-1}(f-\mu_c) - \sum_j \log L_{c,jj}
+        - \tfrac{F}{2}\log 2\pi.
+
+    Args:
+        features: ``(N, F)``; means ``(C, F)``; cholesky ``(C, F, F)``.
+
+    Returns:
+        ``(N, C)`` float64.
+    """
+    sq = whitened_sq_distances(features, means, cholesky)  # (N, C)
+    log_det_half = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)  # (C,)
+    d = means.shape[1]
+    return -0.5 * sq - log_det_half[None, :] - 0.5 * d * math.log(2 * math.pi)

@@ -1,0 +1,137 @@
+r"""Deep Deterministic Uncertainty (Mukhoti, Kirsch, van Amersfoort, Torr & Gal, "Deep
+Deterministic Uncertainty: A New Simple Baseline", CVPR 2023; arXiv 2102.11582, 2021).
+
+Gaussian discriminant analysis on the penultimate features: one Gaussian per class with its
+own mean and covariance (float64),
+
+.. math::
+
+    \mu_c = \frac{1}{N_c}\sum_{y_i = c} f(x_i), \qquad
+    \Sigma_c = \frac{1}{N_c - 1}\sum_{y_i = c} (f(x_i) - \mu_c)(f(x_i) - \mu_c)^\top
+    + \lambda \bar\sigma^2 I + \epsilon I,
+
+where :math:`\bar\sigma^2` is the mean feature variance (the mean diagonal entry of the
+:math:`\Sigma_c`), :math:`\lambda` is ``reg`` and :math:`\epsilon` is the first value of DDU's
+list :math:`0, 2.2\cdot10^{-308}, 10^{-308}, 10^{-307}, \dots, 10^{-1}`
+(:data:`~uncertainty.ood._gaussian.DDU_JITTERS`) for which every :math:`\Sigma_c` has a
+Cholesky factor.
+
+``reg=0`` is the paper's jitter-only recipe. It assumes features without exactly degenerate
+directions (DDU's leaky-ReLU ResNets). ReLU features often have units that never fire for a
+class; the jitter search then stops at :math:`2.2\cdot10^{-308}` and the class density
+collapses onto a subspace (measured on the MNIST LeNet-5 of the benchmark: AUROC 40% against
+Fashion-MNIST and 9% against noise, i.e. worse than chance). The default ``reg=1e-6`` adds a
+relative ridge first (measured: 91% and 82%, in line with a class-wise GMM), and the jitter
+search still runs on top. The epistemic-uncertainty score is the negative log of the
+(unweighted) sum of class densities, as in the paper's code:
+
+.. math::
+
+    s(x) = -\log \sum_c \mathcal N\big(f(x); \mu_c, \Sigma_c\big).
+
+The detector works on any backbone; the paper's point is that a feature extractor made
+*sensitive and smooth* by spectral normalisation and residual connections
+(``dunno.nets.create("resnet", ..., spectral_norm=True, leaky_relu=True)``) keeps OOD inputs
+away from the class clusters (no *feature collapse*), which is what the density needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from uncertainty.ood._base import OODDetector, check_positive_float
+from uncertainty.ood._gaussian import (
+    DDU_JITTERS,
+    class_covariances,
+    class_means,
+    gaussian_log_densities,
+    jittered_cholesky,
+)
+from uncertainty.ood.outputs import ModelOutputs
+
+__all__ = ["DDU", "ddu_score"]
+
+
+def ddu_score(
+    features: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor
+) -> torch.Tensor:
+    r"""Negative log of the sum of class Gaussian densities,
+    :math:`-\log\sum_c \mathcal N(f; \mu_c, \Sigma_c)`.
+
+    Args:
+        features: ``(N, F)`` features.
+        means: ``(C, F)`` class means.
+        covariances: ``(C, F, F)`` positive-definite class covariances.
+
+    Returns:
+        ``(N,)`` float64 scores; higher = more OOD.
+    """
+    means = means.to(torch.float64)
+    chol, _ = jittered_cholesky(covariances.to(means.device), jitters=(0.0,))
+    return -torch.logsumexp(gaussian_log_densities(features, means, chol), dim=1)
+
+
+class DDU(OODDetector):
+    r"""DDU feature-density detector (Mukhoti et al. 2021), see the module docstring.
+
+    Parameters
+    ----------
+    model : nn.Module, optional
+        The classifier; best a spectrally normalised ResNet
+        (``resnet`` with ``spectral_norm=True, leaky_relu=True``), but any backbone works.
+    reg : float
+        Relative ridge :math:`\lambda \ge 0` added before the jitter search (default 1e-6;
+        0 is the paper's recipe, see the module docstring).
+    layer : str, optional
+        Module whose output are the features.
+
+    Attributes
+    ----------
+    means_ : Tensor ``(C, F)``; covariances_ : Tensor ``(C, F, F)`` (jittered);
+    cholesky_ : Tensor ``(C, F, F)``; jitter_ : float; class_counts_ : Tensor ``(C,)``.
+    """
+
+    name = "ddu"
+    reference = "Mukhoti et al. 2021 (DDU), CVPR 2023"
+    needs = frozenset({"features"})
+    fit_needs = frozenset({"features"})
+    _state_names = ("means_", "covariances_", "cholesky_", "jitter_")
+
+    def __init__(self, model: nn.Module | None = None, *, reg: float = 1e-6,
+                 layer: str | None = None) -> None:
+        super().__init__(model, layer=layer)
+        self.reg = reg
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        check_positive_float(self.reg, "reg", type(self).__name__, allow_zero=True)
+
+    def _fit(self, outputs: ModelOutputs) -> None:
+        feats, labels = outputs.features, outputs.labels
+        if outputs.logits is not None:
+            num_classes = outputs.logits.shape[1]
+        else:
+            num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else 1
+        means, counts = class_means(feats, labels, num_classes, type(self).__name__)
+        covs = class_covariances(feats, labels, means, counts)  # (C, F, F)
+        if self.reg:
+            scale = float(torch.diagonal(covs, dim1=-2, dim2=-1).mean())
+            eye = torch.eye(covs.shape[-1], dtype=covs.dtype, device=covs.device)
+            covs = covs + self.reg * (scale if scale > 0 else 1.0) * eye
+        chol, jitter = jittered_cholesky(covs, DDU_JITTERS)
+        eye = torch.eye(covs.shape[-1], dtype=covs.dtype, device=covs.device)
+        self.means_ = means
+        self.covariances_ = covs + jitter * eye
+        self.cholesky_ = chol
+        self.jitter_ = jitter
+        self.class_counts_ = counts
+
+    def log_density(self, features: torch.Tensor) -> torch.Tensor:
+        r"""Per-class log-densities :math:`\log\mathcal N(f; \mu_c, \Sigma_c)`: ``(N, C)``."""
+        self._check_fitted()
+        return gaussian_log_densities(features, self.means_.to(features.device),
+                                      self.cholesky_.to(features.device))
+
+    def _score(self, outputs: ModelOutputs) -> torch.Tensor:
+        return -torch.logsumexp(self.log_density(outputs.features), dim=1)

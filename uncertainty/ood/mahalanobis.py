@@ -1,0 +1,169 @@
+r"""Mahalanobis distance to the closest class mean (Lee, Lee, Lee & Shin, "A Simple Unified
+Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018).
+
+Fit class means :math:`\mu_c` and one shared (tied) covariance :math:`\Sigma` of the
+penultimate features :math:`f(x)` of the training data (maximum likelihood, float64):
+
+.. math::
+
+    \mu_c = \frac{1}{N_c}\sum_{y_i = c} f(x_i), \qquad
+    \Sigma = \frac1N \sum_i (f(x_i) - \mu_{y_i})(f(x_i) - \mu_{y_i})^\top,
+
+optionally shrunk towards a multiple of the identity,
+:math:`\Sigma_\alpha = (1-\alpha)\Sigma + \alpha \tfrac{\operatorname{tr}\Sigma}{F} I`. ReLU
+features often have a singular :math:`\Sigma` (units that never fire), so the smallest relative
+diagonal jitter :math:`\epsilon\,\tfrac{\operatorname{tr}\Sigma}{F}`, :math:`\epsilon \in
+\{0, 10^{-12}, \dots, 1\}`, that makes it positive definite is added: fitting never fails.
+The score is the squared distance to the closest class,
+
+.. math::
+
+    s(x) = \min_c\, (f(x) - \mu_c)^\top \Sigma_\alpha^{-1} (f(x) - \mu_c)
+
+(Lee et al.'s confidence :math:`M(x)` is :math:`-s(x)`). With ``epsilon > 0`` the input is
+first pre-processed to move it towards its closest class,
+:math:`\tilde x = x - \varepsilon \operatorname{sign} \nabla_x s(x)`, and :math:`s(\tilde x)`
+is returned (Lee et al., Eq. 4); that needs gradients through the model, so it makes its own
+passes. The paper's ensemble over layers with a logistic regression fitted on OOD validation
+data is not included (it would use OOD data).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from uncertainty.ood._base import OODDetector, check_positive_float
+from uncertainty.ood._gaussian import (
+    class_means,
+    jittered_cholesky,
+    tied_covariance,
+    whitened_sq_distances,
+)
+from uncertainty.ood.outputs import ModelOutputs, forward_outputs, model_device
+
+__all__ = ["Mahalanobis", "mahalanobis_score"]
+
+RELATIVE_JITTERS = (0.0,) + tuple(10.0**e for e in range(-12, 1))
+
+
+def mahalanobis_score(
+    features: torch.Tensor, means: torch.Tensor, covariance: torch.Tensor
+) -> torch.Tensor:
+    r"""Squared Mahalanobis distance to the closest class mean,
+    :math:`\min_c (f - \mu_c)^\top \Sigma^{-1} (f - \mu_c)`.
+
+    Args:
+        features: ``(N, F)`` features.
+        means: ``(C, F)`` class means.
+        covariance: ``(F, F)`` positive-definite shared covariance.
+
+    Returns:
+        ``(N,)`` float64 scores; higher = more OOD.
+    """
+    means = means.to(torch.float64)
+    chol, _ = jittered_cholesky(covariance.to(means.device), jitters=(0.0,))
+    return whitened_sq_distances(features, means, chol).amin(dim=1)
+
+
+class Mahalanobis(OODDetector):
+    """Mahalanobis detector (Lee et al. 2018), see the module docstring.
+
+    Parameters
+    ----------
+    model : nn.Module, optional
+        The classifier (features from ``model.features`` or ``layer``).
+    shrinkage : float
+        :math:`\\alpha \\in [0, 1]`, shrinkage of the covariance towards
+        :math:`\\frac{\\mathrm{tr}\\,\\Sigma}{F} I` (default 0: the plain estimate + jitter).
+    epsilon : float
+        Input pre-processing step :math:`\\varepsilon \\ge 0` in input units (default 0: none).
+    layer : str, optional
+        Module whose output are the features.
+
+    Attributes
+    ----------
+    means_ : Tensor ``(C, F)``; covariance_ : Tensor ``(F, F)`` (shrunk, jittered);
+    cholesky_ : Tensor ``(F, F)``; jitter_ : float (absolute jitter added).
+    """
+
+    name = "mahalanobis"
+    reference = "Lee et al. 2018, NeurIPS"
+    fit_needs = frozenset({"features"})
+    _state_names = ("means_", "covariance_", "cholesky_", "jitter_")
+
+    def __init__(self, model: nn.Module | None = None, *, shrinkage: float = 0.0,
+                 epsilon: float = 0.0, layer: str | None = None) -> None:
+        super().__init__(model, layer=layer)
+        self.shrinkage = shrinkage
+        self.epsilon = epsilon
+
+    @property
+    def needs(self) -> frozenset[str]:  # type: ignore[override]
+        """``{"features"}``, or ``{"input"}`` with input pre-processing."""
+        return frozenset({"input"}) if self.epsilon else frozenset({"features"})
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        owner = type(self).__name__
+        shrinkage = check_positive_float(self.shrinkage, "shrinkage", owner, allow_zero=True)
+        if shrinkage > 1:
+            raise ValueError(
+                f"The 'shrinkage' parameter of {owner} must be a float in [0, 1]. "
+                f"Got {self.shrinkage!r} instead."
+            )
+        check_positive_float(self.epsilon, "epsilon", owner, allow_zero=True)
+
+    def _fit(self, outputs: ModelOutputs) -> None:
+        feats = outputs.features
+        labels = outputs.labels
+        num_classes = None
+        if outputs.logits is not None:
+            num_classes = outputs.logits.shape[1]
+        elif labels is not None:
+            num_classes = int(labels.max()) + 1
+        means, _ = class_means(feats, labels, num_classes or 1, type(self).__name__)
+        cov = tied_covariance(feats, labels, means)  # (F, F)
+        scale = float(torch.diagonal(cov).mean())
+        scale = scale if scale > 0 else 1.0
+        if self.shrinkage:
+            eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+            cov = (1 - self.shrinkage) * cov + self.shrinkage * scale * eye
+        chol, jitter = jittered_cholesky(cov, [j * scale for j in RELATIVE_JITTERS])
+        eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+        self.means_ = means
+        self.covariance_ = cov + jitter * eye
+        self.cholesky_ = chol
+        self.jitter_ = jitter
+
+    def _distances(self, feats: torch.Tensor) -> torch.Tensor:
+        return whitened_sq_distances(feats, self.means_.to(feats.device),
+                                     self.cholesky_.to(feats.device)).amin(dim=1)
+
+    def _score(self, outputs: ModelOutputs) -> torch.Tensor:
+        if not self.epsilon:
+            return self._distances(outputs.features)
+        self._require_model(self.needs, "score")
+        return self._score_preprocessed(outputs.inputs)
+
+    def _score_preprocessed(self, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        model = self.model
+        device = model_device(model)
+        was_training = model.training
+        model.eval()
+        scores = []
+        try:
+            for start in range(0, len(inputs), batch_size):
+                x = inputs[start:start + batch_size].to(device).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    _, feats = forward_outputs(model, x, needs=("features",), layer=self.layer)
+                    dist = self._distances(feats)  # (B,)
+                    (grad,) = torch.autograd.grad(dist.sum(), x)
+                x_tilde = (x - self.epsilon * grad.sign()).detach()
+                with torch.no_grad():
+                    _, feats = forward_outputs(model, x_tilde, needs=("features",),
+                                               layer=self.layer)
+                    scores.append(self._distances(feats))
+        finally:
+            model.train(was_training)
+        return torch.cat(scores)

@@ -1,0 +1,301 @@
+r"""What a classifier computes for a set of inputs, computed once and shared by every detector.
+
+Most detectors read only the classifier's **logits** ``(N, C)`` and/or its **penultimate
+features** ``(N, F)``. :func:`extract_outputs` runs the model once over a dataset and returns a
+:class:`ModelOutputs` holding both, so that a benchmark with ten detectors makes one forward
+pass per dataset instead of ten (see :func:`evaluation.benchmarks.ood.run_ood`).
+
+**Where features come from** (:func:`forward_outputs`):
+
+* ``layer=None`` and the model has a ``features`` method (every :mod:`dunno.nets` backbone):
+  ``features = model.features(x)`` and, when the model also has a ``head``,
+  ``logits = model.head(features)`` -- one pass through the network;
+* ``layer="fc2"`` (a name from ``model.named_modules()``): a forward hook on that module records
+  its output (flattened to ``(N, F)``) while ``logits = model(x)`` runs -- also one pass;
+* neither: a :class:`ValueError` naming the model class and how to fix it.
+
+Detectors that need the **inputs** themselves (ODIN and Mahalanobis input pre-processing
+differentiate through the model; RaPP runs its own autoencoder) read ``ModelOutputs.inputs``
+and make their own passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+__all__ = [
+    "KNOWN_NEEDS",
+    "ModelOutputs",
+    "extract_outputs",
+    "forward_outputs",
+    "model_device",
+    "resolve_layer",
+]
+
+#: What a detector can ask for: the classifier's logits, its penultimate features, the inputs.
+KNOWN_NEEDS = frozenset({"logits", "features", "input"})
+
+
+@dataclass
+class ModelOutputs:
+    """A classifier's outputs on ``N`` examples, shared by all detectors.
+
+    Attributes
+    ----------
+    logits : Tensor or None
+        ``(N, C)`` raw outputs before the softmax.
+    features : Tensor or None
+        ``(N, F)`` penultimate features (``model.features(x)`` or a hooked layer).
+    labels : Tensor or None
+        ``(N,)`` int64 class labels (``None`` for unlabelled data, e.g. OOD sets).
+    inputs : Tensor or None
+        ``(N, ...)`` the inputs themselves, for detectors that make their own passes.
+    """
+
+    logits: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        lengths = {f.name: len(v) for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(
+                f"The fields of ModelOutputs must all have the same number of rows. Got {lengths}."
+            )
+        for name in ("logits", "features"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, torch.Tensor) or value.dim() != 2):
+                shape = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
+                raise ValueError(
+                    f"The '{name}' field of ModelOutputs must be a 2-D tensor (N, "
+                    f"{'C' if name == 'logits' else 'F'}). Got {shape} instead."
+                )
+
+    def __len__(self) -> int:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                return len(value)
+        return 0
+
+    def available(self) -> frozenset[str]:
+        """The needs (``"logits"``, ``"features"``, ``"input"``) these outputs can serve."""
+        have = set()
+        if self.logits is not None:
+            have.add("logits")
+        if self.features is not None:
+            have.add("features")
+        if self.inputs is not None:
+            have.add("input")
+        return frozenset(have)
+
+    def subset(self, index: torch.Tensor) -> ModelOutputs:
+        """The rows at ``index`` (a LongTensor or boolean mask) of every field."""
+
+        def take(value):
+            if value is None:
+                return None
+            return value[index.to(value.device)]
+
+        return ModelOutputs(**{f.name: take(getattr(self, f.name)) for f in fields(self)})
+
+    def to(self, device: str | torch.device) -> ModelOutputs:
+        """Every field except ``inputs`` moved to ``device`` (inputs move batch by batch)."""
+
+        def move(value):
+            return None if value is None else value.to(device)
+
+        return ModelOutputs(move(self.logits), move(self.features), move(self.labels),
+                            self.inputs)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (CPU for a model with neither)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The sub-module of ``model`` called ``layer`` (a name from ``named_modules()``)."""
+    modules = dict(model.named_modules())
+    if not isinstance(layer, str) or layer not in modules or layer == "":
+        names = [n for n in modules if n]
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        raise ValueError(
+            f"The 'layer' parameter must name a module of {type(model).__name__}. Got {layer!r}; "
+            f"its modules are: {shown}."
+        )
+    return modules[layer]
+
+
+def _check_feature_access(model: nn.Module, layer: str | None) -> None:
+    if layer is None and not callable(getattr(model, "features", None)):
+        names = [n for n, _ in model.named_modules() if n]
+        shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+        raise ValueError(
+            f"This detector needs penultimate features, but {type(model).__name__} has no "
+            "'features' method and no 'layer' was given. Pass layer='<module name>' to record "
+            f"that module's output with a forward hook (modules of {type(model).__name__}: "
+            f"{shown or 'none'})."
+        )
+
+
+def forward_outputs(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    needs: Iterable[str] = ("logits", "features"),
+    layer: str | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Logits ``(N, C)`` and features ``(N, F)`` of one batch ``x``, in one pass.
+
+    Runs under the caller's grad mode (wrap in :func:`torch.no_grad` for inference). Returns
+    ``None`` for what is not in ``needs``. See the module docstring for where features come
+    from; hooked outputs are flattened to ``(N, F)``.
+    """
+    needs = frozenset(needs)
+    want_logits, want_features = "logits" in needs, "features" in needs
+    if not want_features:
+        return (model(x) if want_logits else None), None
+    _check_feature_access(model, layer)
+    if layer is None:
+        feats = model.features(x)  # (N, F)
+        logits = None
+        if want_logits:
+            head = getattr(model, "head", None)
+            logits = head(feats) if callable(head) else model(x)  # (N, C)
+        return logits, feats.flatten(1)
+    captured: list[torch.Tensor] = []
+    handle = resolve_layer(model, layer).register_forward_hook(
+        lambda module, args, output: captured.append(output)
+    )
+    try:
+        logits = model(x)  # (N, C)
+    finally:
+        handle.remove()
+    if not captured:
+        raise ValueError(
+            f"The layer {layer!r} of {type(model).__name__} did not run during the forward pass; "
+            "choose a module that the model's forward uses."
+        )
+    out = captured[-1]
+    if isinstance(out, tuple | list):
+        out = out[0]
+    return (logits if want_logits else None), out.flatten(1)  # (N, F)
+
+
+def _batches(data, batch_size: int):
+    """Yield ``(x, y or None)`` from a tensor, an ArrayDataset or a loader of batches."""
+    if isinstance(data, torch.Tensor):
+        for start in range(0, len(data), batch_size):
+            yield data[start:start + batch_size], None
+        return
+    if hasattr(data, "x") and isinstance(data.x, torch.Tensor):  # ArrayDataset
+        x = data.x
+        y = data.y if getattr(data, "y", None) is not None else None
+        for start in range(0, len(x), batch_size):
+            stop = start + batch_size
+            yield x[start:stop], (None if y is None else y[start:stop])
+        return
+    for batch in data:
+        if isinstance(batch, list | tuple):
+            yield batch[0], (batch[1] if len(batch) > 1 else None)
+        else:
+            yield batch, None
+
+
+@torch.no_grad()
+def extract_outputs(
+    model: nn.Module | None,
+    data,
+    *,
+    needs: Iterable[str] = ("logits", "features"),
+    layer: str | None = None,
+    batch_size: int = 512,
+    keep_inputs: bool | None = None,
+) -> ModelOutputs:
+    """Run ``model`` once (eval mode) over ``data`` and collect what detectors need.
+
+    Parameters
+    ----------
+    model : nn.Module or None
+        The classifier; ``None`` is allowed when ``needs`` is only ``{"input"}``.
+    data : Tensor, ArrayDataset or iterable of batches
+        Inputs ``(N, ...)``; a :class:`~dunno.data.ArrayDataset`; or a loader yielding
+        ``(x, y)`` pairs (``y`` of ``-1`` everywhere means unlabelled) or bare ``x``.
+    needs : iterable of str
+        Any of ``"logits"``, ``"features"``, ``"input"``.
+    layer : str, optional
+        Module whose output are the features (default: ``model.features``).
+    batch_size : int
+        Batch size for tensors and datasets (loaders keep their own).
+    keep_inputs : bool, optional
+        Keep the inputs in :attr:`ModelOutputs.inputs` (default: when ``"input"`` is needed).
+        For a tensor or dataset they are referenced, not copied.
+
+    Returns
+    -------
+    ModelOutputs
+        ``logits (N, C)`` and ``features (N, F)`` on the model's device in its dtype,
+        ``labels (N,)`` when the data has them, ``inputs (N, ...)`` on the CPU.
+    """
+    needs = frozenset(needs)
+    unknown = sorted(needs - KNOWN_NEEDS)
+    if unknown:
+        raise ValueError(f"Unknown needs {unknown}; known: {sorted(KNOWN_NEEDS)}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r} instead."
+        )
+    keep = ("input" in needs) if keep_inputs is None else keep_inputs
+    run = needs & {"logits", "features"}
+    if run and model is None:
+        raise ValueError(f"Computing {sorted(run)} needs a model; got model=None.")
+    if "features" in run:
+        _check_feature_access(model, layer)
+    device = model_device(model) if model is not None else torch.device("cpu")
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    logits, feats, labels, inputs = [], [], [], []
+    unlabelled = False
+    try:
+        for x, y in _batches(data, batch_size):
+            if run:
+                z, f = forward_outputs(model, x.to(device), needs=run, layer=layer)
+                if z is not None:
+                    logits.append(z)
+                if f is not None:
+                    feats.append(f)
+            if y is None or (isinstance(y, torch.Tensor) and y.numel() and bool((y < 0).all())):
+                unlabelled = True
+            else:
+                labels.append(y.cpu())
+            if keep:
+                inputs.append(x)
+    finally:
+        if model is not None:
+            model.train(was_training)
+    n = sum(len(v) for v in (inputs or logits or feats or labels))
+    if not (logits or feats or inputs or labels) or n == 0:
+        raise ValueError("The 'data' is empty: it yielded no examples.")
+    if keep and isinstance(data, torch.Tensor):
+        kept = data
+    elif keep and hasattr(data, "x") and isinstance(data.x, torch.Tensor):
+        kept = data.x
+    else:
+        kept = torch.cat(inputs).cpu() if keep else None
+    return ModelOutputs(
+        logits=torch.cat(logits) if logits else None,
+        features=torch.cat(feats) if feats else None,
+        labels=None if unlabelled or not labels else torch.cat(labels),
+        inputs=kept,
+    )

@@ -1,0 +1,425 @@
+r"""Deep ensembles (Lakshminarayanan, Pritzel & Blundell, "Simple and Scalable Predictive
+Uncertainty Estimation using Deep Ensembles", NeurIPS 2017).
+
+``M`` networks from different random initialisations (and data orders) are trained
+independently with a proper scoring rule -- the Gaussian negative log-likelihood for
+regression, each network predicting a mean and a variance
+:math:`\sigma^2 = \operatorname{softplus}(s) + 10^{-6}`, or the cross-entropy for
+classification -- optionally with the paper's adversarial-training term (fast gradient sign
+method, Goodfellow et al. 2015):
+
+.. math::
+
+    \ell(\theta, x, y) + \ell(\theta, x', y), \qquad
+    x' = x + \epsilon\, r \odot \operatorname{sign}\nabla_x \ell(\theta, x, y),
+
+with :math:`\epsilon = 0.01` times the per-feature range :math:`r` of the training inputs.
+The prediction is the uniform mixture of the members; for regression it is kept as a
+mixture of ``M`` Gaussians (exact :meth:`RegressionPrediction.log_prob`) whose mean and
+variance are
+
+.. math::
+
+    \mu_*(x) = \tfrac1M \textstyle\sum_m \mu_m(x), \qquad
+    \sigma^2_*(x) = \tfrac1M \textstyle\sum_m \big(\sigma^2_m(x) + \mu_m^2(x)\big) - \mu_*^2(x).
+
+**Vectorised training and inference.** The members' parameters are stacked
+(:func:`torch.func.stack_module_state`) and the model is evaluated for all members in one
+:func:`torch.func.vmap` over :func:`torch.func.functional_call` (each member on its own
+mini-batch in training); one Adam step updates all members (Adam is elementwise, so this is
+exactly ``M`` independent optimisers). Models that ``vmap`` cannot handle -- batch norm in
+training mode updates running statistics in place, custom autograd functions, data-dependent
+Python control flow -- use a loop over members instead: ``vectorize="auto"`` decides with a
+trial pass at the start of ``fit`` and records the outcome in ``vectorized_`` and
+``vectorize_reason_``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from dunno.errors import check_is_fitted
+from dunno.training import fit as fit_loop
+from dunno.training import seed_everything
+from uncertainty.predictive._checks import (
+    as_features,
+    as_labels,
+    as_regression_data,
+    check_bool,
+    check_choice,
+    check_float,
+    check_hidden,
+    check_int,
+    check_seed,
+)
+from uncertainty.predictive._mlp import IndexBatches, mlp
+from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
+
+__all__ = ["DeepEnsemble", "DeepEnsembleRegressor", "gaussian_variance"]
+
+MIN_VARIANCE = 1e-6
+
+
+def gaussian_variance(raw: torch.Tensor) -> torch.Tensor:
+    """The paper's positive variance ``softplus(raw) + 1e-6``."""
+    return F.softplus(raw) + MIN_VARIANCE
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+class DeepEnsemble:
+    """An ensemble of ``M`` independently trained networks (Lakshminarayanan et al. 2017).
+
+    Parameters
+    ----------
+    model_fn : callable
+        ``model_fn() -> nn.Module``, called once per member after seeding. Classification
+        members map ``x`` to logits ``(N, C)``; regression members to ``(N, 2 * O)``: ``O``
+        means followed by ``O`` raw variances (:func:`gaussian_variance`).
+    num_members : int
+        ``M >= 1``.
+    task : {"regression", "classification"}
+    epochs, batch_size, lr, weight_decay : training budget (Adam; the paper: 40 epochs,
+        batch 100).
+    adversarial : bool
+        Add the FGSM adversarial-training term.
+    epsilon : float
+        FGSM step as a fraction of each input feature's range in the training set.
+    vectorize : {"auto", True, False}
+        Train and predict with ``vmap`` (True: fail if the model cannot), a loop (False), or
+        ``vmap`` when a trial pass works ("auto").
+    seed : int
+
+    Attributes
+    ----------
+    members_ : list of nn.Module
+        The trained members (eval mode).
+    vectorized_ : bool
+        Whether training and default inference use ``vmap``.
+    vectorize_reason_ : str
+        Why (e.g. the trial pass's error when it fell back to the loop).
+    histories_ : list of History
+        One per training run (one in total when vectorised).
+    """
+
+    name = "deep-ensemble"
+
+    def __init__(self, model_fn: Callable[[], nn.Module] | None, num_members: int = 5, *,
+                 task: str = "regression", epochs: int = 40, batch_size: int = 100,
+                 lr: float = 1e-3, weight_decay: float = 0.0, adversarial: bool = False,
+                 epsilon: float = 0.01, vectorize: str | bool = "auto", seed: int = 0) -> None:
+        self.model_fn = model_fn
+        self.num_members = num_members
+        self.task = task
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.adversarial = adversarial
+        self.epsilon = epsilon
+        self.vectorize = vectorize
+        self.seed = seed
+
+    # ------------------------------------------------------------------ parameters
+    def _params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "model_fn", "num_members", "task", "epochs", "batch_size", "lr", "weight_decay",
+            "adversarial", "epsilon", "vectorize", "seed")}
+
+    def _check_params(self) -> None:
+        check_int(self, "num_members", self.num_members, 1)
+        check_choice(self, "task", self.task, ("regression", "classification"))
+        check_int(self, "epochs", self.epochs, 1)
+        check_int(self, "batch_size", self.batch_size, 1)
+        check_float(self, "lr", self.lr, low=0.0, low_open=True)
+        check_float(self, "weight_decay", self.weight_decay, low=0.0)
+        check_bool(self, "adversarial", self.adversarial)
+        check_float(self, "epsilon", self.epsilon, low=0.0)
+        check_choice(self, "vectorize", self.vectorize, ("auto", True, False))
+        check_seed(self, self.seed)
+
+    def _make_member(self, in_features: int, out_features: int) -> nn.Module:
+        if not callable(self.model_fn):
+            raise ValueError(
+                f"The 'model_fn' parameter of {type(self).__name__} must be a callable "
+                f"returning an nn.Module. Got {self.model_fn!r} instead."
+            )
+        model = self.model_fn()
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"The 'model_fn' of {type(self).__name__} must return an nn.Module. "
+                f"Got {type(model).__name__} instead."
+            )
+        return model
+
+    # ------------------------------------------------------------------ losses
+    def _member_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-member mean loss ``(M,)`` for outputs ``(M, B, K)`` and targets ``(M, B, ...)``."""
+        if self.task == "classification":
+            m, b, c = out.shape
+            return F.cross_entropy(out.reshape(m * b, c), y.reshape(m * b),
+                                   reduction="none").view(m, b).mean(dim=1)
+        o = y.shape[-1]
+        if out.shape[-1] != 2 * o:
+            raise ValueError(
+                f"{type(self).__name__} regression members must output 2 * O = {2 * o} "
+                f"columns (O means, then O raw variances). Got {out.shape[-1]}."
+            )
+        mean, var = out[..., :o], gaussian_variance(out[..., o:])
+        nll = 0.5 * (var.log() + (y - mean) ** 2 / var)  # (M, B, O); constant dropped
+        return nll.sum(dim=-1).mean(dim=1)
+
+    def _adversarial_loss(self, forward, xb, yb, step_size) -> torch.Tensor:
+        """``l(x) + l(x')`` per member, ``x' = x + step * sign(grad_x l)``; ``(M,)``."""
+        xb = xb.detach().requires_grad_(True)
+        loss = self._member_loss(forward(xb), yb)
+        if not self.adversarial:
+            return loss
+        (grad,) = torch.autograd.grad(loss.sum(), xb, retain_graph=True)
+        x_adv = (xb + step_size * grad.sign()).detach()
+        return loss + self._member_loss(forward(x_adv), yb)
+
+    # ------------------------------------------------------------------ fitting
+    def _validate(self, x, y):
+        if self.task == "classification":
+            if not isinstance(x, torch.Tensor):
+                x = torch.as_tensor(x)
+            x = x.detach().float()
+            if x.ndim < 2 or x.shape[0] == 0:
+                raise ValueError(
+                    f"The 'x' argument of {type(self).__name__}.fit must be a non-empty batch "
+                    f"(N, ...). Got shape {tuple(x.shape)}."
+                )
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError("The 'x' argument contains NaN or infinite values.")
+            return x, as_labels(y, x.shape[0], name="y")
+        return as_regression_data(x, y)
+
+    def _trial(self, member: nn.Module, x: torch.Tensor) -> tuple[bool, str]:
+        """Whether ``vmap`` handles ``member`` (a train-mode and an eval-mode pass on 2 rows)."""
+        if self.vectorize is False:
+            return False, "vectorize=False"
+        if _has_batch_norm(member):
+            reason = "batch norm updates running statistics in place in training mode"
+            if self.vectorize is True:
+                raise ValueError(f"{type(self).__name__} cannot vectorise this model: {reason}.")
+            return False, reason
+        try:
+            probe = [copy.deepcopy(member), copy.deepcopy(member)]
+            params, buffers = stack_module_state(probe)
+            base = copy.deepcopy(member).to("meta")
+            xb = x[:2].unsqueeze(0).expand(2, *x[:2].shape)
+
+            def call(p, b, xx):
+                return functional_call(base, (p, b), (xx,))
+
+            for training in (True, False):
+                base.train(training)
+                vmap(call, randomness="different")(params, buffers, xb)
+        except Exception as err:  # noqa: BLE001 - any failure means "cannot vmap"
+            if self.vectorize is True:
+                raise ValueError(
+                    f"{type(self).__name__} cannot vectorise this model with torch.func.vmap: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            return False, f"vmap failed ({type(err).__name__}: {err}); using a loop"
+        return True, "torch.func.vmap over stacked parameters"
+
+    def _fit_jointly(self, estimators, data) -> None:
+        self._check_params()
+        pairs = [self._validate(x, y) for x, y in data]
+        shapes = {(tuple(x.shape), tuple(y.shape)) for x, y in pairs}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"{type(self).__name__}.fit_many needs training sets of one shape; got "
+                f"{sorted(shapes)}. Call fit on each instead."
+            )
+        xs = torch.stack([x for x, _ in pairs])  # (S, N, ...)
+        ys = torch.stack([y for _, y in pairs])  # (S, N, ...)
+        s_count = xs.shape[0]
+        m_count = self.num_members
+        out_features = ys.shape[-1] if self.task == "regression" else int(ys.max()) + 1
+        seed_everything(self.seed)
+        members = [self._make_member(xs.shape[2] if xs.ndim == 3 else -1, out_features)
+                   for _ in range(s_count * m_count)]
+        split_of = torch.arange(s_count).repeat_interleave(m_count)  # (S*M,)
+        # FGSM step per feature: epsilon * range of the inputs in each training set
+        span = (xs.amax(dim=1) - xs.amin(dim=1))[split_of] * self.epsilon  # (S*M, ...)
+        vectorized, reason = self._trial(members[0], xs[0])
+        if vectorized:
+            members, histories = self._train_vmap(members, xs, ys, split_of, span)
+        else:
+            members, histories = self._train_loop(members, xs, ys, split_of, span)
+        for s, est in enumerate(estimators):
+            est.members_ = members[s * m_count:(s + 1) * m_count]
+            est.vectorized_, est.vectorize_reason_ = vectorized, reason
+            est.histories_ = histories
+            est.input_shape_ = tuple(xs.shape[2:])
+            est.n_outputs_ = out_features
+            est._stacked = None
+
+    def _train_vmap(self, members, xs, ys, split_of, span):
+        params, buffers = stack_module_state(members)
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        base = copy.deepcopy(members[0]).to("meta")
+        optimizer = torch.optim.Adam(params.values(), lr=self.lr, weight_decay=self.weight_decay)
+        n = xs.shape[1]
+        loader = IndexBatches(n, self.batch_size, seed=self.seed, num_members=len(members))
+
+        def call(p, b, xx):
+            return functional_call(base, (p, b), (xx,))
+
+        batched = vmap(call, randomness="different")
+
+        def forward(xb):
+            return batched(params, buffers, xb)
+
+        def step(index):  # index (B, M): member m's rows
+            rows = index.T  # (M, B)
+            xb, yb = xs[split_of[:, None], rows], ys[split_of[:, None], rows]  # (M, B, ...)
+            step_size = span.unsqueeze(1)  # (M, 1, ...)
+            loss = self._adversarial_loss(forward, xb, yb, step_size).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return {"loss": loss.detach() / len(members)}
+
+        base.train()
+        history = fit_loop(step, loader, epochs=self.epochs, quiet=True)
+        with torch.no_grad():
+            for i, member in enumerate(members):
+                for name, p in member.named_parameters():
+                    p.copy_(params[name][i])
+                for name, b in member.named_buffers():
+                    if name in buffers:
+                        b.copy_(buffers[name][i])
+        return [m.eval() for m in members], [history]
+
+    def _train_loop(self, members, xs, ys, split_of, span):
+        histories = []
+        n = xs.shape[1]
+        for i, member in enumerate(members):
+            s = int(split_of[i])
+            optimizer = torch.optim.Adam(member.parameters(), lr=self.lr,
+                                         weight_decay=self.weight_decay)
+            loader = IndexBatches(n, self.batch_size, seed=self.seed + i)
+
+            def forward(xb, member=member):
+                return member(xb[0]).unsqueeze(0)  # (1, B, K)
+
+            def step(index, member=member, optimizer=optimizer, s=s, i=i):
+                xb, yb = xs[s, index].unsqueeze(0), ys[s, index].unsqueeze(0)  # (1, B, ...)
+                loss = self._adversarial_loss(forward, xb, yb, span[i:i + 1].unsqueeze(1)).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                return {"loss": loss.detach()}
+
+            histories.append(fit_loop(step, loader, epochs=self.epochs,
+                                      state={"member": member}, quiet=True))
+        return [m.eval() for m in members], histories
+
+    def fit(self, x, y) -> DeepEnsemble:
+        """Train the ``M`` members on ``x (N, ...)`` and ``y`` (regression ``(N, O)`` or
+        ``(N,)``; classification integer labels ``(N,)``); returns ``self``."""
+        self._fit_jointly([self], [(x, y)])
+        return self
+
+    def fit_many(self, data) -> list[DeepEnsemble]:
+        """Fit one copy of this ensemble per ``(x, y)`` in ``data`` (all of one shape, e.g. the
+        UCI splits), training all ``len(data) * M`` members in one vectorised run. Returns the
+        fitted copies in order."""
+        data = list(data)
+        if not data:
+            raise ValueError(f"{type(self).__name__}.fit_many needs at least one (x, y) pair.")
+        estimators = [type(self)(**self._params()) for _ in data]
+        self._fit_jointly(estimators, data)
+        return estimators
+
+    # ------------------------------------------------------------------ inference
+    def _check_x(self, x) -> torch.Tensor:
+        check_is_fitted(self, "members_")
+        if self.task == "regression":
+            return as_features(x, num_features=self.input_shape_[0])
+        x = torch.as_tensor(x).detach().float()
+        if tuple(x.shape[1:]) != self.input_shape_:
+            raise ValueError(
+                f"The 'x' argument must have shape (N, {', '.join(map(str, self.input_shape_))})"
+                f" as in fit. Got {tuple(x.shape)}."
+            )
+        return x
+
+    @torch.no_grad()
+    def predict_members(self, x, *, vectorized: bool | None = None) -> torch.Tensor:
+        """Raw outputs of every member, ``(M, N, K)``: one ``vmap`` pass over the stacked
+        parameters, or a loop over members (``vectorized=False``; default: as fitted)."""
+        x = self._check_x(x)
+        use_vmap = self.vectorized_ if vectorized is None else bool(vectorized)
+        if not use_vmap:
+            return torch.stack([m(x) for m in self.members_])
+        if self._stacked is None:
+            params, buffers = stack_module_state(self.members_)
+            base = copy.deepcopy(self.members_[0]).to("meta").eval()
+
+            def call(p, b, xx):
+                return functional_call(base, (p, b), (xx,))
+
+            self._stacked = (
+                {k: v.detach() for k, v in params.items()},
+                {k: v.detach() for k, v in buffers.items()},
+                vmap(call, in_dims=(0, 0, None)),
+            )
+        params, buffers, batched = self._stacked
+        return batched(params, buffers, x)
+
+    def predict(self, x, *, vectorized: bool | None = None
+                ) -> RegressionPrediction | ClassificationPrediction:
+        """The uniform mixture of the members (see the module docstring)."""
+        out = self.predict_members(x, vectorized=vectorized).double()
+        if self.task == "classification":
+            return ClassificationPrediction.from_samples(torch.softmax(out, dim=-1))
+        o = self.n_outputs_
+        return RegressionPrediction.from_samples(out[..., :o], gaussian_variance(out[..., o:]))
+
+
+class DeepEnsembleRegressor(DeepEnsemble):
+    """A deep ensemble of ReLU MLPs with mean and variance outputs (the paper's UCI setup:
+    one hidden layer of 50 units, ``M = 5``, 40 epochs, batch 100, Adam).
+
+    Parameters are those of :class:`DeepEnsemble` (``task`` is "regression") plus
+    ``hidden``: hidden layer widths (int or sequence).
+    """
+
+    name = "ensemble"
+
+    def __init__(self, hidden=50, num_members: int = 5, *, epochs: int = 40,
+                 batch_size: int = 100, lr: float = 1e-2, weight_decay: float = 0.0,
+                 adversarial: bool = False, epsilon: float = 0.01,
+                 vectorize: str | bool = "auto", seed: int = 0) -> None:
+        super().__init__(None, num_members, task="regression", epochs=epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         adversarial=adversarial, epsilon=epsilon, vectorize=vectorize,
+                         seed=seed)
+        self.hidden = hidden
+
+    def _params(self) -> dict[str, Any]:
+        params = super()._params()
+        for key in ("model_fn", "task"):
+            params.pop(key)
+        return {"hidden": self.hidden, **params}
+
+    def _check_params(self) -> None:
+        check_hidden(self, self.hidden)
+        super()._check_params()
+
+    def _make_member(self, in_features: int, out_features: int) -> nn.Module:
+        return mlp(in_features, check_hidden(self, self.hidden), 2 * out_features)

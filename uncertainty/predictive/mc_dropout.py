@@ -1,0 +1,503 @@
+r"""Monte Carlo dropout (Gal & Ghahramani, "Dropout as a Bayesian Approximation: Representing
+Model Uncertainty in Deep Learning", ICML 2016).
+
+A network trained with dropout is an approximate variational posterior
+:math:`q(\theta)` over its weights; keeping dropout on at prediction time draws
+:math:`\theta_t \sim q`, and the predictive distribution is estimated from ``T`` passes,
+
+.. math::
+
+    p(y \mid x) \approx \frac1T \sum_{t=1}^{T} p(y \mid x, \theta_t).
+
+:class:`MCDropout` wraps any trained ``nn.Module``: during sampling only its dropout layers
+are stochastic (everything else, batch norm included, stays in eval mode, so running
+statistics never change). Classification returns a
+:class:`~uncertainty.predictive.prediction.ClassificationPrediction` (entropy, expected
+entropy, mutual information = BALD, variation ratio); regression a
+:class:`~uncertainty.predictive.prediction.RegressionPrediction`.
+
+``mode="fast"`` runs the deterministic trunk (everything before the first dropout layer)
+once and samples only the layers after it. It draws exactly the same random numbers in the
+same order as ``mode="full"``, so with the same seed both return identical samples; it
+needs a model whose split point is known: an :class:`torch.nn.Sequential` (split at the first
+top-level child that is or holds a dropout layer) or a :mod:`dunno.nets` backbone
+(``features`` / ``dropout`` / ``head``) whose only dropout layers are ``model.dropout`` and
+those inside ``head``.
+
+:class:`MCDropoutRegressor` is the UCI regressor of Gal's ``DropoutUncertaintyExps``: a ReLU
+MLP with dropout on the input and hidden layers, trained with the squared error plus the
+weight decay implied by the prior length-scale :math:`l` and model precision :math:`\tau`,
+
+.. math::
+
+    \lambda = \frac{l^2 (1 - p)}{2 N \tau},
+
+with the test log-likelihood of the mixture of ``T`` Gaussians
+:math:`\mathcal{N}(\hat y_t, \tau^{-1})`. Given grids of dropout rates and precisions it
+selects the pair with the best validation log-likelihood on the last 20% of the training rows
+(all grid networks are trained jointly as one stacked network) and refits on all rows
+(Gal's script instead tests the best grid network itself, trained on 80% of the rows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from dunno.errors import check_is_fitted
+from uncertainty.predictive._checks import (
+    as_features,
+    as_regression_data,
+    check_bool,
+    check_choice,
+    check_float,
+    check_hidden,
+    check_int,
+    check_seed,
+)
+from uncertainty.predictive._mlp import stack_training_sets, train_stacked
+from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
+
+__all__ = [
+    "DROPOUT_TYPES",
+    "MCDropout",
+    "MCDropoutRegressor",
+    "dropout_layers",
+    "mc_dropout_mode",
+]
+
+#: Module types that MC-Dropout switches to training mode while sampling.
+DROPOUT_TYPES = (
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def dropout_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` of every dropout layer in ``model``, in module order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, DROPOUT_TYPES)]
+
+
+@contextlib.contextmanager
+def mc_dropout_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode except its dropout layers (train mode); restore every
+    module's previous mode on exit. Batch norm therefore uses, and never updates, its
+    running statistics."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        for _, layer in dropout_layers(model):
+            layer.train()
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+
+
+class MCDropout:
+    """Sample a trained model with its dropout layers switched on.
+
+    Nothing is learned: the wrapped model is used as it is (there is no ``fit``); the model
+    and parameters are checked on the first call.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A trained model with at least one dropout layer (one of :data:`DROPOUT_TYPES`; the
+        functional ``F.dropout`` cannot be found and is not sampled). For classification it
+        maps ``x`` to logits ``(N, C)``; for regression to outputs ``(N, D)``.
+    num_samples : int
+        ``T >= 1`` stochastic passes.
+    mode : {"full", "fast"}
+        ``"full"`` runs the whole model ``T`` times; ``"fast"`` runs the trunk before the
+        first dropout layer once (see the module docstring for the models it supports).
+    task : {"classification", "regression"}
+        What :meth:`predict` returns.
+    noise_variance : float, optional
+        Regression only: homoscedastic observation-noise variance :math:`\\tau^{-1}` (> 0).
+        With it the prediction is the mixture of ``T`` Gaussians
+        :math:`\\mathcal{N}(\\hat y_t, \\tau^{-1})`; without, the aleatoric variance is 0.
+    batch_size : int, optional
+        Inputs are processed in chunks of this many rows (all at once by default).
+    """
+
+    def __init__(self, model: nn.Module, num_samples: int = 100, *, mode: str = "full",
+                 task: str = "classification", noise_variance: float | None = None,
+                 batch_size: int | None = None) -> None:
+        self.model = model
+        self.num_samples = num_samples
+        self.mode = mode
+        self.task = task
+        self.noise_variance = noise_variance
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ checks
+    def _check(self) -> None:
+        if not isinstance(self.model, nn.Module):
+            raise ValueError(
+                f"The 'model' parameter of MCDropout must be a torch.nn.Module. "
+                f"Got {type(self.model).__name__} instead."
+            )
+        check_int(self, "num_samples", self.num_samples, 1)
+        check_choice(self, "mode", self.mode, ("full", "fast"))
+        check_choice(self, "task", self.task, ("classification", "regression"))
+        if self.noise_variance is not None:
+            if self.task != "regression":
+                raise ValueError(
+                    "The 'noise_variance' parameter of MCDropout is for task='regression' only."
+                )
+            check_float(self, "noise_variance", self.noise_variance, low=0.0, low_open=True)
+        if self.batch_size is not None:
+            check_int(self, "batch_size", self.batch_size, 1)
+        if not dropout_layers(self.model):
+            names = ", ".join(t.__name__ for t in DROPOUT_TYPES)
+            raise ValueError(
+                f"MCDropout needs a model with dropout layers, but the model "
+                f"{type(self.model).__name__} has none ({names}). Add a dropout layer "
+                f"(dunno.nets backbones take dropout=p) and train with it."
+            )
+
+    def _fast_split(self):
+        """``(trunk, tail)``: ``trunk(x)`` is deterministic, ``tail(h)`` holds every dropout."""
+        model = self.model
+        name = type(model).__name__
+        if isinstance(model, nn.Sequential):
+            children = list(model)
+            first = next(i for i, child in enumerate(children)
+                         if isinstance(child, DROPOUT_TYPES) or dropout_layers(child))
+            return model[:first], model[first:]
+        features, head = getattr(model, "features", None), getattr(model, "head", None)
+        drop = getattr(model, "dropout", None)
+        if callable(features) and isinstance(head, nn.Module) and isinstance(drop, DROPOUT_TYPES):
+            in_head = {id(m) for _, m in dropout_layers(head)}
+            others = [n for n, m in dropout_layers(model) if m is not drop and id(m) not in in_head]
+            if others:
+                raise ValueError(
+                    f"MCDropout mode='fast' samples only the layers after the trunk, but "
+                    f"{name} has dropout layers inside its trunk ({', '.join(others)}); "
+                    "use mode='full'."
+                )
+
+            def tail(h):
+                return head(drop(h))
+
+            return features, tail
+        raise ValueError(
+            f"MCDropout mode='fast' needs an nn.Sequential or a model with 'features', "
+            f"'dropout' and 'head' (a dunno.nets backbone); {name} is neither. Use mode='full'."
+        )
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw model outputs of ``T`` stochastic passes, ``(T, N, ...)``."""
+        self._check()
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(
+                f"The 'x' argument of MCDropout.sample must be a torch.Tensor. "
+                f"Got {type(x).__name__} instead."
+            )
+        if x.shape[0] == 0:
+            raise ValueError("The 'x' argument of MCDropout.sample is empty (0 rows).")
+        chunk = self.batch_size or x.shape[0]
+        parts = [self._sample_chunk(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _sample_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.num_samples
+        if self.mode == "full":
+            with mc_dropout_mode(self.model) as model:
+                return torch.stack([model(x) for _ in range(t)])
+        trunk, tail = self._fast_split()
+        modes = {m: m.training for m in self.model.modules()}
+        try:
+            self.model.eval()
+            h = trunk(x)  # deterministic: no dropout before the split
+            for _, layer in dropout_layers(self.model):
+                layer.train()
+            return torch.stack([tail(h) for _ in range(t)])
+        finally:
+            for m, training in modes.items():
+                m.train(training)
+
+    def predict(self, x: torch.Tensor) -> ClassificationPrediction | RegressionPrediction:
+        """The MC predictive distribution of ``x``.
+
+        Classification: the softmax of each pass, ``ClassificationPrediction(probs (N, C),
+        samples (T, N, C))``. Regression: the ``T`` outputs ``(T, N, D)`` as an equal-weight
+        mixture with ``noise_variance`` (or, without it, mean and epistemic variance only).
+        """
+        out = self.sample(x)
+        if self.task == "classification":
+            if out.ndim != 3:
+                raise ValueError(
+                    f"MCDropout(task='classification') needs a model returning logits (N, C); "
+                    f"{type(self.model).__name__} returned shape {tuple(out.shape[1:])}."
+                )
+            return ClassificationPrediction.from_samples(torch.softmax(out.double(), dim=-1))
+        out = out.double()
+        if out.ndim == 2:
+            out = out.unsqueeze(-1)  # (T, N) -> (T, N, 1)
+        if self.noise_variance is not None:
+            return RegressionPrediction.from_samples(out, float(self.noise_variance))
+        mean = out.mean(dim=0)
+        return RegressionPrediction(mean, torch.zeros_like(mean), out.var(dim=0, correction=0))
+
+
+# ============================================================================ UCI regressor
+def _as_grid(owner, name: str, value: Any, low: float, high: float, high_open: bool
+             ) -> tuple[float, ...]:
+    values = value if isinstance(value, list | tuple) else [value]
+    if not values:
+        raise ValueError(
+            f"The '{name}' parameter of {type(owner).__name__} must be a float or a non-empty "
+            f"sequence of floats. Got {value!r} instead."
+        )
+    return tuple(
+        check_float(owner, name, v, low=low, high=high, low_open=name == "tau",
+                    high_open=high_open)
+        for v in values
+    )
+
+
+class MCDropoutRegressor:
+    r"""Gal & Ghahramani's (2016) MC-Dropout MLP for regression, with its grid search.
+
+    Parameters
+    ----------
+    hidden : int or sequence of int
+        Hidden layer widths (UCI: 50; 100 for protein).
+    dropout : float or sequence of float
+        Dropout rate ``p`` in ``[0, 1)`` of every layer (inputs included); a sequence is a
+        grid searched on a validation split.
+    tau : float or sequence of float
+        Model precision :math:`\tau > 0` (inverse observation-noise variance) in the units of
+        the targets passed to :meth:`fit`; a sequence is a grid.
+    lengthscale : float
+        Prior length-scale :math:`l` of the weight decay :math:`l^2(1-p)/(2N\tau)` (Gal:
+        1e-2).
+    epochs, batch_size, lr : training budget (Adam; Gal: 40 x 10 epochs, batch 128, 1e-3).
+    num_samples : int
+        ``T`` MC passes at prediction.
+    val_samples : int
+        ``T`` for the validation log-likelihood of the grid search.
+    val_fraction : float
+        Fraction of the training rows (the last ones, as in Gal's code) held out when a grid
+        is searched.
+    input_dropout : bool
+        Dropout on the inputs too (Gal's networks do).
+    share_tau : bool
+        In the grid search, train one network per dropout rate (weight decay from the
+        geometric mean of the ``tau`` grid) and score every ``tau`` on it, instead of one
+        network per ``(p, tau)`` pair as Gal did. ``tau`` enters training only through the
+        weight decay, which with ``l = 1e-2`` is tiny (about 1e-6 to 1e-10 on UCI), so this
+        selects essentially the same pair at a third of the cost; ``tau`` then acts as the
+        post-hoc noise precision it is at test time. The final network uses the selected
+        ``tau``.
+    seed : int
+        Seed of the initialisation, shuffling and dropout masks.
+
+    Attributes
+    ----------
+    model_ : nn.Sequential
+        The trained network (eval mode).
+    dropout_, tau_ : float
+        The selected dropout rate and precision.
+    grid_scores_ : dict or None
+        ``{(p, tau): validation log-likelihood per point}`` when a grid was searched.
+    history_ : History
+        Training history of the final network.
+    """
+
+    name = "mc-dropout"
+
+    def __init__(self, hidden=50, dropout=0.05, tau=1.0, *, lengthscale: float = 1e-2,
+                 epochs: int = 40, batch_size: int = 128, lr: float = 1e-3,
+                 num_samples: int = 1000, val_samples: int = 100, val_fraction: float = 0.2,
+                 input_dropout: bool = True, share_tau: bool = True, seed: int = 0) -> None:
+        self.hidden = hidden
+        self.dropout = dropout
+        self.tau = tau
+        self.lengthscale = lengthscale
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.num_samples = num_samples
+        self.val_samples = val_samples
+        self.val_fraction = val_fraction
+        self.input_dropout = input_dropout
+        self.share_tau = share_tau
+        self.seed = seed
+
+    def _check_params(self):
+        hidden = check_hidden(self, self.hidden)
+        rates = _as_grid(self, "dropout", self.dropout, 0.0, 1.0, True)
+        taus = _as_grid(self, "tau", self.tau, 0.0, math.inf, False)
+        check_float(self, "lengthscale", self.lengthscale, low=0.0)
+        check_int(self, "epochs", self.epochs, 1)
+        check_int(self, "batch_size", self.batch_size, 1)
+        check_float(self, "lr", self.lr, low=0.0, low_open=True)
+        check_int(self, "num_samples", self.num_samples, 1)
+        check_int(self, "val_samples", self.val_samples, 1)
+        check_float(self, "val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True,
+                    high_open=True)
+        check_bool(self, "input_dropout", self.input_dropout)
+        check_bool(self, "share_tau", self.share_tau)
+        check_seed(self, self.seed)
+        return hidden, rates, taus
+
+    def _params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "hidden", "dropout", "tau", "lengthscale", "epochs", "batch_size", "lr",
+            "num_samples", "val_samples", "val_fraction", "input_dropout", "share_tau", "seed")}
+
+    # ------------------------------------------------------------------ training
+    def _train(self, xs, ys, split_of, configs, group_rates, mask_groups):
+        """Train one stacked network: member ``m`` learns split ``split_of[m]`` of ``xs (S, N,
+        D)``, ``ys (S, N, O)`` with ``configs[m] = (p, tau)``: squared error plus the weight
+        decay ``l^2 (1 - p) / (2 N tau)``."""
+        n = xs.shape[1]
+        decay = torch.tensor(
+            [self.lengthscale**2 * (1 - p) / (2 * n * tau) for p, tau in configs]
+        )  # (M,)
+
+        def mse(out, y):
+            return (out - y).pow(2).mean(dim=(1, 2))  # (M,)
+
+        return train_stacked(
+            xs, ys, split_of, hidden=check_hidden(self, self.hidden), out_features=ys.shape[2],
+            loss_fn=mse, group_rates=group_rates, mask_groups=mask_groups,
+            input_dropout=self.input_dropout, decay=decay, epochs=self.epochs,
+            batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+        )
+
+    @torch.no_grad()
+    def _val_log_likelihood(self, net, x, y, taus: torch.Tensor) -> torch.Tensor:
+        """Mean validation log-likelihood ``(M, K)`` of member ``m`` under each of its
+        precisions ``taus (M, K)`` (Gal's logsumexp estimate over ``val_samples`` passes);
+        ``x (M, N, D)``, ``y (M, N, O)``."""
+        t = self.val_samples
+        acc = None
+        tau = taus.double()[None, :, :, None]  # (1, M, K, 1)
+        for start in range(0, t, 50):
+            k = min(50, t - start)
+            out = torch.stack([net(x, sample=True) for _ in range(k)]).double()  # (k, M, N, O)
+            sq = ((y.double() - out) ** 2).sum(-1)  # (k, M, N)
+            ll = -0.5 * tau * sq.unsqueeze(2)  # (k, M, K, N)
+            chunk = torch.logsumexp(ll, dim=0)
+            acc = chunk if acc is None else torch.logaddexp(acc, chunk)
+        d = y.shape[2]
+        per_point = acc - math.log(t) + d * (0.5 * tau[0].log() - 0.5 * _LOG_2PI)
+        return per_point.mean(dim=2)
+
+    def _fit_jointly(self, estimators, data) -> None:
+        grids = [est._check_params()[1:] for est in estimators]  # (rates, taus) per dataset
+        if len({(len(r), len(t)) for r, t in grids}) != 1:
+            raise ValueError("MCDropoutRegressor.fit_many needs grids of one size per dataset.")
+        xs, ys = stack_training_sets(  # (S, N, D), (S, N, O)
+            type(self).__name__, [as_regression_data(x, y) for x, y in data])
+        s_count, n = xs.shape[0], xs.shape[1]
+        n_rates, n_taus = len(grids[0][0]), len(grids[0][1])
+        configs = [[(p, tau) for p in rates for tau in taus] for rates, taus in grids]
+        scores = None
+        if n_rates * n_taus > 1:
+            n_train = int(math.floor((1 - self.val_fraction) * n))
+            if n_train < 1 or n_train == n:
+                raise ValueError(
+                    f"MCDropoutRegressor cannot hold out a validation split of "
+                    f"val_fraction={self.val_fraction} from {n} rows for its grid search."
+                )
+            if self.share_tau:
+                # one network per (split, p), weight decay from the grid's geometric-mean tau;
+                # every tau of the grid is scored on it.
+                members = [(p, math.exp(sum(math.log(t) for t in taus) / n_taus))
+                           for rates, taus in grids for p in rates]
+                val_taus = torch.tensor([list(taus) for rates, taus in grids
+                                         for _ in rates])  # (M, K)
+                split_of = [s for s in range(s_count) for _ in range(n_rates)]
+                groups = list(range(len(members)))
+            else:
+                members = [c for grid in configs for c in grid]
+                val_taus = torch.tensor([[tau] for _, tau in members])  # (M, 1)
+                split_of = [s for s in range(s_count) for _ in range(n_rates * n_taus)]
+                # members of one split with the same rate share masks (one group each)
+                groups = [s * n_rates + rates.index(p) for s, (rates, _) in enumerate(grids)
+                          for p in rates for _ in range(n_taus)]
+            net, _ = self._train(xs[:, :n_train], ys[:, :n_train], split_of, members,
+                                 [p for rates, _ in grids for p in rates], groups)
+            scores = self._val_log_likelihood(
+                net, xs[split_of, n_train:], ys[split_of, n_train:], val_taus
+            ).reshape(s_count, n_rates * n_taus)
+            best = [configs[s][int(scores[s].argmax())] for s in range(s_count)]
+        else:
+            best = [grid[0] for grid in configs]
+        net, history = self._train(xs, ys, list(range(s_count)), best, [p for p, _ in best],
+                                   list(range(s_count)))
+        for s, est in enumerate(estimators):
+            est.grid_scores_ = None if scores is None else {
+                c: float(v) for c, v in zip(configs[s], scores[s], strict=True)}
+            est.model_ = net.member(s)
+            est.dropout_, est.tau_ = best[s]
+            est.history_ = history
+            est.n_features_in_, est.n_outputs_ = xs.shape[2], ys.shape[2]
+
+    def fit(self, x, y) -> MCDropoutRegressor:
+        """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``."""
+        self._fit_jointly([self], [(x, y)])
+        return self
+
+    def fit_many(self, data, params=None) -> list[MCDropoutRegressor]:
+        """Fit one copy of this estimator per ``(x, y)`` in ``data`` (e.g. the 20 UCI splits,
+        all of one shape), training all of them -- grid members included -- as one stacked
+        network: the same result in distribution as calling :meth:`fit` on each, with one
+        optimiser step for all per mini-batch.
+
+        ``params``: optional list of per-dataset overrides of ``dropout`` / ``tau`` (grids of
+        the same size), e.g. precisions converted to each split's standardised units.
+        Returns the fitted copies in order."""
+        data = list(data)
+        if not data:
+            raise ValueError("MCDropoutRegressor.fit_many needs at least one (x, y) pair.")
+        params = [{}] * len(data) if params is None else list(params)
+        if len(params) != len(data):
+            raise ValueError(
+                f"MCDropoutRegressor.fit_many got {len(params)} parameter overrides for "
+                f"{len(data)} datasets."
+            )
+        estimators = []
+        for override in params:
+            unknown = sorted(set(override) - {"dropout", "tau"})
+            if unknown:
+                raise ValueError(
+                    f"MCDropoutRegressor.fit_many can override 'dropout' and 'tau' per "
+                    f"dataset only. Got {unknown}."
+                )
+            estimators.append(type(self)(**{**self._params(), **override}))
+        self._fit_jointly(estimators, data)
+        return estimators
+
+    def _sampler(self) -> MCDropout:
+        check_is_fitted(self, "model_")
+        return MCDropout(self.model_, self.num_samples, task="regression",
+                         noise_variance=1.0 / self.tau_)
+
+    def sample(self, x) -> torch.Tensor:
+        """``T`` MC outputs ``(T, N, O)`` (network means, without observation noise)."""
+        sampler = self._sampler()
+        return sampler.sample(as_features(x, num_features=self.n_features_in_))
+
+    def predict(self, x) -> RegressionPrediction:
+        r"""Mixture of the ``T`` passes, each :math:`\mathcal{N}(\hat y_t, \tau^{-1})`."""
+        sampler = self._sampler()
+        return sampler.predict(as_features(x, num_features=self.n_features_in_))
+
+    def __repr__(self) -> str:
+        return (f"MCDropoutRegressor(hidden={self.hidden!r}, dropout={self.dropout!r}, "
+                f"tau={self.tau!r}, epochs={self.epochs})")

@@ -150,6 +150,13 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- ood
+def _cmd_ood(args) -> int:
+    from evaluation.benchmarks.ood import run_from_args
+
+    return run_from_args(args)
+
+
 # --------------------------------------------------------------------------- demo
 def _cmd_demo(args) -> int:
     from evaluation.benchmarks.demo import run_demo
@@ -230,6 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/calibrate", help="output directory")
     _add_common(p)
     p.set_defaults(func=_cmd_calibrate)
+
+    from evaluation.benchmarks.ood import add_arguments as add_ood_arguments
+
+    p = sub.add_parser(
+        "ood", help="OOD-detection benchmark: every detector against every OOD set",
+        description="Score a classifier with OOD detectors (higher score = more OOD) on the "
+        "in-distribution test split and on each OOD set; print AUROC, AUPR-In, AUPR-Out and "
+        "FPR@95TPR per detector x set (plus the mean), and write CSV, JSON, ROC curves and "
+        "score histograms to --report-dir. Logits and features are computed once per dataset "
+        "and shared by all detectors.")
+    add_ood_arguments(p)
+    p.set_defaults(func=_cmd_ood)
 
     p = sub.add_parser("demo", help="end-to-end tour on the bundled digits data")
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")

@@ -109,10 +109,26 @@ def _calibration_step(ctx: dict) -> Section:
                    {"rows": rows})
 
 
+def _ood_step(ctx: dict) -> Section:
+    from evaluation.benchmarks.ood import run_ood
+
+    out = ctx["out"] / "ood"
+    detectors = ("msp", "energy", "mahalanobis", "knn", "combined")
+    if ctx["smoke"]:
+        detectors = ("msp", "energy")
+    table = run_ood(ctx["model"], "digits", ["gaussian-noise", "digits:rotate=90",
+                                             "digits:invert", "digits:blur=1"],
+                    detectors, device=ctx["device"], out=out, histograms=False)
+    figures = [str(p.relative_to(ctx["out"])) for p in sorted(out.glob("roc*.png"))]
+    text = ("Detectors around the same LeNet-5 (higher score = more OOD); in-distribution: "
+            "the `digits` test split. AUROC %:\n\n" + table.to_markdown("auroc"))
+    return Section("OOD detection", True, text, figures, {"rows": table.rows})
+
+
 STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
     ("Classifier", "dunno.nets", _classifier_step),
     ("Calibration", "evaluation.benchmarks.calibration", _calibration_step),
-    ("OOD detection", "uncertainty.ood", None),
+    ("OOD detection", "evaluation.benchmarks.ood", _ood_step),
     ("Density model", "generative.autoregressive", None),
 ]
 

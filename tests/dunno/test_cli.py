@@ -87,3 +87,17 @@ def test_calibrate_command(tmp_path, capsys):
     code = main(["calibrate", "--checkpoint", str(tmp_path / "missing.pt"), "--data", "digits",
                  "--out", str(out)])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_ood_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "classifier", "--data", "digits:classes=0-4", "--epochs", "3",
+                 "--out", str(run), "--quiet", "--device", "cpu"]) == 0
+    report = tmp_path / "ood"
+    assert main(["ood", "--checkpoint", str(run / "model.pt"), "--in", "digits:classes=0-4",
+                 "--out", "digits:classes=5-9,gaussian-noise", "--detectors", "msp,energy",
+                 "--report-dir", str(report), "--device", "cpu", "--no-histograms"]) == 0
+    printed = capsys.readouterr().out
+    assert "msp" in printed and "energy" in printed and "gaussian-noise" in printed
+    rows = json.loads((report / "ood.json").read_text())
+    assert "digits:classes=5-9" in json.dumps(rows)

@@ -157,6 +157,21 @@ def _cmd_ood(args) -> int:
     return run_from_args(args)
 
 
+# --------------------------------------------------------------------------- density, uci
+def _cmd_density(args) -> int:
+    from evaluation.benchmarks.density import run
+
+    run(args)
+    return 0
+
+
+def _cmd_uci(args) -> int:
+    from evaluation.benchmarks.uci import main as uci_main
+
+    uci_main(args.rest[1:] if args.rest[:1] == ["--"] else args.rest)
+    return 0
+
+
 # --------------------------------------------------------------------------- demo
 def _cmd_demo(args) -> int:
     from evaluation.benchmarks.demo import run_demo
@@ -250,6 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_ood_arguments(p)
     p.set_defaults(func=_cmd_ood)
 
+    from evaluation.benchmarks.density import build_parser as build_density_parser
+
+    p = sub.add_parser(
+        "density", help="density models: train | score | sample",
+        description="Train an autoregressive density model (NADE, PixelCNN, Row LSTM, "
+        "Diagonal BiLSTM), score a checkpoint (exact NLL in nats and bits/dim, per-example "
+        "scores to .npy) or draw a PNG grid of samples.")
+    build_density_parser(p)
+    p.set_defaults(func=_cmd_density, _prog="density")
+
+    p = sub.add_parser(
+        "uci", add_help=False, help="UCI regression benchmark (dunno uci --help)",
+        description="UCI regression benchmark over the fixed splits, next to published numbers.")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_uci)
+
     p = sub.add_parser("demo", help="end-to-end tour on the bundled digits data")
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument("--smoke", action="store_true", help="tiny budgets (for tests)")
@@ -263,13 +294,16 @@ def main(argv: list[str] | None = None) -> int:
     from dunno.errors import CheckpointError, DataError, NotFittedError
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["uci"]:  # its own parser reads every option (and --help)
+        argv = ["uci", "--", *argv[1:]]
     args = parser.parse_args(argv)
     if getattr(args, "_needs_sub", False) and not args.list:
         parser.parse_args([args.command, "--help"])
     try:
         return args.func(args)
     except (DataError, CheckpointError, NotFittedError, ValueError, FileNotFoundError) as err:
-        print(f"dunno {args.command}: error: {err}", file=sys.stderr)
+        print(f"dunno {getattr(args, '_prog', args.command)}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("interrupted", file=sys.stderr)

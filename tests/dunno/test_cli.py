@@ -101,3 +101,17 @@ def test_ood_command(tmp_path, capsys):
     assert "msp" in printed and "energy" in printed and "gaussian-noise" in printed
     rows = json.loads((report / "ood.json").read_text())
     assert "digits:classes=5-9" in json.dumps(rows)
+
+
+def test_density_and_uci_commands(tmp_path, capsys, data_dir):
+    out = tmp_path / "nade"
+    assert main(["density", "train", "nade", "--data", "digits", "--binarize", "fixed",
+                 "--epochs", "1", "--out", str(out), "--device", "cpu",
+                 "--option", "hidden=8"]) == 0
+    assert (out / "model.pt").is_file()
+    assert main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data", "digits",
+                 "--binarize", "fixed", "--out", str(tmp_path / "score"), "--device", "cpu"]) == 0
+    assert "bits" in capsys.readouterr().out.lower()
+    assert main(["uci", "--method", "mc-dropout", "--dataset", "yacht", "--splits", "1",
+                 "--quick", "--data-dir", str(data_dir)]) == 0
+    assert "Yacht" in capsys.readouterr().out

@@ -241,7 +241,7 @@ def ood_score_histogram(
     ax.set_xlabel("Score (higher = more OOD)")
     ax.set_ylabel("Density")
     ax.set_title(f"{title}: AUROC {metrics['auroc']:.3f}, FPR@95TPR {metrics['fpr_at_95_tpr']:.3f}")
-    ax.legend(fontsize="small")
+    ax.legend(loc="upper right", fontsize="small")
     return _finish(fig, path)
 
 
@@ -269,7 +269,7 @@ def risk_coverage_plot(
     ax.set_xlabel("Coverage")
     ax.set_ylabel("Selective risk")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(loc="upper right", fontsize="small")
     return _finish(fig, path)
 
 
@@ -324,7 +324,7 @@ def regression_bands(
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(loc="upper left", fontsize="small")
     return _finish(fig, path)
 
 
@@ -501,7 +501,7 @@ def plot_training_history(history, *, title: str = "Training", path=None) -> Fig
         ax.set_xlabel("Epoch")
         ax.set_ylabel(what)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+            ax.legend(loc="upper right", fontsize="small")
     ax_loss.set_title("Losses")
     ax_other.set_title("Other metrics")
     fig.suptitle(title)

@@ -21,13 +21,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--backbone", default="lenet5")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default="runs/example-classifier")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="two epochs, for tests")
+    parser.add_argument("--smoke", action="store_true", help="three epochs, for tests")
     args = parser.parse_args(argv)
 
     config = ClassifierConfig(backbone=args.backbone, data=args.data,
-                              epochs=2 if args.smoke else args.epochs, seed=args.seed)
+                              epochs=3 if args.smoke else args.epochs,
+                              batch_size=args.batch_size, seed=args.seed)
     result = train_classifier(config, out=args.out, quiet=True)
     print(f"{args.backbone} on {args.data}: test accuracy {result.metrics['test_acc']:.4f}, "
           f"test NLL {result.metrics['test_nll']:.4f} nats")

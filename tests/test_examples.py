@@ -29,4 +29,4 @@ def test_train_classifier_example_reloads_identically(tmp_path):
         ["--smoke", "--out", str(tmp_path)]
     )
     assert result["reloaded_acc"] == pytest.approx(result["test_acc"], abs=0)
-    assert result["test_acc"] > 0.3  # two epochs on digits already beat chance (0.1) by far
+    assert result["test_acc"] > 0.5  # three epochs on digits already beat chance (0.1) by far

@@ -69,6 +69,7 @@ def main(out: str) -> None:
         }
         with open(f"{out}/result.json", "w") as handle:
             json.dump(result, handle)
+    distributed.barrier()  # nobody tears the group down while another rank still works
     distributed.teardown()
 
 

@@ -29,8 +29,8 @@ def _linear(n=200, seed=0):
 
 def test_posterior_predictive_mean_approaches_least_squares():
     x, y = _linear()
-    est = BayesianMLPRegressor(hidden=(), epochs=150, batch_size=50, lr=0.05,
-                               num_samples=300).fit(x, y)
+    est = BayesianMLPRegressor(hidden=(), epochs=100, batch_size=100, lr=0.05,
+                               num_samples=100).fit(x, y)
     design = np.hstack([x.numpy(), np.ones((len(x), 1))])
     coef, *_ = np.linalg.lstsq(design, y.numpy(), rcond=None)
     grid = torch.linspace(-2, 2, 9)[:, None]

@@ -39,10 +39,15 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     columns = list(columns or rows[0].keys())
     cells = [[_cell(r.get(c), digits) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool)
+            for r in rows if r.get(c) is not None)
+        for c in columns
+    ]
 
-    def line(values):
-        pairs = enumerate(zip(values, widths, strict=True))
-        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in pairs)
+    def line(values):  # numbers right-aligned, text left-aligned
+        pairs = zip(values, widths, numeric, strict=True)
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in pairs).rstrip()
 
     out = [line(columns), line(["-" * w for w in widths])]
     out.extend(line(row) for row in cells)

@@ -27,7 +27,8 @@ def _add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None
     if device:
         parser.add_argument("--device", default="auto",
                             help="auto | cpu | cuda | cuda:<i> | mps (default: auto)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", default=None,
+                        help="no progress bars (default: bars only on a terminal)")
 
 
 # --------------------------------------------------------------------------- datasets

@@ -20,6 +20,16 @@ passes: ODIN and Mahalanobis with input pre-processing (a forward and a backward
 batch through the classifier) and RaPP (its own autoencoder). ``timings`` records the shared
 passes, each detector's fit and scoring time, and the total.
 
+**Density models.** With ``density=`` (``dunno ood --density CKPT``) the density-based
+detectors -- ``likelihood`` (in bits/dim), ``likelihood-ratio`` (Ren et al. 2019),
+``complexity`` (Serrà et al. 2020), ``typicality`` (Nalisnick et al. 2019b) -- join the same
+table: this runner is the one place where :mod:`generative` models meet
+:mod:`uncertainty.ood`. Each dataset is prepared for the density model once
+(:func:`density_inputs`: the fixed seeded binarisation for a binary model) and scored once;
+``model`` may be ``None`` for a density-only run::
+
+    table = run_ood(None, "fashion-mnist", ["mnist"], density=load_model("runs/nade/model.pt"))
+
 **Metrics** (:mod:`evaluation.metrics.ood`; higher score = more OOD, in-distribution positive
 for AUPR-In): AUROC, AUPR-In, AUPR-Out, FPR at 95% TPR and detection error per detector x OOD
 set, plus the mean over the OOD sets; the in-distribution test accuracy is recorded.
@@ -32,6 +42,7 @@ on that set) and ``hist_<detector>_<set>.png`` (score histograms).
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import time
 import warnings
@@ -55,6 +66,7 @@ __all__ = [
     "OODTable",
     "add_arguments",
     "compare_shared_vs_naive",
+    "density_inputs",
     "main",
     "parse_detector_params",
     "run_from_args",
@@ -200,9 +212,13 @@ def _names(value, what: str) -> list[str]:
     return out
 
 
-def _detector_names(detectors) -> list[str]:
+def _detector_names(detectors, *, classifier: bool = True, density: bool = False
+                    ) -> list[str]:
+    """Registry names to run. ``"all"``: the classifier detectors when there is a classifier,
+    plus the density-based ones when there is a density model."""
     if isinstance(detectors, str) and detectors.strip() == "all":
-        return list(DETECTORS)
+        return [n for n, cls in DETECTORS.items()
+                if (density if cls.uses_density else classifier)]
     names = _names(detectors, "detectors")
     for name in names:
         if name not in DETECTORS:
@@ -210,7 +226,30 @@ def _detector_names(detectors) -> list[str]:
                 f"Unknown OOD detector {name!r} in 'detectors'. Available: "
                 f"{', '.join(DETECTORS)} or 'all'."
             )
+        if DETECTORS[name].uses_density and not density:
+            raise ValueError(
+                f"The detector {name!r} scores through a density model; pass one (density=..., "
+                "or --density CKPT on the command line)."
+            )
+        if not DETECTORS[name].uses_density and not classifier:
+            raise ValueError(
+                f"The detector {name!r} scores through a classifier, but none was given (a "
+                "density-only run takes likelihood, likelihood-ratio, complexity, typicality)."
+            )
     return list(dict.fromkeys(names))
+
+
+def density_inputs(dataset: ArrayDataset, density, split: str) -> ArrayDataset:
+    """``dataset`` as ``density`` scores it: the fixed seeded binarisation of
+    :func:`evaluation.benchmarks.density.prepare_images` for a binary model
+    (``density.pixels == "binary"``; the same draw as the ``X-binary`` test files for the test
+    split), integers 0..255 for an 8-bit one, unchanged for a model without ``pixels``."""
+    pixels = getattr(density, "pixels", None)
+    if pixels not in ("binary", "8bit"):
+        return dataset
+    from evaluation.benchmarks.density import prepare_images
+
+    return prepare_images(dataset, pixels, split, "fixed")
 
 
 def _slug(name: str) -> str:
@@ -241,7 +280,8 @@ def _load_out_set(spec, test: ArrayDataset, root) -> tuple[str, ArrayDataset]:
     return name, ds
 
 
-def _build_detectors(names, model, device, detector_params, layer) -> dict[str, OODDetector]:
+def _build_detectors(names, model, device, detector_params, layer, density=None,
+                     background=None, num_dims=None) -> dict[str, OODDetector]:
     detector_params = dict(detector_params or {})
     unknown = sorted(set(detector_params) - set(names))
     if unknown:
@@ -255,12 +295,19 @@ def _build_detectors(names, model, device, detector_params, layer) -> dict[str, 
             params.setdefault("layer", layer)
         if "device" in accepted:
             params.setdefault("device", str(device))
-        out[name] = make_detector(name, model if cls.uses_model else None, **params)
+        if background is not None and "background" in accepted:
+            params.setdefault("background", background)
+            params.setdefault("fit_background", False)
+        if num_dims is not None and "num_dims" in accepted:
+            params.setdefault("num_dims", num_dims)  # likelihood in bits/dim
+        out[name] = make_detector(name, model if cls.uses_model else None,
+                                  density=density if cls.uses_density else None, **params)
         out[name]._validate_params()
     return out
 
 
-def _check_feature_access(model: nn.Module, layer, detectors: dict[str, OODDetector]) -> None:
+def _check_feature_access(model: nn.Module | None, layer, detectors: dict[str, OODDetector]
+                          ) -> None:
     wanting = [n for n, d in detectors.items() if "features" in (d.needs | d.fit_needs)]
     if wanting and layer is None and not callable(getattr(model, "features", None)):
         logit_only = [n for n in detectors if n not in wanting]
@@ -280,13 +327,22 @@ def _forward(model, ds, needs, layer, batch_size) -> tuple[ModelOutputs, float]:
     return outputs, time.perf_counter() - t0
 
 
+def _density_forward(density, ds, batch_size) -> tuple[ModelOutputs, float]:
+    t0 = time.perf_counter()
+    outputs = extract_outputs(None, ds, needs={"log_prob", "input"}, density=density,
+                              batch_size=batch_size)
+    return outputs, time.perf_counter() - t0
+
+
 # --------------------------------------------------------------------------- the runner
 def run_ood(
-    model: nn.Module,
+    model: nn.Module | None,
     in_data: str,
     out_sets,
     detectors="all",
     *,
+    density: nn.Module | None = None,
+    background: nn.Module | None = None,
     root=None,
     device: str | torch.device = "cpu",
     batch_size: int = 512,
@@ -303,9 +359,10 @@ def run_ood(
 
     Parameters
     ----------
-    model : nn.Module
+    model : nn.Module or None
         A classifier mapping ``in_data`` inputs to logits ``(N, C)``; ``features`` (or
         ``layer``) for feature detectors. Moved to ``device``, run in eval mode, unchanged.
+        ``None`` for a density-only run.
     in_data : str
         In-distribution dataset spec (``"mnist"``, ``"digits:classes=0-4"``, a user path).
     out_sets : str or sequence
@@ -314,6 +371,17 @@ def run_ood(
         the in-distribution input shape and be non-empty.
     detectors : "all", str or sequence of str
         Registry names (:data:`uncertainty.ood.DETECTORS`), comma-separated or a list.
+        ``"all"``: every classifier detector (with ``model``) and every density-based one
+        (with ``density``).
+    density : nn.Module, optional
+        A density model of ``in_data`` (``log_prob(x) -> (N,)`` nats: NADE, PixelCNN,
+        PixelRNN, VAE) for the density-based detectors. It scores the inputs as
+        :func:`density_inputs` prepares them (fixed binarisation for a binary model, 0..255
+        for an 8-bit one), once per dataset; all density detectors share that pass, and the
+        likelihood is reported in bits/dim.
+    background : nn.Module, optional
+        A trained background model for ``likelihood-ratio`` (else it trains one in ``fit``,
+        see :class:`uncertainty.ood.LikelihoodRatio`).
     root : path-like, optional
         Data directory (default ``$DUNNO_DATA``, else ``~/.cache/dunno``).
     device : str or torch.device
@@ -349,14 +417,24 @@ def run_ood(
                                  or fit_size < 2):
         raise ValueError(f"The 'fit_size' argument must be None or an int >= 2. "
                          f"Got {fit_size!r} instead.")
-    if not isinstance(model, nn.Module):
+    if model is None and density is None:
+        raise ValueError("run_ood needs a classifier ('model'), a density model ('density'), "
+                         "or both. Got neither.")
+    if model is not None and not isinstance(model, nn.Module):
         raise ValueError(f"The 'model' argument must be a torch.nn.Module. "
                          f"Got {type(model).__name__} instead.")
+    if density is not None and not callable(getattr(density, "log_prob", None)):
+        raise ValueError(f"The 'density' argument must be a density model with log_prob(x). "
+                         f"Got {type(density).__name__} instead.")
     device = resolve_device(device)
-    model = model.to(device).eval()
-    names = _detector_names(detectors)
-    dets = _build_detectors(names, model, device, detector_params, layer)
-    _check_feature_access(model, layer, dets)
+    if model is not None:
+        model = model.to(device).eval()
+    if density is not None:
+        density = density.to(device).eval()
+    if background is not None:
+        background = background.to(device).eval()
+    names = _detector_names(detectors, classifier=model is not None,
+                            density=density is not None)
 
     fit = load_dataset(in_data, fit_split, root)
     test = load_dataset(in_data, "test", root)
@@ -364,21 +442,39 @@ def run_ood(
         g = torch.Generator().manual_seed(seed)
         fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
     oods = dict(_load_out_set(spec, test, root) for spec in _names(out_sets, "out_sets"))
+    num_dims = math.prod(test.x.shape[1:])
+    dets = _build_detectors(names, model, device, detector_params, layer, density=density,
+                            background=background, num_dims=num_dims)
+    if model is not None:
+        _check_feature_access(model, layer, dets)
 
-    needs = frozenset({"logits"})
-    if any("features" in (d.needs | d.fit_needs) for d in dets.values()):
-        needs = needs | {"features"}
     timings: dict[str, Any] = {"forward": {}, "fit": {}, "score": {}}
-    fit_out, timings["forward"][f"{in_data} ({fit_split})"] = _forward(
-        model, fit, needs, layer, batch_size)
-    test_out, timings["forward"][f"{in_data} (test)"] = _forward(model, test, needs, layer,
-                                                                 batch_size)
-    ood_out = {}
-    for name, ds in oods.items():
-        ood_out[name], timings["forward"][name] = _forward(model, ds, needs, layer, batch_size)
+    fit_key, test_key = f"{in_data} ({fit_split})", f"{in_data} (test)"
+    fit_out = test_out = None
+    ood_out: dict[str, ModelOutputs] = {}
+    if any(not d.uses_density for d in dets.values()):
+        needs = frozenset({"logits"})
+        if any("features" in (d.needs | d.fit_needs) for d in dets.values()):
+            needs = needs | {"features"}
+        fit_out, timings["forward"][fit_key] = _forward(model, fit, needs, layer, batch_size)
+        test_out, timings["forward"][test_key] = _forward(model, test, needs, layer, batch_size)
+        for name, ds in oods.items():
+            ood_out[name], timings["forward"][name] = _forward(model, ds, needs, layer,
+                                                               batch_size)
+    dens_fit = dens_test = None
+    dens_ood: dict[str, ModelOutputs] = {}
+    if any(d.uses_density for d in dets.values()):
+        timings["density"] = {}
+        dens_fit, timings["density"][fit_key] = _density_forward(
+            density, density_inputs(fit, density, fit_split), batch_size)
+        dens_test, timings["density"][test_key] = _density_forward(
+            density, density_inputs(test, density, "test"), batch_size)
+        for name, ds in oods.items():
+            dens_ood[name], timings["density"][name] = _density_forward(
+                density, density_inputs(ds, density, "test"), batch_size)
 
     accuracy = None
-    if test_out.labels is not None:
+    if test_out is not None and test_out.labels is not None:
         if test.info.num_classes is not None and test_out.logits.shape[1] != test.info.num_classes:
             raise ValueError(
                 f"The model outputs {test_out.logits.shape[1]} logits but {in_data!r} has "
@@ -388,18 +484,22 @@ def run_ood(
 
     rows, scores, own = [], {}, []
     for name, det in dets.items():
+        if det.uses_density:
+            d_fit, d_test, d_ood = dens_fit, dens_test, dens_ood
+        else:
+            d_fit, d_test, d_ood = fit_out, test_out, ood_out
         t0 = time.perf_counter()
-        det.fit_outputs(fit_out)
+        det.fit_outputs(d_fit)
         timings["fit"][name] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        s_in = det.score_outputs(test_out).cpu()
+        s_in = det.score_outputs(d_test).cpu()
         scores[name] = {"in": s_in}
-        for set_name, o in ood_out.items():
+        for set_name, o in d_ood.items():
             scores[name][set_name] = det.score_outputs(o).cpu()
         timings["score"][name] = time.perf_counter() - t0
         if "input" in (det.needs | det.fit_needs):
             own.append(name)
-        for set_name in ood_out:
+        for set_name in oods:
             m = ood_metrics(s_in, scores[name][set_name])
             rows.append({
                 "detector": name, "ood_set": set_name, "auroc": m["auroc"],
@@ -416,7 +516,8 @@ def run_ood(
     if out is not None:
         table.files = _write_outputs(table, Path(out), histograms)
     timings["total"] = time.perf_counter() - t_start
-    timings["shared_forward_total"] = sum(timings["forward"].values())
+    timings["shared_forward_total"] = sum(timings["forward"].values()) + sum(
+        timings.get("density", {}).values())
     if out is not None:
         write_json(table.to_dict(), Path(out) / "ood.json")
     if not quiet:
@@ -482,11 +583,13 @@ def _write_outputs(table: OODTable, out: Path, histograms: bool) -> list[Path]:
 
 # --------------------------------------------------------------------------- timing
 def compare_shared_vs_naive(
-    model: nn.Module,
+    model: nn.Module | None,
     in_data: str,
     out_sets,
     detectors="all",
     *,
+    density: nn.Module | None = None,
+    background: nn.Module | None = None,
     root=None,
     device: str | torch.device = "cpu",
     batch_size: int = 512,
@@ -507,12 +610,14 @@ def compare_shared_vs_naive(
         ``shared_seconds``, ``naive_seconds``, ``speedup``, ``naive_per_detector`` (seconds),
         ``max_abs_score_difference``, and the :class:`OODTable` of the shared run (``table``).
     """
-    table = run_ood(model, in_data, out_sets, detectors, root=root, device=device,
+    table = run_ood(model, in_data, out_sets, detectors, density=density,
+                    background=background, root=root, device=device,
                     batch_size=batch_size, fit_split=fit_split, fit_size=fit_size,
                     detector_params=detector_params, layer=layer, seed=seed)
     shared = table.timings["total"]
     device = resolve_device(device)
-    model = model.to(device).eval()
+    if model is not None:
+        model = model.to(device).eval()
     t_start = time.perf_counter()
     fit = load_dataset(in_data, fit_split, root)
     test = load_dataset(in_data, "test", root)
@@ -520,15 +625,21 @@ def compare_shared_vs_naive(
         g = torch.Generator().manual_seed(seed)
         fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
     oods = dict(_load_out_set(spec, test, root) for spec in _names(out_sets, "out_sets"))
-    dets = _build_detectors(table.detectors, model, device, detector_params, layer)
+    dets = _build_detectors(table.detectors, model, device, detector_params, layer,
+                            density=density, background=background,
+                            num_dims=math.prod(test.x.shape[1:]))
     per_det, worst = {}, 0.0
     for name, det in dets.items():
         t0 = time.perf_counter()
-        det.fit(fit, batch_size=batch_size)
-        s_in = det.score(test.x, batch_size=batch_size).cpu()
+
+        def prepared(ds, split, det=det):
+            return density_inputs(ds, density, split) if det.uses_density else ds
+
+        det.fit(prepared(fit, fit_split), batch_size=batch_size)
+        s_in = det.score(prepared(test, "test").x, batch_size=batch_size).cpu()
         worst = max(worst, float((s_in - table.scores[name]["in"]).abs().max()))
         for set_name, ds in oods.items():
-            s = det.score(ds.x, batch_size=batch_size).cpu()
+            s = det.score(prepared(ds, "test").x, batch_size=batch_size).cpu()
             worst = max(worst, float((s - table.scores[name][set_name]).abs().max()))
         per_det[name] = time.perf_counter() - t0
     naive = time.perf_counter() - t_start
@@ -578,7 +689,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True
     ``common=False`` leaves out ``--data-dir`` and ``--device`` for a caller that adds its own
     (``run_from_args`` reads ``args.data_dir`` and ``args.device``).
     """
-    parser.add_argument("--checkpoint", required=True, help="a dunno classifier checkpoint")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a dunno classifier checkpoint (optional with --density)")
+    parser.add_argument("--density", default=None, metavar="CKPT",
+                        help="a density-model checkpoint of the in-distribution data (dunno "
+                        "density train): adds likelihood, likelihood-ratio, complexity and "
+                        "typicality to the table")
+    parser.add_argument("--background", default=None, metavar="CKPT",
+                        help="a trained background model for likelihood-ratio (default: one is "
+                        "trained on mutated inputs of the fit split)")
     parser.add_argument("--in", dest="in_data", required=True,
                         help="in-distribution dataset spec, e.g. mnist or digits:classes=0-4")
     parser.add_argument("--out", dest="out_sets", required=True, metavar="SET[,SET...]",
@@ -614,9 +733,19 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Run :func:`run_ood` from parsed :func:`add_arguments` options; returns 0."""
     from dunno.checkpoints import load_model
 
+    if args.checkpoint is None and args.density is None:
+        raise ValueError("dunno ood needs --checkpoint (a classifier), --density (a density "
+                         "model), or both.")
+    if args.background is not None and args.density is None:
+        raise ValueError("--background is the likelihood-ratio's background model; it needs "
+                         "--density too.")
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device=device)
-    kwargs = dict(root=args.data_dir, device=device, batch_size=args.batch_size,
+    model = None if args.checkpoint is None else load_model(args.checkpoint, device=device)
+    density = None if args.density is None else load_model(args.density, device=device)
+    background = None if args.background is None else load_model(args.background,
+                                                                 device=device)
+    kwargs = dict(density=density, background=background, root=args.data_dir, device=device,
+                  batch_size=args.batch_size,
                   fit_split=args.fit_split, fit_size=args.fit_size,
                   detector_params=parse_detector_params(args.param), layer=args.layer,
                   seed=args.seed)

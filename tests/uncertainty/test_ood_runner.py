@@ -159,3 +159,76 @@ def test_anchor_rows_compare_with_the_peers():
     assert rows[0]["our best"] == "99.75 (energy)" and rows[0]["msp"] == pytest.approx(50)
     assert rows[1]["target 1"] == "missed"  # 99.75 < 100.0 (MaxLogit)
     assert rows[2]["peer best"] == "99.61 (class-wise GMM)" and rows[2]["target 1"] == "missed"
+
+
+# --------------------------------------------------------------------------- density models
+DENSITY = "likelihood,likelihood-ratio,complexity,typicality"
+
+
+@pytest.fixture(scope="module")
+def nade():
+    """A small NADE of the binarised digits 0-4, trained for a few epochs."""
+    from evaluation.benchmarks.density import train_density
+
+    model, _ = train_density("nade", IN, epochs=3, batch_size=50, lr=1e-2, test=False,
+                             options={"hidden": 16}, seed=0, quiet=True)
+    return model.eval()
+
+
+def test_density_only_run_scores_prepared_inputs(nade):
+    from evaluation.benchmarks.ood import density_inputs
+
+    table = run_ood(None, IN, OUT, "all", density=nade,
+                    detector_params={"likelihood-ratio": {"epochs": 1},
+                                     "typicality": {"bootstraps": 100}})
+    assert table.detectors == DENSITY.split(",") and table.accuracy is None
+    assert len(table.rows) == 8 and all(0 <= r["auroc"] <= 1 for r in table.rows)
+    test = density_inputs(load_dataset(IN, "test"), nade, "test")
+    assert set(test.x.unique().tolist()) == {0.0, 1.0}  # the fixed binarisation
+    with torch.no_grad():
+        bpd = -nade.log_prob(test.x).double() / (64 * np.log(2))
+    torch.testing.assert_close(table.scores["likelihood"]["in"], bpd)
+    # the likelihood ratio trained a background model of NADE's architecture in fit
+    assert table.params["likelihood-ratio"]["fit_background"] is True
+    # a binary model of digits tells held-out digits from noise
+    noise = {r["detector"]: r["auroc"] for r in table.rows if r["ood_set"] == "gaussian-noise"}
+    assert noise["likelihood"] > 0.9
+
+
+def test_classifier_and_density_detectors_share_one_table(model, nade, tmp_path):
+    table = run_ood(model, IN, "gaussian-noise", "msp,likelihood,typicality", density=nade,
+                    out=tmp_path, histograms=False)
+    assert table.detectors == ["msp", "likelihood", "typicality"]
+    assert table.accuracy is not None and set(table.timings["density"]) == {
+        f"{IN} (train)", f"{IN} (test)", "gaussian-noise"}
+    assert json.loads((tmp_path / "ood.json").read_text())["detectors"] == table.detectors
+    # "all" with both models names every detector; with one model, only its detectors
+    from evaluation.benchmarks.ood import _detector_names
+    from uncertainty.ood import DETECTORS
+
+    assert _detector_names("all", classifier=True, density=True) == list(DETECTORS)
+    assert _detector_names("all", classifier=False, density=True) == DENSITY.split(",")
+    assert "likelihood" not in _detector_names("all")
+
+
+def test_density_cli_with_a_background_checkpoint(nade, tmp_path):
+    path = save_checkpoint(tmp_path / "nade.pt", nade, arch=nade.arch, config=nade.config)
+    rc = main(["--density", str(path), "--background", str(path), "--in", IN, "--out",
+               "gaussian-noise", "--detectors", "likelihood-ratio", "--report-dir",
+               str(tmp_path / "r"), "--no-histograms", "--timing"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "r" / "ood.json").read_text())["rows"]
+    assert rows[0]["auroc"] == pytest.approx(0.5)  # a model against itself: all scores 0
+    timing = json.loads((tmp_path / "r" / "timing.json").read_text())
+    assert timing["max_abs_score_difference"] < 1e-9
+
+
+def test_density_runner_errors(model, nade):
+    with pytest.raises(ValueError, match="needs a classifier.*or both"):
+        run_ood(None, IN, OUT)
+    with pytest.raises(ValueError, match="scores through a density model"):
+        run_ood(model, IN, OUT, "likelihood")
+    with pytest.raises(ValueError, match="scores through a classifier"):
+        run_ood(None, IN, OUT, "msp", density=nade)
+    with pytest.raises(ValueError, match="--density"):
+        main(["--in", IN, "--out", "gaussian-noise"])

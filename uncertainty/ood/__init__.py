@@ -17,7 +17,10 @@
 Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
 ``mahalanobis``, ``ddu``, ``knn``, ``featurenorm``, ``rapp`` and ``combined`` (conformal
 p-values of kNN and RaPP, combined by Fisher's method: the one detector with AUROC >= 99% on
-all four LeNet-5 anchor rows); each module holds the pure score function
+all four LeNet-5 anchor rows); the density-based ``likelihood``, ``likelihood-ratio`` (Ren et
+al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality`` (Nalisnick et al. 2019b), which
+score through a density model (``make_detector("likelihood-ratio", density=nade)``, see
+:mod:`uncertainty.ood._density`); each module holds the pure score function
 (``energy_score(logits, temperature)``) next to its class. MC-Dropout mutual information and
 ensemble disagreement plug in through :func:`register_detector` once
 :mod:`uncertainty.predictive` exists (see :mod:`uncertainty.ood.registry`). The contract is in
@@ -27,11 +30,18 @@ ensemble disagreement plug in through :func:`register_detector` once
 
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.combined import Combined, conformal_neg_log_p
+from uncertainty.ood.complexity import InputComplexity, complexity_score, compressed_bits
 from uncertainty.ood.ddu import DDU, ddu_score
 from uncertainty.ood.energy import Energy, energy_score
 from uncertainty.ood.entropy import Entropy, entropy_score
 from uncertainty.ood.featurenorm import FeatureNorm, feature_norm_score
 from uncertainty.ood.knn import KNN, knn_score, normalize_features
+from uncertainty.ood.likelihood import Likelihood, likelihood_score
+from uncertainty.ood.likelihood_ratio import (
+    LikelihoodRatio,
+    likelihood_ratio_score,
+    mutate_pixels,
+)
 from uncertainty.ood.mahalanobis import Mahalanobis, mahalanobis_score
 from uncertainty.ood.maxlogit import MaxLogit, max_logit_score
 from uncertainty.ood.msp import MSP, msp_score
@@ -50,9 +60,21 @@ from uncertainty.ood.registry import (
     make_detector,
     register_detector,
 )
+from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
 
 __all__ = [
     "DDU",
+    "InputComplexity",
+    "Likelihood",
+    "LikelihoodRatio",
+    "Typicality",
+    "bootstrap_threshold",
+    "complexity_score",
+    "compressed_bits",
+    "likelihood_ratio_score",
+    "likelihood_score",
+    "mutate_pixels",
+    "typicality_score",
     "DETECTORS",
     "KNN",
     "MLPAutoencoder",

@@ -11,8 +11,9 @@ class in scikit-learn's estimator style:
   autoencoder, ...) from in-distribution training data; a no-op for detectors that learn
   nothing (MSP, MaxLogit, Entropy, Energy, ODIN without tuning);
 * ``score(x) -> (N,)`` float64 scores of a batch of inputs, computed in batches;
-* ``needs`` / ``fit_needs``: which of ``"logits"``, ``"features"``, ``"input"`` the scoring /
-  fitting reads, so that a runner can compute logits and features **once per dataset** with
+* ``needs`` / ``fit_needs``: which of ``"logits"``, ``"features"``, ``"input"``, ``"log_prob"``
+  (a density model's log-likelihood) the scoring / fitting reads, so that a runner can
+  compute logits and features **once per dataset** with
   :func:`~uncertainty.ood.outputs.extract_outputs` and hand the same
   :class:`~uncertainty.ood.outputs.ModelOutputs` to every detector through
   ``fit_outputs(outputs)`` and ``score_outputs(outputs)``.
@@ -85,8 +86,11 @@ class OODDetector:
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
     #: What :meth:`fit_outputs` reads (empty: nothing is learned).
     fit_needs: ClassVar[frozenset[str]] = frozenset()
-    #: Whether the detector scores through the classifier (False for RaPP's autoencoder).
+    #: Whether the detector scores through the classifier (False for RaPP's autoencoder and
+    #: the density-based detectors).
     uses_model: ClassVar[bool] = True
+    #: Whether the detector scores through a density model (``density=``, ``log_prob``).
+    uses_density: ClassVar[bool] = False
     #: Learned attributes that :meth:`score_outputs` requires.
     _state_names: ClassVar[tuple[str, ...]] = ()
     #: Hyper-parameters read only when scoring: detectors differing only in these can share
@@ -148,10 +152,7 @@ class OODDetector:
         if not self.fit_needs:
             return self
         self._require_model(self.fit_needs, "fit")
-        outputs = extract_outputs(
-            self.model if self.uses_model else None, loader, needs=self.fit_needs,
-            layer=self.layer, batch_size=batch_size, keep_inputs="input" in self.fit_needs,
-        )
+        outputs = self._extract(loader, self.fit_needs, batch_size)
         self.fit_outputs(outputs)
         shape = self._input_shape_from(loader)
         if shape is not None:
@@ -193,10 +194,7 @@ class OODDetector:
                 f"example; 'x' has shape {tuple(x.shape[1:])} per example."
             )
         self._require_model(self.needs, "score")
-        outputs = extract_outputs(
-            self.model if self.uses_model else None, x, needs=self.needs,
-            layer=self.layer, batch_size=batch_size, keep_inputs="input" in self.needs,
-        )
+        outputs = self._extract(x, self.needs, batch_size)
         return self.score_outputs(outputs)
 
     def score_outputs(self, outputs: ModelOutputs) -> torch.Tensor:
@@ -227,6 +225,13 @@ class OODDetector:
         return clone
 
     # ------------------------------------------------------------------ internals
+    def _extract(self, data, needs: frozenset[str], batch_size: int) -> ModelOutputs:
+        """The outputs :meth:`fit` / :meth:`score` compute for ``needs`` (one pass)."""
+        return extract_outputs(
+            self.model if self.uses_model else None, data, needs=needs, layer=self.layer,
+            batch_size=batch_size, keep_inputs="input" in needs,
+        )
+
     @staticmethod
     def _input_shape_from(loader) -> tuple[int, ...] | None:
         x = getattr(loader, "x", None)
@@ -266,7 +271,7 @@ class OODDetector:
             )
         if len(outputs) == 0:
             raise ValueError(f"The 'outputs' given to {owner} are empty: nothing to score.")
-        for name in ("logits", "features"):
+        for name in ("logits", "features", "log_prob"):
             value = getattr(outputs, name)
             if name in needs and not bool(torch.isfinite(value).all()):
                 raise ValueError(f"The '{name}' given to {owner} contain NaN or inf.")

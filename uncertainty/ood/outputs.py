@@ -17,6 +17,13 @@ pass per dataset instead of ten (see :func:`evaluation.benchmarks.ood.run_ood`).
 Detectors that need the **inputs** themselves (ODIN and Mahalanobis input pre-processing
 differentiate through the model; RaPP runs its own autoencoder) read ``ModelOutputs.inputs``
 and make their own passes.
+
+**Density models.** The density-based detectors (likelihood, likelihood ratio, complexity
+correction, typicality) read ``ModelOutputs.log_prob``: ``log p(x)`` in nats under a density
+model (anything with ``log_prob(x) -> (N,)``: NADE, PixelCNN, PixelRNN, a VAE's importance-
+sampled estimate), computed once per dataset by :func:`extract_outputs` with ``density=`` and
+shared by all of them. ``density_transform`` maps the inputs as given (e.g. grey images in
+[0, 1]) to what the density model scores (e.g. 0/1 pixels for a binary model).
 """
 
 from __future__ import annotations
@@ -30,19 +37,23 @@ from torch import nn
 __all__ = [
     "KNOWN_NEEDS",
     "ModelOutputs",
+    "check_density",
+    "density_log_prob",
     "extract_outputs",
     "forward_outputs",
     "model_device",
     "resolve_layer",
 ]
 
-#: What a detector can ask for: the classifier's logits, its penultimate features, the inputs.
-KNOWN_NEEDS = frozenset({"logits", "features", "input"})
+#: What a detector can ask for: the classifier's logits, its penultimate features, the inputs,
+#: the log-density of the inputs under a density model.
+KNOWN_NEEDS = frozenset({"logits", "features", "input", "log_prob"})
 
 
 @dataclass
 class ModelOutputs:
-    """A classifier's outputs on ``N`` examples, shared by all detectors.
+    """A classifier's (and a density model's) outputs on ``N`` examples, shared by all
+    detectors.
 
     Attributes
     ----------
@@ -54,12 +65,15 @@ class ModelOutputs:
         ``(N,)`` int64 class labels (``None`` for unlabelled data, e.g. OOD sets).
     inputs : Tensor or None
         ``(N, ...)`` the inputs themselves, for detectors that make their own passes.
+    log_prob : Tensor or None
+        ``(N,)`` float64 ``log p(x)`` in nats under the density model.
     """
 
     logits: torch.Tensor | None = None
     features: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     inputs: torch.Tensor | None = None
+    log_prob: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         lengths = {f.name: len(v) for f in fields(self) if (v := getattr(self, f.name)) is not None}
@@ -75,6 +89,13 @@ class ModelOutputs:
                     f"The '{name}' field of ModelOutputs must be a 2-D tensor (N, "
                     f"{'C' if name == 'logits' else 'F'}). Got {shape} instead."
                 )
+        lp = self.log_prob
+        if lp is not None and (not isinstance(lp, torch.Tensor) or lp.dim() != 1):
+            shape = tuple(lp.shape) if hasattr(lp, "shape") else type(lp).__name__
+            raise ValueError(
+                f"The 'log_prob' field of ModelOutputs must be a 1-D tensor (N,). Got {shape} "
+                "instead."
+            )
 
     def __len__(self) -> int:
         for f in fields(self):
@@ -84,7 +105,8 @@ class ModelOutputs:
         return 0
 
     def available(self) -> frozenset[str]:
-        """The needs (``"logits"``, ``"features"``, ``"input"``) these outputs can serve."""
+        """The needs (``"logits"``, ``"features"``, ``"input"``, ``"log_prob"``) these outputs
+        can serve."""
         have = set()
         if self.logits is not None:
             have.add("logits")
@@ -92,6 +114,8 @@ class ModelOutputs:
             have.add("features")
         if self.inputs is not None:
             have.add("input")
+        if self.log_prob is not None:
+            have.add("log_prob")
         return frozenset(have)
 
     def subset(self, index: torch.Tensor) -> ModelOutputs:
@@ -111,7 +135,7 @@ class ModelOutputs:
             return None if value is None else value.to(device)
 
         return ModelOutputs(move(self.logits), move(self.features), move(self.labels),
-                            self.inputs)
+                            self.inputs, move(self.log_prob))
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -221,6 +245,8 @@ def extract_outputs(
     layer: str | None = None,
     batch_size: int = 512,
     keep_inputs: bool | None = None,
+    density=None,
+    density_transform=None,
 ) -> ModelOutputs:
     """Run ``model`` once (eval mode) over ``data`` and collect what detectors need.
 
@@ -240,12 +266,19 @@ def extract_outputs(
     keep_inputs : bool, optional
         Keep the inputs in :attr:`ModelOutputs.inputs` (default: when ``"input"`` is needed).
         For a tensor or dataset they are referenced, not copied.
+    density : object with ``log_prob(x) -> (N,)``, optional
+        The density model, required when ``needs`` has ``"log_prob"`` (run in eval mode on
+        its own device, without gradients).
+    density_transform : callable, optional
+        ``x -> x'`` applied to each batch before ``density.log_prob`` (e.g. binarisation for
+        a binary model); identity by default.
 
     Returns
     -------
     ModelOutputs
         ``logits (N, C)`` and ``features (N, F)`` on the model's device in its dtype,
-        ``labels (N,)`` when the data has them, ``inputs (N, ...)`` on the CPU.
+        ``labels (N,)`` when the data has them, ``inputs (N, ...)`` on the CPU,
+        ``log_prob (N,)`` float64 on the CPU.
     """
     needs = frozenset(needs)
     unknown = sorted(needs - KNOWN_NEEDS)
@@ -261,11 +294,20 @@ def extract_outputs(
         raise ValueError(f"Computing {sorted(run)} needs a model; got model=None.")
     if "features" in run:
         _check_feature_access(model, layer)
+    want_density = "log_prob" in needs
+    if want_density:
+        check_density(density)
+    if density_transform is not None and not callable(density_transform):
+        raise ValueError(f"The 'density_transform' argument must be callable (x -> x'). Got "
+                         f"{type(density_transform).__name__} instead.")
     device = model_device(model) if model is not None else torch.device("cpu")
     was_training = model.training if model is not None else False
     if model is not None:
         model.eval()
-    logits, feats, labels, inputs = [], [], [], []
+    density_training = getattr(density, "training", False) if want_density else False
+    if want_density and isinstance(density, nn.Module):
+        density.eval()
+    logits, feats, labels, inputs, log_probs = [], [], [], [], []
     unlabelled = False
     try:
         for x, y in _batches(data, batch_size):
@@ -275,6 +317,8 @@ def extract_outputs(
                     logits.append(z)
                 if f is not None:
                     feats.append(f)
+            if want_density:
+                log_probs.append(density_log_prob(density, x, density_transform))
             if y is None or (isinstance(y, torch.Tensor) and y.numel() and bool((y < 0).all())):
                 unlabelled = True
             else:
@@ -284,8 +328,10 @@ def extract_outputs(
     finally:
         if model is not None:
             model.train(was_training)
-    n = sum(len(v) for v in (inputs or logits or feats or labels))
-    if not (logits or feats or inputs or labels) or n == 0:
+        if want_density and isinstance(density, nn.Module):
+            density.train(density_training)
+    n = sum(len(v) for v in (inputs or logits or feats or log_probs or labels))
+    if not (logits or feats or inputs or log_probs or labels) or n == 0:
         raise ValueError("The 'data' is empty: it yielded no examples.")
     if keep and isinstance(data, torch.Tensor):
         kept = data
@@ -298,4 +344,34 @@ def extract_outputs(
         features=torch.cat(feats) if feats else None,
         labels=None if unlabelled or not labels else torch.cat(labels),
         inputs=kept,
+        log_prob=torch.cat(log_probs) if log_probs else None,
     )
+
+
+def check_density(density) -> None:
+    """Raise a ValueError unless ``density`` has a callable ``log_prob``."""
+    if density is None or not callable(getattr(density, "log_prob", None)):
+        raise ValueError(
+            "Density-based detectors need a density model: an object with log_prob(x) -> (N,) "
+            f"in nats (NADE, PixelCNN, PixelRNN, VAE). Got {type(density).__name__} instead."
+        )
+
+
+@torch.no_grad()
+def density_log_prob(density, x: torch.Tensor, transform=None) -> torch.Tensor:
+    """``density.log_prob(transform(x))`` of one batch as a float64 CPU tensor ``(N,)``.
+
+    The batch moves to the density model's device (its first parameter's, CPU for a model
+    without parameters); a result of the wrong shape is an error naming the model.
+    """
+    if transform is not None:
+        x = transform(x)
+    device = model_device(density) if isinstance(density, nn.Module) else torch.device("cpu")
+    lp = density.log_prob(x.to(device))  # (N,)
+    if not isinstance(lp, torch.Tensor) or tuple(lp.shape) != (len(x),):
+        shape = tuple(lp.shape) if hasattr(lp, "shape") else type(lp).__name__
+        raise ValueError(
+            f"{type(density).__name__}.log_prob must return one log-density per input, shape "
+            f"({len(x)},). Got {shape} instead."
+        )
+    return lp.detach().to("cpu", torch.float64)

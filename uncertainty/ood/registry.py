@@ -10,6 +10,10 @@ detectors are meant to land this way once :mod:`uncertainty.predictive` exists: 
 mutual information (``needs = {"input"}``: T stochastic passes with ``model.dropout`` in train
 mode, score :math:`I[y; w \\mid x] = H[\\bar p] - \\overline{H[p_t]}`) and deep-ensemble
 disagreement (the same quantity over the members' softmaxes).
+
+Density-based detectors (``uses_density = True``) score through a density model instead of the
+classifier (:mod:`uncertainty.ood._density`): ``make_detector("likelihood-ratio",
+density=nade)``.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ from torch import nn
 
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.combined import Combined
+from uncertainty.ood.complexity import InputComplexity
 from uncertainty.ood.ddu import DDU
 from uncertainty.ood.energy import Energy
 from uncertainty.ood.entropy import Entropy
 from uncertainty.ood.featurenorm import FeatureNorm
 from uncertainty.ood.knn import KNN
+from uncertainty.ood.likelihood import Likelihood
+from uncertainty.ood.likelihood_ratio import LikelihoodRatio
 from uncertainty.ood.mahalanobis import Mahalanobis
 from uncertainty.ood.maxlogit import MaxLogit
 from uncertainty.ood.msp import MSP
 from uncertainty.ood.odin import ODIN
 from uncertainty.ood.rapp import RaPP
+from uncertainty.ood.typicality import Typicality
 
 __all__ = ["DETECTORS", "available_detectors", "make_detector", "register_detector"]
 
@@ -37,7 +45,7 @@ __all__ = ["DETECTORS", "available_detectors", "make_detector", "register_detect
 DETECTORS: dict[str, type[OODDetector]] = {
     cls.name: cls
     for cls in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm, RaPP,
-                Combined)
+                Combined, Likelihood, LikelihoodRatio, InputComplexity, Typicality)
 }
 
 
@@ -59,11 +67,15 @@ def available_detectors() -> list[str]:
     return list(DETECTORS)
 
 
-def make_detector(name: str, model: nn.Module | None = None, **params: Any) -> OODDetector:
+def make_detector(name: str, model: nn.Module | None = None, *, density: Any = None,
+                  **params: Any) -> OODDetector:
     """A new, unfitted detector ``name`` (see :data:`DETECTORS`) with ``params``.
 
-    ``model`` is the classifier; detectors that do not use it (``rapp``) reject it, so that a
-    caller never believes a classifier was scored when it was not.
+    ``model`` is the classifier; ``density`` the density model (anything with ``log_prob``) of
+    the density-based detectors (``likelihood``, ``likelihood-ratio``, ``complexity``,
+    ``typicality``). A detector rejects what it does not score through (RaPP and the density
+    detectors take no classifier, the classifier detectors no density model), so that a caller
+    never believes a model was scored when it was not.
     """
     if not isinstance(name, str) or name not in DETECTORS:
         raise ValueError(
@@ -76,10 +88,14 @@ def make_detector(name: str, model: nn.Module | None = None, **params: Any) -> O
         raise ValueError(
             f"Unknown parameter(s) {unknown} for {cls.__name__}; accepted: {accepted}."
         )
+    if density is not None and not cls.uses_density:
+        raise ValueError(
+            f"{cls.__name__} does not score through a density model; pass density=None."
+        )
     if not cls.uses_model:
         if model is not None:
             raise ValueError(
                 f"{cls.__name__} does not score through a classifier; pass model=None."
             )
-        return cls(**params)
+        return cls(density, **params) if cls.uses_density else cls(**params)
     return cls(model, **params)

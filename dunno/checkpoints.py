@@ -52,7 +52,7 @@ VERSION = 1
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 # Our own packages that register builders when imported. Only these fixed names are ever
 # imported on behalf of a checkpoint; the file itself cannot name a module.
-_REGISTERING_MODULES = ("dunno.nets", "uncertainty", "generative")
+_REGISTERING_MODULES = ("dunno.nets", "dunno.ensemble", "uncertainty", "generative")
 
 
 def register_model(arch: str):
@@ -280,6 +280,9 @@ def load_model(
 
 
 def _load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str) -> None:
+    check = getattr(model, "check_state_dict", None)
+    if callable(check):  # a model's own, clearer message (e.g. a VAE's latent size)
+        check(state)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

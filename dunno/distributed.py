@@ -21,11 +21,14 @@ usual rendezvous flags) and :func:`setup` reads the environment it sets (``RANK`
 * :func:`all_reduce_sums` and :func:`reduce_accumulator` reduce epoch metrics and the
   streaming metric accumulators of :mod:`evaluation.metrics` across ranks.
 * Only rank 0 writes checkpoints and reports (:func:`is_main_process`).
+* :func:`local_only` turns all of that off for a block of per-rank work (the members of a
+  deep ensemble spread over ranks, :mod:`dunno.ensemble`).
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +42,7 @@ __all__ = [
     "barrier",
     "current",
     "is_main_process",
+    "local_only",
     "reduce_accumulator",
     "setup",
     "teardown",
@@ -60,9 +64,29 @@ class DistInfo:
         return self.world_size > 1
 
 
+_LOCAL_DEPTH = 0  # > 0 inside local_only()
+
+
+@contextmanager
+def local_only():
+    """Inside this block the process acts as a single process although a group is running:
+    :func:`current` reports world size 1, so :func:`wrap_model` does not wrap, loaders do not
+    shard, :func:`dunno.training.fit` reduces nothing across ranks and this rank writes its
+    own files. For work that is independent per rank, such as training the members of a deep
+    ensemble (:func:`dunno.ensemble.train_ensemble`: member ``k`` on rank ``k mod N``, no
+    gradient sharing)."""
+    global _LOCAL_DEPTH
+    _LOCAL_DEPTH += 1
+    try:
+        yield
+    finally:
+        _LOCAL_DEPTH -= 1
+
+
 def current() -> DistInfo:
-    """The running process group's view (single process when none is initialised)."""
-    if dist.is_available() and dist.is_initialized():
+    """The running process group's view (single process when none is initialised, or inside
+    :func:`local_only`)."""
+    if _LOCAL_DEPTH == 0 and dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(),
                         int(os.environ.get("LOCAL_RANK", dist.get_rank())))
     return DistInfo()
@@ -80,7 +104,7 @@ def setup(device: torch.device | str | None = None, *, timeout_s: float = 300.0)
     unset or 1, or when a group is already initialised. The backend is ``nccl`` for CUDA
     devices and ``gloo`` otherwise; on CUDA the local rank's GPU becomes current.
     """
-    if dist.is_available() and dist.is_initialized():
+    if _LOCAL_DEPTH > 0 or (dist.is_available() and dist.is_initialized()):
         return current()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:

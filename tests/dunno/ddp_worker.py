@@ -69,8 +69,23 @@ def main(out: str) -> None:
         }
         with open(f"{out}/result.json", "w") as handle:
             json.dump(result, handle)
+    train_ensemble_members(f"{out}/ensemble")  # member k on rank k mod 2
     distributed.barrier()  # nobody tears the group down while another rank still works
     distributed.teardown()
+
+
+def train_ensemble_members(out: str | None):
+    """An ensemble of 4 LeNet-5s on digits, 1 epoch each: the same call in both runs."""
+    from dunno.ensemble import train_ensemble
+
+    return train_ensemble(ensemble_config(), 4, out=out, quiet=True)
+
+
+def ensemble_config():
+    from dunno.classify import ClassifierConfig
+
+    return ClassifierConfig(backbone="lenet5", data="digits", epochs=1, batch_size=64,
+                            device="cpu", seed=3)
 
 
 if __name__ == "__main__":

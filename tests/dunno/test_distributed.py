@@ -78,3 +78,31 @@ def test_streaming_metrics_reduce_exactly(ddp_run):
     assert result["calibration"]["n"] == expected["n"] == 1000
     for key, value in expected.items():  # counts exact; float sums up to summation order
         assert result["calibration"][key] == pytest.approx(value, rel=1e-12, abs=1e-15)
+
+
+def test_ensemble_of_four_on_two_ranks_equals_one_process(ddp_run):
+    from dunno.checkpoints import load_checkpoint, load_model
+
+    out, _ = ddp_run
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (OMP_NUM_THREADS=1)
+    try:
+        single = ddp_worker.train_ensemble_members(None)
+    finally:
+        torch.set_num_threads(before)
+    spread = load_model(out / "ensemble" / "model.pt")
+    meta = load_checkpoint(out / "ensemble" / "model.pt").meta
+    assert meta["metrics"]["member_ranks"] == [0, 1, 0, 1]
+    assert meta["metrics"]["world_size"] == 2
+    want = single.model.state_dict()
+    got = spread.state_dict()
+    assert want.keys() == got.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
+    # members differ from each other (different seeds), and the metrics agree
+    m0, m1 = spread.members[0], spread.members[1]
+    assert not torch.equal(next(m0.parameters()), next(m1.parameters()))
+    assert meta["metrics"]["test_acc"] == pytest.approx(single.metrics["test_acc"])
+    # each rank trained its own members: their training states are in member<k>/
+    assert sorted(p.name for p in (out / "ensemble").iterdir()) == [
+        "member0", "member1", "member2", "member3", "model.pt"]

@@ -1,0 +1,199 @@
+r"""Deep ensembles of backbone classifiers, with members spread over ranks.
+
+A deep ensemble (Lakshminarayanan, Pritzel & Blundell, "Simple and Scalable Predictive
+Uncertainty Estimation using Deep Ensembles", NeurIPS 2017) is :math:`M` networks trained
+independently from different random initialisations and data orders; it predicts the uniform
+mixture
+
+.. math::
+
+    \bar p(y \mid x) = \frac{1}{M} \sum_{m=1}^{M} \mathrm{softmax}(f_m(x))_y .
+
+:func:`train_ensemble` trains member :math:`k` with :func:`dunno.classify.train_classifier`
+and seed ``seed + k``. Under ``torchrun`` with :math:`N` processes, **member** :math:`k`
+**trains on rank** :math:`k \bmod N`, as a plain single-process run inside
+:func:`dunno.distributed.local_only` (no gradient sharing between members, every member sees
+the whole training set); then every member's weights are broadcast from the rank that trained
+it, so all ranks hold the same ensemble, and rank 0 writes **one ensemble checkpoint**. Member
+:math:`k`'s training depends only on its seed, so the ensemble is the same whatever the world
+size (a test checks 4 members on 2 ranks against one process).
+
+The ensemble is an :class:`EnsembleClassifier` module whose ``forward`` returns
+:math:`\log \bar p(y \mid x)` -- valid logits (their softmax is :math:`\bar p`), so
+``dunno calibrate`` and ``dunno ood`` take an ensemble checkpoint like any classifier.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dunno import distributed
+from dunno.checkpoints import build_model, load_model, register_model, save_checkpoint
+from dunno.classify import ClassifierConfig, train_classifier
+from dunno.data import load_dataset, make_loader
+from dunno.devices import resolve_device
+from dunno.training import evaluate_classifier
+
+__all__ = ["EnsembleClassifier", "TrainedEnsemble", "member_ranks", "train_ensemble"]
+
+
+class EnsembleClassifier(nn.Module):
+    """A uniform mixture of ``M`` classifiers ``x -> logits (N, C)``.
+
+    ``forward(x)`` returns :math:`\\log \\frac{1}{M}\\sum_m \\mathrm{softmax}(f_m(x))`
+    ``(N, C)``; :meth:`member_logits` the members' own logits ``(M, N, C)``. Every member
+    needs a ``config`` and, for checkpoints, an ``arch`` registered with
+    :func:`dunno.checkpoints.register_model` (the :mod:`dunno.nets` backbones have both).
+    """
+
+    arch = "ensemble"
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("The 'members' of an EnsembleClassifier must hold at least one "
+                             "model. Got an empty list.")
+        self.members = nn.ModuleList(members)
+        self.config = {"members": [
+            {"arch": getattr(m, "arch", "nets"), "config": getattr(m, "config", None)}
+            for m in members]}
+
+    @property
+    def num_members(self) -> int:
+        """:math:`M`."""
+        return len(self.members)
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's logits, ``(M, N, C)``."""
+        return torch.stack([m(x) for m in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the mixture's class probabilities, ``(N, C)``."""
+        log_probs = torch.log_softmax(self.member_logits(x).float(), dim=-1)  # (M, N, C)
+        return torch.logsumexp(log_probs, dim=0) - math.log(self.num_members)
+
+
+@register_model("ensemble")
+def _build_ensemble(members: list[dict[str, Any]]) -> EnsembleClassifier:
+    """An :class:`EnsembleClassifier` rebuilt from its members' ``arch`` and ``config``."""
+    return EnsembleClassifier([build_model(m["arch"], m["config"]) for m in members])
+
+
+def member_ranks(num_members: int, world_size: int) -> list[int]:
+    """The rank that trains each member: ``[k % world_size for k in range(num_members)]``."""
+    return [k % world_size for k in range(num_members)]
+
+
+@dataclass
+class TrainedEnsemble:
+    """What :func:`train_ensemble` returns: the ensemble (eval mode), its test metrics
+    (``test_acc``, ``test_nll``, ``val_acc``, ``val_nll``, ``member_test_acc``, ``minutes``),
+    the checkpoint path (``None`` without ``out``) and the member configuration."""
+
+    model: EnsembleClassifier
+    metrics: dict[str, Any]
+    checkpoint: Path | None
+    config: ClassifierConfig
+
+
+def _broadcast_member(member: nn.Module, src: int) -> None:
+    for tensor in [*member.parameters(), *member.buffers()]:
+        with torch.no_grad():
+            dist.broadcast(tensor.data, src=src)
+
+
+def train_ensemble(
+    config: ClassifierConfig | None = None,
+    num_members: int = 5,
+    *,
+    out: str | Path | None = None,
+    root=None,
+    resume: bool = False,
+    quiet: bool | None = None,
+    **overrides,
+) -> TrainedEnsemble:
+    """Train a deep ensemble of ``num_members`` classifiers (see the module docstring).
+
+    Parameters
+    ----------
+    config : ClassifierConfig, optional
+        The members' recipe (``**overrides`` replace fields); member ``k`` uses seed
+        ``config.seed + k``.
+    num_members : int
+        :math:`M \\ge 1`.
+    out : path-like, optional
+        ``out/member<k>/`` holds member ``k``'s checkpoint and resumable training state;
+        ``out/model.pt`` the ensemble checkpoint (arch ``"ensemble"``).
+    resume : bool
+        Reuse finished members (``out/member<k>/model.pt``) and resume the others from
+        their training state.
+    """
+    config = config or ClassifierConfig()
+    if overrides:
+        config = ClassifierConfig.from_dict({**asdict(config), **overrides})
+    config.validate()
+    if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
+        raise ValueError(f"The 'num_members' parameter of train_ensemble must be an int >= 1. "
+                         f"Got {num_members!r} instead.")
+    device = resolve_device(config.device)
+    info = distributed.setup(device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    out_dir = Path(out) if out is not None else None
+    owners = member_ranks(num_members, info.world_size)
+
+    t0 = time.perf_counter()
+    members: list[nn.Module | None] = [None] * num_members
+    with distributed.local_only():
+        for k, owner in enumerate(owners):
+            if owner != info.rank:
+                continue
+            member_config = replace(config, seed=config.seed + k, device=str(device))
+            member_dir = None if out_dir is None else out_dir / f"member{k}"
+            done = member_dir is not None and (member_dir / "model.pt").exists()
+            if resume and done:
+                members[k] = load_model(member_dir / "model.pt", device=device)
+                continue
+            members[k] = train_classifier(member_config, out=member_dir, root=root,
+                                          resume=resume, quiet=quiet).model
+    minutes = (time.perf_counter() - t0) / 60
+
+    if info.enabled:  # every rank builds the members it did not train, then receives them
+        template = next(m for m in members if m is not None)
+        for k, owner in enumerate(owners):
+            if members[k] is None:
+                members[k] = build_model(getattr(template, "arch", "nets"),
+                                         template.config).to(device)
+            _broadcast_member(members[k], src=owner)
+    ensemble = EnsembleClassifier(list(members)).to(device).eval()
+
+    test_loader = make_loader(load_dataset(config.data, "test", root), 1000)
+    val_loader = make_loader(load_dataset(config.data, "val", root), 1000)
+    test_m = evaluate_classifier(ensemble, test_loader, device=device)
+    val_m = evaluate_classifier(ensemble, val_loader, device=device)
+    metrics = {
+        "test_acc": test_m["acc"], "test_nll": test_m["loss"],
+        "val_acc": val_m["acc"], "val_nll": val_m["loss"],
+        "member_test_acc": [evaluate_classifier(m, test_loader, device=device)["acc"]
+                            for m in ensemble.members],
+        "minutes": minutes,
+        "world_size": info.world_size,
+        "member_ranks": owners,
+    }
+    checkpoint = None
+    if out_dir is not None:
+        checkpoint = out_dir / "model.pt"
+        if distributed.is_main_process():
+            save_checkpoint(checkpoint, ensemble, arch="ensemble", config=ensemble.config,
+                            meta={"trained_on": config.data, "training": asdict(config),
+                                  "num_members": num_members, "metrics": metrics})
+        distributed.barrier()
+    return TrainedEnsemble(ensemble, metrics, checkpoint, config)

@@ -212,13 +212,14 @@ def _names(value, what: str) -> list[str]:
     return out
 
 
-def _detector_names(detectors, *, classifier: bool = True, density: bool = False
-                    ) -> list[str]:
-    """Registry names to run. ``"all"``: the classifier detectors when there is a classifier,
-    plus the density-based ones when there is a density model."""
+def _detector_names(detectors, *, classifier: bool = True, density: bool = False,
+                    model: nn.Module | None = None) -> list[str]:
+    """Registry names to run. ``"all"``: the classifier detectors that apply to ``model``
+    (``mc-dropout`` needs dropout layers, ``ensemble-disagreement`` an ensemble) when there
+    is a classifier, plus the density-based ones when there is a density model."""
     if isinstance(detectors, str) and detectors.strip() == "all":
         return [n for n, cls in DETECTORS.items()
-                if (density if cls.uses_density else classifier)]
+                if (density if cls.uses_density else classifier and cls.applies_to(model))]
     names = _names(detectors, "detectors")
     for name in names:
         if name not in DETECTORS:
@@ -434,7 +435,7 @@ def run_ood(
     if background is not None:
         background = background.to(device).eval()
     names = _detector_names(detectors, classifier=model is not None,
-                            density=density is not None)
+                            density=density is not None, model=model)
 
     fit = load_dataset(in_data, fit_split, root)
     test = load_dataset(in_data, "test", root)

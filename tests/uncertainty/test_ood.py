@@ -83,6 +83,44 @@ class NoFeatures(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class DropoutToyNet(ToyNet):
+    """ToyNet plus a dropout branch on ``x_1..x_7`` with fixed random weights: in-distribution
+    the ``x_0`` term (+-12) dominates every pass; near the origin the passes disagree."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(11)
+        self.dropout = nn.Dropout(0.5)
+        self.rest = nn.Linear(D - 1, 2, bias=False)
+        with torch.no_grad():
+            self.rest.weight.copy_(3 * torch.randn(2, D - 1, generator=g))
+
+    def forward(self, x):
+        return super().forward(x) + self.rest(self.dropout(x[:, 1:]))
+
+
+class ToyEnsemble(nn.Module):
+    """Five ToyNets whose logits add different random functions of ``x_1..x_7``: they agree
+    where ``x_0`` is far from 0 and disagree near the origin."""
+
+    def __init__(self, members=5):
+        super().__init__()
+        g = torch.Generator().manual_seed(12)
+        self.base = ToyNet()
+        self.register_buffer("w", 1.5 * torch.randn(members, D - 1, 2, generator=g))
+
+    def member_logits(self, x):
+        return self.base(x) + torch.einsum("nd,mdc->mnc", x[:, 1:], self.w)  # (M, N, 2)
+
+    def forward(self, x):
+        lp = torch.log_softmax(self.member_logits(x), -1)
+        return torch.logsumexp(lp, 0) - math.log(lp.shape[0])
+
+
+#: Detectors that need a model of a particular kind for the contract.
+CONTRACT_MODELS = {"mc-dropout": DropoutToyNet, "ensemble-disagreement": ToyEnsemble}
+
+
 def _toy_data(n, seed):
     """In-distribution: two tight clusters on the x_0 axis. OOD: near the origin with more
     spread in the other dimensions: low logits, a smaller feature norm, far from both
@@ -102,6 +140,7 @@ CONTRACT_PARAMS = {
     "rapp": {"hidden": (6, 3), "epochs": 60, "batch_size": 64},
     "combined": {"components": ("knn", "energy", ("rapp", {"hidden": (6, 3), "epochs": 30}))},
     "odin": {"epsilon": 0.01},
+    "mc-dropout": {"num_samples": 30},
 }
 
 
@@ -112,6 +151,9 @@ CLASSIFIER_DETECTORS = [n for n in available_detectors() if not DETECTORS[n].use
 
 def _make(name, model):
     cls = DETECTORS[name]
+    if name in CONTRACT_MODELS:
+        device = next(model.parameters()).device
+        model = CONTRACT_MODELS[name]().to(device).eval()
     return make_detector(name, model if cls.uses_model else None, **CONTRACT_PARAMS.get(name, {}))
 
 
@@ -564,3 +606,52 @@ def test_detectors_run_on_cuda(name, toy):
     det.fit(_loader(x, y))
     s_in, s_out = det.score(x_test.cuda()), det.score(ood_test.cuda())
     assert torch.isfinite(s_in).all() and auroc(s_in, s_out) > 0.95
+
+
+# --------------------------------------------------------------------------- epistemic scores
+def test_mutual_information_matches_the_prediction_object_and_bounds():
+    from uncertainty.ood import mutual_information_score
+    from uncertainty.predictive.prediction import ClassificationPrediction
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(7, 40, 5, generator=g, dtype=torch.float64), -1)
+    mi = mutual_information_score(probs)
+    torch.testing.assert_close(mi, ClassificationPrediction.from_samples(probs)
+                               .mutual_information)
+    assert (mi >= 0).all() and (mi <= math.log(5) + 1e-12).all()
+    same = probs[:1].expand(7, -1, -1)  # identical samples: no disagreement
+    assert mutual_information_score(same).abs().max() < 1e-12
+
+
+def test_mc_dropout_detector_with_p0_is_zero_and_repeats_with_its_seed():
+    from uncertainty.ood import MCDropoutMI
+
+    net = DropoutToyNet().eval()
+    x = torch.randn(50, D)
+    a = MCDropoutMI(net, num_samples=10, seed=3).score(x)
+    assert torch.equal(a, MCDropoutMI(net, num_samples=10, seed=3).score(x))
+    assert not torch.equal(a, MCDropoutMI(net, num_samples=10, seed=4).score(x))
+    net.dropout.p = 0.0
+    assert MCDropoutMI(net, num_samples=10).score(x).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="dropout layers"):
+        MCDropoutMI(ToyNet(), num_samples=3).score(x)
+    with pytest.raises(ValueError, match="'mode'"):
+        MCDropoutMI(net, mode="half").score(x)
+
+
+def test_ensemble_disagreement_is_the_members_mutual_information():
+    from scipy.stats import entropy as sp_entropy
+
+    from uncertainty.ood import EnsembleDisagreement, ensemble_disagreement_score
+
+    ens = ToyEnsemble().eval()
+    x = torch.randn(30, D)
+    with torch.no_grad():
+        logits = ens.member_logits(x)
+    p = softmax(logits.double().numpy(), axis=-1)  # (M, N, C)
+    expected = sp_entropy(p.mean(0), axis=-1) - sp_entropy(p, axis=-1).mean(0)
+    np.testing.assert_allclose(EnsembleDisagreement(ens).score(x).numpy(), expected, atol=1e-10)
+    torch.testing.assert_close(ensemble_disagreement_score(logits),
+                               torch.as_tensor(expected))
+    with pytest.raises(ValueError, match="member_logits"):
+        EnsembleDisagreement(ToyNet()).score(x)

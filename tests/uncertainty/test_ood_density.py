@@ -251,8 +251,8 @@ def test_typicality_of_the_training_batch_is_near_zero(toy):
     single = Typicality(density).fit(train)
     nll = -density.log_prob(test).double()
     torch.testing.assert_close(single.score(test), (nll - single.entropy_).abs())
-    assert single.entropy_ == pytest.approx(float(-density.log_prob(train).detach().double().mean()),
-                                            rel=1e-5)
+    entropy = float(-density.log_prob(train).detach().double().mean())
+    assert single.entropy_ == pytest.approx(entropy, rel=1e-5)
 
 
 def test_typicality_groups_consecutive_inputs():

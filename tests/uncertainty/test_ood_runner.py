@@ -206,9 +206,18 @@ def test_classifier_and_density_detectors_share_one_table(model, nade, tmp_path)
     from evaluation.benchmarks.ood import _detector_names
     from uncertainty.ood import DETECTORS
 
-    assert _detector_names("all", classifier=True, density=True) == list(DETECTORS)
+    everything = _detector_names("all", classifier=True, density=True, model=model)
+    assert everything == [n for n in DETECTORS if n not in ("mc-dropout",
+                                                            "ensemble-disagreement")]
     assert _detector_names("all", classifier=False, density=True) == DENSITY.split(",")
-    assert "likelihood" not in _detector_names("all")
+    assert "likelihood" not in _detector_names("all", model=model)
+    # the epistemic detectors join "all" for models they apply to
+    from dunno.ensemble import EnsembleClassifier
+
+    dropout_net = nets.create("lenet5", 1, 5, input_size=8, dropout=0.5)
+    assert "mc-dropout" in _detector_names("all", model=dropout_net)
+    ensemble = EnsembleClassifier([model, model])
+    assert "ensemble-disagreement" in _detector_names("all", model=ensemble)
 
 
 def test_density_cli_with_a_background_checkpoint(nade, tmp_path):

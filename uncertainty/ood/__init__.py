@@ -21,9 +21,9 @@ all four LeNet-5 anchor rows); the density-based ``likelihood``, ``likelihood-ra
 al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality`` (Nalisnick et al. 2019b), which
 score through a density model (``make_detector("likelihood-ratio", density=nade)``, see
 :mod:`uncertainty.ood._density`); each module holds the pure score function
-(``energy_score(logits, temperature)``) next to its class. MC-Dropout mutual information and
-ensemble disagreement plug in through :func:`register_detector` once
-:mod:`uncertainty.predictive` exists (see :mod:`uncertainty.ood.registry`). The contract is in
+(``energy_score(logits, temperature)``) next to its class. ``mc-dropout`` (MC-Dropout mutual
+information) and ``ensemble-disagreement`` (deep-ensemble mutual information) score the
+epistemic uncertainty of :mod:`uncertainty.predictive`. The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
 :mod:`uncertainty.ood.outputs`, and the benchmark runner in :mod:`evaluation.benchmarks.ood`.
 """
@@ -33,6 +33,10 @@ from uncertainty.ood.combined import Combined, conformal_neg_log_p
 from uncertainty.ood.complexity import InputComplexity, complexity_score, compressed_bits
 from uncertainty.ood.ddu import DDU, ddu_score
 from uncertainty.ood.energy import Energy, energy_score
+from uncertainty.ood.ensemble_disagreement import (
+    EnsembleDisagreement,
+    ensemble_disagreement_score,
+)
 from uncertainty.ood.entropy import Entropy, entropy_score
 from uncertainty.ood.featurenorm import FeatureNorm, feature_norm_score
 from uncertainty.ood.knn import KNN, knn_score, normalize_features
@@ -44,6 +48,7 @@ from uncertainty.ood.likelihood_ratio import (
 )
 from uncertainty.ood.mahalanobis import Mahalanobis, mahalanobis_score
 from uncertainty.ood.maxlogit import MaxLogit, max_logit_score
+from uncertainty.ood.mc_dropout_mi import MCDropoutMI, mutual_information_score
 from uncertainty.ood.msp import MSP, msp_score
 from uncertainty.ood.odin import ODIN, odin_score
 from uncertainty.ood.outputs import ModelOutputs, extract_outputs, forward_outputs
@@ -64,6 +69,10 @@ from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicali
 
 __all__ = [
     "DDU",
+    "EnsembleDisagreement",
+    "MCDropoutMI",
+    "ensemble_disagreement_score",
+    "mutual_information_score",
     "InputComplexity",
     "Likelihood",
     "LikelihoodRatio",

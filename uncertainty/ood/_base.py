@@ -119,6 +119,13 @@ class OODDetector:
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    @classmethod
+    def applies_to(cls, model: nn.Module | None) -> bool:
+        """Whether this detector can score ``model`` at all (``"all"`` in the benchmark runner
+        runs only those): True except for detectors that need a kind of model (dropout
+        layers, an ensemble)."""
+        return True
+
     @property
     def requires_fit(self) -> bool:
         """Whether :meth:`fit` learns state that scoring needs."""

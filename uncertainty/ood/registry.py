@@ -6,10 +6,10 @@
 :class:`~uncertainty.ood._base.OODDetector` subclass declaring ``name``, ``needs`` (and
 ``fit_needs``), registered with :func:`register_detector` (the contract tests in
 ``tests/uncertainty/test_ood.py`` then run over it automatically). The predictive-uncertainty
-detectors are meant to land this way once :mod:`uncertainty.predictive` exists: MC-Dropout
-mutual information (``needs = {"input"}``: T stochastic passes with ``model.dropout`` in train
-mode, score :math:`I[y; w \\mid x] = H[\\bar p] - \\overline{H[p_t]}`) and deep-ensemble
-disagreement (the same quantity over the members' softmaxes).
+detectors landed this way: ``mc-dropout`` (MC-Dropout mutual information, ``needs =
+{"input"}``: T stochastic passes through :class:`uncertainty.predictive.MCDropout`) and
+``ensemble-disagreement`` (the same quantity over the members of an ensemble with
+``member_logits``).
 
 Density-based detectors (``uses_density = True``) score through a density model instead of the
 classifier (:mod:`uncertainty.ood._density`): ``make_detector("likelihood-ratio",
@@ -27,6 +27,7 @@ from uncertainty.ood.combined import Combined
 from uncertainty.ood.complexity import InputComplexity
 from uncertainty.ood.ddu import DDU
 from uncertainty.ood.energy import Energy
+from uncertainty.ood.ensemble_disagreement import EnsembleDisagreement
 from uncertainty.ood.entropy import Entropy
 from uncertainty.ood.featurenorm import FeatureNorm
 from uncertainty.ood.knn import KNN
@@ -34,6 +35,7 @@ from uncertainty.ood.likelihood import Likelihood
 from uncertainty.ood.likelihood_ratio import LikelihoodRatio
 from uncertainty.ood.mahalanobis import Mahalanobis
 from uncertainty.ood.maxlogit import MaxLogit
+from uncertainty.ood.mc_dropout_mi import MCDropoutMI
 from uncertainty.ood.msp import MSP
 from uncertainty.ood.odin import ODIN
 from uncertainty.ood.rapp import RaPP
@@ -45,7 +47,8 @@ __all__ = ["DETECTORS", "available_detectors", "make_detector", "register_detect
 DETECTORS: dict[str, type[OODDetector]] = {
     cls.name: cls
     for cls in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm, RaPP,
-                Combined, Likelihood, LikelihoodRatio, InputComplexity, Typicality)
+                Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
+                InputComplexity, Typicality)
 }
 
 

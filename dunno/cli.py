@@ -107,6 +107,8 @@ def _cmd_train_classifier(args) -> int:
     out = Path(args.out)
     from dunno import distributed
 
+    if args.ensemble is not None:
+        return _train_ensemble(config, args, out)
     result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,
                               quiet=args.quiet)
     if not distributed.is_main_process():
@@ -129,6 +131,28 @@ def _cmd_train_classifier(args) -> int:
     except ImportError:  # pragma: no cover - plots land with the evaluation suite
         pass
     print(f"\ncheckpoint: {result.checkpoint}")
+    return 0
+
+
+def _train_ensemble(config, args, out: Path) -> int:
+    from dunno import distributed
+    from dunno.ensemble import train_ensemble
+    from dunno.reporting import format_table, write_json
+
+    result = train_ensemble(config, args.ensemble, out=out, root=args.data_dir,
+                            resume=args.resume, quiet=args.quiet)
+    if not distributed.is_main_process():
+        return 0
+    m = result.metrics
+    rows = [{"member": k, "rank": m["member_ranks"][k], "test_acc": acc}
+            for k, acc in enumerate(m["member_test_acc"])]
+    print(format_table(rows))
+    print()
+    print(format_table([{k: m[k] for k in ("test_acc", "test_nll", "val_acc", "val_nll",
+                                          "minutes", "world_size")}]))
+    write_json({"config": vars(config), "num_members": args.ensemble, "metrics": m},
+               out / "metrics.json")
+    print(f"\nensemble checkpoint: {result.checkpoint}")
     return 0
 
 
@@ -230,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--compile", action="store_true", help="torch.compile the model")
     c.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/training_state.pt")
+    c.add_argument("--ensemble", type=int, default=None, metavar="M",
+                   help="train a deep ensemble of M members (seeds SEED..SEED+M-1) into one "
+                   "checkpoint; under torchrun member k trains on rank k mod N")
     _add_common(c)
     c.set_defaults(func=_cmd_train_classifier, _needs_sub=False)
 
@@ -262,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
         "in-distribution test split and on each OOD set; print AUROC, AUPR-In, AUPR-Out and "
         "FPR@95TPR per detector x set (plus the mean), and write CSV, JSON, ROC curves and "
         "score histograms to --report-dir. Logits and features are computed once per dataset "
-        "and shared by all detectors.")
+        "and shared by all detectors. --density CKPT adds the density-based detectors "
+        "(likelihood, likelihood ratio, complexity correction, typicality) to the same table.")
     add_ood_arguments(p)
     p.set_defaults(func=_cmd_ood)
 
@@ -270,11 +298,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "density", help="density models: train | score | sample",
-        description="Train an autoregressive density model (NADE, PixelCNN, Row LSTM, "
-        "Diagonal BiLSTM), score a checkpoint (exact NLL in nats and bits/dim, per-example "
-        "scores to .npy) or draw a PNG grid of samples.")
+        description="Train a density model (autoregressive: NADE, PixelCNN, Row LSTM, "
+        "Diagonal BiLSTM; latent-variable: VAE, AAE), score a checkpoint (NLL in nats and "
+        "bits/dim -- exact, or the VAE's importance-sampled bound -- per-example scores to "
+        ".npy) or draw a PNG grid of samples.")
     build_density_parser(p)
     p.set_defaults(func=_cmd_density, _prog="density")
+
+    from evaluation.benchmarks.gan import build_parser as build_gan_parser
+    from evaluation.benchmarks.gan import run as run_gan
+
+    p = sub.add_parser(
+        "gan", help="GANs: train gan | dcgan | infogan; eval (cFID, precision/recall)",
+        description="Train a GAN, DCGAN or InfoGAN (per-epoch sample grids), or score a "
+        "checkpoint's samples with our own classifier's features: classifier-based FID "
+        "(cFID, not comparable with Inception FID) next to the train-vs-test floor, classifier "
+        "score, k-NN precision/recall, InfoGAN code accuracy; ring-of-Gaussians mode coverage.")
+    build_gan_parser(p)
+    p.set_defaults(func=run_gan, _prog="gan")
 
     p = sub.add_parser(
         "uci", add_help=False, help="UCI regression benchmark (dunno uci --help)",

@@ -1,4 +1,5 @@
-"""Exact density estimation benchmark: train an autoregressive model, score it, sample it.
+"""Density estimation benchmark: train an autoregressive or latent-variable model, score it,
+sample it.
 
 The runner behind ``dunno density train | score | sample``::
 
@@ -30,8 +31,18 @@ whole numbers; ``digits`` has 17 levels and is refused).
 NLL in nats and bits/dim, minutes, throughput in images/s); ``score_density`` writes the
 per-example NLLs to ``scores.npy`` and ``score.json``; ``sample_grid`` a PNG.
 
+**Latent-variable models** (:mod:`generative.latent`): ``vae`` is scored by its
+importance-sampled log p(x) with ``samples_k`` samples (an IWAE bound, 5000 by
+default as in Burda et al. 2016; ``val_samples_k`` during training), drawn from a generator
+seeded with ``seed``; ``test_size`` scores a seeded random subset of the test split (5000
+samples per image are costly on a CPU). A VAE with ``likelihood="continuous-bernoulli"``
+sees the grey images unchanged (pixels ``"grey"``). ``aae`` (adversarial autoencoder) has no
+likelihood: it trains with its own three-phase step and reports the per-image reconstruction
+cross-entropy (``recon_nats``; ``val_loss`` is that on the validation split) instead of an NLL.
+
 Anchors (binarised MNIST test NLL, nats): NADE 88.86 (Larochelle & Murray 2011), PixelCNN
-81.30, Diagonal BiLSTM (7 layers) 79.20 (van den Oord et al. 2016a).
+81.30, Diagonal BiLSTM (7 layers) 79.20 (van den Oord et al. 2016a); VAE 86.76, IWAE (k=50)
+84.78 (Burda et al. 2016, both scored with 5000 samples).
 """
 
 from __future__ import annotations
@@ -62,6 +73,8 @@ from generative.autoregressive import (
     AutoregressiveImageModel,
     create,
 )
+from generative.latent import LATENT_MODELS, VAE, AdversarialAutoencoder
+from generative.latent import create as create_latent
 
 __all__ = [
     "DensityConfig",
@@ -78,6 +91,9 @@ __all__ = [
 BINARIZE = ("dynamic", "fixed", "none")
 FIXED_SEEDS = {"train": 2011, "train-full": 2011, "val": 2013, "test": 2012}
 SCHEDULES = ("constant", "cosine")
+#: every model the runner trains
+DENSITY_MODELS = {**AUTOREGRESSIVE_MODELS, **LATENT_MODELS}
+_MODEL_TYPES = (AutoregressiveImageModel, VAE, AdversarialAutoencoder)
 
 
 # ----------------------------------------------------------------------------- data
@@ -126,6 +142,8 @@ def prepare_images(
             f"'{dataset.info.name}' is not an image dataset (N, C, H, W); autoregressive "
             "image models need one."
         )
+    if pixels == "grey":  # a continuous-Bernoulli VAE / grey AAE: the values as they are
+        return dataset
     if pixels == "8bit":
         return _with_x(dataset, _to_8bit(dataset.x, dataset.info.name))
     if binarize == "fixed":
@@ -153,7 +171,7 @@ def _eval_images(data: str, split: str, pixels: str, root) -> ArrayDataset:
 
 def _train_images(data: str, pixels: str, binarize: str, seed: int, root, split: str = "train"):
     """Training images and the loader transform (dynamic binarisation) for them."""
-    if pixels == "8bit":
+    if pixels in ("8bit", "grey"):
         return prepare_images(load_dataset(data, split, root), pixels, split), None
     grey = _grey_spec(data)
     if binarize == "dynamic":
@@ -182,7 +200,9 @@ class DensityConfig:
     "epoch" a seeded random subset of that many training images (finer learning curves);
     ``val_size`` scores a fixed random subset of the validation split after each epoch.
     ``schedule="cosine"`` decays the learning rate to 0 over the planned steps (over the
-    time budget when there is one).
+    time budget when there is one). ``samples_k`` / ``val_samples_k``: importance samples of
+    a VAE's test / validation log p(x); ``test_size`` scores a seeded random subset
+    of the test split.
     """
 
     model: str = "nade"
@@ -201,6 +221,9 @@ class DensityConfig:
     seed: int = 0
     device: str = "auto"
     options: dict[str, Any] | None = None
+    samples_k: int = 5000
+    val_samples_k: int = 100
+    test_size: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DensityConfig:
@@ -223,10 +246,13 @@ class DensityConfig:
                     "instead."
                 )
 
-        if self.model not in AUTOREGRESSIVE_MODELS:
+        if self.model not in DENSITY_MODELS:
             raise ValueError(f"Unknown density model {self.model!r}. Available: "
-                             f"{', '.join(AUTOREGRESSIVE_MODELS)}.")
+                             f"{', '.join(DENSITY_MODELS)}.")
         check_int("epochs", 1)
+        check_int("samples_k", 1)
+        check_int("val_samples_k", 1)
+        check_int("test_size", 1, optional=True)
         check_int("batch_size", 1)
         check_int("samples", 0)
         check_int("seed", 0)
@@ -276,11 +302,14 @@ class _Progress:
         return min(1.0, self.steps / max(1, self.total_steps))
 
     def set_lr(self) -> None:
-        lr = self.lr
+        factor = 1.0
         if self.schedule == "cosine":
-            lr = self.lr * 0.5 * (1.0 + math.cos(math.pi * self.fraction()))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            factor = 0.5 * (1.0 + math.cos(math.pi * self.fraction()))
+        optimizers = self.optimizer if isinstance(self.optimizer, list) else [self.optimizer]
+        for optimizer in optimizers:  # several for the adversarial autoencoder
+            for group in optimizer.param_groups:
+                group.setdefault("base_lr", group["lr"])
+                group["lr"] = group["base_lr"] * factor
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "seconds": self.seconds, "examples": self.examples}
@@ -375,23 +404,32 @@ def train_density(
     device = resolve_device(config.device)
     seed_everything(config.seed)
     options = dict(config.options or {})
-    pixels = options.get("pixels", "binary")
+    pixels = _pixels_of(config.model, options)
 
     train, transform = _train_images(config.data, pixels, config.binarize, config.seed, root)
     val = _subset(_eval_images(config.data, "val", pixels, root), config.val_size, config.seed)
     image_shape = tuple(train.info.shape)
-    model = create(config.model, image_shape, **options).to(device)
+    if config.model in LATENT_MODELS:
+        model = create_latent(config.model, image_shape, **options).to(device)
+    else:
+        model = create(config.model, image_shape, **options).to(device)
     if config.binarize == "none" and pixels == "binary":
-        model.preprocess(train.x[:1000])  # fail now, with the model's message
+        _check_input(model, train.x[:1000])  # fail now, with the model's message
 
     base_loader = make_loader(train, config.batch_size, shuffle=True, seed=config.seed,
                               transform=transform)
     loader = _EpochLoader(base_loader, config.examples_per_epoch)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
+    if isinstance(model, AdversarialAutoencoder):
+        optimizers = model.configure_optimizers(lr=config.lr)
+        optimizer = list(optimizers.values())
+        state = {"model": model, **{f"optimizer_{k}": v for k, v in optimizers.items()}}
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        state = {"model": model, "optimizer": optimizer}
     progress = _Progress(optimizer, config.lr, config.schedule,
                          config.epochs * len(loader), budget_s)
-    state = {"model": model, "optimizer": optimizer, "progress": progress}
+    state["progress"] = progress
     if transform is not None:  # the dynamic binarisation's generator: resume exactly
         state["binarize_rng"] = transform.generator
 
@@ -399,6 +437,12 @@ def train_density(
         t0 = time.perf_counter()
         x = batch[0].to(device)
         progress.set_lr()
+        if isinstance(model, AdversarialAutoencoder):  # its own three-phase step
+            losses = model.step((x, batch[1]))
+            progress.steps += 1
+            progress.examples += len(x)
+            progress.seconds += time.perf_counter() - t0
+            return {"loss": losses["recon_loss"], **losses}
         loss = model.loss(x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -413,9 +457,12 @@ def train_density(
     val_loader = make_loader(val, 500)
 
     def validate():
-        lp = _log_probs(model, val_loader, device)
-        return {"val_loss": nll_nats(lp), "val_bpd": bits_per_dim(lp, model.num_dims),
-                "minutes": progress.seconds / 60, "examples": float(progress.examples)}
+        lp = _log_probs(model, val_loader, device, config.val_samples_k, config.seed)
+        record = {"val_loss": nll_nats(lp), "minutes": progress.seconds / 60,
+                  "examples": float(progress.examples)}
+        if not isinstance(model, AdversarialAutoencoder):
+            record["val_bpd"] = bits_per_dim(lp, model.num_dims)
+        return record
 
     out_dir = Path(out) if out is not None else None
     tmp = None
@@ -472,13 +519,22 @@ def train_density(
         "train_images_per_s": progress.examples / max(progress.seconds, 1e-9),
         "val_nll_nats": min(history["val_loss"]) if history["val_loss"] else None,
     }
+    if isinstance(model, VAE):
+        metrics["log_prob"] = f"IWAE estimate, {config.samples_k} samples (val: " \
+            f"{config.val_samples_k})"
     if config.test:
-        test = _eval_images(config.data, "test", pixels, root)
-        nll, summary = _score_prepared(model, test, device, batch_size=500)
-        metrics.update({"test_nll_nats": summary["nll_nats"],
-                        "test_bits_per_dim": summary["bits_per_dim"],
-                        "test_n": summary["n"],
-                        "score_images_per_s": summary["images_per_s"]})
+        test = _subset(_eval_images(config.data, "test", pixels, root), config.test_size,
+                       config.seed)
+        nll, summary = _score_prepared(model, test, device, batch_size=500,
+                                       samples_k=config.samples_k, seed=config.seed)
+        if isinstance(model, AdversarialAutoencoder):
+            metrics["test_recon_nats"] = summary["recon_nats"]
+        else:
+            metrics.update({"test_nll_nats": summary["nll_nats"],
+                            "test_bits_per_dim": summary["bits_per_dim"]})
+        metrics.update({"test_n": summary["n"],
+                        "score_images_per_s": summary["images_per_s"],
+                        "score_minutes": summary["seconds"] / 60})
     result.metrics = metrics
     if out_dir is not None:
         meta = {"trained_on": config.data, "training": asdict(config), "metrics": metrics,
@@ -495,6 +551,21 @@ def train_density(
     if not quiet:
         _print_summary(metrics)
     return model, result
+
+
+def _pixels_of(model_name: str, options: dict[str, Any]) -> str:
+    """The pixel kind a model built with ``options`` takes: ``"binary"``, ``"8bit"`` or
+    ``"grey"`` (values in [0, 1], for a continuous-Bernoulli VAE or a grey AAE)."""
+    if model_name == "vae":
+        return "grey" if options.get("likelihood") == "continuous-bernoulli" else "binary"
+    return options.get("pixels", "binary")
+
+
+def _check_input(model, x: torch.Tensor) -> None:
+    if isinstance(model, AutoregressiveImageModel):
+        model.preprocess(x)
+    else:
+        model._check(x, f"{type(model).__name__} (training images)")
 
 
 def _binarization(config: DensityConfig, pixels: str) -> str | None:
@@ -515,6 +586,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     if metrics.get("test_nll_nats") is not None:
         line += (f"; test NLL {metrics['test_nll_nats']:.2f} nats "
                  f"({metrics['test_bits_per_dim']:.4f} bits/dim)")
+    if metrics.get("test_recon_nats") is not None:
+        line += f"; test reconstruction cross-entropy {metrics['test_recon_nats']:.2f} nats"
     print(line)
 
 
@@ -561,15 +634,29 @@ def learning_curve_plot(records: Sequence[dict[str, float]], path: str | Path,
 
 # ----------------------------------------------------------------------------- scoring
 @torch.no_grad()
-def _log_probs(model: AutoregressiveImageModel, loader, device) -> np.ndarray:
+def _log_probs(model, loader, device, samples_k: int = 5000, seed: int = 0) -> np.ndarray:
+    """Per-image scores ``(N,)``: exact log-likelihoods (autoregressive), IWAE estimates with
+    ``samples_k`` samples from a generator seeded by ``seed`` (VAE), minus the
+    reconstruction cross-entropy (AAE)."""
     was_training = model.training
     model.eval()
-    out = [model.log_prob(batch[0].to(device)).double().cpu() for batch in loader]
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for batch in loader:
+        x = batch[0].to(device)
+        if isinstance(model, VAE):
+            lp = model.log_prob(x, samples_k, generator=generator)
+        elif isinstance(model, AdversarialAutoencoder):
+            lp = -model.recon_error(x)
+        else:
+            lp = model.log_prob(x)
+        out.append(lp.double().cpu())
     model.train(was_training)
     return torch.cat(out).numpy()  # (N,)
 
 
-def _score_prepared(model, dataset: ArrayDataset, device, batch_size: int):
+def _score_prepared(model, dataset: ArrayDataset, device, batch_size: int,
+                    samples_k: int = 5000, seed: int = 0):
     c, h, w = model.image_shape
     shape = tuple(dataset.info.shape)
     if shape != (c, h, w):
@@ -579,16 +666,17 @@ def _score_prepared(model, dataset: ArrayDataset, device, batch_size: int):
             "it was trained on."
         )
     t0 = time.perf_counter()
-    lp = _log_probs(model, make_loader(dataset, batch_size), device)
+    lp = _log_probs(model, make_loader(dataset, batch_size), device, samples_k, seed)
     seconds = time.perf_counter() - t0
-    summary = {
-        "n": len(lp),
-        "num_dims": model.num_dims,
-        "nll_nats": nll_nats(lp),
-        "bits_per_dim": bits_per_dim(lp, model.num_dims),
-        "seconds": seconds,
-        "images_per_s": len(lp) / max(seconds, 1e-9),
-    }
+    summary = {"n": len(lp), "num_dims": model.num_dims}
+    if isinstance(model, AdversarialAutoencoder):
+        summary["recon_nats"] = nll_nats(lp)
+    else:
+        summary.update({"nll_nats": nll_nats(lp),
+                        "bits_per_dim": bits_per_dim(lp, model.num_dims)})
+    if isinstance(model, VAE):
+        summary["samples_k"] = samples_k
+    summary.update({"seconds": seconds, "images_per_s": len(lp) / max(seconds, 1e-9)})
     return -lp, summary
 
 
@@ -603,8 +691,14 @@ def score_density(
     root=None,
     out: str | Path | None = None,
     quiet: bool = True,
+    samples_k: int = 5000,
+    size: int | None = None,
+    seed: int = 0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Exact negative log-likelihood of every image of ``split`` of ``data``.
+    """Negative log-likelihood of every image of ``split`` of ``data``: exact for the
+    autoregressive models, the IWAE estimate with ``samples_k`` importance samples (generator
+    seeded by ``seed``) for a VAE; an AAE gets its reconstruction cross-entropy
+    (``recon_nats``) instead. ``size`` scores a seeded random subset of that many images.
 
     Parameters
     ----------
@@ -625,9 +719,14 @@ def score_density(
         ``nll (N,)`` per-image NLL in nats (higher = less likely, usable as an OOD score)
         and ``{"nll_nats", "bits_per_dim", "n", "num_dims", "images_per_s", ...}``.
     """
-    if not isinstance(model, AutoregressiveImageModel):
-        raise TypeError(f"score_density needs an autoregressive model from "
-                        f"generative.autoregressive; got {type(model).__name__}.")
+    if not isinstance(model, _MODEL_TYPES):
+        raise TypeError(f"score_density needs a model from generative.autoregressive or "
+                        f"generative.latent; got {type(model).__name__}.")
+    for name, value in (("samples_k", samples_k), ("size", size)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise ValueError(f"The '{name}' parameter of score_density must be an int >= 1. "
+                             f"Got {value!r} instead.")
     device = resolve_device(device)
     model = model.to(device)
     dataset = load_dataset(data, split, root)
@@ -640,8 +739,8 @@ def score_density(
                 "pass binarize='fixed' (--binarize fixed) for the documented fixed Bernoulli "
                 "draw."
             )
-    dataset = prepare_images(dataset, model.pixels, split, binarize)
-    nll, summary = _score_prepared(model, dataset, device, batch_size)
+    dataset = _subset(prepare_images(dataset, model.pixels, split, binarize), size, seed)
+    nll, summary = _score_prepared(model, dataset, device, batch_size, samples_k, seed)
     summary.update({"data": data, "split": split, "model": type(model).__name__,
                     "binarize": binarize if model.pixels == "binary" else None})
     if out is not None:
@@ -650,8 +749,9 @@ def score_density(
         np.save(out / "scores.npy", nll)
         write_json(summary, out / "score.json")
     if not quiet:
-        print(format_table([{k: summary[k] for k in ("data", "split", "n", "nll_nats",
-                                                     "bits_per_dim", "images_per_s")}]))
+        keys = ("data", "split", "n", "nll_nats", "bits_per_dim", "recon_nats", "samples_k",
+                "images_per_s")
+        print(format_table([{k: summary[k] for k in keys if k in summary}]))
     return nll, summary
 
 
@@ -676,7 +776,7 @@ def sample_grid(
     if path is not None:
         from evaluation.plots import image_grid
 
-        value_range = (0.0, 1.0) if model.pixels == "binary" else (0.0, 255.0)
+        value_range = (0.0, 255.0) if model.pixels == "8bit" else (0.0, 1.0)
         image_grid(samples, ncols=ncols or max(1, math.ceil(math.sqrt(n))),
                    value_range=value_range, path=path,
                    title=f"{type(model).__name__} samples")
@@ -688,9 +788,9 @@ def load_density_model(path: str | Path, device: str | torch.device = "cpu"):
     from dunno.checkpoints import load_model
 
     model = load_model(path, device=resolve_device(device))
-    if not isinstance(model, AutoregressiveImageModel):
-        raise ValueError(f"{str(path)!r} holds a {type(model).__name__}, not an "
-                         "autoregressive density model.")
+    if not isinstance(model, _MODEL_TYPES):
+        raise ValueError(f"{str(path)!r} holds a {type(model).__name__}, not a density "
+                         "model of generative.autoregressive or generative.latent.")
     return model
 
 
@@ -714,7 +814,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         prog="python -m evaluation.benchmarks.density", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model; writes model.pt and learning curves")
-    t.add_argument("model", choices=sorted(AUTOREGRESSIVE_MODELS))
+    t.add_argument("model", choices=sorted(DENSITY_MODELS))
     t.add_argument("--data", required=True, help="dataset spec, e.g. mnist-binary or digits")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=100)
@@ -730,7 +830,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     t.add_argument("--no-test", action="store_true", help="skip scoring the test split")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, repeatable (hidden=500, layers=7, pixels=8bit, "
-                        "gated=true, order_agnostic=true)")
+                        "gated=true, order_agnostic=true; VAE: latent_dim=50, "
+                        "hidden=[512,512], net=conv, objective=iwae, particles=50, "
+                        "warmup_steps=10000, likelihood=continuous-bernoulli; AAE: "
+                        "prior=mixture, num_classes=10)")
+    t.add_argument("--samples-k", type=int, default=5000,
+                   help="VAE: importance samples of the test log p(x) (IWAE estimate)")
+    t.add_argument("--val-samples-k", type=int, default=100,
+                   help="VAE: importance samples of the validation log p(x)")
+    t.add_argument("--test-size", type=int, default=None,
+                   help="score a seeded random subset of this many test images")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
     s = sub.add_parser("score", help="per-image NLL (nats) and bits/dim of a checkpoint")
@@ -740,6 +849,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     s.add_argument("--binarize", choices=("fixed",), default=None,
                    help="fixed Bernoulli draw of grey data for binary models")
     s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--samples-k", type=int, default=5000,
+                   help="VAE: importance samples per image (IWAE estimate of log p(x))")
+    s.add_argument("--size", type=int, default=None,
+                   help="score a seeded random subset of this many images")
+    s.add_argument("--seed", type=int, default=0)
     g = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint")
     g.add_argument("--checkpoint", required=True)
     g.add_argument("-n", "--num", type=int, default=64)
@@ -764,12 +878,15 @@ def run(args: argparse.Namespace):
             max_minutes=args.max_minutes, examples_per_epoch=args.examples_per_epoch,
             val_size=args.val_size, samples=args.samples, test=not args.no_test,
             seed=args.seed, device=args.device, options=_parse_options(args.option),
+            samples_k=args.samples_k, val_samples_k=args.val_samples_k,
+            test_size=args.test_size,
         )
     if args.command == "score":
         model = load_density_model(args.checkpoint)
         return score_density(model, args.data, args.split, binarize=args.binarize,
                              batch_size=args.batch_size, device=args.device,
-                             root=args.data_dir, out=args.out, quiet=False)
+                             root=args.data_dir, out=args.out, quiet=False,
+                             samples_k=args.samples_k, size=args.size, seed=args.seed)
     model = load_density_model(args.checkpoint, device=args.device)
     path = args.path or str(Path(args.out or Path(args.checkpoint).parent) / "samples.png")
     samples = sample_grid(model, args.num, path, seed=args.seed)

@@ -15,6 +15,8 @@ Modules:
     regression   RMSE, Gaussian / mixture NLL, Gaussian CRPS, interval coverage and width,
                  regression calibration curve.
     streaming    CalibrationAccumulator, OODAccumulator (update / compute / merge).
+    samples      sample quality of generative models on any features: Fréchet distance,
+                 classifier score, k-NN precision / recall, mode coverage, best code mapping.
 
 This package imports nothing from ``uncertainty``, ``generative`` or ``dunno.cli``, and no
 matplotlib.
@@ -61,6 +63,18 @@ from .regression import (
     mean_interval_width,
     regression_calibration_curve,
     rmse,
+)
+from .samples import (
+    ModeCoverage,
+    PrecisionRecall,
+    best_mapping_accuracy,
+    classifier_score,
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_statistics,
+    mode_coverage,
+    precision_recall,
+    ring_modes,
 )
 from .selective import RiskCoverageCurve, aurc, misclassification_auroc, risk_coverage_curve
 from .streaming import CalibrationAccumulator, OODAccumulator
@@ -109,6 +123,17 @@ __all__ = [
     "mean_interval_width",
     "regression_calibration_curve",
     "rmse",
+    # sample quality
+    "ModeCoverage",
+    "PrecisionRecall",
+    "best_mapping_accuracy",
+    "classifier_score",
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_from_statistics",
+    "mode_coverage",
+    "precision_recall",
+    "ring_modes",
     # streaming
     "CalibrationAccumulator",
     "OODAccumulator",

@@ -142,7 +142,7 @@ def test_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(ValueError, match="'binarize' parameter"):
         train_density("nade", "digits", 1, binarize="threshold")
     with pytest.raises(ValueError, match="Unknown density model"):
-        train_density("vae", "digits", 1)
+        train_density("glow", "digits", 1)
     with pytest.raises(ValueError, match="'max_minutes' parameter"):
         train_density("nade", "digits", 1, max_minutes=0)
 

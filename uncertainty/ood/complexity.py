@@ -12,14 +12,17 @@ likelihood ratio against that universal model:
     S(x) = -\log_2 p(x) - L(x) \quad\text{(bits)},
 
 higher = more OOD (the model explains the input worse than a generic compressor does).
-**Compressors** (``compressor``): ``"png"`` (Pillow, ``compress_level=9``; the paper's best
-single choice on grey images), ``"zlib"`` (level 9), ``"bz2"``, ``"lzma"`` from the standard
-library, or any callable ``uint8 array -> length in bits``. The compressor sees the image in
-the density model's input space, as 8-bit values: a pixel value :math:`v \in \{0..L-1\}` is
-stored as :math:`\mathrm{round}(255 v / (L - 1))` (binary pixels become 0/255); images are
-``(C, H, W)`` with :math:`C \in \{1, 3\}` for PNG, any shape for the byte compressors.
-The container's constant overhead (PNG headers) shifts every score equally, so it does not
-change a ranking.
+**Compressors** (``compressor``): ``"zlib"`` (DEFLATE at level 9 on the raw bytes; the
+default: any input shape, standard library, fast), ``"bz2"``, ``"lzma"``, ``"png"`` (Pillow,
+``compress_level=9``; the paper's main choice for 8-bit grey images), or any callable
+``uint8 array -> length in bits``. PNG's prediction filters are made for continuous-tone
+images: on 0/1 images they hurt (NADE on binarised Fashion-MNIST vs MNIST: AUROC 0.90 with
+PNG against 0.98 with zlib, 0.98 with bz2 and lzma; the plain likelihood gives 0.21).
+The compressor sees the image in the density model's input space, as 8-bit values: a
+pixel value :math:`v \in \{0..L-1\}` is stored as :math:`\mathrm{round}(255 v / (L - 1))`
+(binary pixels become 0/255); images are ``(C, H, W)`` with :math:`C \in \{1, 3\}` for PNG,
+any shape for the byte compressors. The container's constant overhead (headers) shifts every
+score equally, so it does not change a ranking.
 """
 
 from __future__ import annotations
@@ -91,13 +94,13 @@ def _to_uint8(x: torch.Tensor, levels: int) -> np.ndarray:
     return np.ascontiguousarray((v * (255.0 / (levels - 1))).round().numpy().astype(np.uint8))
 
 
-def compressed_bits(x: torch.Tensor, compressor: str | Callable = "png", levels: int = 256
+def compressed_bits(x: torch.Tensor, compressor: str | Callable = "zlib", levels: int = 256
                     ) -> torch.Tensor:
     r"""Compressed length :math:`L(x)` in bits of each input.
 
     Args:
         x: ``(N, ...)`` pixel values in ``{0, ..., levels - 1}``.
-        compressor: ``"png" | "zlib" | "bz2" | "lzma"`` (length in bytes, times 8), or a
+        compressor: ``"zlib" | "bz2" | "lzma" | "png"`` (length in bytes, times 8), or a
             callable taking one ``uint8`` array (the input at 8 bits per value) and returning
             its length in bits.
         levels: :math:`L`, the number of pixel values (2 binary, 256 8-bit).
@@ -146,7 +149,7 @@ class InputComplexity(DensityDetector):
     density : object with ``log_prob``
         The in-distribution model.
     compressor : str or callable
-        ``"png"`` (default), ``"zlib"``, ``"bz2"``, ``"lzma"`` or ``uint8 array -> bits``.
+        ``"zlib"`` (default), ``"bz2"``, ``"lzma"``, ``"png"`` or ``uint8 array -> bits``.
     levels : int, optional
         Pixel values :math:`L` (default: from ``density.pixels``: 2 binary, 256 8-bit).
     transform : callable, optional
@@ -157,7 +160,7 @@ class InputComplexity(DensityDetector):
     reference = "Serrà et al. 2020, ICLR"
     needs = frozenset({"log_prob", "input"})
 
-    def __init__(self, density: Any = None, *, compressor: str | Callable = "png",
+    def __init__(self, density: Any = None, *, compressor: str | Callable = "zlib",
                  levels: int | None = None, transform=None) -> None:
         super().__init__(density, transform=transform)
         self.compressor = compressor

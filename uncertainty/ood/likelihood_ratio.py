@@ -20,6 +20,16 @@ probability :math:`\mu` (the mutation rate), replaced by a value drawn uniformly
 background model is trained with an L2 penalty :math:`\lambda \lVert\theta\rVert_2^2` added to
 its loss (the paper's other knob, which further stops it from fitting semantics). The paper
 uses :math:`\mu \in [0.1, 0.2]` and :math:`\lambda \in [0, 10^{-3}]` for Fashion-MNIST.
+
+**Binary images.** The fix relies on a background model that explains the simple background
+pixels *as well as* the full model does. With 0/1 pixels a mutation flips a background pixel
+outright, so the background model becomes less sure of every black pixel, and inputs made of
+many black pixels (MNIST digits) gain likelihood *ratio* instead of losing it. Measured with
+NADE-500 on binarised Fashion-MNIST (in) vs MNIST (out), background NADE trained 3 epochs on
+20000 mutated images: AUROC 0.21 (:math:`\mu = 0.2`), 0.17 (:math:`\mu = 0.05`), 0.06 (a
+50-unit background NADE), against 0.21 for the plain likelihood. Ren et al. used 8-bit
+PixelCNN++ models; on binarised data prefer the complexity correction
+(:mod:`uncertainty.ood.complexity`, AUROC 0.98 on the same pair).
 """
 
 from __future__ import annotations

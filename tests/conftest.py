@@ -1,4 +1,5 @@
-"""Shared fixtures: seeded RNGs, a clean Pyro param store, and the real-data directory."""
+"""Shared fixtures: seeded RNGs, a clean Pyro param store, the real-data directory, and one
+intra-op thread for modules marked ``one_thread``."""
 
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ def data_dir() -> Path:
     if root is None:
         pytest.skip("$DUNNO_DATA is not set to the shared datasets")
     return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread_where_marked(request):
+    """Modules marked ``pytestmark = pytest.mark.one_thread`` run on one intra-op thread (their
+    models are tiny; one thread is faster and does not oversubscribe a shared machine)."""
+    if request.node.get_closest_marker("one_thread") is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

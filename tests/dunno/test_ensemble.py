@@ -11,13 +11,7 @@ from dunno.checkpoints import load_checkpoint, load_model
 from dunno.classify import ClassifierConfig
 from dunno.ensemble import EnsembleClassifier, member_ranks, train_ensemble
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.one_thread
 
 
 CONFIG = ClassifierConfig(backbone="lenet5", data="digits", epochs=1, batch_size=64,

@@ -19,13 +19,7 @@ from generative.latent import (
     UniformPrior,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def _binary(n: int, shape=(1, 4, 4), seed: int = 0) -> torch.Tensor:

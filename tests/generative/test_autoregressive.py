@@ -25,14 +25,7 @@ from generative.autoregressive import (
     unskew,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tiny models run fastest on one thread (and do not fight other work for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 # name -> builder(image_shape, pixels); tiny widths keep the 4096-image sums cheap

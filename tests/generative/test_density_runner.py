@@ -24,13 +24,7 @@ from evaluation.benchmarks.density import (
 )
 from generative.autoregressive import NADE, PixelCNN
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 TINY_NADE = {"hidden": 8}

@@ -23,13 +23,7 @@ from evaluation.benchmarks.density import main as density_main
 from evaluation.benchmarks.density import score_density, train_density
 from generative.latent import VAE, latent_traversal, plot_traversal
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def _binary(n: int, shape=(1, 4, 4), p: float = 0.3, seed: int = 0) -> torch.Tensor:

@@ -36,13 +36,7 @@ MULTICLASS = available_calibrators(num_classes=3)
 BINARY = [name for name in CALIBRATORS if CALIBRATORS[name].binary_only]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The fits are tiny: one intra-op thread avoids oversubscribing a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def tempered(n: int, c: int, t_star: float, seed: int = 0, scale: float = 4.0):

@@ -157,13 +157,7 @@ def _make(name, model):
     return make_detector(name, model if cls.uses_model else None, **CONTRACT_PARAMS.get(name, {}))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train much faster on one thread, above all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.one_thread
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,7 @@ OUT = "digits:classes=5-9,gaussian-noise"
 CHEAP = "msp,energy,mahalanobis,knn,featurenorm"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.one_thread
 
 
 @pytest.fixture(scope="module")

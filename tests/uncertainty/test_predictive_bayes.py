@@ -11,13 +11,7 @@ import torch
 from dunno.errors import NotFittedError
 from uncertainty.predictive import BayesianMLPRegressor
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def _linear(n=200, seed=0):

@@ -17,13 +17,7 @@ from uncertainty.predictive import (
     RegressionPrediction,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def _toy(n=120, seed=0):

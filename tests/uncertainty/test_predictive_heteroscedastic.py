@@ -17,13 +17,7 @@ from uncertainty.predictive import (
     sampled_softmax_loss,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def test_gaussian_nll_equals_torch_gaussian_nll_loss_with_full_constant():

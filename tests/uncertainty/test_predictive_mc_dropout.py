@@ -19,13 +19,7 @@ from uncertainty.predictive import (
     mc_dropout_mode,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def _head_dropout_net(p: float = 0.5) -> nn.Sequential:

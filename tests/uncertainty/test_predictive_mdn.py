@@ -10,13 +10,7 @@ from scipy.special import logsumexp
 
 from uncertainty.predictive import MDNRegressor, mdn_log_prob, mdn_nll
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.one_thread
 
 
 def test_mdn_log_prob_equals_scipy_mixture_logpdf():

@@ -213,13 +213,24 @@ def _names(value, what: str) -> list[str]:
 
 
 def _detector_names(detectors, *, classifier: bool = True, density: bool = False,
-                    model: nn.Module | None = None) -> list[str]:
+                    model: nn.Module | None = None, layer: str | None = None) -> list[str]:
     """Registry names to run. ``"all"``: the classifier detectors that apply to ``model``
-    (``mc-dropout`` needs dropout layers, ``ensemble-disagreement`` an ensemble) when there
-    is a classifier, plus the density-based ones when there is a density model."""
+    (``mc-dropout`` needs dropout layers, ``ensemble-disagreement`` an ensemble, the feature
+    detectors ``model.features`` or a ``layer``) when there is a classifier, plus the
+    density-based ones when there is a density model. Named detectors that cannot run raise
+    instead."""
     if isinstance(detectors, str) and detectors.strip() == "all":
-        return [n for n, cls in DETECTORS.items()
-                if (density if cls.uses_density else classifier and cls.applies_to(model))]
+        has_features = layer is not None or callable(getattr(model, "features", None))
+
+        def usable(cls) -> bool:
+            if cls.uses_density:
+                return density
+            unfitted = cls()
+            needs = unfitted.needs | unfitted.fit_needs
+            return (classifier and cls.applies_to(model)
+                    and (has_features or model is None or "features" not in needs))
+
+        return [n for n, cls in DETECTORS.items() if usable(cls)]
     names = _names(detectors, "detectors")
     for name in names:
         if name not in DETECTORS:
@@ -435,7 +446,7 @@ def run_ood(
     if background is not None:
         background = background.to(device).eval()
     names = _detector_names(detectors, classifier=model is not None,
-                            density=density is not None, model=model)
+                            density=density is not None, model=model, layer=layer)
 
     fit = load_dataset(in_data, fit_split, root)
     test = load_dataset(in_data, "test", root)

@@ -119,6 +119,13 @@ def test_feature_detectors_on_a_model_without_features():
         run_ood(model, IN, "gaussian-noise", "msp,ddu")
     table = run_ood(model, IN, "gaussian-noise", "msp,ddu", layer="body")
     assert len(table.rows) == 2
+    # "all" runs what the model allows: no feature detectors without features or a layer
+    from evaluation.benchmarks.ood import _detector_names
+
+    names = _detector_names("all", model=model)
+    assert "msp" in names and "odin" in names
+    assert not {"mahalanobis", "ddu", "knn", "featurenorm", "combined"} & set(names)
+    assert "ddu" in _detector_names("all", model=model, layer="body")
 
 
 def test_cli_main_and_params(model, tmp_path):

@@ -9,7 +9,7 @@ The result is a checkpoint (weights + the JSON config that rebuilds the backbone
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 
 from dunno import distributed
 from dunno.checkpoints import save_checkpoint
+from dunno.config import RunConfig
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.training import History, classifier_step, evaluate_classifier, fit, seed_everything
@@ -25,7 +26,7 @@ __all__ = ["ClassifierConfig", "random_crop", "train_classifier"]
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(RunConfig):
     """Hyper-parameters of :func:`train_classifier` (unknown keys are rejected).
 
     ``augment=None`` means "the usual for the data": random 28x28 crops from the image
@@ -49,27 +50,9 @@ class ClassifierConfig:
     compile: bool = False
     options: dict[str, Any] | None = None
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ClassifierConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown ClassifierConfig key(s) {unknown}; known keys: {sorted(known)}."
-            )
-        return cls(**values)
-
     def validate(self) -> None:
-        def positive_int(name):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(
-                    f"The '{name}' parameter of ClassifierConfig must be an int >= 1. "
-                    f"Got {value!r} instead."
-                )
-
-        positive_int("epochs")
-        positive_int("batch_size")
+        self._check_int("epochs", 1)
+        self._check_int("batch_size", 1)
         if not self.lr > 0:
             raise ValueError(f"The 'lr' parameter must be > 0. Got {self.lr!r} instead.")
         if self.optimizer not in ("adam", "sgd"):

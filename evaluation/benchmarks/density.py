@@ -53,7 +53,7 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ import numpy as np
 import torch
 
 from dunno.checkpoints import save_checkpoint
+from dunno.config import RunConfig
 from dunno.data import ArrayDataset, DynamicBinarize, load_dataset, make_loader
 from dunno.data.registry import parse_spec
 from dunno.devices import resolve_device
@@ -191,7 +192,7 @@ def _subset(dataset: ArrayDataset, size: int | None, seed: int) -> ArrayDataset:
 
 # ----------------------------------------------------------------------------- config
 @dataclass
-class DensityConfig:
+class DensityConfig(RunConfig):
     """Hyper-parameters of :func:`train_density` (unknown keys are rejected).
 
     ``options`` are the model's keyword arguments (``hidden``, ``layers``, ``pixels``,
@@ -225,27 +226,8 @@ class DensityConfig:
     val_samples_k: int = 100
     test_size: int | None = None
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DensityConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown DensityConfig key(s) {unknown}; known keys: "
-                             f"{sorted(known)}.")
-        return cls(**values)
-
     def validate(self) -> None:
-        def check_int(name, minimum, optional=False):
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(
-                    f"The '{name}' parameter of DensityConfig must be "
-                    f"{'None or ' if optional else ''}an int >= {minimum}. Got {value!r} "
-                    "instead."
-                )
-
+        check_int = self._check_int
         if self.model not in DENSITY_MODELS:
             raise ValueError(f"Unknown density model {self.model!r}. Available: "
                              f"{', '.join(DENSITY_MODELS)}.")

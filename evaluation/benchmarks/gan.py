@@ -47,7 +47,7 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from dunno.checkpoints import load_model, safe_load, save_checkpoint
+from dunno.config import RunConfig
 from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError, DataError
@@ -95,7 +96,7 @@ RING_SAMPLES = 2500  # VEEGAN's sample count
 
 # ----------------------------------------------------------------------------- config
 @dataclass
-class GANConfig:
+class GANConfig(RunConfig):
     """Hyper-parameters of :func:`train_gan` (unknown keys are rejected).
 
     ``options`` are the model's keyword arguments (``latent_dim``, ``width``, ``hidden``,
@@ -115,26 +116,8 @@ class GANConfig:
     device: str = "auto"
     options: dict[str, Any] | None = None
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> GANConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown GANConfig key(s) {unknown}; known keys: {sorted(known)}.")
-        return cls(**values)
-
     def validate(self) -> None:
-        def check_int(name, minimum, optional=False):
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(
-                    f"The '{name}' parameter of GANConfig must be "
-                    f"{'None or ' if optional else ''}an int >= {minimum}. Got {value!r} "
-                    "instead."
-                )
-
+        check_int = self._check_int
         if self.model not in ADVERSARIAL_MODELS:
             raise ValueError(f"The 'model' parameter of GANConfig must be one of "
                              f"{tuple(ADVERSARIAL_MODELS)}. Got {self.model!r} instead.")

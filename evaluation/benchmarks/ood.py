@@ -292,6 +292,18 @@ def _load_out_set(spec, test: ArrayDataset, root) -> tuple[str, ArrayDataset]:
     return name, ds
 
 
+def _load_data(in_data, out_sets, fit_split, fit_size, seed, root
+               ) -> tuple[ArrayDataset, ArrayDataset, dict[str, ArrayDataset]]:
+    """The fit split (a seeded ``fit_size`` subset), the test split and the OOD sets."""
+    fit = load_dataset(in_data, fit_split, root)
+    test = load_dataset(in_data, "test", root)
+    if fit_size is not None and fit_size < len(fit):
+        g = torch.Generator().manual_seed(seed)
+        fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
+    oods = dict(_load_out_set(spec, test, root) for spec in _names(out_sets, "out_sets"))
+    return fit, test, oods
+
+
 def _build_detectors(names, model, device, detector_params, layer, density=None,
                      background=None, num_dims=None) -> dict[str, OODDetector]:
     detector_params = dict(detector_params or {})
@@ -448,12 +460,7 @@ def run_ood(
     names = _detector_names(detectors, classifier=model is not None,
                             density=density is not None, model=model, layer=layer)
 
-    fit = load_dataset(in_data, fit_split, root)
-    test = load_dataset(in_data, "test", root)
-    if fit_size is not None and fit_size < len(fit):
-        g = torch.Generator().manual_seed(seed)
-        fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
-    oods = dict(_load_out_set(spec, test, root) for spec in _names(out_sets, "out_sets"))
+    fit, test, oods = _load_data(in_data, out_sets, fit_split, fit_size, seed, root)
     num_dims = math.prod(test.x.shape[1:])
     dets = _build_detectors(names, model, device, detector_params, layer, density=density,
                             background=background, num_dims=num_dims)
@@ -631,12 +638,7 @@ def compare_shared_vs_naive(
     if model is not None:
         model = model.to(device).eval()
     t_start = time.perf_counter()
-    fit = load_dataset(in_data, fit_split, root)
-    test = load_dataset(in_data, "test", root)
-    if fit_size is not None and fit_size < len(fit):
-        g = torch.Generator().manual_seed(seed)
-        fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
-    oods = dict(_load_out_set(spec, test, root) for spec in _names(out_sets, "out_sets"))
+    fit, test, oods = _load_data(in_data, out_sets, fit_split, fit_size, seed, root)
     dets = _build_detectors(table.detectors, model, device, detector_params, layer,
                             density=density, background=background,
                             num_dims=math.prod(test.x.shape[1:]))

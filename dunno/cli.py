@@ -73,28 +73,9 @@ def _cmd_train_list(args) -> int:
     return 0
 
 
-def _parse_options(items: list[str]) -> dict:
-    """``["depth=8", "spectral_norm=true"]`` -> ``{"depth": 8, "spectral_norm": True}``."""
-    import json
-
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option must look like KEY=VALUE. Got {item!r}.")
-        lowered = value.lower()
-        if lowered in ("true", "false"):
-            options[key] = lowered == "true"
-        else:
-            try:
-                options[key] = json.loads(value)
-            except json.JSONDecodeError:
-                options[key] = value
-    return options
-
-
 def _cmd_train_classifier(args) -> int:
     from dunno.classify import ClassifierConfig, train_classifier
+    from dunno.config import parse_options
     from dunno.reporting import format_table, write_csv, write_json
 
     config = ClassifierConfig(
@@ -102,7 +83,7 @@ def _cmd_train_classifier(args) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         optimizer=args.optimizer, schedule=args.schedule, dropout=args.dropout,
         augment=args.augment, patience=args.patience, seed=args.seed, device=args.device,
-        options=_parse_options(args.option), amp=args.amp, compile=args.compile,
+        options=parse_options(args.option), amp=args.amp, compile=args.compile,
     )
     out = Path(args.out)
     from dunno import distributed

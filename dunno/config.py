@@ -1,13 +1,41 @@
 """What the typed run configurations share (``ClassifierConfig``, ``DensityConfig``,
-``GANConfig``): building from a dict with unknown keys rejected, and integer checks phrased the
-scikit-learn way."""
+``GANConfig``): building from a dict with unknown keys rejected, integer checks phrased the
+scikit-learn way, and the ``KEY=VALUE`` command-line options that fill their ``options`` dicts."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["RunConfig"]
+__all__ = ["RunConfig", "parse_option_value", "parse_options"]
+
+
+def parse_option_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (``8`` -> 8, ``[1, 2]`` -> [1, 2]), ``true`` /
+    ``false`` in any case -> bool, anything else the string itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_options(items: Iterable[str], flag: str = "--option") -> dict[str, Any]:
+    """``["depth=8", "spectral_norm=true"]`` -> ``{"depth": 8, "spectral_norm": True}``.
+
+    Values go through :func:`parse_option_value`; a later repeat of a key wins. A ValueError
+    names ``flag`` for an item that is not ``KEY=VALUE``.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} must look like KEY=VALUE. Got {item!r}.")
+        options[key.strip()] = parse_option_value(value)
+    return options
 
 
 class RunConfig:

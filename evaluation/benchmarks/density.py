@@ -48,7 +48,6 @@ Anchors (binarised MNIST test NLL, nats): NADE 88.86 (Larochelle & Murray 2011),
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 import time
@@ -61,7 +60,7 @@ import numpy as np
 import torch
 
 from dunno.checkpoints import save_checkpoint
-from dunno.config import RunConfig
+from dunno.config import RunConfig, parse_options
 from dunno.data import ArrayDataset, DynamicBinarize, load_dataset, make_loader
 from dunno.data.registry import parse_spec
 from dunno.devices import resolve_device
@@ -777,19 +776,6 @@ def load_density_model(path: str | Path, device: str | torch.device = "cpu"):
 
 
 # ----------------------------------------------------------------------------- command line
-def _parse_options(items: Sequence[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option must look like KEY=VALUE. Got {item!r}.")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``train | score | sample`` sub-commands (``dunno density ...`` mirrors them)."""
     parser = parser or argparse.ArgumentParser(
@@ -859,7 +845,7 @@ def run(args: argparse.Namespace):
             schedule=args.schedule, grad_clip=args.grad_clip, binarize=args.binarize,
             max_minutes=args.max_minutes, examples_per_epoch=args.examples_per_epoch,
             val_size=args.val_size, samples=args.samples, test=not args.no_test,
-            seed=args.seed, device=args.device, options=_parse_options(args.option),
+            seed=args.seed, device=args.device, options=parse_options(args.option),
             samples_k=args.samples_k, val_samples_k=args.val_samples_k,
             test_size=args.test_size,
         )

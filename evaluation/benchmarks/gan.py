@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from dunno.checkpoints import load_model, safe_load, save_checkpoint
-from dunno.config import RunConfig
+from dunno.config import RunConfig, parse_options
 from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError, DataError
@@ -658,19 +658,6 @@ def evaluate_gan(
 
 
 # ----------------------------------------------------------------------------- command line
-def _parse_options(items) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option must look like KEY=VALUE. Got {item!r}.")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The ``train | eval`` sub-commands (``dunno gan ...`` mirrors them)."""
     parser = parser or argparse.ArgumentParser(
@@ -719,7 +706,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.data, args.epochs, out=out, root=args.data_dir,
             resume=args.resume, quiet=args.quiet, batch_size=args.batch_size,
             max_minutes=args.max_minutes, train_size=args.train_size, grid=args.grid,
-            seed=args.seed, device=args.device, options=_parse_options(args.option),
+            seed=args.seed, device=args.device, options=parse_options(args.option),
         )
         if args.quiet:
             print(json.dumps({k: v for k, v in history.metrics.items()

@@ -67,7 +67,6 @@ Outputs with ``out``: ``uci_<method>.csv``, ``.json`` (per-split values too) and
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -80,6 +79,7 @@ import numpy as np
 import torch
 
 from dunno.checkpoints import atomic_write_text
+from dunno.config import parse_options
 from dunno.data import load_dataset
 from dunno.data.files import data_dir
 from dunno.data.uci import UCI_SETS, canonical, uci_hyperparameters
@@ -407,13 +407,11 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--param takes KEY=VALUE. Got {text!r}.")
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        ((key, value),) = parse_options([text], "--param").items()
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -266,13 +266,13 @@ def test_probabilities_instead_of_logits_are_refused():
 
 @pytest.mark.parametrize(("logits", "labels", "match"), [
     (torch.zeros(3, 2) + torch.tensor([1.0, 2.0]), torch.tensor([0, 2, 1]), r"\[0, 1\].*\[0, 2\]"),
-    (torch.ones(3, 2), torch.tensor([0, -1, 1]), r"must lie in \[0, 1\]"),
+    (torch.ones(3, 2), torch.tensor([0, -1, 1]), r"class indices in \[0, 1\] for 2 classes"),
     (torch.ones(3, 1), torch.tensor([0, 0, 0]), "at least 2 classes"),
     (torch.ones(0, 3), torch.zeros(0, dtype=torch.long), "empty"),
     (torch.tensor([[0.0, 1.0], [float("nan"), 1.0]]), torch.tensor([0, 1]), "NaN or infinite"),
     (torch.tensor([[0.0, 1.0], [float("inf"), 1.0]]), torch.tensor([0, 1]), "NaN or infinite"),
     (torch.ones(3), torch.tensor([0, 1, 0]), r"shape \(N, C\)"),
-    (torch.ones(3, 2), torch.tensor([0, 1]), "2 entries but 'logits' has 3 rows"),
+    (torch.ones(3, 2), torch.tensor([0, 1]), "Got 3 rows in logits and 2 in labels"),
     (torch.ones(3, 2), torch.tensor([0.0, 0.5, 1.0]), "integer class indices"),
 ])
 def test_bad_data_raises_a_clear_value_error(logits, labels, match):

@@ -92,7 +92,7 @@ class Calibrator:
                 f"2 columns. Got {z.shape[1]} instead; use temperature, vector or matrix "
                 "scaling, histogram binning or isotonic regression for more classes."
             )
-        y = as_labels(labels, z.shape[0], z.shape[1]).to(z.device)
+        y = as_labels(labels, z.shape[0], z.shape[1], rows_of="logits").to(z.device)
         for attr in (*self._state_names, "num_classes_"):
             if attr in self.__dict__:
                 delattr(self, attr)

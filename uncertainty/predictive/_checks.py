@@ -1,4 +1,5 @@
-"""Parameter and input validation shared by the predictive-uncertainty methods.
+"""Parameter and input validation shared by the predictive-uncertainty methods: the regression
+inputs and hidden widths here, the rest from :mod:`uncertainty._checks`.
 
 Every check raises :class:`ValueError` (never ``assert``) naming the argument, what was
 expected and what was given, in scikit-learn's phrasing::
@@ -8,12 +9,21 @@ expected and what was given, in scikit-learn's phrasing::
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+
+from uncertainty._checks import (
+    _owner,
+    as_labels,
+    as_tensor,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_seed,
+)
 
 __all__ = [
     "as_features",
@@ -26,76 +36,6 @@ __all__ = [
     "check_int",
     "check_seed",
 ]
-
-
-def _owner(owner: object) -> str:
-    return owner if isinstance(owner, str) else type(owner).__name__
-
-
-# ----------------------------------------------------------------------------- parameters
-def check_int(owner: object, name: str, value: Any, minimum: int) -> int:
-    """``value`` must be an int (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(owner)} must be an int >= {minimum}. "
-            f"Got {value!r} instead."
-        )
-    return int(value)
-
-
-def check_seed(owner: object, value: Any) -> int:
-    """A seed: an int >= 0."""
-    return check_int(owner, "seed", value, 0)
-
-
-def check_float(owner: object, name: str, value: Any, *, low: float = -math.inf,
-                high: float = math.inf, low_open: bool = False,
-                high_open: bool = False) -> float:
-    """``value`` must be a finite real number in the interval ``[low, high]`` (ends open
-    when ``low_open`` / ``high_open``)."""
-    ok = isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = (
-            math.isfinite(value)
-            and (value > low if low_open else value >= low)
-            and (value < high if high_open else value <= high)
-        )
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = "inf)" if math.isinf(high) else (f"{high:g})" if high_open else f"{high:g}]")
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(owner)} must be a float in "
-            f"{lo}{low:g}, {hi}. Got {value!r} instead."
-        )
-    return value
-
-
-def check_choice(owner: object, name: str, value: Any, choices: Sequence[Any]) -> Any:
-    """``value`` must be one of ``choices``."""
-    if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
-        ok = False
-    else:
-        try:
-            ok = value in choices
-        except TypeError:
-            ok = False
-    if not ok:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(owner)} must be one of {options}. "
-            f"Got {value!r} instead."
-        )
-    return value
-
-
-def check_bool(owner: object, name: str, value: Any) -> bool:
-    """``value`` must be a bool."""
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(
-            f"The '{name}' parameter of {_owner(owner)} must be a bool. Got {value!r} instead."
-        )
-    return bool(value)
 
 
 def check_hidden(owner: object, value: Any) -> tuple[int, ...]:
@@ -116,24 +56,8 @@ def check_hidden(owner: object, value: Any) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- inputs
-def _as_tensor(value: Any, name: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    if isinstance(value, list | tuple):
-        try:
-            return torch.as_tensor(np.asarray(value, dtype=np.float64))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"The '{name}' argument could not be read as an array: {err}") from err
-    raise ValueError(
-        f"The '{name}' argument must be a torch.Tensor or numpy array. "
-        f"Got {type(value).__name__} instead."
-    )
-
-
 def _real_2d(value: Any, name: str, what: str) -> torch.Tensor:
-    t = _as_tensor(value, name)
+    t = as_tensor(value, name, list_dtype=np.float64)
     if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype in (
         torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise ValueError(f"The '{name}' argument must hold real numbers. Got dtype {t.dtype}.")
@@ -178,36 +102,3 @@ def as_regression_data(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
             f"{xt.shape[0]} rows in x and {yt.shape[0]} in y."
         )
     return xt, yt
-
-
-def as_labels(labels: Any, n: int, num_classes: int | None = None,
-              *, name: str = "labels") -> torch.Tensor:
-    """Validate integer class labels ``(N,)`` (in ``[0, num_classes)`` when given)."""
-    y = _as_tensor(labels, name)
-    if y.is_floating_point():
-        if not bool(torch.isfinite(y).all()) or not bool((y == y.round()).all()):
-            raise ValueError(
-                f"The '{name}' argument must hold integer class indices. Got non-integer "
-                f"values of dtype {y.dtype}."
-            )
-    elif y.dtype == torch.bool or y.is_complex():
-        raise ValueError(
-            f"The '{name}' argument must hold integer class indices. Got dtype {y.dtype}."
-        )
-    if y.ndim != 1:
-        raise ValueError(
-            f"The '{name}' argument must be 1-D of shape (N,). Got shape {tuple(y.shape)} instead."
-        )
-    if len(y) != n:
-        raise ValueError(
-            f"The 'x' and '{name}' arguments must have the same number of rows. Got {n} rows "
-            f"in x and {len(y)} in {name}."
-        )
-    y = y.to(torch.int64)
-    if int(y.min()) < 0 or (num_classes is not None and int(y.max()) >= num_classes):
-        hi = "" if num_classes is None else f", {num_classes - 1}]"
-        raise ValueError(
-            f"The '{name}' argument must hold class indices in [0{hi or ', ...)'}. Got values "
-            f"in [{int(y.min())}, {int(y.max())}] instead."
-        )
-    return y

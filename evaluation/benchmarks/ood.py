@@ -60,6 +60,7 @@ from dunno.reporting import format_table, markdown_table, write_csv, write_json
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood import DETECTORS, ModelOutputs, extract_outputs, make_detector
 from uncertainty.ood._base import OODDetector
+from uncertainty.ood.outputs import LayerSpec, check_layer
 
 __all__ = [
     "METRICS",
@@ -213,7 +214,7 @@ def _names(value, what: str) -> list[str]:
 
 
 def _detector_names(detectors, *, classifier: bool = True, density: bool = False,
-                    model: nn.Module | None = None, layer: str | None = None) -> list[str]:
+                    model: nn.Module | None = None, layer: LayerSpec = None) -> list[str]:
     """Registry names to run. ``"all"``: the classifier detectors that apply to ``model``
     (``mc-dropout`` needs dropout layers, ``ensemble-disagreement`` an ensemble, the feature
     detectors ``model.features`` or a ``layer``) when there is a classifier, plus the
@@ -333,6 +334,14 @@ def _build_detectors(names, model, device, detector_params, layer, density=None,
 def _check_feature_access(model: nn.Module | None, layer, detectors: dict[str, OODDetector]
                           ) -> None:
     wanting = [n for n, d in detectors.items() if "features" in (d.needs | d.fit_needs)]
+    other = {n: detectors[n].layer for n in wanting
+             if check_layer(detectors[n].layer, n) != layer}
+    if other:
+        raise ValueError(
+            f"The detectors share one forward pass per dataset, with features from "
+            f"layer={layer!r}, but 'detector_params' sets another 'layer' for {other}. Pass the "
+            "layer to the run (run_ood(..., layer=...), dunno ood --layer) instead."
+        )
     if wanting and layer is None and not callable(getattr(model, "features", None)):
         logit_only = [n for n in detectors if n not in wanting]
         raise ValueError(
@@ -373,7 +382,7 @@ def run_ood(
     fit_split: str = "train",
     fit_size: int | None = None,
     detector_params: dict[str, dict[str, Any]] | None = None,
-    layer: str | None = None,
+    layer: LayerSpec = None,
     out: str | Path | None = None,
     histograms: bool = True,
     seed: int = 0,
@@ -418,8 +427,11 @@ def run_ood(
         A seeded random subset of the fit split of this size (default: all of it).
     detector_params : dict, optional
         Hyper-parameters per detector, e.g. ``{"knn": {"k": 10}, "odin": {"epsilon": 0}}``.
-    layer : str, optional
-        Module whose output are the features, for models without ``features``.
+    layer : str or list of str, optional
+        Where features come from instead of ``model.features`` (needed for models without
+        it): one module's flattened output, or several modules' spatially averaged outputs,
+        concatenated (:func:`uncertainty.ood.extract_outputs`). Shared by every feature
+        detector.
     out : path-like, optional
         Directory for JSON / CSV / PNG files.
     histograms : bool
@@ -450,6 +462,7 @@ def run_ood(
     if density is not None and not callable(getattr(density, "log_prob", None)):
         raise ValueError(f"The 'density' argument must be a density model with log_prob(x). "
                          f"Got {type(density).__name__} instead.")
+    layer = check_layer(layer, "run_ood")
     device = resolve_device(device)
     if model is not None:
         model = model.to(device).eval()
@@ -615,7 +628,7 @@ def compare_shared_vs_naive(
     fit_split: str = "train",
     fit_size: int | None = None,
     detector_params: dict[str, dict[str, Any]] | None = None,
-    layer: str | None = None,
+    layer: LayerSpec = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Wall time of :func:`run_ood` (one shared pass per dataset) against a naive loop in which
@@ -696,6 +709,16 @@ def parse_detector_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _parse_layer(text: str) -> str | tuple[str, ...]:
+    """``--layer``: ``"fc2"`` -> ``"fc2"``; ``"stages.1,stages.2"`` -> a tuple of names."""
+    if "," not in text:
+        return text.strip()
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"--layer takes NAME or NAME,NAME,... Got {text!r}.")
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True
                   ) -> argparse.ArgumentParser:
     """Add the ``dunno ood`` options to ``parser`` (for :func:`run_from_args`).
@@ -725,8 +748,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True
                         help="in-distribution split the detectors learn from (default: train)")
     parser.add_argument("--fit-size", type=int, default=None,
                         help="seeded subset of the fit split (default: all of it)")
-    parser.add_argument("--layer", default=None,
-                        help="module whose output are the features (models without .features)")
+    parser.add_argument("--layer", default=None, type=_parse_layer, metavar="NAME[,NAME...]",
+                        help="features from this module's flattened output instead of "
+                        "model.features; several names: their spatially averaged outputs, "
+                        "concatenated (e.g. stages.1,stages.2)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-dir", default=None, metavar="DIR",

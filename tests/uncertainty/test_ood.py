@@ -537,6 +537,41 @@ def test_layer_hook_gives_features_and_errors_name_the_model():
     assert MSP(model).score(x).shape == (10,)
 
 
+def test_several_layers_give_their_spatially_averaged_outputs_concatenated():
+    model = nets.create("resnet", 1, 3, input_size=8, depth=8, width=4).eval()
+    x = torch.rand(9, 1, 8, 8)
+    seen = {}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda m, a, out, name=name: seen.__setitem__(name, out)) for name in ("stages.1", "stem")]
+    with torch.no_grad():
+        logits = model(x)
+    for h in hooks:
+        h.remove()
+    expected = torch.cat([seen["stages.1"].mean(dim=(2, 3)), seen["stem"].mean(dim=(2, 3))], 1)
+    out = extract_outputs(model, x, layer=["stages.1", "stem"], batch_size=4)
+    assert out.features.shape == (9, 8 + 4)  # (N, C_stages.1 + C_stem), in the order given
+    torch.testing.assert_close(out.features, expected)
+    torch.testing.assert_close(out.logits, logits)
+    # the last stage, pooled, is exactly the backbone's own penultimate feature
+    torch.testing.assert_close(extract_outputs(model, x, layer=("stages.2",)).features,
+                               model.features(x).detach())
+    # one name keeps the whole (flattened) map: 16 channels x 2 x 2
+    assert extract_outputs(model, x, layer="stages.2").features.shape == (9, 64)
+    det = DDU(model, layer=["stages.1", "stages.2"]).fit(_loader(x, torch.arange(9) % 3))
+    assert det.means_.shape == (3, 8 + 16) and det.score(x).shape == (9,)
+
+
+@pytest.mark.parametrize("layer, match", [
+    ([], "non-empty list of module names"), (["stem", ""], "non-empty list"),
+    (3, "must be None, a module name"), (["stem", "stem"], "names a module twice"),
+    (["stem", "nope"], "must name a module of ResNet"),
+])
+def test_bad_layer_lists_are_named(layer, match):
+    model = nets.create("resnet", 1, 3, input_size=8, depth=8, width=4).eval()
+    with pytest.raises(ValueError, match=match):
+        KNN(model, k=2, layer=layer).fit(torch.rand(5, 1, 8, 8))
+
+
 def test_bad_input_errors():
     model = ToyNet().eval()
     x = torch.randn(30, D)

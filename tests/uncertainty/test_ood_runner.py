@@ -144,6 +144,33 @@ def test_cli_main_and_params(model, tmp_path):
         parse_detector_params(["k=10"])
 
 
+def test_multi_layer_features_through_the_runner_and_cli(model, tmp_path):
+    from uncertainty.ood import DDU, extract_outputs
+
+    table = run_ood(model, IN, "gaussian-noise", "ddu,msp", layer=["conv2", "fc2"])
+    assert list(table.params["ddu"]["layer"]) == ["conv2", "fc2"]
+    # the same scores as DDU fitted by hand on the pooled, concatenated features
+    fit = load_dataset(IN, "train")
+    test = load_dataset(IN, "test")
+    feats = extract_outputs(model, fit, layer=("conv2", "fc2"))
+    assert feats.features.shape[1] == model.conv2.out_channels + model.fc2.out_features
+    det = DDU(model).fit_outputs(feats)
+    expected = det.score_outputs(extract_outputs(model, test, layer=("conv2", "fc2")))
+    torch.testing.assert_close(table.scores["ddu"]["in"], expected.cpu())
+    # per-detector layers cannot differ from the shared pass's
+    with pytest.raises(ValueError, match=r"share one forward pass.*\{'ddu': 'fc2'\}"):
+        run_ood(model, IN, "gaussian-noise", "ddu,knn", detector_params={"ddu": {"layer": "fc2"}})
+    with pytest.raises(ValueError, match="'layer' parameter of run_ood must be None"):
+        run_ood(model, IN, "gaussian-noise", "ddu", layer=[])
+    ckpt = save_checkpoint(tmp_path / "model.pt", model, arch="nets", config=model.config)
+    rc = main(["--checkpoint", str(ckpt), "--in", IN, "--out", "gaussian-noise", "--detectors",
+               "ddu", "--layer", "conv2, fc2", "--report-dir", str(tmp_path / "r"),
+               "--device", "cpu", "--no-histograms"])
+    assert rc == 0
+    assert json.loads((tmp_path / "r" / "ood.json").read_text())["params"]["ddu"]["layer"] == [
+        "conv2", "fc2"]
+
+
 def test_anchor_rows_compare_with_the_peers():
     from evaluation.benchmarks.ood import OODTable
     from evaluation.benchmarks.ood_table import ANCHORS, anchor_rows

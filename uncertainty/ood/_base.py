@@ -20,7 +20,8 @@ class in scikit-learn's estimator style:
 
 Scoring before ``fit`` raises :class:`~dunno.errors.NotFittedError` where ``fit`` learns
 something. Features come from ``model.features`` or, with ``layer="name"``, from a forward hook
-on that module (:mod:`uncertainty.ood.outputs`).
+on that module; ``layer=["a", "b"]`` concatenates the spatially averaged outputs of several
+modules (:mod:`uncertainty.ood.outputs`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from dunno.errors import check_is_fitted
-from uncertainty.ood.outputs import ModelOutputs, extract_outputs
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
 
 __all__ = ["OODDetector", "check_positive_float", "check_positive_int"]
 
@@ -74,8 +75,9 @@ class OODDetector:
         The classifier (``x -> logits (N, C)``). Needed by :meth:`fit` and :meth:`score`;
         :meth:`fit_outputs` / :meth:`score_outputs` work without it except for detectors
         that need the inputs.
-    layer : str, optional
-        Module whose output is taken as the features (default: ``model.features``).
+    layer : str or list of str, optional
+        Module whose output is taken as the features, or several modules whose spatially
+        averaged outputs are concatenated (default: ``model.features``).
     """
 
     #: Registry name (``make_detector(name)``).
@@ -97,7 +99,7 @@ class OODDetector:
     #: one fit (:meth:`fitted_variant`).
     score_time_params: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, model: nn.Module | None = None, *, layer: str | None = None) -> None:
+    def __init__(self, model: nn.Module | None = None, *, layer: LayerSpec = None) -> None:
         self.model = model
         self.layer = layer
 
@@ -133,11 +135,7 @@ class OODDetector:
 
     def _validate_params(self) -> None:
         """Check the hyper-parameters; raise ValueError in scikit-learn's phrasing."""
-        if self.layer is not None and not isinstance(self.layer, str):
-            raise ValueError(
-                f"The 'layer' parameter of {type(self).__name__} must be None or a module name "
-                f"(str). Got {self.layer!r} instead."
-            )
+        check_layer(self.layer, type(self).__name__)
         if self.model is not None and not isinstance(self.model, nn.Module):
             raise ValueError(
                 f"The 'model' argument of {type(self).__name__} must be a torch.nn.Module. "

@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
-from uncertainty.ood.outputs import ModelOutputs, model_device
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
 __all__ = ["Combined", "component_label", "conformal_neg_log_p"]
 
@@ -131,7 +131,7 @@ class Combined(OODDetector):
         Sum (Fisher) or maximum of the :math:`-\log p_k`.
     seed : int
         Seed of the fit / held-out split.
-    layer : str, optional
+    layer : str or list of str, optional
         Module whose output are the features (passed to every component that has ``layer``).
 
     Attributes
@@ -154,7 +154,7 @@ class Combined(OODDetector):
         tail: float = 0.01,
         reduce: str = "fisher",
         seed: int = 0,
-        layer: str | None = None,
+        layer: LayerSpec = None,
     ) -> None:
         super().__init__(model, layer=layer)
         self.components = components

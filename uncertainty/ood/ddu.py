@@ -48,7 +48,7 @@ from uncertainty.ood._gaussian import (
     gaussian_log_densities,
     jittered_cholesky,
 )
-from uncertainty.ood.outputs import ModelOutputs
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs
 
 __all__ = ["DDU", "ddu_score"]
 
@@ -83,7 +83,7 @@ class DDU(OODDetector):
     reg : float
         Relative ridge :math:`\lambda \ge 0` added before the jitter search (default 1e-6;
         0 is the paper's recipe, see the module docstring).
-    layer : str, optional
+    layer : str or list of str, optional
         Module whose output are the features.
 
     Attributes
@@ -99,7 +99,7 @@ class DDU(OODDetector):
     _state_names = ("means_", "covariances_", "cholesky_", "jitter_")
 
     def __init__(self, model: nn.Module | None = None, *, reg: float = 1e-6,
-                 layer: str | None = None) -> None:
+                 layer: LayerSpec = None) -> None:
         super().__init__(model, layer=layer)
         self.reg = reg
 

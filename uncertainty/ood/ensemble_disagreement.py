@@ -22,7 +22,7 @@ from torch import nn
 
 from uncertainty.ood._base import OODDetector, check_positive_int
 from uncertainty.ood.mc_dropout_mi import mutual_information_score
-from uncertainty.ood.outputs import ModelOutputs, model_device
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
 __all__ = ["EnsembleDisagreement", "ensemble_disagreement_score"]
 
@@ -48,7 +48,7 @@ class EnsembleDisagreement(OODDetector):
     needs = frozenset({"input"})
 
     def __init__(self, model: nn.Module | None = None, *, batch_size: int = 512,
-                 layer: str | None = None) -> None:
+                 layer: LayerSpec = None) -> None:
         super().__init__(model, layer=layer)
         self.batch_size = batch_size
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from uncertainty.ood._base import OODDetector, check_positive_int
-from uncertainty.ood.outputs import ModelOutputs
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs
 
 __all__ = ["KNN", "knn_score", "normalize_features"]
 
@@ -78,7 +78,7 @@ class KNN(OODDetector):
         Keep a seeded random subset of this many training features (default: all).
     seed : int
         Seed of that subset.
-    layer : str, optional
+    layer : str or list of str, optional
         Module whose output are the features.
 
     Attributes
@@ -95,7 +95,7 @@ class KNN(OODDetector):
 
     def __init__(self, model: nn.Module | None = None, *, k: int = 50,
                  bank_size: int | None = None, seed: int = 0,
-                 layer: str | None = None) -> None:
+                 layer: LayerSpec = None) -> None:
         super().__init__(model, layer=layer)
         self.k = k
         self.bank_size = bank_size

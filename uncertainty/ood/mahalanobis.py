@@ -40,7 +40,7 @@ from uncertainty.ood._gaussian import (
     tied_covariance,
     whitened_sq_distances,
 )
-from uncertainty.ood.outputs import ModelOutputs, forward_outputs, model_device
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs, forward_outputs, model_device
 
 __all__ = ["Mahalanobis", "mahalanobis_score"]
 
@@ -78,7 +78,7 @@ class Mahalanobis(OODDetector):
         :math:`\\frac{\\mathrm{tr}\\,\\Sigma}{F} I` (default 0: the plain estimate + jitter).
     epsilon : float
         Input pre-processing step :math:`\\varepsilon \\ge 0` in input units (default 0: none).
-    layer : str, optional
+    layer : str or list of str, optional
         Module whose output are the features.
 
     Attributes
@@ -93,7 +93,7 @@ class Mahalanobis(OODDetector):
     _state_names = ("means_", "covariance_", "cholesky_", "jitter_")
 
     def __init__(self, model: nn.Module | None = None, *, shrinkage: float = 0.0,
-                 epsilon: float = 0.0, layer: str | None = None) -> None:
+                 epsilon: float = 0.0, layer: LayerSpec = None) -> None:
         super().__init__(model, layer=layer)
         self.shrinkage = shrinkage
         self.epsilon = epsilon

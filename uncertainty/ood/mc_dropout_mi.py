@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from uncertainty.ood._base import OODDetector, check_positive_int
-from uncertainty.ood.outputs import ModelOutputs, model_device
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
 __all__ = ["MCDropoutMI", "mutual_information_score"]
 
@@ -62,7 +62,7 @@ class MCDropoutMI(OODDetector):
 
     def __init__(self, model: nn.Module | None = None, *, num_samples: int = 20,
                  mode: str = "full", seed: int = 0, batch_size: int = 256,
-                 layer: str | None = None) -> None:
+                 layer: LayerSpec = None) -> None:
         super().__init__(model, layer=layer)
         self.num_samples = num_samples
         self.mode = mode

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from uncertainty.ood._base import OODDetector, check_positive_float
-from uncertainty.ood.outputs import ModelOutputs
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs
 
 __all__ = ["MSP", "msp_score"]
 
@@ -45,7 +45,7 @@ class MSP(OODDetector):
     needs = frozenset({"logits"})
 
     def __init__(self, model: nn.Module | None = None, *, temperature: float = 1.0,
-                 layer: str | None = None) -> None:
+                 layer: LayerSpec = None) -> None:
         super().__init__(model, layer=layer)
         self.temperature = temperature
 

@@ -44,7 +44,7 @@ from torch import nn
 
 from dunno.errors import check_is_fitted
 from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
-from uncertainty.ood.outputs import ModelOutputs, extract_outputs, model_device
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs, extract_outputs, model_device
 
 __all__ = ["ODIN", "odin_score"]
 
@@ -146,7 +146,7 @@ class ODIN(OODDetector):
         tune_size: int = 1000,
         batch_size: int = 256,
         seed: int = 0,
-        layer: str | None = None,
+        layer: LayerSpec = None,
     ) -> None:
         super().__init__(model, layer=layer)
         self.temperature = temperature

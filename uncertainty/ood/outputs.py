@@ -12,6 +12,13 @@ pass per dataset instead of ten (see :func:`evaluation.benchmarks.ood.run_ood`).
   ``logits = model.head(features)`` -- one pass through the network;
 * ``layer="fc2"`` (a name from ``model.named_modules()``): a forward hook on that module records
   its output (flattened to ``(N, F)``) while ``logits = model(x)`` runs -- also one pass;
+* ``layer=("stages.1", "stages.2")`` (several names): hooks on every module; each output
+  ``(N, C_k, *spatial)`` is averaged over its spatial positions to ``(N, C_k)`` and the results
+  are concatenated to ``(N, sum_k C_k)``, one feature vector spanning several depths -- one pass
+  as well. The pooling is Lee et al.'s (2018, "A Simple Unified Framework for Detecting
+  Out-of-Distribution Samples and Adversarial Attacks", NeurIPS), who fit one Gaussian model
+  per layer and combine the scores; concatenating lets a single density (Mahalanobis, DDU, kNN)
+  see all layers at once;
 * neither: a :class:`ValueError` naming the model class and how to fix it.
 
 Detectors that need the **inputs** themselves (ODIN and Mahalanobis input pre-processing
@@ -36,14 +43,20 @@ from torch import nn
 
 __all__ = [
     "KNOWN_NEEDS",
+    "LayerSpec",
     "ModelOutputs",
     "check_density",
     "density_log_prob",
     "extract_outputs",
+    "check_layer",
     "forward_outputs",
     "model_device",
     "resolve_layer",
 ]
+
+#: ``None`` (``model.features``), one module name (its flattened output) or several names (their
+#: spatially averaged outputs, concatenated).
+LayerSpec = str | tuple[str, ...] | None
 
 #: What a detector can ask for: the classifier's logits, its penultimate features, the inputs,
 #: the log-density of the inputs under a density model.
@@ -160,7 +173,25 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     return modules[layer]
 
 
-def _check_feature_access(model: nn.Module, layer: str | None) -> None:
+def check_layer(layer, owner: str = "extract_outputs") -> LayerSpec:
+    """Validate a ``layer`` parameter: None, a module name, or a non-empty list / tuple of
+    distinct module names (returned as a tuple). Whether the names exist is checked against the
+    model when features are computed (:func:`resolve_layer`)."""
+    if layer is None or (isinstance(layer, str) and layer):
+        return layer
+    if isinstance(layer, list | tuple) and layer and all(
+            isinstance(name, str) and name for name in layer):
+        if len(set(layer)) != len(layer):
+            raise ValueError(f"The 'layer' parameter of {owner} names a module twice: "
+                             f"{list(layer)!r}.")
+        return tuple(layer)
+    raise ValueError(
+        f"The 'layer' parameter of {owner} must be None, a module name (str) or a non-empty "
+        f"list of module names. Got {layer!r} instead."
+    )
+
+
+def _check_feature_access(model: nn.Module, layer: LayerSpec) -> None:
     if layer is None and not callable(getattr(model, "features", None)):
         names = [n for n, _ in model.named_modules() if n]
         shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
@@ -177,13 +208,14 @@ def forward_outputs(
     x: torch.Tensor,
     *,
     needs: Iterable[str] = ("logits", "features"),
-    layer: str | None = None,
+    layer: LayerSpec = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Logits ``(N, C)`` and features ``(N, F)`` of one batch ``x``, in one pass.
 
     Runs under the caller's grad mode (wrap in :func:`torch.no_grad` for inference). Returns
     ``None`` for what is not in ``needs``. See the module docstring for where features come
-    from; hooked outputs are flattened to ``(N, F)``.
+    from: one hooked layer's output is flattened to ``(N, F)``; several layers' outputs are
+    averaged over their spatial positions and concatenated.
     """
     needs = frozenset(needs)
     want_logits, want_features = "logits" in needs, "features" in needs
@@ -197,23 +229,31 @@ def forward_outputs(
             head = getattr(model, "head", None)
             logits = head(feats) if callable(head) else model(x)  # (N, C)
         return logits, feats.flatten(1)
-    captured: list[torch.Tensor] = []
-    handle = resolve_layer(model, layer).register_forward_hook(
-        lambda module, args, output: captured.append(output)
-    )
+    names = (layer,) if isinstance(layer, str) else check_layer(layer)
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
     try:
+        for name in names:
+            handles.append(resolve_layer(model, name).register_forward_hook(
+                lambda module, args, output, name=name: captured.__setitem__(name, output)))
         logits = model(x)  # (N, C)
     finally:
-        handle.remove()
-    if not captured:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in names if name not in captured]
+    if missing:
         raise ValueError(
-            f"The layer {layer!r} of {type(model).__name__} did not run during the forward pass; "
-            "choose a module that the model's forward uses."
+            f"The layer(s) {missing} of {type(model).__name__} did not run during the forward "
+            "pass; choose modules that the model's forward uses."
         )
-    out = captured[-1]
-    if isinstance(out, tuple | list):
-        out = out[0]
-    return (logits if want_logits else None), out.flatten(1)  # (N, F)
+    outs = [out[0] if isinstance(out, tuple | list) else out
+            for out in (captured[name] for name in names)]
+    if isinstance(layer, str):
+        feats = outs[0].flatten(1)  # (N, F)
+    else:  # each (N, C_k, *spatial) -> (N, C_k), then (N, sum_k C_k)
+        feats = torch.cat([out.flatten(2).mean(dim=2) if out.ndim > 2 else out for out in outs],
+                          dim=1)
+    return (logits if want_logits else None), feats
 
 
 def _batches(data, batch_size: int):
@@ -242,7 +282,7 @@ def extract_outputs(
     data,
     *,
     needs: Iterable[str] = ("logits", "features"),
-    layer: str | None = None,
+    layer: LayerSpec = None,
     batch_size: int = 512,
     keep_inputs: bool | None = None,
     density=None,
@@ -259,8 +299,9 @@ def extract_outputs(
         ``(x, y)`` pairs (``y`` of ``-1`` everywhere means unlabelled) or bare ``x``.
     needs : iterable of str
         Any of ``"logits"``, ``"features"``, ``"input"``.
-    layer : str, optional
-        Module whose output are the features (default: ``model.features``).
+    layer : str or sequence of str, optional
+        Module whose (flattened) output are the features, or several modules whose spatially
+        averaged outputs are concatenated (default: ``model.features``).
     batch_size : int
         Batch size for tensors and datasets (loaders keep their own).
     keep_inputs : bool, optional
@@ -292,6 +333,7 @@ def extract_outputs(
     run = needs & {"logits", "features"}
     if run and model is None:
         raise ValueError(f"Computing {sorted(run)} needs a model; got model=None.")
+    layer = check_layer(layer)
     if "features" in run:
         _check_feature_access(model, layer)
     want_density = "log_prob" in needs

@@ -710,13 +710,26 @@ def parse_detector_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def _parse_layer(text: str) -> str | tuple[str, ...]:
-    """``--layer``: ``"fc2"`` -> ``"fc2"``; ``"stages.1,stages.2"`` -> a tuple of names."""
-    if "," not in text:
-        return text.strip()
-    names = tuple(name.strip() for name in text.split(","))
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"--layer takes NAME or NAME,NAME,... Got {text!r}.")
-    return names
+    """``--layer``: ``"fc2"`` -> ``"fc2"`` (flattened output); ``"stages.1,stages.2"`` or a JSON
+    list ``'["stages.2"]'`` -> a tuple of names (spatially averaged outputs, concatenated)."""
+    import json
+
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(
+                f"--layer: {text!r} is not a JSON list ({err}).") from None
+    elif "," in text:
+        names = [name.strip() for name in text.split(",")]
+    else:
+        return text
+    if not isinstance(names, list) or not names or not all(
+            isinstance(name, str) and name for name in names):
+        raise argparse.ArgumentTypeError(
+            f"--layer takes NAME, NAME,NAME,... or a JSON list of names. Got {text!r}.")
+    return tuple(names)
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True
@@ -750,8 +763,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True
                         help="seeded subset of the fit split (default: all of it)")
     parser.add_argument("--layer", default=None, type=_parse_layer, metavar="NAME[,NAME...]",
                         help="features from this module's flattened output instead of "
-                        "model.features; several names: their spatially averaged outputs, "
-                        "concatenated (e.g. stages.1,stages.2)")
+                        "model.features; several names (or a JSON list, '[\"stages.2\"]' for "
+                        "one): their spatially averaged outputs, concatenated (e.g. "
+                        "stages.1,stages.2)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-dir", default=None, metavar="DIR",

@@ -171,6 +171,26 @@ def test_multi_layer_features_through_the_runner_and_cli(model, tmp_path):
         "conv2", "fc2"]
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("fc2", "fc2"), ("conv2, fc2", ("conv2", "fc2")), ('["fc2"]', ("fc2",)),
+    ('["conv2", "fc2"]', ("conv2", "fc2")),
+])
+def test_layer_flag(text, expected):
+    from evaluation.benchmarks.ood import _parse_layer
+
+    assert _parse_layer(text) == expected
+
+
+@pytest.mark.parametrize("text", ["conv2,", "[", "[]", "[1]", '["fc2", ""]'])
+def test_bad_layer_flag(text):
+    import argparse
+
+    from evaluation.benchmarks.ood import _parse_layer
+
+    with pytest.raises(argparse.ArgumentTypeError, match="--layer"):
+        _parse_layer(text)
+
+
 def test_anchor_rows_compare_with_the_peers():
     from evaluation.benchmarks.ood import OODTable
     from evaluation.benchmarks.ood_table import ANCHORS, anchor_rows

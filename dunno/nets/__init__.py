@@ -35,7 +35,7 @@ from dunno.nets.registry import (
     describe,
 )
 from dunno.nets.resnet import ResNet
-from dunno.nets.spectral import SoftSpectralNorm, soft_spectral_norm
+from dunno.nets.spectral import SoftSpectralNorm, SpectralBatchNorm2d, soft_spectral_norm
 from dunno.nets.transformer import Transformer
 from dunno.nets.vgg import VGG
 from dunno.nets.vit import ViT
@@ -50,6 +50,7 @@ __all__ = [
     "LeNet5",
     "ResNet",
     "SoftSpectralNorm",
+    "SpectralBatchNorm2d",
     "Transformer",
     "UnknownOptionError",
     "ViT",

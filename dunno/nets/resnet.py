@@ -18,7 +18,10 @@ option A).
 every convolution, including the stem and the 1x1 shortcut projections (see
 :mod:`dunno.nets.spectral` for what exactly is bounded). Combined with the residual connections
 this encourages the feature extractor to be bi-Lipschitz ("sensitive and smooth", DDU Sec. 4),
-which feature-density OOD detectors rely on. Batch-norm layers and the linear head are not
+which feature-density OOD detectors rely on. Batch norm can undo the bound (a channel with a small
+running variance is amplified without limit); ``spectral_bn=True`` bounds every batch norm's
+Lipschitz constant by ``sn_coeff`` too (:class:`~dunno.nets.spectral.SpectralBatchNorm2d`, van
+Amersfoort et al. 2021), which makes the whole feature extractor Lipschitz. The linear head is not
 normalised. ``leaky_relu=True`` replaces every ReLU by a leaky ReLU (slope 0.01), also as in DDU.
 """
 
@@ -30,13 +33,14 @@ import torch
 from torch import nn
 
 from dunno.nets.base import Backbone, check_bool, check_float, check_image, check_int
-from dunno.nets.spectral import soft_spectral_norm
+from dunno.nets.spectral import SpectralBatchNorm2d, soft_spectral_norm
 
 __all__ = ["BasicBlock", "ResNet"]
 
 _IMAGENET_LAYOUTS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 ConvFactory = Callable[[int, int, int, int], nn.Conv2d]
+NormFactory = Callable[[int], nn.Module]
 
 
 class BasicBlock(nn.Module):
@@ -52,18 +56,19 @@ class BasicBlock(nn.Module):
         stride: int,
         conv: ConvFactory,
         activation: Callable[[], nn.Module],
+        norm: NormFactory = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.conv1 = conv(in_channels, out_channels, 3, stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn1 = norm(out_channels)
         self.act1 = activation()
         self.conv2 = conv(out_channels, out_channels, 3, 1)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.bn2 = norm(out_channels)
         self.act2 = activation()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                conv(in_channels, out_channels, 1, stride), nn.BatchNorm2d(out_channels)
+                conv(in_channels, out_channels, 1, stride), norm(out_channels)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +97,11 @@ class ResNet(Backbone):
     spectral_norm : bool
         Soft spectral normalisation of every convolution (Miyato et al. 2018; DDU 2021).
     sn_coeff : float
-        The bound ``c`` on each convolution's reshaped-kernel spectral norm (DDU uses 3).
+        The bound ``c`` on each convolution's reshaped-kernel spectral norm (DDU uses 3), and
+        on each batch norm's Lipschitz constant with ``spectral_bn``.
+    spectral_bn : bool
+        Bound every batch norm's Lipschitz constant by ``sn_coeff`` (van Amersfoort et al.
+        2021); without it batch norm can undo the convolutions' bound.
     leaky_relu : bool
         Leaky ReLU (slope 0.01) instead of ReLU everywhere (DDU).
     dropout : float
@@ -113,6 +122,7 @@ class ResNet(Backbone):
         width: int | None = None,
         spectral_norm: bool = False,
         sn_coeff: float = 3.0,
+        spectral_bn: bool = False,
         leaky_relu: bool = False,
         dropout: float = 0.0,
     ) -> None:
@@ -125,6 +135,7 @@ class ResNet(Backbone):
                 "width": width,
                 "spectral_norm": spectral_norm,
                 "sn_coeff": sn_coeff,
+                "spectral_bn": spectral_bn,
                 "leaky_relu": leaky_relu,
                 "dropout": dropout,
             },
@@ -145,6 +156,7 @@ class ResNet(Backbone):
         width = default_width if width is None else check_int(width, "width", owner, 1)
         check_bool(spectral_norm, "spectral_norm", owner)
         sn_coeff = check_float(sn_coeff, "sn_coeff", owner, 1e-6, float("inf"))
+        check_bool(spectral_bn, "spectral_bn", owner)
         check_bool(leaky_relu, "leaky_relu", owner)
 
         def conv(cin: int, cout: int, kernel: int, stride: int) -> nn.Conv2d:
@@ -154,18 +166,21 @@ class ResNet(Backbone):
                 soft_spectral_norm(layer, sn_coeff)
             return layer
 
+        def norm(channels: int) -> nn.Module:
+            if spectral_bn:
+                return SpectralBatchNorm2d(channels, sn_coeff)
+            return nn.BatchNorm2d(channels)
+
         activation: Callable[[], nn.Module] = nn.LeakyReLU if leaky_relu else nn.ReLU
 
-        self.stem = nn.Sequential(
-            conv(self.in_channels, width, 3, 1), nn.BatchNorm2d(width), activation()
-        )
+        self.stem = nn.Sequential(conv(self.in_channels, width, 3, 1), norm(width), activation())
         stages: list[nn.Module] = []
         channels = width
         for i, n_blocks in enumerate(blocks):
             out = width * 2**i
             stage = [
                 BasicBlock(channels if j == 0 else out, out, 2 if (i > 0 and j == 0) else 1,
-                           conv, activation)
+                           conv, activation, norm)
                 for j in range(n_blocks)
             ]
             stages.append(nn.Sequential(*stage))

@@ -25,6 +25,15 @@ linear layers the two coincide.
 The power-iteration vectors ``u`` and ``v`` are persistent buffers (saved in the state dict).
 They are updated only in training mode; in eval mode the stored estimate is used, so eval-mode
 outputs are deterministic.
+
+Batch norm undoes a bound on the convolutions: in eval mode it is the per-channel affine map
+``x -> gamma_c (x - mu_c) / sqrt(var_c + eps) + beta_c``, whose Lipschitz constant
+``max_c |gamma_c| / sqrt(var_c + eps)`` is unbounded (a channel with a small running variance
+is amplified without limit). :class:`SpectralBatchNorm2d` bounds it the same soft way
+(van Amersfoort, Smith, Jesson, Key & Gal, 2021, "On Feature Collapse and Deep Kernel
+Learning for Single Forward Pass Uncertainty", arXiv 2102.11409, Sec. 2.1), so that a network
+of normalised convolutions, bounded batch norms, 1-Lipschitz activations and residual
+connections is Lipschitz as a whole.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["SoftSpectralNorm", "soft_spectral_norm"]
+__all__ = ["SoftSpectralNorm", "SpectralBatchNorm2d", "soft_spectral_norm"]
 
 
 class SoftSpectralNorm(nn.Module):
@@ -118,3 +127,60 @@ def soft_spectral_norm(
         module, name, SoftSpectralNorm(weight, coeff, n_power_iterations)
     )
     return module
+
+
+class SpectralBatchNorm2d(nn.BatchNorm2d):
+    r"""Batch norm with its Lipschitz constant softly bounded by ``coeff`` (van Amersfoort et
+    al. 2021, DUE).
+
+    ``(N, C, H, W) -> (N, C, H, W)``. With the running variance :math:`v_c`, the scale is
+
+    .. math::
+
+        \bar\gamma = \frac{\gamma}{\max(1, L / c)}, \qquad
+        L = \max_c \frac{|\gamma_c|}{\sqrt{v_c + \epsilon}},
+
+    and the layer is :class:`torch.nn.BatchNorm2d` with :math:`\bar\gamma` in place of
+    :math:`\gamma` -- in training too (batch statistics normalise, the bound uses the running
+    ones), so the eval-mode map is ``c``-Lipschitz. Parameters, buffers and state-dict keys
+    are those of ``BatchNorm2d``; with a large ``coeff`` the layer *is* ``BatchNorm2d``.
+
+    Parameters
+    ----------
+    num_features : int
+        Channels ``C``.
+    coeff : float
+        The bound ``c > 0``.
+    eps, momentum : float
+        As in :class:`torch.nn.BatchNorm2d` (``momentum`` may not be None).
+    """
+
+    def __init__(self, num_features: int, coeff: float, eps: float = 1e-5,
+                 momentum: float = 0.1) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        if not coeff > 0:
+            raise ValueError(
+                f"The 'coeff' parameter of SpectralBatchNorm2d must be > 0. Got {coeff}.")
+        if momentum is None:
+            raise ValueError("The 'momentum' parameter of SpectralBatchNorm2d must be a float. "
+                             "Got None.")
+        self.coeff = float(coeff)
+
+    def lipschitz(self) -> torch.Tensor:
+        """``L = max_c |gamma_c| / sqrt(v_c + eps)`` of the unbounded layer (a scalar)."""
+        return (self.weight.abs() * torch.rsqrt(self.running_var + self.eps)).max()
+
+    def bounded_weight(self) -> torch.Tensor:
+        """``gamma / max(1, L / coeff)``: ``(C,)``."""
+        return self.weight / torch.clamp(self.lipschitz() / self.coeff, min=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        self._check_input_dim(x)
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.bounded_weight(),
+                            self.bias, self.training, self.momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, coeff={self.coeff}"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno import nets
-from dunno.nets.spectral import SoftSpectralNorm
+from dunno.nets.spectral import SoftSpectralNorm, SpectralBatchNorm2d
 
 NAMES = nets.available()
 CONV_NAMES = ["densenet", "googlenet", "lenet5", "resnet", "vgg"]
@@ -28,6 +28,7 @@ SMALL_OPTIONS = {
         "width": 8,
         "spectral_norm": True,
         "sn_coeff": 2.0,
+        "spectral_bn": True,
         "leaky_relu": True,
     },
     "densenet": {"input_size": 8, "depth": 10, "growth_rate": 6, "compression": 0.5},
@@ -214,6 +215,57 @@ def test_spectral_norm_is_a_no_op_below_the_coefficient_and_frozen_in_eval():
         nets.soft_spectral_norm(nn.Linear(2, 2), coeff=0.0)
 
 
+def test_spectral_batch_norm_equals_batch_norm_below_the_bound():
+    torch.manual_seed(0)
+    bounded, plain = SpectralBatchNorm2d(5, coeff=1e6), nn.BatchNorm2d(5)
+    plain.load_state_dict(bounded.state_dict())  # same parameters, buffers and keys
+    x = torch.randn(16, 5, 4, 4) * 3 + 1  # (N, C, H, W)
+    for _ in range(3):  # training mode: batch statistics, running averages updated alike
+        torch.testing.assert_close(bounded(x), plain(x))
+    torch.testing.assert_close(bounded.running_var, plain.running_var)
+    assert int(bounded.num_batches_tracked) == int(plain.num_batches_tracked) == 3
+    bounded.eval(), plain.eval()
+    torch.testing.assert_close(bounded(x), plain(x))
+
+
+def test_spectral_batch_norm_bounds_the_eval_lipschitz_constant():
+    torch.manual_seed(0)
+    bn = SpectralBatchNorm2d(6, coeff=2.0)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([0.5, -8.0, 1.0, 3.0, 0.1, 2.0]))
+        bn.running_var.copy_(torch.tensor([1.0, 0.25, 4.0, 0.01, 1.0, 1.0]))
+    # unbounded: max |gamma| / sqrt(var + eps) = 3 / 0.1 = 30 (to eps)
+    assert bn.lipschitz().item() == pytest.approx(3.0 / (0.01 + 1e-5) ** 0.5)
+    bn.eval()
+    x1, x2 = torch.randn(32, 6, 3, 3), torch.randn(32, 6, 3, 3)
+    with torch.no_grad():
+        gain = (bn(x1) - bn(x2)).flatten(2).norm(dim=2) / (x1 - x2).flatten(2).norm(dim=2)
+    assert gain.max().item() <= 2.0 + 1e-5
+    assert gain[:, 3].max().item() == pytest.approx(2.0, rel=1e-5)  # the binding channel
+    # the other channels keep their ratios: every scale shrinks by the same factor (30 / 2)
+    scale = bn.bounded_weight() * torch.rsqrt(bn.running_var + bn.eps)
+    raw = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    torch.testing.assert_close(scale, raw / (raw.abs().max() / 2.0))
+    # gradients reach gamma through the bound (the soft normalisation is differentiable)
+    bn.train()
+    bn(x1).pow(2).sum().backward()
+    assert bn.weight.grad is not None and torch.isfinite(bn.weight.grad).all()
+    with pytest.raises(ValueError, match="'coeff' parameter of SpectralBatchNorm2d"):
+        SpectralBatchNorm2d(3, coeff=0.0)
+
+
+def test_resnet_spectral_bn_option():
+    plain = nets.create("resnet", 1, 10, input_size=8, depth=8, spectral_norm=True)
+    bounded = nets.create("resnet", 1, 10, input_size=8, depth=8, spectral_norm=True,
+                          spectral_bn=True, sn_coeff=1.5)
+    norms = [m for m in bounded.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 9 and all(isinstance(m, SpectralBatchNorm2d) and m.coeff == 1.5
+                                   for m in norms)
+    assert not any(isinstance(m, SpectralBatchNorm2d) for m in plain.modules())
+    assert set(plain.state_dict()) == set(bounded.state_dict())
+    assert bounded.config["spectral_bn"] is True and plain.config["spectral_bn"] is False
+
+
 def test_resnet_layouts_and_leaky_relu():
     for depth, blocks, features in [(8, 3, 64), (20, 9, 64), (18, 8, 512)]:
         model = nets.create("resnet", 3, 10, depth=depth)
@@ -286,6 +338,7 @@ def test_unknown_option_names_the_option_and_the_accepted_ones():
     [
         ("resnet", {"depth": 7}, "'depth' parameter of ResNet"),
         ("resnet", {"depth": True}, "'depth' parameter of ResNet must be an int"),
+        ("resnet", {"spectral_bn": "yes"}, "'spectral_bn' parameter of ResNet must be a bool"),
         ("lenet5", {"dropout": 1.0}, r"'dropout' parameter of LeNet5 must be a float in \[0.0"),
         ("vgg", {"input_size": 0}, "'input_size' parameter of VGG"),
         ("vgg", {"widths": []}, "'widths' parameter of VGG"),

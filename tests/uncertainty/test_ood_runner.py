@@ -210,6 +210,26 @@ def test_anchor_rows_compare_with_the_peers():
     assert rows[2]["peer best"] == "99.61 (class-wise GMM)" and rows[2]["target 1"] == "missed"
 
 
+@pytest.mark.data
+def test_ddu_resnet_table_reuses_checkpoints_and_reports_both_feature_choices(data_dir, tmp_path):
+    from evaluation.benchmarks.ood_table import DDU_FEATURES, DDU_RESNET, _ddu_resnet, _markdown
+
+    torch.manual_seed(0)
+    model = nets.create("resnet", 1, 10, input_size=28, **{**DDU_RESNET, "width": 2}).eval()
+    ckpt = tmp_path / "resnet8-sn-sbn-fashion-mnist-e1-seed0" / "model.pt"
+    save_checkpoint(ckpt, model, arch="nets", config=model.config)
+    report = _ddu_resnet(tmp_path, seeds=(0,), epochs=1, device="cpu", root=data_dir, quiet=True,
+                         fit_size=2000)
+    assert report["runs"][0]["training"] == {"reused": str(ckpt)}
+    assert [row["features"] for row in report["summary"]] == list(DDU_FEATURES)
+    for label, row in zip(DDU_FEATURES, report["summary"], strict=True):
+        (ddu_mnist,) = [r["auroc"] for r in report["runs"][0]["tables"][label]["rows"]
+                        if r["detector"] == "ddu" and r["ood_set"] == "mnist"]
+        assert row["mean"] == row["min"] == pytest.approx(100 * ddu_mnist)
+    text = _markdown({"seed": 0, "minutes": 1.0, "ddu_resnet": report}, {})
+    assert "features stages.1+stages.2" in text and "Fashion-MNIST -> MNIST, per seed" in text
+
+
 # --------------------------------------------------------------------------- density models
 DENSITY = "likelihood,likelihood-ratio,complexity,typicality"
 

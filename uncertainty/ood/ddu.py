@@ -31,8 +31,20 @@ search still runs on top. The epistemic-uncertainty score is the negative log of
 
 The detector works on any backbone; the paper's point is that a feature extractor made
 *sensitive and smooth* by spectral normalisation and residual connections
-(``dunno.nets.create("resnet", ..., spectral_norm=True, leaky_relu=True)``) keeps OOD inputs
-away from the class clusters (no *feature collapse*), which is what the density needs.
+(``dunno.nets.create("resnet", ..., spectral_norm=True, leaky_relu=True)``, with
+``spectral_bn=True`` to bound the batch norms as well) keeps OOD inputs away from the class
+clusters (no *feature collapse*), which is what the density needs.
+
+**Which features.** The paper fits the Gaussians on the penultimate features. ``layer=["stages.1",
+"stages.2"]`` fits them on the spatially averaged outputs of a ResNet's last two stages,
+concatenated (:mod:`uncertainty.ood.outputs`). Measured on this project's CPU, spectrally
+normalised ResNet-8s trained 12 epochs on Fashion-MNIST, Fashion-MNIST -> MNIST AUROC (%),
+penultimate -> last two stages, eight networks (seeds, widths, optimisers, with and without
+bounded batch norm): 98.86 -> 99.19, 97.44 -> 98.08, 98.75 -> 99.21, 98.10 -> 98.44,
+97.79 -> 98.99, 97.95 -> 98.87, 98.45 -> 98.89, 97.59 -> 98.55 (every one improves, by 0.3 to
+1.2 points). Classifiers trained longer score *worse* with either choice (SGD, 30 epochs,
+93.3% test accuracy: 94.93 -> 97.98): the stronger the classifier, the closer MNIST digits come
+to the clothing clusters.
 """
 
 from __future__ import annotations
@@ -84,7 +96,8 @@ class DDU(OODDetector):
         Relative ridge :math:`\lambda \ge 0` added before the jitter search (default 1e-6;
         0 is the paper's recipe, see the module docstring).
     layer : str or list of str, optional
-        Module whose output are the features.
+        Module whose output are the features, or several modules whose spatially averaged
+        outputs are concatenated (see "Which features" above).
 
     Attributes
     ----------

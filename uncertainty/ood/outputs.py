@@ -18,7 +18,9 @@ pass per dataset instead of ten (see :func:`evaluation.benchmarks.ood.run_ood`).
   as well. The pooling is Lee et al.'s (2018, "A Simple Unified Framework for Detecting
   Out-of-Distribution Samples and Adversarial Attacks", NeurIPS), who fit one Gaussian model
   per layer and combine the scores; concatenating lets a single density (Mahalanobis, DDU, kNN)
-  see all layers at once;
+  see all layers at once. Outputs are read channels-first, as convolutions produce them; a
+  transformer block's ``(N, T, D)`` tokens would be averaged over ``D``, so for token models
+  use one layer or the model's ``features``;
 * neither: a :class:`ValueError` naming the model class and how to fix it.
 
 Detectors that need the **inputs** themselves (ODIN and Mahalanobis input pre-processing

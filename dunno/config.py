@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any
 
 __all__ = ["RunConfig", "parse_option_value", "parse_options"]
@@ -50,6 +50,16 @@ class RunConfig:
             raise ValueError(f"Unknown {cls.__name__} key(s) {unknown}; known keys: "
                              f"{sorted(known)}.")
         return cls(**values)
+
+    @classmethod
+    def resolve(cls, config=None, overrides: dict[str, Any] | None = None, **named: Any):
+        """The configuration a ``train_*(name, data, epochs, config=..., **overrides)`` call
+        means: ``config`` (default: all defaults), then ``overrides``, then the ``named``
+        values that are not None; unknown keys are a ValueError (:meth:`from_dict`)."""
+        values = asdict(config or cls())
+        values.update(overrides or {})
+        values.update({key: value for key, value in named.items() if value is not None})
+        return cls.from_dict(values)
 
     def _check_int(self, name: str, minimum: int, optional: bool = False) -> None:
         """Raise unless field ``name`` is an int (not a bool) ``>= minimum`` (or None when

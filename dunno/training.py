@@ -21,8 +21,10 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ __all__ = [
     "predict_logits",
     "resolve_amp",
     "seed_everything",
+    "training_state_file",
 ]
 
 StepResult = float | torch.Tensor | Mapping[str, float | torch.Tensor]
@@ -147,6 +150,19 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(ast.literal_eval(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def training_state_file(out: str | Path | None, prefix: str = "dunno-") -> Iterator[Path]:
+    """The ``training_state.pt`` path for :func:`fit`: inside ``out`` (created) so that a run
+    can resume, or, with ``out=None``, inside a temporary directory removed on exit."""
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder / "training_state.pt"
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp) / "training_state.pt"
 
 
 def fit(

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,14 +58,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from dunno.checkpoints import save_checkpoint
+from dunno.checkpoints import safe_load, save_checkpoint
 from dunno.config import RunConfig, parse_options
 from dunno.data import ArrayDataset, DynamicBinarize, load_dataset, make_loader
 from dunno.data.registry import parse_spec
 from dunno.devices import resolve_device
 from dunno.errors import DataError
 from dunno.reporting import format_table, write_csv, write_json
-from dunno.training import History, fit, seed_everything
+from dunno.training import History, fit, seed_everything, training_state_file
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import (
     AUTOREGRESSIVE_MODELS,
@@ -375,12 +374,7 @@ def train_density(
         with per-epoch ``loss`` (training NLL, nats), ``val_loss`` (validation NLL, nats),
         ``val_bpd``, ``minutes``, ``examples`` and the final ``metrics``.
     """
-    values = asdict(config or DensityConfig())
-    values.update(overrides)
-    for key, value in (("model", model_name), ("data", data), ("epochs", epochs)):
-        if value is not None:
-            values[key] = value
-    config = DensityConfig.from_dict(values)
+    config = DensityConfig.resolve(config, overrides, model=model_name, data=data, epochs=epochs)
     config.validate()
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -446,15 +440,8 @@ def train_density(
         return record
 
     out_dir = Path(out) if out is not None else None
-    tmp = None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        state_path = out_dir / "training_state.pt"
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="dunno-density-")
-        state_path = Path(tmp.name) / "training_state.pt"
     t_start = time.perf_counter()
-    try:
+    with training_state_file(out_dir, "dunno-density-") as state_path:
         if budget_s is None:
             history = fit(step, loader, epochs=config.epochs, state=state, validate=validate,
                           checkpoint_path=state_path, resume=resume, quiet=quiet,
@@ -464,10 +451,9 @@ def train_density(
             # (training seconds, excluding validation) is spent
             done = 0
             if resume and state_path.exists():
-                from dunno.checkpoints import safe_load
-
-                done = int(safe_load(state_path)["epoch"])
-                progress.load_state_dict(safe_load(state_path)["states"]["progress"])
+                saved = safe_load(state_path)
+                done = int(saved["epoch"])
+                progress.load_state_dict(saved["states"]["progress"])
             history = History()
             while done < config.epochs and (progress.seconds < budget_s or done == 0):
                 loader.deadline = time.perf_counter() + (budget_s - progress.seconds)
@@ -477,9 +463,6 @@ def train_density(
                 done += 1
                 if loader.truncated:  # the budget ran out during this epoch
                     break
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     wall_minutes = (time.perf_counter() - t_start) / 60
 
     result = DensityHistory(epochs=history.epochs, best_epoch=history.best_epoch,

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +59,7 @@ from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError, DataError
 from dunno.reporting import format_table, write_csv, write_json
-from dunno.training import History, fit, seed_everything
+from dunno.training import History, fit, seed_everything, training_state_file
 from evaluation.metrics import (
     best_mapping_accuracy,
     classifier_score,
@@ -325,12 +324,7 @@ def train_gan(
         ``g_loss`` (and ``q_loss``, ``mi_lower_bound``), ``minutes`` and, for the ring,
         ``modes_covered`` / ``high_quality``.
     """
-    values = asdict(config or GANConfig())
-    values.update(overrides)
-    for key, value in (("model", model_name), ("data", data), ("epochs", epochs)):
-        if value is not None:
-            values[key] = value
-    config = GANConfig.from_dict(values)
+    config = GANConfig.resolve(config, overrides, model=model_name, data=data, epochs=epochs)
     config.validate()
     if resume and out is None:
         raise ValueError("resume=True needs an 'out' directory holding training_state.pt.")
@@ -355,13 +349,6 @@ def train_gan(
         return result
 
     out_dir = Path(out) if out is not None else None
-    tmp = None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        state_path = out_dir / "training_state.pt"
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="dunno-gan-")
-        state_path = Path(tmp.name) / "training_state.pt"
     points = model.data_shape == (2,)  # 2-D data: scatter plots of 1000 points
     fixed_z = model.sample_latent(1000 if points else (config.grid or 1),
                                   torch.Generator().manual_seed(config.seed + 1))
@@ -389,7 +376,7 @@ def train_gan(
 
     t_start = time.perf_counter()
     history = History()
-    try:
+    with training_state_file(out_dir, "dunno-gan-") as state_path:
         done = 0
         if resume and state_path.exists():
             saved = safe_load(state_path)
@@ -403,9 +390,6 @@ def train_gan(
             done = len(history.epochs)
             if budget_loader.truncated:
                 break
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     model.eval()
     result = GANHistory(epochs=history.epochs, best_epoch=history.best_epoch,
                         stopped_early=history.stopped_early)

@@ -54,3 +54,14 @@ def test_from_dict_builds_and_rejects_unknown_keys():
 def test_int_checks_name_the_field(kwargs, name):
     with pytest.raises(ValueError, match=f"The '{name}' parameter of _Config must be"):
         _Config(**kwargs)
+
+
+def test_resolve_layers_defaults_config_overrides_and_named_values():
+    base = _Config(epochs=3, width=4)
+    assert _Config.resolve() == _Config()
+    assert _Config.resolve(base) == base
+    assert _Config.resolve(base, {"width": 8}) == _Config(epochs=3, width=8)
+    # named values win over overrides; None means "not given"
+    assert _Config.resolve(base, {"epochs": 5}, epochs=7, width=None) == _Config(epochs=7, width=4)
+    with pytest.raises(ValueError, match=r"Unknown _Config key\(s\) \['depth'\]"):
+        _Config.resolve(base, {"depth": 2})

@@ -152,3 +152,16 @@ def test_two_player_step_fits_the_loop_and_resumes(tmp_path):
     gen3, step3, loader3, state3 = make()
     fit(step3, loader3, epochs=4, state=state3, checkpoint_path=tmp_path / "gan.pt", resume=True)
     assert torch.equal(gen3.weight, straight)
+
+
+def test_training_state_file_lives_in_out_or_in_a_removed_temporary_directory(tmp_path):
+    from dunno.training import training_state_file
+
+    with training_state_file(tmp_path / "run") as path:
+        assert path == tmp_path / "run" / "training_state.pt" and path.parent.is_dir()
+        path.write_bytes(b"x")
+    assert path.exists()  # kept: the run can resume
+    with training_state_file(None, "dunno-test-") as path:
+        assert path.parent.name.startswith("dunno-test-") and path.parent.is_dir()
+        path.write_bytes(b"x")
+    assert not path.parent.exists()

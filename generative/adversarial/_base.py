@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generative.autoregressive._checks import check_int
+
 __all__ = [
     "OUTPUTS",
     "AdversarialModel",
@@ -64,16 +66,6 @@ __all__ = [
 ]
 
 OUTPUTS = ("image", "linear")
-
-
-def check_int(value, name: str, owner: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, else the toolkit's standard ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be an int >= {minimum}. "
-            f"Got {value!r} instead."
-        )
-    return int(value)
 
 
 def check_float(value, name: str, owner: str, *, low: float = 0.0, high: float | None = None,

@@ -15,6 +15,7 @@ Every backbone in :mod:`dunno.nets` is a :class:`Backbone`:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -149,7 +150,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"Backbone options must be JSON values; got {type(value).__name__}.")
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, ABC):
     """Base class of the backbone zoo: ``forward(x) = head(features(x))``.
 
     Subclasses call ``super().__init__(in_channels, num_classes, options)`` first, with every
@@ -198,9 +199,9 @@ class Backbone(nn.Module):
             **{key: _jsonable(value) for key, value in options.items()},
         }
 
+    @abstractmethod
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``(N, F)``, ending with ``self.dropout``."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)`` = ``head(features(x))``."""

@@ -386,3 +386,11 @@ def test_cuda_matches_cpu():
             expected = model(x)
             got = model.to("cuda")(x.to("cuda")).cpu()
         torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)  # TF32 convolutions
+
+
+def test_a_backbone_must_define_features():
+    class NoFeatures(nets.base.Backbone):
+        name = "nofeatures"
+
+    with pytest.raises(TypeError, match="abstract.*features"):
+        NoFeatures(1, 10, {})

@@ -486,3 +486,14 @@ def test_speed_benchmark_runs(capsys):
     ours = out["rows"][0]
     assert ours["method"] == "ours (newton)" and ours["|T - T_opt|"] < 1e-5
     assert "faster than scipy" in capsys.readouterr().out
+
+
+def test_a_calibrator_must_implement_fit_and_transform():
+    from uncertainty.calibration._base import Calibrator
+
+    class OnlyFit(Calibrator):
+        def _fit(self, logits, labels):
+            pass
+
+    with pytest.raises(TypeError, match="abstract.*_transform"):
+        OnlyFit()

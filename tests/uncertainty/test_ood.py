@@ -684,3 +684,19 @@ def test_ensemble_disagreement_is_the_members_mutual_information():
                                torch.as_tensor(expected))
     with pytest.raises(ValueError, match="member_logits"):
         EnsembleDisagreement(ToyNet()).score(x)
+
+
+def test_detector_contract_is_enforced_when_a_class_is_defined():
+    with pytest.raises(TypeError, match="Half declares fit_needs \\['features'\\] but implements "
+                                        "neither _fit nor fit_outputs"):
+        class Half(OODDetector):
+            fit_needs = frozenset({"features"})
+
+            def _score(self, outputs):
+                return outputs.features.sum(1)
+
+    class NoScore(OODDetector):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoScore()

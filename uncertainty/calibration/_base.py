@@ -19,6 +19,7 @@ in float64. Using a calibrator before ``fit`` raises :class:`~dunno.errors.NotFi
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -29,7 +30,7 @@ from uncertainty.calibration._checks import as_labels, as_logits
 __all__ = ["Calibrator"]
 
 
-class Calibrator:
+class Calibrator(ABC):
     """Base class of the post-hoc calibrators (see the module docstring for the contract).
 
     Subclasses set :attr:`name`, list the learned attributes that :meth:`transform` needs in
@@ -63,7 +64,7 @@ class Calibrator:
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def _validate_params(self) -> None:
+    def _validate_params(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Check the hyper-parameters; raise ValueError in scikit-learn's phrasing."""
 
     # ------------------------------------------------------------------ the contract
@@ -157,11 +158,13 @@ class Calibrator:
         z = as_logits(logits, check_input=check_input, num_classes=self.num_classes_)
         return z, like
 
-    def _fit(self, logits: torch.Tensor, labels: torch.Tensor) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _fit(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Learn the map from validated float64 ``logits (N, C)`` and ``labels (N,)``."""
 
-    def _transform(self, logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _transform(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits ``(N, C)`` from validated float64 ``logits (N, C)``."""
 
 
 def tensor_on(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -62,7 +63,7 @@ def check_positive_int(value: Any, name: str, owner: str, low: int = 1) -> int:
     return value
 
 
-class OODDetector:
+class OODDetector(ABC):
     """Base class of the OOD detectors (see the module docstring for the contract).
 
     Subclasses set :attr:`name`, :attr:`needs` (and :attr:`fit_needs` when ``fit`` learns
@@ -282,9 +283,19 @@ class OODDetector:
                 raise ValueError(f"The '{name}' given to {owner} contain NaN or inf.")
         return outputs
 
-    def _fit(self, outputs: ModelOutputs) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.fit_needs and cls._fit is OODDetector._fit and cls.fit_outputs is \
+                OODDetector.fit_outputs:
+            raise TypeError(f"{cls.__name__} declares fit_needs {sorted(cls.fit_needs)} but "
+                            "implements neither _fit nor fit_outputs.")
 
-    def _score(self, outputs: ModelOutputs) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _fit(self, outputs: ModelOutputs) -> None:  # noqa: B027 - fit-free detectors keep it
+        """Learn from the validated outputs of the fit data. Only called when ``fit_needs`` is
+        non-empty, and every such subclass overrides it (checked when the class is defined);
+        fit-free scores (MSP, energy, ...) learn nothing."""
+
+    @abstractmethod
+    def _score(self, outputs: ModelOutputs) -> torch.Tensor:
+        """``(N,)`` scores, higher = more OOD, from validated outputs."""
 

@@ -35,7 +35,13 @@ from dunno.nets.registry import (
     describe,
 )
 from dunno.nets.resnet import ResNet
-from dunno.nets.spectral import SoftSpectralNorm, SpectralBatchNorm2d, soft_spectral_norm
+from dunno.nets.spectral import (
+    ConvSpectralNorm,
+    SoftSpectralNorm,
+    SpectralBatchNorm2d,
+    conv_spectral_norm,
+    soft_spectral_norm,
+)
 from dunno.nets.transformer import Transformer
 from dunno.nets.vgg import VGG
 from dunno.nets.vit import ViT
@@ -45,6 +51,7 @@ __all__ = [
     "LSTM",
     "VGG",
     "Backbone",
+    "ConvSpectralNorm",
     "DenseNet",
     "GoogLeNet",
     "LeNet5",
@@ -57,6 +64,7 @@ __all__ = [
     "available",
     "backbone_class",
     "count_parameters",
+    "conv_spectral_norm",
     "create",
     "default_options",
     "describe",

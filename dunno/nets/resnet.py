@@ -15,8 +15,11 @@ projections with batch norm (the paper's option B; its CIFAR experiments used ze
 option A).
 
 ``spectral_norm=True`` applies soft spectral normalisation with coefficient ``sn_coeff`` to
-every convolution, including the stem and the 1x1 shortcut projections (see
-:mod:`dunno.nets.spectral` for what exactly is bounded). Combined with the residual connections
+every convolution, including the stem and the 1x1 shortcut projections. ``sn_mode`` says what
+is bounded (:mod:`dunno.nets.spectral`): ``"kernel"`` the reshaped kernel (Miyato et al. 2018;
+the convolution's own gain may then reach ``3 * sn_coeff`` for a 3x3 kernel), ``"operator"``
+the operator norm of each convolution at the inputs it sees for ``input_size`` (DDU's choice,
+Gouk et al. 2021). Combined with the residual connections
 this encourages the feature extractor to be bi-Lipschitz ("sensitive and smooth", DDU Sec. 4),
 which feature-density OOD detectors rely on. Batch norm can undo the bound (a channel with a small
 running variance is amplified without limit); ``spectral_bn=True`` bounds every batch norm's
@@ -32,14 +35,24 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dunno.nets.base import Backbone, check_bool, check_float, check_image, check_int
-from dunno.nets.spectral import SpectralBatchNorm2d, soft_spectral_norm
+from dunno.nets.base import (
+    Backbone,
+    as_hw,
+    check_bool,
+    check_choice,
+    check_float,
+    check_image,
+    check_int,
+)
+from dunno.nets.spectral import SpectralBatchNorm2d, conv_spectral_norm, soft_spectral_norm
 
 __all__ = ["BasicBlock", "ResNet"]
 
 _IMAGENET_LAYOUTS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
-ConvFactory = Callable[[int, int, int, int], nn.Conv2d]
+#: ``conv(in_channels, out_channels, kernel, stride, input_hw)`` -> a convolution (padding
+#: ``kernel // 2``); ``input_hw`` is the spatial size it sees, for the operator-norm bound.
+ConvFactory = Callable[[int, int, int, int, tuple[int, int]], nn.Conv2d]
 NormFactory = Callable[[int], nn.Module]
 
 
@@ -47,6 +60,7 @@ class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and an identity or projection shortcut.
 
     ``(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))`` (He et al. 2016).
+    ``input_hw`` is the ``(H, W)`` the block is built for (passed on to ``conv``).
     """
 
     def __init__(
@@ -57,18 +71,20 @@ class BasicBlock(nn.Module):
         conv: ConvFactory,
         activation: Callable[[], nn.Module],
         norm: NormFactory = nn.BatchNorm2d,
+        input_hw: tuple[int, int] = (28, 28),
     ) -> None:
         super().__init__()
-        self.conv1 = conv(in_channels, out_channels, 3, stride)
+        out_hw = (-(-input_hw[0] // stride), -(-input_hw[1] // stride))
+        self.conv1 = conv(in_channels, out_channels, 3, stride, input_hw)
         self.bn1 = norm(out_channels)
         self.act1 = activation()
-        self.conv2 = conv(out_channels, out_channels, 3, 1)
+        self.conv2 = conv(out_channels, out_channels, 3, 1, out_hw)
         self.bn2 = norm(out_channels)
         self.act2 = activation()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                conv(in_channels, out_channels, 1, stride), norm(out_channels)
+                conv(in_channels, out_channels, 1, stride, input_hw), norm(out_channels)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,8 +113,11 @@ class ResNet(Backbone):
     spectral_norm : bool
         Soft spectral normalisation of every convolution (Miyato et al. 2018; DDU 2021).
     sn_coeff : float
-        The bound ``c`` on each convolution's reshaped-kernel spectral norm (DDU uses 3), and
-        on each batch norm's Lipschitz constant with ``spectral_bn``.
+        The bound ``c`` on each convolution's spectral norm (DDU uses 3), and on each batch
+        norm's Lipschitz constant with ``spectral_bn``.
+    sn_mode : {"kernel", "operator"}
+        What ``spectral_norm`` bounds: the reshaped kernel (Miyato et al. 2018) or the
+        convolution's operator norm at ``input_size`` (Gouk et al. 2021; DDU).
     spectral_bn : bool
         Bound every batch norm's Lipschitz constant by ``sn_coeff`` (van Amersfoort et al.
         2021); without it batch norm can undo the convolutions' bound.
@@ -122,6 +141,7 @@ class ResNet(Backbone):
         width: int | None = None,
         spectral_norm: bool = False,
         sn_coeff: float = 3.0,
+        sn_mode: str = "kernel",
         spectral_bn: bool = False,
         leaky_relu: bool = False,
         dropout: float = 0.0,
@@ -135,6 +155,7 @@ class ResNet(Backbone):
                 "width": width,
                 "spectral_norm": spectral_norm,
                 "sn_coeff": sn_coeff,
+                "sn_mode": sn_mode,
                 "spectral_bn": spectral_bn,
                 "leaky_relu": leaky_relu,
                 "dropout": dropout,
@@ -156,13 +177,17 @@ class ResNet(Backbone):
         width = default_width if width is None else check_int(width, "width", owner, 1)
         check_bool(spectral_norm, "spectral_norm", owner)
         sn_coeff = check_float(sn_coeff, "sn_coeff", owner, 1e-6, float("inf"))
+        check_choice(sn_mode, "sn_mode", owner, ("kernel", "operator"))
         check_bool(spectral_bn, "spectral_bn", owner)
         check_bool(leaky_relu, "leaky_relu", owner)
 
-        def conv(cin: int, cout: int, kernel: int, stride: int) -> nn.Conv2d:
+        def conv(cin: int, cout: int, kernel: int, stride: int,
+                 input_hw: tuple[int, int]) -> nn.Conv2d:
             layer = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            if spectral_norm:
+            if spectral_norm and sn_mode == "operator":
+                conv_spectral_norm(layer, sn_coeff, input_hw)
+            elif spectral_norm:
                 soft_spectral_norm(layer, sn_coeff)
             return layer
 
@@ -173,16 +198,19 @@ class ResNet(Backbone):
 
         activation: Callable[[], nn.Module] = nn.LeakyReLU if leaky_relu else nn.ReLU
 
-        self.stem = nn.Sequential(conv(self.in_channels, width, 3, 1), norm(width), activation())
+        hw = as_hw(input_size, owner)
+        self.stem = nn.Sequential(
+            conv(self.in_channels, width, 3, 1, hw), norm(width), activation())
         stages: list[nn.Module] = []
         channels = width
         for i, n_blocks in enumerate(blocks):
             out = width * 2**i
-            stage = [
-                BasicBlock(channels if j == 0 else out, out, 2 if (i > 0 and j == 0) else 1,
-                           conv, activation, norm)
-                for j in range(n_blocks)
-            ]
+            stage = []
+            for j in range(n_blocks):
+                stride = 2 if (i > 0 and j == 0) else 1
+                stage.append(BasicBlock(channels if j == 0 else out, out, stride, conv,
+                                        activation, norm, hw))
+                hw = (-(-hw[0] // stride), -(-hw[1] // stride))
             stages.append(nn.Sequential(*stage))
             channels = out
         self.stages = nn.Sequential(*stages)

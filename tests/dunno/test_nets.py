@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno import nets
-from dunno.nets.spectral import SoftSpectralNorm, SpectralBatchNorm2d
+from dunno.nets.spectral import ConvSpectralNorm, SoftSpectralNorm, SpectralBatchNorm2d
 
 NAMES = nets.available()
 CONV_NAMES = ["densenet", "googlenet", "lenet5", "resnet", "vgg"]
@@ -28,6 +28,7 @@ SMALL_OPTIONS = {
         "width": 8,
         "spectral_norm": True,
         "sn_coeff": 2.0,
+        "sn_mode": "operator",
         "spectral_bn": True,
         "leaky_relu": True,
     },
@@ -213,6 +214,95 @@ def test_spectral_norm_is_a_no_op_below_the_coefficient_and_frozen_in_eval():
     assert not torch.equal(state.u, u)
     with pytest.raises(ValueError, match="coeff"):
         nets.soft_spectral_norm(nn.Linear(2, 2), coeff=0.0)
+
+
+def _operator_norm(conv: nn.Conv2d, input_hw: tuple[int, int]) -> float:
+    """The largest singular value of the convolution's explicit matrix at ``input_hw``."""
+    h, w = input_hw
+    basis = torch.eye(conv.in_channels * h * w, dtype=torch.float64)
+    basis = basis.view(-1, conv.in_channels, h, w)  # (C*H*W, C, H, W): every unit input
+    with torch.no_grad():
+        columns = F.conv2d(basis, conv.weight.double(), None, conv.stride, conv.padding,
+                           conv.dilation, conv.groups)  # (C*H*W, C', H', W')
+    return torch.linalg.matrix_norm(columns.flatten(1), ord=2).item()
+
+
+@pytest.mark.parametrize("cin,cout,kernel,stride,dilation,groups,hw", [
+    (3, 5, 3, 1, 1, 1, (6, 6)),
+    (4, 6, 3, 2, 1, 1, (7, 9)),   # odd sizes: the transpose needs output padding
+    (4, 6, 1, 2, 1, 1, (8, 8)),   # a 1x1 shortcut projection
+    (4, 4, 3, 1, 2, 2, (7, 7)),   # dilation and groups
+])
+def test_conv_spectral_norm_estimates_the_operator_norm(cin, cout, kernel, stride, dilation,
+                                                         groups, hw):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=dilation * (kernel // 2),
+                     dilation=dilation, groups=groups, bias=False)
+    nets.conv_spectral_norm(conv, coeff=1e6, input_size=hw)
+    state = conv.parametrizations.weight[0]
+    assert isinstance(state, ConvSpectralNorm) and state.input_size == hw
+    raw = conv.parametrizations.weight.original
+    for _ in range(200):  # one power-iteration step per training-mode access
+        conv.weight  # noqa: B018
+    exact = _operator_norm(conv, hw)
+    # power iteration approaches the norm from below; the top of a convolution's spectrum is
+    # dense (it samples the kernel's Fourier symbol), so the last digits converge slowly
+    estimate = state.sigma(raw.detach()).item()
+    assert exact * (1 - 2e-3) <= estimate <= exact * (1 + 1e-5)
+    if kernel == 3:  # the reshaped-kernel norm is a different (here smaller) quantity
+        assert torch.linalg.matrix_norm(raw.detach().flatten(1), ord=2).item() < 0.95 * exact
+    # a bound below the norm rescales the convolution onto it
+    nets.conv_spectral_norm(conv, coeff=0.5 * exact, input_size=hw)
+    for _ in range(50):
+        conv.weight  # noqa: B018
+    conv.eval()
+    assert _operator_norm(conv, hw) == pytest.approx(0.5 * exact, rel=3e-3)
+
+
+def test_conv_spectral_norm_gradient_and_bad_input():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False).double()
+    nets.conv_spectral_norm(conv, coeff=0.1, input_size=5)
+    state = conv.parametrizations.weight[0].eval()  # frozen u, v: a smooth function of W
+    weight = conv.parametrizations.weight.original.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(state, (weight,))
+    with pytest.raises(ValueError, match="'coeff' parameter of ConvSpectralNorm"):
+        nets.conv_spectral_norm(nn.Conv2d(1, 1, 3), coeff=0.0, input_size=5)
+    with pytest.raises(ValueError, match="'module' parameter of conv_spectral_norm"):
+        nets.conv_spectral_norm(nn.Linear(2, 2), coeff=1.0, input_size=5)
+    with pytest.raises(ValueError, match="zero padding"):
+        nets.conv_spectral_norm(nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular"), 1.0, 5)
+    with pytest.raises(ValueError, match="too small"):
+        nets.conv_spectral_norm(nn.Conv2d(1, 1, 5), coeff=1.0, input_size=3)
+
+
+def test_resnet_operator_norm_mode_bounds_every_convolution_at_its_input_size():
+    coeff = 1.0
+    torch.manual_seed(0)
+    model = nets.create("resnet", 1, 10, input_size=(8, 6), depth=8, spectral_norm=True,
+                        sn_coeff=coeff, sn_mode="operator")
+    convs = _normalised_convs(model)
+    assert len(convs) == 9
+    states = [c.parametrizations.weight[0] for c in convs]
+    assert all(isinstance(s, ConvSpectralNorm) for s in states)
+    # stem and stage 0 see 8x6; stage 1 downsamples from 8x6, stage 2 from 4x3 to 2x2
+    assert sorted({s.input_size for s in states}) == [(2, 2), (4, 3), (8, 6)]
+    x = torch.randn(4, 1, 8, 6)  # (N, C, H, W)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        loss = model(x).pow(2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        for _ in range(200):
+            model(x[:1])
+    model.eval()
+    norms = [_operator_norm(c, s.input_size) for c, s in zip(convs, states, strict=True)]
+    assert max(norms) <= coeff * 1.01
+    assert sum(n > 0.99 * coeff for n in norms) >= 5  # the bound is active, not vacuous
+    with pytest.raises(ValueError, match="'sn_mode' parameter of ResNet"):
+        nets.create("resnet", 1, 10, spectral_norm=True, sn_mode="both")
 
 
 def test_spectral_batch_norm_equals_batch_norm_below_the_bound():

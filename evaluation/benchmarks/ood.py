@@ -711,7 +711,8 @@ def parse_detector_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def _parse_layer(text: str) -> str | tuple[str, ...]:
     """``--layer``: ``"fc2"`` -> ``"fc2"`` (flattened output); ``"stages.1,stages.2"`` or a JSON
-    list ``'["stages.2"]'`` -> a tuple of names (spatially averaged outputs, concatenated)."""
+    list ``'["stages.2"]'`` -> a tuple of names (spatially averaged outputs, concatenated);
+    ``NAME@k`` anywhere: pooled to a ``k x k`` grid."""
     import json
 
     text = text.strip()
@@ -724,12 +725,15 @@ def _parse_layer(text: str) -> str | tuple[str, ...]:
     elif "," in text:
         names = [name.strip() for name in text.split(",")]
     else:
-        return text
-    if not isinstance(names, list) or not names or not all(
-            isinstance(name, str) and name for name in names):
+        names = text
+    if isinstance(names, list) and not (names and all(
+            isinstance(name, str) and name for name in names)):
         raise argparse.ArgumentTypeError(
             f"--layer takes NAME, NAME,NAME,... or a JSON list of names. Got {text!r}.")
-    return tuple(names)
+    try:
+        return check_layer(names, "--layer")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True
@@ -765,7 +769,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True
                         help="features from this module's flattened output instead of "
                         "model.features; several names (or a JSON list, '[\"stages.2\"]' for "
                         "one): their spatially averaged outputs, concatenated (e.g. "
-                        "stages.1,stages.2)")
+                        "stages.1,stages.2); NAME@k pools that output to a k x k grid "
+                        "(e.g. stages.1@2,stages.2)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-dir", default=None, metavar="DIR",

@@ -19,7 +19,8 @@ Checkpoints already in ``out`` are reused.
 (2) one detector with AUROC >= 99% on all four rows; (3) DDU on a spectrally normalised
 ResNet, Fashion-MNIST -> MNIST >= 99% (``--ddu-resnet``: a ResNet-8 per seed of
 ``--resnet-seeds``, options :data:`DDU_RESNET`, trained for ``--resnet-epochs`` epochs on the
-CPU; DDU on the penultimate features and on the last two stages, :data:`DDU_FEATURES`).
+CPU; DDU on the penultimate features and on pooled outputs of the last two stages,
+:data:`DDU_FEATURES`).
 """
 
 from __future__ import annotations
@@ -153,10 +154,12 @@ def run_anchor_table(
 DDU_RESNET = {"depth": 8, "spectral_norm": True, "spectral_bn": True, "leaky_relu": True,
               "sn_coeff": 3.0}
 
-#: Where DDU reads its features: the penultimate layer (the paper's choice) and the spatially
-#: averaged outputs of the last two stages, concatenated.
+#: Where DDU reads its features: the penultimate layer (the paper's choice), the spatially
+#: averaged outputs of the last two stages, concatenated, and the same with the middle stage
+#: pooled to 2 x 2 cells instead of 1 (its four quadrant averages).
 DDU_FEATURES: dict[str, tuple[str, ...] | None] = {
-    "penultimate": None, "stages.1+stages.2": ("stages.1", "stages.2")}
+    "penultimate": None, "stages.1+stages.2": ("stages.1", "stages.2"),
+    "stages.1@2+stages.2": ("stages.1@2", "stages.2")}
 
 
 def _ddu_resnet(out: Path, *, seeds, epochs: int, device: str, root, quiet: bool,

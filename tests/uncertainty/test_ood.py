@@ -561,8 +561,39 @@ def test_several_layers_give_their_spatially_averaged_outputs_concatenated():
     assert det.means_.shape == (3, 8 + 16) and det.score(x).shape == (9,)
 
 
+def test_a_grid_suffix_pools_a_layer_to_cells():
+    model = nets.create("resnet", 1, 3, input_size=8, depth=8, width=4).eval()
+    x = torch.rand(9, 1, 8, 8)
+    seen = {}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda m, a, out, name=name: seen.__setitem__(name, out))
+        for name in ("stages.0", "stages.2")]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    s0 = seen["stages.0"]  # (9, 4, 8, 8)
+    # 2 x 2 cells by hand: mean of each 4 x 4 quadrant, channels first, cells row-major
+    quadrants = s0.unflatten(2, (2, 4)).unflatten(4, (2, 4)).mean(dim=(3, 5))  # (9, 4, 2, 2)
+    out = extract_outputs(model, x, layer=["stages.0@2", "stages.2"], batch_size=4)
+    assert out.features.shape == (9, 4 * 4 + 16)
+    torch.testing.assert_close(out.features[:, :16], quadrants.flatten(1))
+    torch.testing.assert_close(out.features[:, 16:], seen["stages.2"].mean(dim=(2, 3)))
+    # a grid on one name also pools; @1 in a list is the plain spatial average
+    torch.testing.assert_close(extract_outputs(model, x, layer="stages.0@2").features,
+                               quadrants.flatten(1))
+    torch.testing.assert_close(extract_outputs(model, x, layer=["stages.2@1"]).features,
+                               model.features(x).detach())
+    # one module at two resolutions: both read from the same hooked output
+    both = extract_outputs(model, x, layer=["stages.0@1", "stages.0@2"]).features
+    torch.testing.assert_close(both, torch.cat([s0.mean(dim=(2, 3)), quadrants.flatten(1)], 1))
+    with pytest.raises(ValueError, match=r"shape \(9, 3\); a pooling grid of 2"):
+        extract_outputs(model, x, layer=["head@2"])
+
+
 @pytest.mark.parametrize("layer, match", [
     ([], "non-empty list of module names"), (["stem", ""], "non-empty list"),
+    (["stem@0"], "NAME@k with k an int >= 1"), ("stem@", "NAME@k"),
     (3, "must be None, a module name"), (["stem", "stem"], "names a module twice"),
     (["stem", "nope"], "must name a module of ResNet"),
 ])

@@ -174,6 +174,7 @@ def test_multi_layer_features_through_the_runner_and_cli(model, tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ("fc2", "fc2"), ("conv2, fc2", ("conv2", "fc2")), ('["fc2"]', ("fc2",)),
     ('["conv2", "fc2"]', ("conv2", "fc2")),
+    ("stages.1@2,stages.2", ("stages.1@2", "stages.2")), ("stages.2@3", "stages.2@3"),
 ])
 def test_layer_flag(text, expected):
     from evaluation.benchmarks.ood import _parse_layer
@@ -181,7 +182,8 @@ def test_layer_flag(text, expected):
     assert _parse_layer(text) == expected
 
 
-@pytest.mark.parametrize("text", ["conv2,", "[", "[]", "[1]", '["fc2", ""]'])
+@pytest.mark.parametrize("text", ["conv2,", "[", "[]", "[1]", '["fc2", ""]', "stages.1@0",
+                                  "stages.1@x,stages.2", "@2", "fc2,fc2"])
 def test_bad_layer_flag(text):
     import argparse
 

@@ -12,15 +12,22 @@ pass per dataset instead of ten (see :func:`evaluation.benchmarks.ood.run_ood`).
   ``logits = model.head(features)`` -- one pass through the network;
 * ``layer="fc2"`` (a name from ``model.named_modules()``): a forward hook on that module records
   its output (flattened to ``(N, F)``) while ``logits = model(x)`` runs -- also one pass;
+* ``layer="stages.1@2"`` (a name with a grid): the output ``(N, C, H, W)`` is average-pooled to
+  a ``2 x 2`` grid of cells (:func:`torch.nn.functional.adaptive_avg_pool2d`) and flattened to
+  ``(N, 4C)``, keeping the coarse layout that a global average throws away (spatial pyramid
+  pooling, He et al., 2014, "Spatial Pyramid Pooling in Deep Convolutional Networks for
+  Visual Recognition", ECCV); ``(N, C, T)`` sequence outputs are pooled to ``k`` cells;
 * ``layer=("stages.1", "stages.2")`` (several names): hooks on every module; each output
   ``(N, C_k, *spatial)`` is averaged over its spatial positions to ``(N, C_k)`` and the results
   are concatenated to ``(N, sum_k C_k)``, one feature vector spanning several depths -- one pass
   as well. The pooling is Lee et al.'s (2018, "A Simple Unified Framework for Detecting
   Out-of-Distribution Samples and Adversarial Attacks", NeurIPS), who fit one Gaussian model
   per layer and combine the scores; concatenating lets a single density (Mahalanobis, DDU, kNN)
-  see all layers at once. Outputs are read channels-first, as convolutions produce them; a
-  transformer block's ``(N, T, D)`` tokens would be averaged over ``D``, so for token models
-  use one layer or the model's ``features``;
+  see all layers at once. A name in the list may carry a grid (``("stages.1@2", "stages.2")``:
+  the middle stage's four quadrant averages next to the last stage's global average).
+  Outputs are read channels-first, as convolutions produce them; a transformer block's
+  ``(N, T, D)`` tokens would be averaged over ``D``, so for token models use one layer or the
+  model's ``features``;
 * neither: a :class:`ValueError` naming the model class and how to fix it.
 
 Detectors that need the **inputs** themselves (ODIN and Mahalanobis input pre-processing
@@ -41,6 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -54,10 +62,12 @@ __all__ = [
     "forward_outputs",
     "model_device",
     "resolve_layer",
+    "split_grid",
 ]
 
 #: ``None`` (``model.features``), one module name (its flattened output) or several names (their
-#: spatially averaged outputs, concatenated).
+#: spatially averaged outputs, concatenated); any name may end in ``@k`` (pool to a ``k x k``
+#: grid).
 LayerSpec = str | tuple[str, ...] | None
 
 #: What a detector can ask for: the classifier's logits, its penultimate features, the inputs,
@@ -175,21 +185,61 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     return modules[layer]
 
 
+def split_grid(name: str, owner: str = "extract_outputs") -> tuple[str, int | None]:
+    """``"stages.1@2"`` -> ``("stages.1", 2)``; ``"stages.1"`` -> ``("stages.1", None)``.
+
+    The grid ``k >= 1`` asks for the module's output average-pooled to ``k x k`` cells (module
+    names never contain ``@``).
+    """
+    module, at, grid = name.rpartition("@")
+    if not at:
+        return name, None
+    if not module or not grid.isdigit() or int(grid) < 1:
+        raise ValueError(
+            f"The 'layer' parameter of {owner}: {name!r} must be NAME or NAME@k with k an int "
+            ">= 1 (the pooling grid)."
+        )
+    return module, int(grid)
+
+
 def check_layer(layer, owner: str = "extract_outputs") -> LayerSpec:
     """Validate a ``layer`` parameter: None, a module name, or a non-empty list / tuple of
-    distinct module names (returned as a tuple). Whether the names exist is checked against the
-    model when features are computed (:func:`resolve_layer`)."""
+    distinct module names (returned as a tuple), each optionally ``NAME@k``. Whether the
+    names exist is checked against the model when features are computed
+    (:func:`resolve_layer`)."""
     if layer is None or (isinstance(layer, str) and layer):
+        if layer is not None:
+            split_grid(layer, owner)
         return layer
     if isinstance(layer, list | tuple) and layer and all(
             isinstance(name, str) and name for name in layer):
         if len(set(layer)) != len(layer):
             raise ValueError(f"The 'layer' parameter of {owner} names a module twice: "
                              f"{list(layer)!r}.")
+        for name in layer:
+            split_grid(name, owner)
         return tuple(layer)
     raise ValueError(
         f"The 'layer' parameter of {owner} must be None, a module name (str) or a non-empty "
         f"list of module names. Got {layer!r} instead."
+    )
+
+
+def _pool(out: torch.Tensor, grid: int, name: str) -> torch.Tensor:
+    """``(N, C, *spatial)`` -> ``(N, C * grid^d)``: average over ``grid`` cells per spatial
+    axis (channels first, cells in row-major order); ``(N, F)`` passes through when
+    ``grid == 1``."""
+    if out.ndim == 2 and grid == 1:
+        return out
+    if out.ndim == 3:
+        return F.adaptive_avg_pool1d(out, grid).flatten(1)
+    if out.ndim == 4:
+        return F.adaptive_avg_pool2d(out, grid).flatten(1)
+    if out.ndim > 4 and grid == 1:
+        return out.flatten(2).mean(dim=2)
+    raise ValueError(
+        f"The layer {name!r} gives outputs of shape {tuple(out.shape)}; a pooling grid of {grid} "
+        "needs (N, C, T) or (N, C, H, W) outputs."
     )
 
 
@@ -231,7 +281,9 @@ def forward_outputs(
             head = getattr(model, "head", None)
             logits = head(feats) if callable(head) else model(x)  # (N, C)
         return logits, feats.flatten(1)
-    names = (layer,) if isinstance(layer, str) else check_layer(layer)
+    specs = (layer,) if isinstance(layer, str) else check_layer(layer)
+    grids = [split_grid(spec) for spec in specs]  # [(module name, grid or None)]
+    names = list(dict.fromkeys(name for name, _ in grids))
     captured: dict[str, torch.Tensor] = {}
     handles = []
     try:
@@ -248,13 +300,13 @@ def forward_outputs(
             f"The layer(s) {missing} of {type(model).__name__} did not run during the forward "
             "pass; choose modules that the model's forward uses."
         )
-    outs = [out[0] if isinstance(out, tuple | list) else out
-            for out in (captured[name] for name in names)]
-    if isinstance(layer, str):
-        feats = outs[0].flatten(1)  # (N, F)
-    else:  # each (N, C_k, *spatial) -> (N, C_k), then (N, sum_k C_k)
-        feats = torch.cat([out.flatten(2).mean(dim=2) if out.ndim > 2 else out for out in outs],
-                          dim=1)
+    outs = {name: out[0] if isinstance(out, tuple | list) else out
+            for name, out in captured.items()}
+    if isinstance(layer, str) and grids[0][1] is None:
+        feats = outs[layer].flatten(1)  # (N, F)
+    else:  # each (N, C_k, *spatial) -> (N, C_k * cells_k), then concatenated
+        feats = torch.cat([_pool(outs[name], 1 if grid is None else grid, name)
+                           for name, grid in grids], dim=1)
     return (logits if want_logits else None), feats
 
 

@@ -165,8 +165,9 @@ class ConvSpectralNorm(nn.Module):
     coefficient of DDU, Mukhoti et al. 2021). Register it with :func:`conv_spectral_norm`.
 
     The operator norm depends on the input size through the zero padding at the borders; it is
-    computed at ``input_size`` and grows (towards the circular-convolution value) for larger
-    inputs, by a few per cent for 3x3 kernels at MNIST sizes.
+    computed at ``input_size`` and grows towards the circular-convolution value for larger
+    inputs (random 16-channel 3x3 kernels: about 5% from 7x7 to 56x56 inputs; at 28x28 within
+    0.5% of the limit), so inputs larger than ``input_size`` may see a slightly larger gain.
 
     Parameters
     ----------

@@ -50,3 +50,12 @@ def test_train_gan_example_reports_ring_and_sample_metrics(tmp_path):
     assert result["cfid"] >= 0.0 and result["cfid_floor"] >= 0.0
     assert (tmp_path / "ring" / "samples.png").is_file()
     assert (tmp_path / "dcgan" / "samples" / "epoch_001.png").is_file()
+
+
+def test_ood_example_scores_ddu_on_both_feature_choices(tmp_path):
+    result = _load(EXAMPLES[[p.stem for p in EXAMPLES].index("ood_benchmark")]).main(
+        ["--smoke", "--out", str(tmp_path)]
+    )
+    assert set(result["ddu_resnet"]) == {"penultimate", "stages.1@2+stages.2"}
+    assert all(0.0 <= v <= 1.0 for v in result["ddu_resnet"].values())
+    assert (tmp_path / "sn-resnet" / "model.pt").is_file()

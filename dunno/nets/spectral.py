@@ -46,6 +46,8 @@ connections is Lipschitz as a whole.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,18 +62,46 @@ __all__ = [
 ]
 
 
-def _check_coeff_and_iterations(coeff: float, n_power_iterations: int, owner: str) -> None:
-    if not coeff > 0:
-        raise ValueError(f"The 'coeff' parameter of {owner} must be > 0. Got {coeff}.")
-    if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int) \
-            or n_power_iterations < 1:
-        raise ValueError(
-            f"The 'n_power_iterations' parameter of {owner} must be an int >= 1. "
-            f"Got {n_power_iterations!r} instead."
-        )
+class _SoftSpectralBound(nn.Module, ABC):
+    """Shared by the two parametrizations: ``W -> W / max(1, sigma_hat / coeff)``, with
+    ``sigma_hat`` from persistent power-iteration vectors ``u``, ``v`` advanced
+    ``n_power_iterations`` steps per training-mode forward (subclasses define the operator)."""
+
+    def __init__(self, coeff: float, n_power_iterations: int, eps: float) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        if not coeff > 0:
+            raise ValueError(f"The 'coeff' parameter of {owner} must be > 0. Got {coeff}.")
+        if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int) \
+                or n_power_iterations < 1:
+            raise ValueError(
+                f"The 'n_power_iterations' parameter of {owner} must be an int >= 1. "
+                f"Got {n_power_iterations!r} instead."
+            )
+        self.coeff = float(coeff)
+        self.n_power_iterations = n_power_iterations
+        self.eps = eps
+
+    @abstractmethod
+    def _power_iteration(self, weight: torch.Tensor, n: int) -> None:
+        """Advance ``u`` and ``v`` by ``n`` steps for the (detached) ``weight``."""
+
+    @abstractmethod
+    def sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        """The current estimate ``<u, A v>`` of the largest singular value (a scalar)."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        """The normalised weight, same shape as ``weight``."""
+        if self.training:
+            self._power_iteration(weight.detach(), self.n_power_iterations)
+        factor = torch.clamp(self.sigma(weight) / self.coeff, min=1.0)
+        return weight / factor
+
+    def extra_repr(self) -> str:
+        return f"coeff={self.coeff}, n_power_iterations={self.n_power_iterations}"
 
 
-class SoftSpectralNorm(nn.Module):
+class SoftSpectralNorm(_SoftSpectralBound):
     """Parametrization ``W -> W / max(1, sigma(W_mat) / coeff)`` (Miyato et al. 2018; SNGP/DDU).
 
     Register it with :func:`soft_spectral_norm`. ``W`` has shape ``(out, ...)`` and is
@@ -96,20 +126,17 @@ class SoftSpectralNorm(nn.Module):
         n_power_iterations: int = 1,
         eps: float = 1e-12,
     ) -> None:
-        super().__init__()
-        _check_coeff_and_iterations(coeff, n_power_iterations, "SoftSpectralNorm")
-        self.coeff = float(coeff)
-        self.n_power_iterations = int(n_power_iterations)
-        self.eps = eps
+        super().__init__(coeff, n_power_iterations, eps)
         w = weight.detach().flatten(1)  # (out, in * kh * kw)
         u = F.normalize(w.new_empty(w.shape[0]).normal_(), dim=0, eps=eps)  # (out,)
         v = F.normalize(w.new_empty(w.shape[1]).normal_(), dim=0, eps=eps)  # (in * kh * kw,)
         self.register_buffer("u", u)
         self.register_buffer("v", v)
-        self._power_iteration(w, 15)  # warm start, as torch's spectral_norm does
+        self._power_iteration(weight.detach(), 15)  # warm start, as torch's spectral_norm does
 
     @torch.no_grad()
-    def _power_iteration(self, w: torch.Tensor, n: int) -> None:
+    def _power_iteration(self, weight: torch.Tensor, n: int) -> None:
+        w = weight.flatten(1)  # (out, in * kh * kw)
         for _ in range(n):
             self.v.copy_(F.normalize(w.t() @ self.u, dim=0, eps=self.eps))  # (in * kh * kw,)
             self.u.copy_(F.normalize(w @ self.v, dim=0, eps=self.eps))  # (out,)
@@ -120,16 +147,6 @@ class SoftSpectralNorm(nn.Module):
         u = self.u.clone(memory_format=torch.contiguous_format)
         v = self.v.clone(memory_format=torch.contiguous_format)
         return torch.dot(u, w @ v)
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        """The normalised weight, same shape as ``weight``."""
-        if self.training:
-            self._power_iteration(weight.detach().flatten(1), self.n_power_iterations)
-        factor = torch.clamp(self.sigma(weight) / self.coeff, min=1.0)
-        return weight / factor
-
-    def extra_repr(self) -> str:
-        return f"coeff={self.coeff}, n_power_iterations={self.n_power_iterations}"
 
 
 def soft_spectral_norm(
@@ -148,7 +165,7 @@ def soft_spectral_norm(
     return module
 
 
-class ConvSpectralNorm(nn.Module):
+class ConvSpectralNorm(_SoftSpectralBound):
     r"""Parametrization bounding the operator norm of a 2-d convolution by ``coeff``.
 
     The convolution ``K: x -> conv2d(x, W)`` is a linear map from ``(C_in, H, W)`` to
@@ -203,8 +220,7 @@ class ConvSpectralNorm(nn.Module):
         n_power_iterations: int = 1,
         eps: float = 1e-12,
     ) -> None:
-        super().__init__()
-        _check_coeff_and_iterations(coeff, n_power_iterations, "ConvSpectralNorm")
+        super().__init__(coeff, n_power_iterations, eps)
         if weight.dim() != 4:
             raise ValueError("ConvSpectralNorm needs a 2-d convolution kernel (out, in, kh, kw); "
                              f"got a weight of shape {tuple(weight.shape)}.")
@@ -212,9 +228,6 @@ class ConvSpectralNorm(nn.Module):
         if h < 1 or w < 1:
             raise ValueError("The 'input_size' parameter of ConvSpectralNorm must be two ints "
                              f">= 1. Got {tuple(input_size)!r} instead.")
-        self.coeff = float(coeff)
-        self.n_power_iterations = int(n_power_iterations)
-        self.eps = eps
         self.stride, self.padding = tuple(stride), tuple(padding)
         self.dilation, self.groups = tuple(dilation), int(groups)
         self.input_size = (h, w)
@@ -258,16 +271,8 @@ class ConvSpectralNorm(nn.Module):
         v = self.v.clone(memory_format=torch.contiguous_format)
         return (u * self._conv(v, weight)).sum()
 
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        """The normalised kernel, same shape as ``weight``."""
-        if self.training:
-            self._power_iteration(weight.detach(), self.n_power_iterations)
-        factor = torch.clamp(self.sigma(weight) / self.coeff, min=1.0)
-        return weight / factor
-
     def extra_repr(self) -> str:
-        return (f"coeff={self.coeff}, input_size={self.input_size}, "
-                f"n_power_iterations={self.n_power_iterations}")
+        return f"{super().extra_repr()}, input_size={self.input_size}"
 
 
 def conv_spectral_norm(

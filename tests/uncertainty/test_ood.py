@@ -593,7 +593,7 @@ def test_a_grid_suffix_pools_a_layer_to_cells():
 
 @pytest.mark.parametrize("layer, match", [
     ([], "non-empty list of module names"), (["stem", ""], "non-empty list"),
-    (["stem@0"], "NAME@k with k an int >= 1"), ("stem@", "NAME@k"),
+    (["stem@0"], "NAME@k with k an int >= 1"), ("stem@", "NAME@k"), ("stem@\u00b2", "NAME@k"),
     (3, "must be None, a module name"), (["stem", "stem"], "names a module twice"),
     (["stem", "nope"], "must name a module of ResNet"),
 ])

@@ -194,7 +194,7 @@ def split_grid(name: str, owner: str = "extract_outputs") -> tuple[str, int | No
     module, at, grid = name.rpartition("@")
     if not at:
         return name, None
-    if not module or not grid.isdigit() or int(grid) < 1:
+    if not module or not (grid.isascii() and grid.isdigit()) or int(grid) < 1:
         raise ValueError(
             f"The 'layer' parameter of {owner}: {name!r} must be NAME or NAME@k with k an int "
             ">= 1 (the pooling grid)."

@@ -43,7 +43,9 @@ the best choice we measured: on six SN ResNet-8s (seeds 0-5, the recipe of
 :data:`evaluation.benchmarks.ood_table.DDU_RESNET`), Fashion-MNIST -> MNIST AUROC mean (worst)
 97.54 (96.33) penultimate, 98.61 (97.93) last two stages, 99.42 (99.11) with the grid; MNIST
 digits otherwise fall into the sandal and bag clusters, which a global average cannot tell
-from strokes (``benchmarks/README.md`` has the tables and how the choice was made).
+from strokes (``benchmarks/README.md`` has the tables and how the choice was made). Trained
+on MNIST instead, the same networks score 99.98-100.00 against Fashion-MNIST with every
+choice, and the grid lifts the rotation shift from 98.5 to 99.3.
 Bounding each convolution's operator norm (``sn_mode="operator"``) instead of its reshaped
 kernel changed nothing measurable (two seeds: 99.41, 99.56 with the grid).
 

@@ -1,5 +1,5 @@
-"""Input and parameter validation shared by the calibrators: the logits check here, the rest
-from :mod:`uncertainty._checks`.
+"""The logits check shared by the calibrators (the parameter and label checks are in
+:mod:`uncertainty._checks`).
 
 Every check raises :class:`ValueError` (never ``assert``) naming the argument, what was
 expected and what was given, in scikit-learn's phrasing.
@@ -12,23 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from uncertainty._checks import (
-    as_labels,
-    as_tensor,
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-)
+from uncertainty._checks import as_tensor
 
-__all__ = [
-    "as_labels",
-    "as_logits",
-    "check_bool",
-    "check_choice",
-    "check_float",
-    "check_int",
-]
+__all__ = ["as_logits"]
 
 # Rows of a probability matrix sum to 1 within float32 rounding; logits essentially never do
 # while also all lying in [0, 1].

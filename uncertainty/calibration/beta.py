@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from uncertainty._checks import check_bool, check_float, check_int
 from uncertainty.calibration._base import Calibrator
-from uncertainty.calibration._checks import check_bool, check_float, check_int
 from uncertainty.calibration._optim import minimize_lbfgs
 
 __all__ = ["BetaCalibration", "PlattScaling"]

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import torch
 
+from uncertainty._checks import check_choice, check_float, check_int
 from uncertainty.calibration._base import Calibrator, tensor_on
-from uncertainty.calibration._checks import check_choice, check_float, check_int
 
 __all__ = ["HistogramBinning"]
 

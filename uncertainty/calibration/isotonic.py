@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from uncertainty._checks import check_float
 from uncertainty.calibration._base import Calibrator
-from uncertainty.calibration._checks import check_float
 from uncertainty.calibration.histogram import renormalise
 
 __all__ = ["IsotonicCalibration"]

@@ -46,8 +46,8 @@ import math
 import numpy as np
 import torch
 
+from uncertainty._checks import check_choice, check_float, check_int
 from uncertainty.calibration._base import Calibrator
-from uncertainty.calibration._checks import check_choice, check_float, check_int
 
 __all__ = ["TemperatureScaling", "temperature_nll"]
 

@@ -34,8 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from uncertainty._checks import check_float, check_int
 from uncertainty.calibration._base import Calibrator, tensor_on
-from uncertainty.calibration._checks import check_float, check_int
 from uncertainty.calibration._optim import minimize_lbfgs
 
 __all__ = ["MatrixScaling", "VectorScaling"]

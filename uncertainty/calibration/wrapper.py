@@ -24,8 +24,8 @@ from torch import nn
 from dunno.devices import resolve_device
 from dunno.errors import check_is_fitted
 from dunno.training import predict_logits
+from uncertainty._checks import check_int
 from uncertainty.calibration._base import Calibrator
-from uncertainty.calibration._checks import check_int
 from uncertainty.calibration.registry import load_calibrator, make_calibrator, save_calibrator
 
 __all__ = ["CalibratedClassifier"]

@@ -1,5 +1,5 @@
-"""Parameter and input validation shared by the predictive-uncertainty methods: the regression
-inputs and hidden widths here, the rest from :mod:`uncertainty._checks`.
+"""Validation specific to the predictive-uncertainty methods: regression inputs and hidden
+widths (the generic parameter and label checks are in :mod:`uncertainty._checks`).
 
 Every check raises :class:`ValueError` (never ``assert``) naming the argument, what was
 expected and what was given, in scikit-learn's phrasing::
@@ -14,28 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from uncertainty._checks import (
-    _owner,
-    as_labels,
-    as_tensor,
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-    check_seed,
-)
+from uncertainty._checks import _owner, as_tensor
 
-__all__ = [
-    "as_features",
-    "as_labels",
-    "as_regression_data",
-    "check_bool",
-    "check_choice",
-    "check_float",
-    "check_hidden",
-    "check_int",
-    "check_seed",
-]
+__all__ = ["as_features", "as_regression_data", "check_hidden"]
 
 
 def check_hidden(owner: object, value: Any) -> tuple[int, ...]:

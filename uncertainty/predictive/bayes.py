@@ -46,14 +46,8 @@ from torch import nn
 from dunno.errors import check_is_fitted
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty.predictive._checks import (
-    as_features,
-    as_regression_data,
-    check_choice,
-    check_float,
-    check_int,
-    check_seed,
-)
+from uncertainty._checks import check_choice, check_float, check_int, check_seed
+from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import JointFitMixin, stack_training_sets
 from uncertainty.predictive.prediction import RegressionPrediction
 

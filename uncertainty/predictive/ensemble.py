@@ -48,17 +48,15 @@ from torch.func import functional_call, stack_module_state, vmap
 from dunno.errors import check_is_fitted
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty.predictive._checks import (
-    as_features,
+from uncertainty._checks import (
     as_labels,
-    as_regression_data,
     check_bool,
     check_choice,
     check_float,
-    check_hidden,
     check_int,
     check_seed,
 )
+from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
 from uncertainty.predictive._mlp import IndexBatches, mlp
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 

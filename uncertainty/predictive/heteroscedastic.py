@@ -49,15 +49,8 @@ from dunno.data.loaders import make_loader
 from dunno.errors import check_is_fitted
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty.predictive._checks import (
-    as_features,
-    as_labels,
-    as_regression_data,
-    check_float,
-    check_hidden,
-    check_int,
-    check_seed,
-)
+from uncertainty._checks import as_labels, check_float, check_int, check_seed
+from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
 from uncertainty.predictive._mlp import (
     JointFitMixin,
     mlp,

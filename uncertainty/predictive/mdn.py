@@ -26,14 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from dunno.errors import check_is_fitted
-from uncertainty.predictive._checks import (
-    as_features,
-    as_regression_data,
-    check_float,
-    check_hidden,
-    check_int,
-    check_seed,
-)
+from uncertainty._checks import check_float, check_int, check_seed
+from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
 from uncertainty.predictive._mlp import JointFitMixin, stack_training_sets, train_stacked
 from uncertainty.predictive.prediction import RegressionPrediction
 

@@ -60,7 +60,8 @@ class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and an identity or projection shortcut.
 
     ``(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))`` (He et al. 2016).
-    ``input_hw`` is the ``(H, W)`` the block is built for (passed on to ``conv``).
+    ``input_hw`` is the ``(H, W)`` the block is built for (passed on to ``conv``);
+    ``output_hw`` the ``(H', W')`` it produces.
     """
 
     def __init__(
@@ -74,11 +75,11 @@ class BasicBlock(nn.Module):
         input_hw: tuple[int, int] = (28, 28),
     ) -> None:
         super().__init__()
-        out_hw = (-(-input_hw[0] // stride), -(-input_hw[1] // stride))
+        self.output_hw = (-(-input_hw[0] // stride), -(-input_hw[1] // stride))  # ceil
         self.conv1 = conv(in_channels, out_channels, 3, stride, input_hw)
         self.bn1 = norm(out_channels)
         self.act1 = activation()
-        self.conv2 = conv(out_channels, out_channels, 3, 1, out_hw)
+        self.conv2 = conv(out_channels, out_channels, 3, 1, self.output_hw)
         self.bn2 = norm(out_channels)
         self.act2 = activation()
         self.shortcut: nn.Module = nn.Identity()
@@ -207,10 +208,10 @@ class ResNet(Backbone):
             out = width * 2**i
             stage = []
             for j in range(n_blocks):
-                stride = 2 if (i > 0 and j == 0) else 1
-                stage.append(BasicBlock(channels if j == 0 else out, out, stride, conv,
-                                        activation, norm, hw))
-                hw = (-(-hw[0] // stride), -(-hw[1] // stride))
+                stage.append(BasicBlock(channels if j == 0 else out, out,
+                                        2 if (i > 0 and j == 0) else 1, conv, activation, norm,
+                                        hw))
+                hw = stage[-1].output_hw
             stages.append(nn.Sequential(*stage))
             channels = out
         self.stages = nn.Sequential(*stages)

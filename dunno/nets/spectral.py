@@ -200,10 +200,8 @@ class ConvSpectralNorm(_SoftSpectralBound):
         As in the convolution (zero padding only).
     groups : int
         As in the convolution.
-    n_power_iterations : int
-        Power-iteration steps per training forward (default 1).
-    eps : float
-        Guards the normalisation of ``u`` and ``v``.
+    n_power_iterations, eps
+        As in :class:`SoftSpectralNorm`.
     """
 
     def __init__(
@@ -232,9 +230,8 @@ class ConvSpectralNorm(_SoftSpectralBound):
         self.dilation, self.groups = tuple(dilation), int(groups)
         self.input_size = (h, w)
         kernel = weight.shape[2:]
-        out_size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
-                    zip(self.input_size, self.padding, self.dilation, kernel, self.stride,
-                                strict=True)]
+        out_size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(
+            self.input_size, self.padding, self.dilation, kernel, self.stride, strict=True)]
         if min(out_size) < 1:
             raise ValueError(f"ConvSpectralNorm: input size {self.input_size} is too small for "
                              f"a {tuple(kernel)} kernel with padding {self.padding}.")

@@ -34,6 +34,7 @@ from dunno.checkpoints import load_model
 from dunno.classify import ClassifierConfig, train_classifier
 from dunno.reporting import markdown_table, write_json
 from evaluation.benchmarks.ood import OODTable, compare_shared_vs_naive, run_ood
+from uncertainty.ood.outputs import LayerSpec
 
 __all__ = ["ANCHORS", "PEERS", "SETTINGS", "anchor_rows", "main", "run_anchor_table",
            "train_lenet"]
@@ -157,7 +158,7 @@ DDU_RESNET = {"depth": 8, "spectral_norm": True, "spectral_bn": True, "leaky_rel
 #: Where DDU reads its features: the penultimate layer (the paper's choice), the spatially
 #: averaged outputs of the last two stages, concatenated, and the same with the middle stage
 #: pooled to 2 x 2 cells instead of 1 (its four quadrant averages).
-DDU_FEATURES: dict[str, tuple[str, ...] | None] = {
+DDU_FEATURES: dict[str, LayerSpec] = {
     "penultimate": None, "stages.1+stages.2": ("stages.1", "stages.2"),
     "stages.1@2+stages.2": ("stages.1@2", "stages.2")}
 

@@ -21,7 +21,8 @@ class in scikit-learn's estimator style:
 Scoring before ``fit`` raises :class:`~dunno.errors.NotFittedError` where ``fit`` learns
 something. Features come from ``model.features`` or, with ``layer="name"``, from a forward hook
 on that module; ``layer=["a", "b"]`` concatenates the spatially averaged outputs of several
-modules (:mod:`uncertainty.ood.outputs`).
+modules, and ``"a@k"`` pools a module's output to a ``k x k`` grid
+(:mod:`uncertainty.ood.outputs`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class OODDetector(ABC):
         that need the inputs.
     layer : str or list of str, optional
         Module whose output is taken as the features, or several modules whose spatially
-        averaged outputs are concatenated (default: ``model.features``).
+        averaged outputs are concatenated; ``NAME@k`` pools to a ``k x k`` grid (default:
+        ``model.features``).
     """
 
     #: Registry name (``make_detector(name)``).

@@ -1,0 +1,51 @@
+"""``dunno calibrate``: fit post-hoc calibrators to a trained classifier.
+
+Fit calibrators on held-out data (a seeded subset of the 'val' split carved off the training
+file), evaluate on the test split, and write a before/after table (accuracy, ECE, adaptive
+ECE, MCE, NLL, Brier), reliability diagrams and JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from dunno.cli.common import HelpFormatter, add_common
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("calibrate", help="fit post-hoc calibrators to a trained classifier",
+                              description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="classifier checkpoint (model.pt)")
+    p.add_argument("--data", required=True, help="dataset spec the model was trained on")
+    p.add_argument("--method", default="temperature",
+                   help="temperature | vector | matrix | histogram | isotonic | platt | beta, "
+                   "comma-separated, or 'all'")
+    p.add_argument("--calibration-size", type=int, default=None,
+                   help="examples to calibrate on (None: the whole calibration split)")
+    p.add_argument("--calibration-split", default="val", choices=["val", "train", "train-full"],
+                   help="where the calibration set comes from (val: held out from training)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--out", default="runs/calibrate", help="output directory")
+    add_common(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from dunno.checkpoints import load_model
+    from dunno.devices import resolve_device
+    from evaluation.benchmarks.calibration import run_calibration
+
+    device = resolve_device(args.device)
+    model = load_model(args.checkpoint, device=device)
+    result = run_calibration(
+        model, args.data, args.method, calibration_size=args.calibration_size,
+        calibration_split=args.calibration_split, seed=args.seed, root=args.data_dir,
+        device=device, batch_size=args.batch_size, out=args.out, quiet=args.quiet,
+    )
+    print(result.table())
+    print(f"\nbest ECE: {result.best('ece')}; best NLL: {result.best('nll')}")
+    print(f"outputs: {args.out}")
+    return 0

@@ -1,0 +1,27 @@
+"""``dunno demo``: the end-to-end tour on the bundled ``digits`` data, writing ``report.md``."""
+
+from __future__ import annotations
+
+import argparse
+
+from dunno.cli.common import HelpFormatter, add_common
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="end-to-end tour on the bundled digits data",
+                              description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--out", default="runs/demo", help="output directory")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets (for tests)")
+    add_common(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from evaluation.benchmarks.demo import run_demo
+
+    run_demo(out=args.out, device=args.device, quiet=args.quiet, smoke=args.smoke,
+             root=args.data_dir)
+    return 0

@@ -1,0 +1,125 @@
+"""``dunno train classifier``: train a backbone from :mod:`dunno.nets` on a dataset (or a deep
+ensemble of them); ``dunno train --list`` shows the backbones with parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dunno.cli.common import HelpFormatter, add_common
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train models (train classifier --help)",
+                              description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--list", action="store_true", help="list backbones and parameter counts")
+    p.set_defaults(run=run_list, needs_subcommand=True, group_parser=p)
+    sub = p.add_subparsers(dest="what", metavar="WHAT")
+    c = sub.add_parser("classifier", help="train a backbone classifier",
+                       description="Train a backbone classifier; writes model.pt, "
+                       "history.csv, metrics.json and training.png to --out.",
+                       formatter_class=HelpFormatter)
+    c.add_argument("--backbone", default="lenet5", help="a name from `dunno train --list`")
+    c.add_argument("--data", default="digits", help="dataset spec")
+    c.add_argument("--epochs", type=int, default=20)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--weight-decay", type=float, default=0.0)
+    c.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    c.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    c.add_argument("--dropout", type=float, default=None,
+                   help="dropout rate before the head (None: the backbone's own)")
+    c.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random-crop augmentation (None: on for 28x28, off for digits)")
+    c.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backbone option, repeatable (e.g. --option depth=8 --option "
+                   "spectral_norm=true); see dunno.nets.describe(NAME)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True, help="output directory (checkpoint, history, plots)")
+    c.add_argument("--amp", choices=["bf16", "fp16", "auto"], default=None,
+                   help="mixed precision (CUDA: bf16 where supported, else fp16 + grad scaler)")
+    c.add_argument("--compile", action="store_true", help="torch.compile the model")
+    c.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT/training_state.pt")
+    c.add_argument("--ensemble", type=int, default=None, metavar="M",
+                   help="train a deep ensemble of M members (seeds SEED..SEED+M-1) into one "
+                   "checkpoint; under torchrun member k trains on rank k mod N")
+    add_common(c)
+    c.set_defaults(run=run, needs_subcommand=False)
+    return p
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from dunno import nets
+    from dunno.reporting import format_table
+
+    rows = []
+    for name in nets.available():
+        model = nets.create(name, 1, 10, input_size=28)
+        rows.append({"backbone": name, "parameters (1x28x28, 10 classes)":
+                     nets.count_parameters(model), "features": model.num_features})
+    print(format_table(rows))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from dunno import distributed
+    from dunno.classify import ClassifierConfig, train_classifier
+    from dunno.config import parse_options
+    from dunno.reporting import format_table, write_csv, write_json
+
+    config = ClassifierConfig(
+        backbone=args.backbone, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        optimizer=args.optimizer, schedule=args.schedule, dropout=args.dropout,
+        augment=args.augment, patience=args.patience, seed=args.seed, device=args.device,
+        options=parse_options(args.option), amp=args.amp, compile=args.compile,
+    )
+    out = Path(args.out)
+    if args.ensemble is not None:
+        return _train_ensemble(config, args, out)
+    result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,
+                              quiet=args.quiet)
+    if not distributed.is_main_process():
+        return 0
+    rows = [
+        {"epoch": int(e["epoch"]), "train_nll": e["loss"], "train_acc": e["acc"],
+         "val_nll": e["val_loss"], "val_acc": e["val_acc"], "seconds": e["seconds"]}
+        for e in result.history.epochs
+    ]
+    print(format_table(rows))
+    print()
+    print(format_table([result.metrics]))
+    write_csv(rows, out / "history.csv")
+    write_json({"config": vars(config), "metrics": result.metrics,
+                "history": result.history.as_dict()}, out / "metrics.json")
+    from evaluation.plots import plot_training_history
+
+    plot_training_history(result.history, path=out / "training.png")
+    print(f"\ncheckpoint: {result.checkpoint}")
+    return 0
+
+
+def _train_ensemble(config, args: argparse.Namespace, out: Path) -> int:
+    from dunno import distributed
+    from dunno.ensemble import train_ensemble
+    from dunno.reporting import format_table, write_json
+
+    result = train_ensemble(config, args.ensemble, out=out, root=args.data_dir,
+                            resume=args.resume, quiet=args.quiet)
+    if not distributed.is_main_process():
+        return 0
+    m = result.metrics
+    rows = [{"member": k, "rank": m["member_ranks"][k], "test_acc": acc}
+            for k, acc in enumerate(m["member_test_acc"])]
+    print(format_table(rows))
+    print()
+    print(format_table([{k: m[k] for k in ("test_acc", "test_nll", "val_acc", "val_nll",
+                                          "minutes", "world_size")}]))
+    write_json({"config": vars(config), "num_members": args.ensemble, "metrics": m},
+               out / "metrics.json")
+    print(f"\nensemble checkpoint: {result.checkpoint}")
+    return 0

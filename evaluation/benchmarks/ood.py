@@ -254,13 +254,13 @@ def _detector_names(detectors, *, classifier: bool = True, density: bool = False
 
 def density_inputs(dataset: ArrayDataset, density, split: str) -> ArrayDataset:
     """``dataset`` as ``density`` scores it: the fixed seeded binarisation of
-    :func:`evaluation.benchmarks.density.prepare_images` for a binary model
+    :func:`generative.pixels.prepare_images` for a binary model
     (``density.pixels == "binary"``; the same draw as the ``X-binary`` test files for the test
     split), integers 0..255 for an 8-bit one, unchanged for a model without ``pixels``."""
     pixels = getattr(density, "pixels", None)
     if pixels not in ("binary", "8bit"):
         return dataset
-    from evaluation.benchmarks.density import prepare_images
+    from generative.pixels import prepare_images
 
     return prepare_images(dataset, pixels, split, "fixed")
 

@@ -39,18 +39,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        description="Train a density model by maximum likelihood (Adam), keep "
                        "the epoch with the best validation NLL and score the test split.",
                        formatter_class=HelpFormatter)
-    t.add_argument("model", choices=sorted(DENSITY_MODELS))
+    t.add_argument("model", choices=sorted(DENSITY_MODELS), help="the density model")
     t.add_argument("--data", required=True, help="dataset spec, e.g. mnist-binary or digits")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=100)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--schedule", choices=SCHEDULES, default="constant")
-    t.add_argument("--grad-clip", type=float, default=None)
+    t.add_argument("--epochs", type=int, default=10, help="epochs (an upper bound with a budget)")
+    t.add_argument("--batch-size", type=int, default=100, help="training batch size")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="learning rate: constant, or cosine decay over the epochs / budget")
+    t.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip")
     t.add_argument("--binarize", choices=BINARIZE, default="dynamic",
                    help="training images of binary models")
     t.add_argument("--max-minutes", type=float, default=None, help="training time budget")
-    t.add_argument("--examples-per-epoch", type=int, default=None)
-    t.add_argument("--val-size", type=int, default=None)
+    t.add_argument("--examples-per-epoch", type=int, default=None,
+                   help="an epoch is a random subset of this many images (None: all)")
+    t.add_argument("--val-size", type=int, default=None,
+                   help="score a fixed random subset of the validation split (None: all)")
     t.add_argument("--samples", type=int, default=0, help="write a grid of N samples")
     t.add_argument("--no-test", action="store_true", help="skip scoring the test split")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -61,7 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="VAE: importance samples of the validation log p(x)")
     t.add_argument("--test-size", type=int, default=None,
                    help="score a seeded random subset of this many test images")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/training_state.pt")
     t.add_argument("--out", default=None, help="output directory (None: runs/density-MODEL)")
@@ -69,25 +72,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="per-image NLL (nats) and bits/dim of a checkpoint",
                        description="Per-image NLL (nats) and bits/dim of a checkpoint on a "
                        "split of a dataset.", formatter_class=HelpFormatter)
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--split", default="test")
+    s.add_argument("--checkpoint", required=True, help="a density checkpoint (model.pt)")
+    s.add_argument("--data", required=True, help="dataset spec")
+    s.add_argument("--split", default="test", help="test | val | train")
     s.add_argument("--binarize", choices=("fixed",), default=None,
                    help="fixed Bernoulli draw of grey data for binary models")
-    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--batch-size", type=int, default=500, help="scoring batch size")
     s.add_argument("--samples-k", type=int, default=5000,
                    help="VAE: importance samples per image (IWAE estimate of log p(x))")
     s.add_argument("--size", type=int, default=None,
                    help="score a seeded random subset of this many images")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed of the subset and of the VAE's importance samples")
     s.add_argument("--out", default=None, help="output directory (None: print only)")
     s.set_defaults(needs_subcommand=False)
     g = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint",
                        description="A PNG grid of seeded ancestral samples from a checkpoint.",
                        formatter_class=HelpFormatter)
-    g.add_argument("--checkpoint", required=True)
-    g.add_argument("-n", "--num", type=int, default=64)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--checkpoint", required=True, help="a density checkpoint (model.pt)")
+    g.add_argument("-n", "--num", type=int, default=64, help="number of samples")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed")
     g.add_argument("--path", default=None, help="PNG file (None: OUT/samples.png)")
     g.add_argument("--out", default=None,
                    help="output directory (None: the checkpoint's directory)")

@@ -35,12 +35,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train gan | dcgan | infogan; writes model.pt and grids",
                        description="Train a GAN, DCGAN or InfoGAN; sample grids per epoch.",
                        formatter_class=HelpFormatter)
-    t.add_argument("model", choices=list(ADVERSARIAL_MODELS))
+    t.add_argument("model", choices=list(ADVERSARIAL_MODELS), help="the model")
     t.add_argument("--data", default="mnist",
                    help="dataset spec: mnist, fashion-mnist, ring-of-gaussians, ...")
-    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--epochs", type=int, default=5, help="epochs (an upper bound with a budget)")
     t.add_argument("--max-minutes", type=float, default=None, help="training time budget")
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--batch-size", type=int, default=64, help="training batch size")
     t.add_argument("--train-size", type=int, default=None,
                    help="train on a seeded random subset of this many examples")
     t.add_argument("--grid", type=int, default=64,
@@ -48,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, repeatable (latent_dim=100, width=32, hidden=0, "
                         "lr_g=2e-4, info_weight=1)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/training_state.pt")
     t.add_argument("--out", default=None, help="output directory (None: runs/gan-MODEL)")
@@ -66,7 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("-k", type=int, default=3, help="neighbours for precision / recall")
     e.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="another image model to score the same way (e.g. vae=runs/vae/model.pt)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="seed of the samples and subsets")
     e.add_argument("--out", default=None, help="output directory (None: print only)")
     e.set_defaults(needs_subcommand=False)
     for q in (t, e):

@@ -1,4 +1,5 @@
-"""Runners that produce tables (calibration, OOD, UCI, density, GAN) and the demo.
+"""Runners that produce tables (calibration, OOD, UCI) and the demo (density models and GANs:
+``generative``, run by ``dunno density`` and ``dunno gan``).
 
 This is the top layer: it may import from ``dunno``, ``uncertainty`` and ``generative``.
 """

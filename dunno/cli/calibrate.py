@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import HelpFormatter, add_common
+from dunno.cli.common import add_common
 
 __all__ = ["add_parser", "run"]
 
@@ -17,7 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from uncertainty.calibration.compare import CALIBRATION_SPLITS
 
     p = subparsers.add_parser("calibrate", help="fit post-hoc calibrators to a trained classifier",
-                              description=__doc__, formatter_class=HelpFormatter)
+                              description=__doc__)
     p.add_argument("--checkpoint", required=True, help="classifier checkpoint (model.pt)")
     p.add_argument("--data", required=True, help="dataset spec the model was trained on")
     p.add_argument("--method", default="temperature",

@@ -14,12 +14,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from dunno.cli.common import HelpFormatter, add_data_dir, add_device
+from dunno.cli.common import add_data_dir, add_device
 
-__all__ = ["add_parser", "parse_detector_params", "parse_layer", "run"]
+__all__ = ["add_parser", "run"]
 
 
-def parse_detector_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _parse_detector_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--param``: ``["knn.k=10", "odin.epsilon=0"]`` -> ``{"knn": {"k": 10}, "odin":
     {"epsilon": 0}}``.
 
@@ -43,7 +43,7 @@ def parse_detector_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def parse_layer(text: str) -> str | tuple[str, ...]:
+def _parse_layer(text: str) -> str | tuple[str, ...]:
     """``--layer``: ``"fc2"`` -> ``"fc2"`` (flattened output); ``"stages.1,stages.2"`` or a JSON
     list ``'["stages.2"]'`` -> a tuple of names (spatially averaged outputs, concatenated);
     ``NAME@k`` anywhere: pooled to a ``k x k`` grid."""
@@ -72,7 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser(
         "ood", help="OOD-detection benchmark: every detector against every OOD set",
-        description=__doc__, formatter_class=HelpFormatter)
+        description=__doc__)
     p.add_argument("--checkpoint", default=None,
                    help="a dunno classifier checkpoint (optional with --density)")
     p.add_argument("--density", default=None, metavar="CKPT",
@@ -96,7 +96,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="in-distribution split the detectors learn from")
     p.add_argument("--fit-size", type=int, default=None,
                    help="seeded subset of the fit split (None: all of it)")
-    p.add_argument("--layer", default=None, type=parse_layer, metavar="NAME[,NAME...]",
+    p.add_argument("--layer", default=None, type=_parse_layer, metavar="NAME[,NAME...]",
                    help="features from this module's flattened output instead of "
                    "model.features; several names (or a JSON list, '[\"stages.2\"]' for one): "
                    "their spatially averaged outputs, concatenated (e.g. stages.1,stages.2); "
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                     density_inputs=density_inputs_for(density), background=background,
                     root=args.data_dir, device=device, batch_size=args.batch_size,
                     fit_split=args.fit_split, fit_size=args.fit_size,
-                    detector_params=parse_detector_params(args.param), layer=args.layer,
+                    detector_params=_parse_detector_params(args.param), layer=args.layer,
                     seed=args.seed)
     print(table.summary())
     if args.report_dir is not None:

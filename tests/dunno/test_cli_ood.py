@@ -11,7 +11,7 @@ import torch
 from dunno import nets
 from dunno.checkpoints import save_checkpoint
 from dunno.cli import main
-from dunno.cli.ood import parse_detector_params, parse_layer
+from dunno.cli.ood import _parse_detector_params, _parse_layer
 
 IN = "digits:classes=0-4"
 
@@ -40,10 +40,10 @@ def test_ood_with_params_and_report(checkpoint, tmp_path, capsys):
 
 
 def test_parse_detector_params():
-    assert parse_detector_params(["knn.k=10", "odin.epsilons=[0, 0.01]", "rapp.mode=sap"]) == {
+    assert _parse_detector_params(["knn.k=10", "odin.epsilons=[0, 0.01]", "rapp.mode=sap"]) == {
         "knn": {"k": 10}, "odin": {"epsilons": (0, 0.01)}, "rapp": {"mode": "sap"}}
     with pytest.raises(ValueError, match="DETECTOR.NAME=VALUE"):
-        parse_detector_params(["k=10"])
+        _parse_detector_params(["k=10"])
 
 
 def test_multi_layer_features_from_the_command_line(checkpoint, tmp_path):
@@ -61,14 +61,14 @@ def test_multi_layer_features_from_the_command_line(checkpoint, tmp_path):
     ("stages.1@2,stages.2", ("stages.1@2", "stages.2")), ("stages.2@3", "stages.2@3"),
 ])
 def test_layer_flag(text, expected):
-    assert parse_layer(text) == expected
+    assert _parse_layer(text) == expected
 
 
 @pytest.mark.parametrize("text", ["conv2,", "[", "[]", "[1]", '["fc2", ""]', "stages.1@0",
                                   "stages.1@x,stages.2", "@2", "fc2,fc2"])
 def test_bad_layer_flag(text):
     with pytest.raises(argparse.ArgumentTypeError, match="--layer"):
-        parse_layer(text)
+        _parse_layer(text)
 
 
 def test_help_shows_defaults(capsys):

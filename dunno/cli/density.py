@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dunno.cli.common import HelpFormatter, add_data_dir, add_device
+from dunno.cli.common import add_data_dir, add_device
 
 __all__ = ["add_parser", "run"]
 
@@ -32,13 +32,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from generative.training import DENSITY_MODELS, SCHEDULES
 
     p = subparsers.add_parser("density", help="density models: train | score | sample",
-                              description=__doc__, formatter_class=HelpFormatter)
+                              description=__doc__)
     p.set_defaults(run=run, prog="density", needs_subcommand=True, group_parser=p)
     sub = p.add_subparsers(dest="density_command", metavar="COMMAND")
     t = sub.add_parser("train", help="train a model; writes model.pt and learning curves",
                        description="Train a density model by maximum likelihood (Adam), keep "
-                       "the epoch with the best validation NLL and score the test split.",
-                       formatter_class=HelpFormatter)
+                       "the epoch with the best validation NLL and score the test split.")
     t.add_argument("model", choices=sorted(DENSITY_MODELS), help="the density model")
     t.add_argument("--data", required=True, help="dataset spec, e.g. mnist-binary or digits")
     t.add_argument("--epochs", type=int, default=10, help="epochs (an upper bound with a budget)")
@@ -68,10 +67,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/training_state.pt")
     t.add_argument("--out", default=None, help="output directory (None: runs/density-MODEL)")
-    t.set_defaults(needs_subcommand=False)
+    t.set_defaults(needs_subcommand=False, prog="density train")
     s = sub.add_parser("score", help="per-image NLL (nats) and bits/dim of a checkpoint",
                        description="Per-image NLL (nats) and bits/dim of a checkpoint on a "
-                       "split of a dataset.", formatter_class=HelpFormatter)
+                       "split of a dataset.")
     s.add_argument("--checkpoint", required=True, help="a density checkpoint (model.pt)")
     s.add_argument("--data", required=True, help="dataset spec")
     s.add_argument("--split", default="test", help="test | val | train")
@@ -85,17 +84,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0,
                    help="seed of the subset and of the VAE's importance samples")
     s.add_argument("--out", default=None, help="output directory (None: print only)")
-    s.set_defaults(needs_subcommand=False)
+    s.set_defaults(needs_subcommand=False, prog="density score")
     g = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint",
-                       description="A PNG grid of seeded ancestral samples from a checkpoint.",
-                       formatter_class=HelpFormatter)
+                       description="A PNG grid of seeded ancestral samples from a checkpoint.")
     g.add_argument("--checkpoint", required=True, help="a density checkpoint (model.pt)")
     g.add_argument("-n", "--num", type=int, default=64, help="number of samples")
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
     g.add_argument("--path", default=None, help="PNG file (None: OUT/samples.png)")
     g.add_argument("--out", default=None,
                    help="output directory (None: the checkpoint's directory)")
-    g.set_defaults(needs_subcommand=False)
+    g.set_defaults(needs_subcommand=False, prog="density sample")
     for q in (t, s):
         add_data_dir(q)
     for q in (t, s, g):

@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from dunno.cli.common import HelpFormatter, add_common
+from dunno.cli.common import add_common
 
 __all__ = ["add_parser", "run"]
 
@@ -29,12 +29,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser(
         "gan", help="GANs: train gan | dcgan | infogan; eval (cFID, precision/recall)",
-        description=__doc__, formatter_class=HelpFormatter)
+        description=__doc__)
     p.set_defaults(run=run, prog="gan", needs_subcommand=True, group_parser=p)
     sub = p.add_subparsers(dest="gan_command", metavar="COMMAND")
     t = sub.add_parser("train", help="train gan | dcgan | infogan; writes model.pt and grids",
-                       description="Train a GAN, DCGAN or InfoGAN; sample grids per epoch.",
-                       formatter_class=HelpFormatter)
+                       description="Train a GAN, DCGAN or InfoGAN; sample grids per epoch.")
     t.add_argument("model", choices=list(ADVERSARIAL_MODELS), help="the model")
     t.add_argument("--data", default="mnist",
                    help="dataset spec: mnist, fashion-mnist, ring-of-gaussians, ...")
@@ -52,11 +51,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/training_state.pt")
     t.add_argument("--out", default=None, help="output directory (None: runs/gan-MODEL)")
-    t.set_defaults(needs_subcommand=False)
+    t.set_defaults(needs_subcommand=False, prog="gan train")
     e = sub.add_parser("eval", help="cFID, classifier score, precision/recall of samples",
                        description="Score a GAN checkpoint's samples with a classifier's "
                        "features (cFID, classifier score, precision/recall), or by mode "
-                       "coverage on the ring of Gaussians.", formatter_class=HelpFormatter)
+                       "coverage on the ring of Gaussians.")
     e.add_argument("--checkpoint", required=True, help="a GAN checkpoint (model.pt)")
     e.add_argument("--classifier", default=None,
                    help="classifier checkpoint with features(x), e.g. runs/lenet5-mnist/model.pt")
@@ -68,7 +67,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="another image model to score the same way (e.g. vae=runs/vae/model.pt)")
     e.add_argument("--seed", type=int, default=0, help="seed of the samples and subsets")
     e.add_argument("--out", default=None, help="output directory (None: print only)")
-    e.set_defaults(needs_subcommand=False)
+    e.set_defaults(needs_subcommand=False, prog="gan eval")
     for q in (t, e):
         add_common(q)
     return p

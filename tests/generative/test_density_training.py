@@ -175,6 +175,11 @@ def test_command_line_groups_without_a_subcommand_print_usage(capsys):
     with pytest.raises(SystemExit):
         main(["density", "train", "--help"])
     assert "(default: 100)" in capsys.readouterr().out  # --batch-size
+    # the command modules are the only entry points: no runner parses these options again
+    import importlib.util
+
+    for runner in ("evaluation.benchmarks.density", "evaluation.benchmarks.gan"):
+        assert importlib.util.find_spec(runner) is None
 
 
 @pytest.mark.data

@@ -122,6 +122,8 @@ def run_train(args: argparse.Namespace) -> int:
         options=parse_options(args.option), samples_k=args.samples_k,
         val_samples_k=args.val_samples_k, test_size=args.test_size,
     )
+    if args.samples < 0:
+        raise ValueError(f"--samples must be an int >= 0. Got {args.samples} instead.")
     out = Path(args.out or f"runs/density-{args.model}")
     model, history = train_density(config=config, out=out, root=args.data_dir,
                                    resume=args.resume)

@@ -69,7 +69,7 @@ class _LinearGaussianVAE(VAE):
         cov = torch.linalg.inv(torch.eye(latent, dtype=W.dtype) + W.T @ W / s**2)
         self.post_cov, self.W, self.b = cov, W, b
 
-    def _check(self, x, owner):  # real-valued data
+    def check_images(self, x, owner="test"):  # real-valued data
         return x
 
     def _encode(self, u):

@@ -37,6 +37,7 @@ from uncertainty.calibration.registry import (
     calibrator_to_dict,
     load_calibrator,
     make_calibrator,
+    register_calibrator,
     save_calibrator,
 )
 from uncertainty.calibration.temperature import TemperatureScaling, temperature_nll
@@ -59,6 +60,7 @@ __all__ = [
     "calibrator_to_dict",
     "load_calibrator",
     "make_calibrator",
+    "register_calibrator",
     "save_calibrator",
     "temperature_nll",
 ]

@@ -79,6 +79,7 @@ class DensityDetector(OODDetector):
     uses_model: ClassVar[bool] = False
     uses_density: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"log_prob"})
+    _wrapped_args: ClassVar[tuple[str, ...]] = ("density",)
 
     def __init__(self, density: Any = None, *, transform=None) -> None:
         super().__init__(None)

@@ -60,6 +60,7 @@ from torch import nn
 
 from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
+from uncertainty.ood.registry import DETECTORS, make_detector
 
 __all__ = ["Combined", "component_label", "conformal_neg_log_p"]
 
@@ -164,8 +165,6 @@ class Combined(OODDetector):
         self.seed = seed
 
     def _make_components(self) -> dict[str, OODDetector]:
-        from uncertainty.ood.registry import DETECTORS, make_detector
-
         owner = type(self).__name__
         if not isinstance(self.components, tuple | list) or not self.components:
             raise ValueError(
@@ -194,9 +193,9 @@ class Combined(OODDetector):
             if label in out:
                 raise ValueError(f"The 'components' parameter of {owner} lists {label!r} twice.")
             cls = DETECTORS[name]
-            if "layer" in cls._param_names() and self.layer is not None:
+            if "layer" in cls.param_names() and self.layer is not None:
                 params.setdefault("layer", self.layer)
-            if "device" in cls._param_names() and self.model is not None:
+            if "device" in cls.param_names() and self.model is not None:
                 params.setdefault("device", str(model_device(self.model)))
             out[label] = make_detector(name, self.model if cls.uses_model else None, **params)
         return out
@@ -254,7 +253,7 @@ class Combined(OODDetector):
 
     def component_scores(self, outputs: ModelOutputs) -> dict[str, torch.Tensor]:
         r"""Each component's :math:`-\log p_k` for precomputed outputs: ``(N,)`` each."""
-        self._check_fitted()
+        self.check_fitted()
         return {
             name: conformal_neg_log_p(det.score_outputs(outputs), self.references_[name],
                                       self.tail).cpu()

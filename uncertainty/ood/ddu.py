@@ -155,7 +155,7 @@ class DDU(OODDetector):
 
     def log_density(self, features: torch.Tensor) -> torch.Tensor:
         r"""Per-class log-densities :math:`\log\mathcal N(f; \mu_c, \Sigma_c)`: ``(N, C)``."""
-        self._check_fitted()
+        self.check_fitted()
         return gaussian_log_densities(features, self.means_.to(features.device),
                                       self.cholesky_.to(features.device))
 

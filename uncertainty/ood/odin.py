@@ -168,7 +168,8 @@ class ODIN(OODDetector):
         """True when tuning: scoring then needs the tuned ``temperature_`` and ``epsilon_``."""
         return self.tune is True
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise NotFittedError when tuning (``tune=True``) and :meth:`fit` has not run."""
         if self.tune is True:
             check_is_fitted(self, ["temperature_", "epsilon_"], "fit")
 

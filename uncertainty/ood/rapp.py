@@ -177,6 +177,7 @@ class RaPP(OODDetector):
     needs = frozenset({"input"})
     fit_needs = frozenset({"input"})
     uses_model = False
+    _wrapped_args = ("autoencoder",)
     score_time_params = ("mode",)
     _state_names = ("autoencoder_", "diff_mean_", "components_", "singular_values_")
 
@@ -207,11 +208,6 @@ class RaPP(OODDetector):
         self.nap_size = nap_size
         self.seed = seed
         self.device = device
-
-    def get_params(self):
-        params = super().get_params()
-        params.pop("autoencoder", None)
-        return params
 
     def _validate_params(self) -> None:
         owner = type(self).__name__
@@ -309,7 +305,7 @@ class RaPP(OODDetector):
     # ------------------------------------------------------------------ scoring
     def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both aggregations of inputs ``x (N, ...)``: ``{"sap": (N,), "nap": (N,)}``."""
-        self._check_fitted()
+        self.check_fitted()
         d = self._differences(self.autoencoder_, x.flatten(1))
         return {"sap": rapp_sap_score(d),
                 "nap": rapp_nap_score(d, self.diff_mean_.to(d.device),

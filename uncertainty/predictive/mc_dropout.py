@@ -49,10 +49,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from dunno.errors import check_is_fitted
+from dunno.estimator import Estimator
 from uncertainty._checks import check_bool, check_choice, check_float, check_int, check_seed
 from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
 from uncertainty.predictive._mlp import stack_training_sets, train_stacked
+from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 
 __all__ = [
@@ -93,7 +94,7 @@ def mc_dropout_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.train(training)
 
 
-class MCDropout:
+class MCDropout(Estimator):
     """Sample a trained model with its dropout layers switched on.
 
     Nothing is learned: the wrapped model is used as it is (there is no ``fit``); the model
@@ -120,6 +121,8 @@ class MCDropout:
         Inputs are processed in chunks of this many rows (all at once by default).
     """
 
+    _wrapped_args = ("model",)
+
     def __init__(self, model: nn.Module, num_samples: int = 100, *, mode: str = "full",
                  task: str = "classification", noise_variance: float | None = None,
                  batch_size: int | None = None) -> None:
@@ -131,7 +134,7 @@ class MCDropout:
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ checks
-    def _check(self) -> None:
+    def _validate_params(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise ValueError(
                 f"The 'model' parameter of MCDropout must be a torch.nn.Module. "
@@ -190,7 +193,7 @@ class MCDropout:
     @torch.no_grad()
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         """Raw model outputs of ``T`` stochastic passes, ``(T, N, ...)``."""
-        self._check()
+        self._validate_params()
         if not isinstance(x, torch.Tensor):
             raise ValueError(
                 f"The 'x' argument of MCDropout.sample must be a torch.Tensor. "
@@ -259,7 +262,7 @@ def _as_grid(owner, name: str, value: Any, low: float, high: float, high_open: b
     )
 
 
-class MCDropoutRegressor:
+class MCDropoutRegressor(Regressor):
     r"""Gal & Ghahramani's (2016) MC-Dropout MLP for regression, with its grid search.
 
     Parameters
@@ -309,6 +312,8 @@ class MCDropoutRegressor:
     """
 
     name = "mc-dropout"
+    _state_names = ("model_",)
+    _per_dataset_params = ("dropout", "tau")
 
     def __init__(self, hidden=50, dropout=0.05, tau=1.0, *, lengthscale: float = 1e-2,
                  epochs: int = 40, batch_size: int = 128, lr: float = 1e-3,
@@ -328,10 +333,14 @@ class MCDropoutRegressor:
         self.share_tau = share_tau
         self.seed = seed
 
-    def _check_params(self):
-        hidden = check_hidden(self, self.hidden)
-        rates = _as_grid(self, "dropout", self.dropout, 0.0, 1.0, True)
-        taus = _as_grid(self, "tau", self.tau, 0.0, math.inf, False)
+    def _grids(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The dropout-rate and precision grids (one value each without a search)."""
+        return (_as_grid(self, "dropout", self.dropout, 0.0, 1.0, True),
+                _as_grid(self, "tau", self.tau, 0.0, math.inf, False))
+
+    def _validate_params(self) -> None:
+        check_hidden(self, self.hidden)
+        self._grids()
         check_float(self, "lengthscale", self.lengthscale, low=0.0)
         check_int(self, "epochs", self.epochs, 1)
         check_int(self, "batch_size", self.batch_size, 1)
@@ -343,12 +352,6 @@ class MCDropoutRegressor:
         check_bool(self, "input_dropout", self.input_dropout)
         check_bool(self, "share_tau", self.share_tau)
         check_seed(self, self.seed)
-        return hidden, rates, taus
-
-    def _params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "hidden", "dropout", "tau", "lengthscale", "epochs", "batch_size", "lr",
-            "num_samples", "val_samples", "val_fraction", "input_dropout", "share_tau", "seed")}
 
     # ------------------------------------------------------------------ training
     def _train(self, xs, ys, split_of, configs, group_rates, mask_groups):
@@ -390,7 +393,7 @@ class MCDropoutRegressor:
         return per_point.mean(dim=2)
 
     def _fit_jointly(self, estimators, data) -> None:
-        grids = [est._check_params()[1:] for est in estimators]  # (rates, taus) per dataset
+        grids = [est._grids() for est in estimators]  # (rates, taus) per dataset
         if len({(len(r), len(t)) for r, t in grids}) != 1:
             raise ValueError("MCDropoutRegressor.fit_many needs grids of one size per dataset.")
         xs, ys = stack_training_sets(  # (S, N, D), (S, N, O)
@@ -440,43 +443,8 @@ class MCDropoutRegressor:
             est.history_ = history
             est.n_features_in_, est.n_outputs_ = xs.shape[2], ys.shape[2]
 
-    def fit(self, x, y) -> MCDropoutRegressor:
-        """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``."""
-        self._fit_jointly([self], [(x, y)])
-        return self
-
-    def fit_many(self, data, params=None) -> list[MCDropoutRegressor]:
-        """Fit one copy of this estimator per ``(x, y)`` in ``data`` (e.g. the 20 UCI splits,
-        all of one shape), training all of them -- grid members included -- as one stacked
-        network: the same result in distribution as calling :meth:`fit` on each, with one
-        optimiser step for all per mini-batch.
-
-        ``params``: optional list of per-dataset overrides of ``dropout`` / ``tau`` (grids of
-        the same size), e.g. precisions converted to each split's standardised units.
-        Returns the fitted copies in order."""
-        data = list(data)
-        if not data:
-            raise ValueError("MCDropoutRegressor.fit_many needs at least one (x, y) pair.")
-        params = [{}] * len(data) if params is None else list(params)
-        if len(params) != len(data):
-            raise ValueError(
-                f"MCDropoutRegressor.fit_many got {len(params)} parameter overrides for "
-                f"{len(data)} datasets."
-            )
-        estimators = []
-        for override in params:
-            unknown = sorted(set(override) - {"dropout", "tau"})
-            if unknown:
-                raise ValueError(
-                    f"MCDropoutRegressor.fit_many can override 'dropout' and 'tau' per "
-                    f"dataset only. Got {unknown}."
-                )
-            estimators.append(type(self)(**{**self._params(), **override}))
-        self._fit_jointly(estimators, data)
-        return estimators
-
     def _sampler(self) -> MCDropout:
-        check_is_fitted(self, "model_")
+        self.check_fitted()
         return MCDropout(self.model_, self.num_samples, task="regression",
                          noise_variance=1.0 / self.tau_)
 
@@ -489,7 +457,3 @@ class MCDropoutRegressor:
         r"""Mixture of the ``T`` passes, each :math:`\mathcal{N}(\hat y_t, \tau^{-1})`."""
         sampler = self._sampler()
         return sampler.predict(as_features(x, num_features=self.n_features_in_))
-
-    def __repr__(self) -> str:
-        return (f"MCDropoutRegressor(hidden={self.hidden!r}, dropout={self.dropout!r}, "
-                f"tau={self.tau!r}, epochs={self.epochs})")

@@ -378,7 +378,6 @@ class DeepEnsemble(JointFit):
         o = self.n_outputs_
         return RegressionPrediction.from_samples(out[..., :o], gaussian_variance(out[..., o:]))
 
-
     def _require_classification(self, method: str) -> None:
         if self.task != "classification":
             raise ValueError(

@@ -8,12 +8,14 @@ Methods (one per module):
                      classification (sampled softmax), both with MC-Dropout
     mdn              mixture density networks with the aleatoric / epistemic variance split
     bayes            mean-field variational Bayesian MLP in Pyro (SVI, AutoNormal)
+    uci              the UCI regression benchmark over the fixed splits (``run_uci``), next to
+                     the published numbers
 
 Every method is a :class:`dunno.estimator.Estimator` (parameters, ``repr``,
 ``NotFittedError``) and returns a :class:`ClassificationPrediction` or
 :class:`RegressionPrediction` (``prediction``). The regression methods derive from
 :class:`Regressor` (``base``); ``make_regressor(name)`` builds them by registry name
-(``REGRESSORS``), the interface the UCI benchmark (``evaluation.benchmarks.uci``) runs.
+(``REGRESSORS``), the interface the UCI benchmark (:func:`run_uci`, ``dunno uci``) runs.
 """
 
 from uncertainty.predictive.base import JointFit, Regressor
@@ -39,6 +41,7 @@ from uncertainty.predictive.registry import (
     make_regressor,
     register_regressor,
 )
+from uncertainty.predictive.uci import UCITable, run_uci
 
 __all__ = [
     "REGRESSORS",
@@ -55,6 +58,7 @@ __all__ = [
     "MDNRegressor",
     "RegressionPrediction",
     "Regressor",
+    "UCITable",
     "available_regressors",
     "dropout_layers",
     "gaussian_nll_loss",
@@ -63,5 +67,6 @@ __all__ = [
     "mdn_log_prob",
     "mdn_nll",
     "register_regressor",
+    "run_uci",
     "sampled_softmax_loss",
 ]

@@ -12,7 +12,8 @@ generalised Jensen-Shannon divergence of the members),
 
 zero when the members agree; higher = more OOD. The model is an ensemble with
 ``member_logits(x) -> (M, N, C)`` (:class:`dunno.ensemble.EnsembleClassifier`, what
-``dunno train classifier --ensemble M`` writes).
+``dunno train classifier --ensemble M`` writes and
+:meth:`uncertainty.predictive.DeepEnsemble.to_module` returns).
 """
 
 from __future__ import annotations

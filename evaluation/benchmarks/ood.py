@@ -315,7 +315,7 @@ def _build_detectors(names, model, device, detector_params, layer, density=None,
     for name in names:
         cls = DETECTORS[name]
         params = dict(detector_params.get(name, {}))
-        accepted = cls._param_names()
+        accepted = cls.param_names()
         if layer is not None and "layer" in accepted:
             params.setdefault("layer", layer)
         if "device" in accepted:
@@ -327,7 +327,7 @@ def _build_detectors(names, model, device, detector_params, layer, density=None,
             params.setdefault("num_dims", num_dims)  # likelihood in bits/dim
         out[name] = make_detector(name, model if cls.uses_model else None,
                                   density=density if cls.uses_density else None, **params)
-        out[name]._validate_params()
+        out[name].check_params()
     return out
 
 

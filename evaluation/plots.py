@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .metrics import _validation as _v
+from dunno.validation import (
+    check_int,
+    check_probability_level,
+    check_real,
+    check_same_length,
+    check_scores,
+    to_numpy,
+)
+
 from .metrics.calibration import ReliabilityTable, reliability_table
 from .metrics.ood import ood_metrics, precision_recall_curve, roc_curve
 from .metrics.selective import aurc, risk_coverage_curve
@@ -223,9 +231,9 @@ def ood_score_histogram(
         path: optional ``.png`` / ``.svg`` file to save to.
     """
     _check_path_early(path)
-    bins = _v.check_int_param(bins, "bins", "ood_score_histogram")
-    s_in = _v.check_scores(scores_in, "scores_in")
-    s_out = _v.check_scores(scores_out, "scores_out")
+    bins = check_int(bins, "bins", "ood_score_histogram", low=1)
+    s_in = check_scores(scores_in, "scores_in")
+    s_out = check_scores(scores_out, "scores_out")
     metrics = ood_metrics(s_in, s_out)
     lo = min(s_in.min(), s_out.min())
     hi = max(s_in.max(), s_out.max())
@@ -298,20 +306,20 @@ def regression_bands(
     from .metrics.regression import gaussian_interval, interval_coverage
 
     _check_path_early(path)
-    xs = _v.check_scores(x, "x")
-    mu = _v.check_scores(mean, "mean")
-    var = _v.check_scores(variance, "variance")
-    _v.check_same_length(mu.shape[0], xs.shape[0], "mean", "x")
-    _v.check_same_length(var.shape[0], xs.shape[0], "variance", "x")
+    xs = check_scores(x, "x")
+    mu = check_scores(mean, "mean")
+    var = check_scores(variance, "variance")
+    check_same_length(mu.shape[0], xs.shape[0], "mean", "x")
+    check_same_length(var.shape[0], xs.shape[0], "variance", "x")
     y = None
     if targets is not None:
-        y = _v.check_scores(targets, "targets")
-        _v.check_same_length(y.shape[0], xs.shape[0], "targets", "x")
+        y = check_scores(targets, "targets")
+        check_same_length(y.shape[0], xs.shape[0], "targets", "x")
     order = np.argsort(xs, kind="stable")
     fig = _new_figure(7.0, 4.5)
     ax = fig.subplots()
     for i, level in enumerate(sorted(levels, reverse=True)):
-        level = _v.check_level(level, "levels", "regression_bands")
+        level = check_probability_level(level, "levels", "regression_bands")
         lower, upper = gaussian_interval(mu, var, level)
         label = f"{level:.0%} interval"
         if y is not None:
@@ -347,8 +355,8 @@ def image_grid(
         path: optional ``.png`` / ``.svg`` file to save to.
     """
     _check_path_early(path)
-    ncols = _v.check_int_param(ncols, "ncols", "image_grid")
-    arr = _v.check_real(images, "images", ndim=(3, 4),
+    ncols = check_int(ncols, "ncols", "image_grid", low=1)
+    arr = check_real(images, "images", ndim=(3, 4),
                         what="an array of shape (N, H, W) or (N, C, H, W) with C in {1, 3}")
     if arr.ndim == 4:
         if arr.shape[1] not in (1, 3):
@@ -415,7 +423,7 @@ def density_heatmap(
     _check_path_early(path)
     if not callable(log_prob_fn):
         raise TypeError("The 'log_prob_fn' argument must be callable: (M, 2) -> (M,).")
-    resolution = _v.check_int_param(resolution, "resolution", "density_heatmap", 2)
+    resolution = check_int(resolution, "resolution", "density_heatmap", low=2)
     xs = np.linspace(float(xlim[0]), float(xlim[1]), resolution)
     ys = np.linspace(float(ylim[0]), float(ylim[1]), resolution)
     gx, gy = np.meshgrid(xs, ys)  # (R, R) each
@@ -424,7 +432,7 @@ def density_heatmap(
     with torch.no_grad():
         for start in range(0, points.shape[0], 65536):
             chunk = torch.from_numpy(points[start:start + 65536])
-            out = _v.to_numpy(log_prob_fn(chunk), "log_prob_fn output")
+            out = to_numpy(log_prob_fn(chunk), "log_prob_fn output")
             if out.shape != (chunk.shape[0],):
                 raise ValueError(
                     f"The 'log_prob_fn' argument must return shape ({chunk.shape[0]},) for "
@@ -444,7 +452,7 @@ def density_heatmap(
     mesh = ax.pcolormesh(xs, ys, values, shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax, label="log density" if log_scale else "density")
     if samples is not None:
-        pts = _v.check_real(samples, "samples", ndim=2, what="a 2-D array of shape (S, 2)")
+        pts = check_real(samples, "samples", ndim=2, what="a 2-D array of shape (S, 2)")
         if pts.shape[1] != 2:
             raise ValueError(f"The 'samples' argument must have shape (S, 2); got {pts.shape}.")
         ax.scatter(pts[:, 0], pts[:, 1], s=4, color="white", edgecolors="black",

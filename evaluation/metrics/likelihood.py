@@ -41,7 +41,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import check_int_param, check_real
+from dunno.validation import check_int, check_real
 
 __all__ = [
     "bits_per_dim",
@@ -80,7 +80,7 @@ def bits_per_dim(log_probs, num_dims: int, *, bin_width: float | None = None) ->
         bin_width: ``None`` for discrete likelihoods; the width ``Δ`` of one quantisation bin
             in the model's data units for densities of dequantised data.
     """
-    num_dims = check_int_param(num_dims, "num_dims", "bits_per_dim")
+    num_dims = check_int(num_dims, "num_dims", "bits_per_dim", low=1)
     offset = 0.0
     if bin_width is not None:
         ok = isinstance(bin_width, numbers.Real) and not isinstance(bin_width, bool)

@@ -58,7 +58,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
+from dunno.validation import check_float, check_seed
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
 __all__ = ["Combined", "component_label", "conformal_neg_log_p"]
@@ -216,8 +217,8 @@ class Combined(OODDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        holdout = check_positive_float(self.holdout, "holdout", owner)
-        tail = check_positive_float(self.tail, "tail", owner)
+        holdout = check_float(self.holdout, "holdout", owner, low=0.0, low_open=True)
+        tail = check_float(self.tail, "tail", owner, low=0.0, low_open=True)
         for name, value, given in (("holdout", holdout, self.holdout), ("tail", tail, self.tail)):
             if not value < 1:
                 raise ValueError(f"The '{name}' parameter of {owner} must be a float in (0, 1). "
@@ -225,7 +226,7 @@ class Combined(OODDetector):
         if self.reduce not in REDUCTIONS:
             raise ValueError(f"The 'reduce' parameter of {owner} must be one of {REDUCTIONS}. "
                              f"Got {self.reduce!r} instead.")
-        check_positive_int(self.seed, "seed", owner, low=0)
+        check_seed(self.seed, owner)
         for det in self._make_components().values():
             det._validate_params()
 

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from uncertainty.ood._base import check_positive_float, check_positive_int
+from dunno.validation import check_float, check_int, check_seed
 from uncertainty.ood._density import DensityDetector, pixel_levels
 from uncertainty.ood.outputs import ModelOutputs, check_density, model_device
 
@@ -174,11 +174,11 @@ class LikelihoodRatio(DensityDetector):
         if not (isinstance(rate, int | float) and not isinstance(rate, bool) and 0 < rate <= 1):
             raise ValueError(f"The 'mutation_rate' parameter of {owner} must be a float in "
                              f"(0, 1]. Got {rate!r} instead.")
-        check_positive_float(self.l2, "l2", owner, allow_zero=True)
-        check_positive_float(self.lr, "lr", owner)
-        check_positive_int(self.epochs, "epochs", owner)
-        check_positive_int(self.batch_size, "batch_size", owner)
-        check_positive_int(self.seed, "seed", owner, low=0)
+        check_float(self.l2, "l2", owner, low=0.0)
+        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_int(self.epochs, "epochs", owner, low=1)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_seed(self.seed, owner)
         if not isinstance(self.fit_background, bool):
             raise ValueError(f"The 'fit_background' parameter of {owner} must be a bool. "
                              f"Got {self.fit_background!r} instead.")

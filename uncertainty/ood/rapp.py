@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 from dunno.devices import resolve_device
-from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
+from dunno.validation import check_float, check_int, check_seed
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import ModelOutputs, model_device
 
 __all__ = ["MLPAutoencoder", "RaPP", "rapp_differences", "rapp_nap_score", "rapp_sap_score"]
@@ -231,13 +232,13 @@ class RaPP(OODDetector):
             raise ValueError(f"The 'hidden' parameter of {owner} must be a non-empty tuple of "
                              f"ints. Got {self.hidden!r} instead.")
         for width in self.hidden:
-            check_positive_int(width, "hidden", owner)
-        check_positive_int(self.epochs, "epochs", owner, low=0)
-        check_positive_float(self.lr, "lr", owner)
-        check_positive_int(self.batch_size, "batch_size", owner)
-        check_positive_float(self.rcond, "rcond", owner)
-        check_positive_int(self.nap_size, "nap_size", owner, low=2)
-        check_positive_int(self.seed, "seed", owner, low=0)
+            check_int(width, "hidden", owner, low=1)
+        check_int(self.epochs, "epochs", owner, low=0)
+        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_float(self.rcond, "rcond", owner, low=0.0, low_open=True)
+        check_int(self.nap_size, "nap_size", owner, low=2)
+        check_seed(self.seed, owner)
         if not isinstance(self.include_input, bool):
             raise ValueError(f"The 'include_input' parameter of {owner} must be a bool. "
                              f"Got {self.include_input!r} instead.")

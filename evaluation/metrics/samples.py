@@ -61,7 +61,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dunno.validation import check_int, check_probs, check_real, to_numpy
+from dunno.validation import check_float, check_int, check_probs, check_real, to_numpy
 
 __all__ = [
     "ModeCoverage",
@@ -318,15 +318,7 @@ def mode_coverage(
     m = _features(modes, "modes")
     _same_dim(x, m, "samples", "modes")
     for name, value in (("std", std), ("num_std", num_std)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not (math.isfinite(value) and value > 0)
-        ):
-            raise ValueError(
-                f"The {name!r} parameter of mode_coverage must be a number > 0. Got {value!r} "
-                "instead."
-            )
+        check_float(value, name, "mode_coverage", low=0.0, low_open=True)
     min_count = check_int(min_count, "min_count", "mode_coverage", low=1)
     d = np.sqrt(_sq_dists(x, m, (m * m).sum(axis=1)))  # (N, K)
     nearest = d.argmin(axis=1)

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dunno.validation import check_betas, check_float, check_int, check_shape
+from dunno.validation import check_betas, check_choice, check_float, check_int, check_shape
 
 __all__ = [
     "OUTPUTS",
@@ -100,12 +100,7 @@ class AdversarialModel(nn.Module):
         name = type(self).__name__
         self.data_shape = check_shape(data_shape, "data_shape", name)
         self.latent_dim = check_int(latent_dim, "latent_dim", name, low=1)
-        if output not in OUTPUTS:
-            raise ValueError(
-                f"The 'output' parameter of {name} must be one of {OUTPUTS}. Got {output!r} "
-                "instead."
-            )
-        self.output = output
+        self.output = check_choice(output, "output", name, OUTPUTS)
         self.lr_g = check_float(lr_g, "lr_g", name, low=0.0, low_open=True)
         self.lr_d = check_float(lr_d, "lr_d", name, low=0.0, low_open=True)
         self.betas = check_betas(betas, name)

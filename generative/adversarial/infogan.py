@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
-from dunno.validation import check_float, check_image_shape, check_int
+from dunno.validation import check_choice, check_float, check_image_shape, check_int
 
 from ._base import AdversarialModel, init_dcgan_weights
 from .dcgan import ConvDiscriminatorTrunk, ConvGenerator
@@ -167,9 +167,7 @@ class InfoGAN(AdversarialModel):
         continuous = check_int(continuous, "continuous", name, low=0)
         super().__init__(image_shape, noise_dim + categorical + continuous, "image", lr_g,
                          lr_d, betas)
-        if continuous_std not in CONTINUOUS_STD:
-            raise ValueError(f"The 'continuous_std' parameter of {name} must be one of "
-                             f"{CONTINUOUS_STD}. Got {continuous_std!r} instead.")
+        check_choice(continuous_std, "continuous_std", name, CONTINUOUS_STD)
         self.noise_dim, self.categorical, self.continuous = noise_dim, categorical, continuous
         self.continuous_std = continuous_std
         self.info_weight = check_float(info_weight, "info_weight", name, low=0.0)

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
-from dunno.validation import check_int
+from dunno.validation import check_bool, check_int
 
 from ._base import AutoregressiveImageModel
 
@@ -97,11 +97,7 @@ class NADE(AutoregressiveImageModel):
     ):
         super().__init__(image_shape, pixels)
         hidden = check_int(hidden, "hidden", "NADE", low=1)
-        if not isinstance(order_agnostic, bool):
-            raise ValueError(
-                f"The 'order_agnostic' parameter of NADE must be a bool. Got "
-                f"{order_agnostic!r} instead."
-            )
+        check_bool(order_agnostic, "order_agnostic", "NADE")
         self.chunk_size = check_int(chunk_size, "chunk_size", "NADE", low=1)
         d = self.num_dims
         self.hidden = hidden

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from dunno.checkpoints import register_model
-from dunno.validation import check_int
+from dunno.validation import check_bool, check_int
 
 from ._base import LEVELS, AutoregressiveImageModel
 from .masks import MaskedConv2d, channel_groups, shift_down
@@ -151,8 +151,7 @@ class PixelCNN(AutoregressiveImageModel):
                 raise ValueError(
                     f"The '{key}' parameter of PixelCNN must be an odd int. Got {k} instead."
                 )
-        if not isinstance(gated, bool):
-            raise ValueError(f"The 'gated' parameter of PixelCNN must be a bool. Got {gated!r}.")
+        check_bool(gated, "gated", "PixelCNN")
         c = self.image_shape[0]
         if hidden < c:
             raise ValueError(

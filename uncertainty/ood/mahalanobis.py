@@ -107,12 +107,7 @@ class Mahalanobis(OODDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        shrinkage = check_float(self.shrinkage, "shrinkage", owner, low=0.0)
-        if shrinkage > 1:
-            raise ValueError(
-                f"The 'shrinkage' parameter of {owner} must be a float in [0, 1]. "
-                f"Got {self.shrinkage!r} instead."
-            )
+        check_float(self.shrinkage, "shrinkage", owner, low=0.0, high=1.0)
         check_float(self.epsilon, "epsilon", owner, low=0.0)
 
     def _fit(self, outputs: ModelOutputs) -> None:

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from dunno.errors import check_is_fitted
-from dunno.validation import check_float, check_int, check_seed
+from dunno.validation import check_bool, check_float, check_int, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, extract_outputs, model_device
 
@@ -178,9 +178,7 @@ class ODIN(OODDetector):
         owner = type(self).__name__
         check_float(self.temperature, "temperature", owner, low=0.0, low_open=True)
         check_float(self.epsilon, "epsilon", owner, low=0.0)
-        if not isinstance(self.tune, bool):
-            raise ValueError(f"The 'tune' parameter of {owner} must be a bool. "
-                             f"Got {self.tune!r} instead.")
+        check_bool(self.tune, "tune", owner)
         for name, allow_zero in (("temperatures", False), ("epsilons", True)):
             grid = getattr(self, name)
             if not isinstance(grid, tuple | list) or not grid:

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from dunno.validation import check_int, check_seed
+from dunno.validation import check_int, check_probability_level, check_seed
 from uncertainty.ood._density import DensityDetector
 from uncertainty.ood.outputs import ModelOutputs
 
@@ -120,10 +120,7 @@ class Typicality(DensityDetector):
         check_int(self.group_size, "group_size", owner, low=1)
         check_int(self.bootstraps, "bootstraps", owner, low=1)
         check_seed(self.seed, owner)
-        a = self.alpha
-        if not (isinstance(a, int | float) and not isinstance(a, bool) and 0 < a < 1):
-            raise ValueError(f"The 'alpha' parameter of {owner} must be a float in (0, 1). "
-                             f"Got {a!r} instead.")
+        check_probability_level(self.alpha, "alpha", owner)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         lp = outputs.log_prob

@@ -20,16 +20,8 @@ import numpy as np
 
 from dunno.validation import check_int, check_scores
 
-from .calibration import (
-    ReliabilityTable,
-    _brier_sum,
-    _classwise_equal_width_stats,
-    _equal_width_edges,
-    _metrics_from_sums,
-    _nll_sum,
-    _top_label_stats,
-    _validate,
-)
+from ._binning import _classwise_equal_width_stats, _equal_width_edges, _top_label_stats
+from .calibration import ReliabilityTable, _brier_sum, _metrics_from_sums, _nll_sum, _validate
 from .ood import ood_metrics
 
 __all__ = ["CalibrationAccumulator", "OODAccumulator"]

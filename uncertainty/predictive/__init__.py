@@ -8,10 +8,12 @@ Methods (one per module):
                      classification (sampled softmax), both with MC-Dropout
     mdn              mixture density networks with the aleatoric / epistemic variance split
     bayes            mean-field variational Bayesian MLP in Pyro (SVI, AutoNormal)
+    uci              the UCI regression benchmark over the fixed splits (``run_uci``), next to
+                     the published numbers
 
 Every method returns a :class:`ClassificationPrediction` or :class:`RegressionPrediction`
 (``prediction``). ``make_regressor(name)`` builds the regression methods by registry name
-(``REGRESSORS``), the interface the UCI benchmark (``evaluation.benchmarks.uci``) runs.
+(``REGRESSORS``), the interface the UCI benchmark (:func:`run_uci`, ``dunno uci``) runs.
 """
 
 from uncertainty.predictive.bayes import BayesianMLP, BayesianMLPRegressor
@@ -31,6 +33,7 @@ from uncertainty.predictive.mc_dropout import (
 from uncertainty.predictive.mdn import MDNRegressor, mdn_log_prob, mdn_nll
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 from uncertainty.predictive.registry import REGRESSORS, available_regressors, make_regressor
+from uncertainty.predictive.uci import UCITable, run_uci
 
 __all__ = [
     "REGRESSORS",
@@ -45,6 +48,7 @@ __all__ = [
     "MCDropoutRegressor",
     "MDNRegressor",
     "RegressionPrediction",
+    "UCITable",
     "available_regressors",
     "dropout_layers",
     "gaussian_nll_loss",
@@ -52,5 +56,6 @@ __all__ = [
     "mc_dropout_mode",
     "mdn_log_prob",
     "mdn_nll",
+    "run_uci",
     "sampled_softmax_loss",
 ]

@@ -47,8 +47,9 @@ def owner_name(owner: object) -> str:
     return type(owner).__name__
 
 
-def _raise(name: str, owner: object, expected: str, value: Any) -> None:
-    raise ValueError(
+def _error(name: str, owner: object, expected: str, value: Any) -> ValueError:
+    """The one message template."""
+    return ValueError(
         f"The '{name}' parameter of {owner_name(owner)} must be {expected}. "
         f"Got {value!r} instead."
     )
@@ -84,7 +85,7 @@ def check_int(value: Any, name: str, owner: object, *, low: int | None = None,
     if _is_int(value) and (low is None or value >= low) and (high is None or value <= high):
         return int(value)
     none = "None or " if allow_none else ""
-    _raise(name, owner, f"{none}an int{_int_bounds(low, high)}", value)
+    raise _error(name, owner, f"{none}an int{_int_bounds(low, high)}", value)
 
 
 def check_seed(value: Any, owner: object, name: str = "seed") -> int:
@@ -122,7 +123,7 @@ def check_float(value: Any, name: str, owner: object, *, low: float = -math.inf,
         expected = f"{none}a finite float"
     else:
         expected = f"{none}a float in {_interval(low, high, low_open, high_open)}"
-    _raise(name, owner, expected, value)
+    raise _error(name, owner, expected, value)
 
 
 def check_probability_level(value: Any, name: str, owner: object, *,
@@ -136,7 +137,7 @@ def check_bool(value: Any, name: str, owner: object) -> bool:
     """``value`` as a ``bool`` (a Python or numpy bool; ``0`` / ``1`` are refused)."""
     if isinstance(value, bool | np.bool_):
         return bool(value)
-    _raise(name, owner, "a bool", value)
+    raise _error(name, owner, "a bool", value)
 
 
 def _matches(value: Any, choice: Any) -> bool:
@@ -152,7 +153,7 @@ def check_choice(value: Any, name: str, owner: object, choices: Sequence[Any]) -
     """``value`` if it equals one of ``choices`` (a bool never matches ``0`` / ``1``)."""
     if any(_matches(value, c) for c in choices):
         return value
-    _raise(name, owner, "one of " + ", ".join(repr(c) for c in choices), value)
+    raise _error(name, owner, "one of " + ", ".join(repr(c) for c in choices), value)
 
 
 def _items(value: Any) -> tuple[Any, ...] | None:
@@ -185,7 +186,7 @@ def check_int_sequence(value: Any, name: str, owner: object, *, low: int = 1,
         expected = f"a {'' if allow_empty else 'non-empty '}sequence of ints >= {low}"
     if allow_int:
         expected = f"an int >= {low} or {expected}"
-    _raise(name, owner, expected + (f" ({what})" if what else ""), value)
+    raise _error(name, owner, expected + (f" ({what})" if what else ""), value)
 
 
 def check_hidden(value: Any, owner: object, name: str = "hidden", *,
@@ -216,7 +217,7 @@ def check_image_shape(value: Any, owner: object, name: str = "image_shape", *,
         return c, h, w
     chans = "C >= 1" if channels is None else "C in {" + ", ".join(map(str, channels)) + "}"
     sizes = "H, W >= 1" if multiple == 1 else f"H, W positive multiples of {multiple}"
-    _raise(name, owner, f"(C, H, W) with {chans} and {sizes}", value)
+    raise _error(name, owner, f"(C, H, W) with {chans} and {sizes}", value)
 
 
 def check_betas(value: Any, owner: object, name: str = "betas") -> tuple[float, float]:
@@ -226,4 +227,4 @@ def check_betas(value: Any, owner: object, name: str = "betas") -> tuple[float, 
         _is_real(b) and 0.0 <= float(b) < 1.0 for b in items
     ):
         return float(items[0]), float(items[1])
-    _raise(name, owner, "two floats in [0, 1) (Adam's beta1, beta2)", value)
+    raise _error(name, owner, "two floats in [0, 1) (Adam's beta1, beta2)", value)

@@ -1,4 +1,5 @@
-"""Runners that produce tables (calibration, OOD, UCI, density, GAN) and the demo.
+"""Runners that produce tables (density, GAN), write the reports of the library's results
+(:mod:`~evaluation.benchmarks.calibration`, :mod:`~evaluation.benchmarks.ood`), and the demo.
 
 This is the top layer: it may import from ``dunno``, ``uncertainty`` and ``generative``.
 """

@@ -98,10 +98,11 @@ def _classifier_step(ctx: dict) -> Section:
 
 
 def _calibration_step(ctx: dict) -> Section:
-    from evaluation.benchmarks.calibration import run_calibration
+    from evaluation.benchmarks.calibration import write_calibration_report
+    from uncertainty.calibration import run_calibration
 
-    result = run_calibration(ctx["model"], "digits", methods="all",
-                             device=ctx["device"], out=ctx["out"] / "calibration")
+    result = run_calibration(ctx["model"], "digits", methods="all", device=ctx["device"])
+    write_calibration_report(result, ctx["out"] / "calibration")
     rows = result.rows() if hasattr(result, "rows") else result
     figures = [str(p.relative_to(ctx["out"])) for p in sorted(
         (ctx["out"] / "calibration").glob("*.png"))]
@@ -110,7 +111,8 @@ def _calibration_step(ctx: dict) -> Section:
 
 
 def _ood_step(ctx: dict) -> Section:
-    from evaluation.benchmarks.ood import run_ood
+    from evaluation.benchmarks.ood import write_ood_report
+    from uncertainty.ood import run_ood
 
     out = ctx["out"] / "ood"
     detectors = ("msp", "energy", "mahalanobis", "knn", "combined")
@@ -118,7 +120,8 @@ def _ood_step(ctx: dict) -> Section:
         detectors = ("msp", "energy")
     table = run_ood(ctx["model"], "digits", ["gaussian-noise", "digits:rotate=90",
                                              "digits:invert", "digits:blur=1"],
-                    detectors, device=ctx["device"], out=out, histograms=False)
+                    detectors, device=ctx["device"])
+    write_ood_report(table, out, histograms=False)
     figures = [str(p.relative_to(ctx["out"])) for p in sorted(out.glob("roc*.png"))]
     text = ("Detectors around the same LeNet-5 (higher score = more OOD); in-distribution: "
             "the `digits` test split. AUROC %:\n\n" + table.to_markdown("auroc"))
@@ -148,8 +151,8 @@ def _density_step(ctx: dict) -> Section:
 
 STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
     ("Classifier", "dunno.nets", _classifier_step),
-    ("Calibration", "evaluation.benchmarks.calibration", _calibration_step),
-    ("OOD detection", "evaluation.benchmarks.ood", _ood_step),
+    ("Calibration", "uncertainty.calibration", _calibration_step),
+    ("OOD detection", "uncertainty.ood", _ood_step),
     ("Density model", "evaluation.benchmarks.density", _density_step),
 ]
 

@@ -3,7 +3,8 @@ r"""What the density-based detectors share: a density model instead of a classif
 A density-based detector scores an input by its log-likelihood :math:`\log p(x)` (nats) under
 a model of the in-distribution data -- anything with ``log_prob(x) -> (N,)``: NADE, PixelCNN,
 PixelRNN (exact), a VAE (an importance-sampled bound). This package never imports the models
-themselves; :mod:`evaluation.benchmarks.ood` joins the two.
+themselves; the caller joins the two (:func:`uncertainty.ood.run_ood` takes the model and
+its ``density_inputs``; ``dunno ood --density`` builds both from a checkpoint).
 
 Nalisnick et al. ("Do Deep Generative Models Know What They Don't Know?", ICLR 2019) showed
 that the plain likelihood fails in practice: a model of Fashion-MNIST gives MNIST digits a
@@ -13,8 +14,10 @@ simple an image is (large uniform backgrounds), not by its semantics. The likeli
 (Nalisnick et al. 2019b) remove that confound in different ways.
 
 ``transform`` maps the inputs as given to what the density model scores (e.g. grey images in
-[0, 1] to the 0/1 pixels of a binary model, or to integers 0..255 for an 8-bit one); the
-runner builds it from the model (:func:`evaluation.benchmarks.ood.density_transform`).
+[0, 1] to the 0/1 pixels of a binary model, or to integers 0..255 for an 8-bit one), one batch
+at a time; the OOD suite instead maps whole datasets once, per split
+(``run_ood(..., density_inputs=...)``, built by
+:func:`evaluation.benchmarks.ood.density_inputs_for` on the command line).
 Detectors that share one density model and one transform share one pass through it:
 ``ModelOutputs.log_prob`` (:func:`~uncertainty.ood.outputs.extract_outputs` with
 ``density=``).

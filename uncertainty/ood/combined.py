@@ -44,7 +44,7 @@ low (a kNN bank even contains the point itself).
 **The default components**, kNN on normalised features (Sun et al. 2022) and RaPP's two
 aggregations, NAP and SAP, of one autoencoder (Kim et al. 2020), were chosen by measuring
 pairs and triples of detectors and three combination rules on the four LeNet-5 rows of the
-benchmark in :mod:`evaluation.benchmarks.ood` (MNIST and Fashion-MNIST in-distribution,
+benchmark in ``benchmarks/ood_table.py`` (MNIST and Fashion-MNIST in-distribution,
 against each other and Gaussian noise). That *selection* looked at those OOD sets, so the
 benchmark numbers of the default are optimistic; nothing inside the detector looks at OOD
 data.

@@ -40,7 +40,7 @@ clusters (no *feature collapse*), which is what the density needs.
 concatenated, and ``layer=["stages.1@2", "stages.2"]`` on the middle stage pooled to 2 x 2
 cells next to the last stage's global average (:mod:`uncertainty.ood.outputs`). The grid is
 the best choice we measured: on six SN ResNet-8s (seeds 0-5, the recipe of
-:data:`evaluation.benchmarks.ood_table.DDU_RESNET`), Fashion-MNIST -> MNIST AUROC mean (worst)
+``DDU_RESNET`` in ``benchmarks/ood_table.py``), Fashion-MNIST -> MNIST AUROC mean (worst)
 97.54 (96.33) penultimate, 98.61 (97.93) last two stages, 99.42 (99.11) with the grid; MNIST
 digits otherwise fall into the sandal and bag clusters, which a global average cannot tell
 from strokes (``benchmarks/README.md`` has the tables and how the choice was made). Trained

@@ -3,7 +3,7 @@ r"""What a classifier computes for a set of inputs, computed once and shared by 
 Most detectors read only the classifier's **logits** ``(N, C)`` and/or its **penultimate
 features** ``(N, F)``. :func:`extract_outputs` runs the model once over a dataset and returns a
 :class:`ModelOutputs` holding both, so that a benchmark with ten detectors makes one forward
-pass per dataset instead of ten (see :func:`evaluation.benchmarks.ood.run_ood`).
+pass per dataset instead of ten (see :func:`uncertainty.ood.run_ood`).
 
 **Where features come from** (:func:`forward_outputs`):
 

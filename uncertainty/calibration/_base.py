@@ -25,7 +25,7 @@ import torch
 
 from dunno.errors import check_is_fitted
 from dunno.estimator import Estimator
-from uncertainty._checks import as_labels
+from dunno.validation import as_labels
 from uncertainty.calibration._checks import as_logits
 
 __all__ = ["Calibrator"]

@@ -25,7 +25,7 @@ from dunno.devices import resolve_device
 from dunno.errors import check_is_fitted
 from dunno.estimator import Estimator
 from dunno.training import predict_logits
-from uncertainty._checks import check_int
+from dunno.validation import check_int
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.registry import load_calibrator, make_calibrator, save_calibrator
 
@@ -85,7 +85,7 @@ class CalibratedClassifier(Estimator):
                 "The 'model' parameter of CalibratedClassifier must be a torch.nn.Module. "
                 f"Got {type(self.model).__name__} instead."
             )
-        check_int(self, "batch_size", self.batch_size, 1)
+        check_int(self.batch_size, "batch_size", self, low=1)
         if isinstance(self.method, Calibrator) and self.params:
             raise ValueError(
                 "Pass 'params' only with a method name; a Calibrator instance already holds "

@@ -37,30 +37,7 @@ from torch import nn
 from dunno.estimator import Estimator
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
 
-__all__ = ["OODDetector", "check_positive_float", "check_positive_int"]
-
-
-def check_positive_float(value: Any, name: str, owner: str, *, allow_zero: bool = False) -> float:
-    """``float(value)`` if it is a finite real ``> 0`` (``>= 0`` with ``allow_zero``)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and value == value and abs(value) != float("inf")
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a finite float {bound}. "
-            f"Got {value!r} instead."
-        )
-    return float(value)
-
-
-def check_positive_int(value: Any, name: str, owner: str, low: int = 1) -> int:
-    """``value`` if it is an int (not a bool) ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be an int >= {low}. Got {value!r} instead."
-        )
-    return value
+__all__ = ["OODDetector"]
 
 
 class OODDetector(Estimator, ABC):

@@ -58,7 +58,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
+from dunno.validation import check_choice, check_probability_level, check_seed
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 from uncertainty.ood.registry import DETECTORS, make_detector
 
@@ -215,16 +216,10 @@ class Combined(OODDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        holdout = check_positive_float(self.holdout, "holdout", owner)
-        tail = check_positive_float(self.tail, "tail", owner)
-        for name, value, given in (("holdout", holdout, self.holdout), ("tail", tail, self.tail)):
-            if not value < 1:
-                raise ValueError(f"The '{name}' parameter of {owner} must be a float in (0, 1). "
-                                 f"Got {given!r} instead.")
-        if self.reduce not in REDUCTIONS:
-            raise ValueError(f"The 'reduce' parameter of {owner} must be one of {REDUCTIONS}. "
-                             f"Got {self.reduce!r} instead.")
-        check_positive_int(self.seed, "seed", owner, low=0)
+        check_probability_level(self.holdout, "holdout", owner)
+        check_probability_level(self.tail, "tail", owner)
+        check_choice(self.reduce, "reduce", owner, REDUCTIONS)
+        check_seed(self.seed, owner)
         for det in self._make_components().values():
             det._validate_params()
 

@@ -65,7 +65,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float
+from dunno.validation import check_float
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood._gaussian import (
     DDU_JITTERS,
     class_covariances,
@@ -131,7 +132,7 @@ class DDU(OODDetector):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        check_positive_float(self.reg, "reg", type(self).__name__, allow_zero=True)
+        check_float(self.reg, "reg", type(self).__name__, low=0.0)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         feats, labels = outputs.features, outputs.labels

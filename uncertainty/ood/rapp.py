@@ -40,7 +40,15 @@ import torch
 from torch import nn
 
 from dunno.devices import resolve_device
-from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
+from dunno.validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_int_sequence,
+    check_seed,
+)
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import ModelOutputs, model_device
 
 __all__ = ["MLPAutoencoder", "RaPP", "rapp_differences", "rapp_nap_score", "rapp_sap_score"]
@@ -211,9 +219,7 @@ class RaPP(OODDetector):
 
     def _validate_params(self) -> None:
         owner = type(self).__name__
-        if self.mode not in MODES:
-            raise ValueError(f"The 'mode' parameter of {owner} must be one of {MODES}. "
-                             f"Got {self.mode!r} instead.")
+        check_choice(self.mode, "mode", owner, MODES)
         if self.autoencoder is not None and not (
             isinstance(self.autoencoder, nn.Module)
             and isinstance(getattr(self.autoencoder, "encoder", None), nn.Module)
@@ -223,20 +229,14 @@ class RaPP(OODDetector):
                 f"The 'autoencoder' parameter of {owner} must be an nn.Module with 'encoder' and "
                 f"'decoder' modules. Got {type(self.autoencoder).__name__} instead."
             )
-        if not (isinstance(self.hidden, tuple | list) and self.hidden):
-            raise ValueError(f"The 'hidden' parameter of {owner} must be a non-empty tuple of "
-                             f"ints. Got {self.hidden!r} instead.")
-        for width in self.hidden:
-            check_positive_int(width, "hidden", owner)
-        check_positive_int(self.epochs, "epochs", owner, low=0)
-        check_positive_float(self.lr, "lr", owner)
-        check_positive_int(self.batch_size, "batch_size", owner)
-        check_positive_float(self.rcond, "rcond", owner)
-        check_positive_int(self.nap_size, "nap_size", owner, low=2)
-        check_positive_int(self.seed, "seed", owner, low=0)
-        if not isinstance(self.include_input, bool):
-            raise ValueError(f"The 'include_input' parameter of {owner} must be a bool. "
-                             f"Got {self.include_input!r} instead.")
+        check_int_sequence(self.hidden, "hidden", owner, what="layer widths")
+        check_int(self.epochs, "epochs", owner, low=0)
+        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_float(self.rcond, "rcond", owner, low=0.0, low_open=True)
+        check_int(self.nap_size, "nap_size", owner, low=2)
+        check_seed(self.seed, owner)
+        check_bool(self.include_input, "include_input", owner)
         resolve_device(self.device)
 
     # ------------------------------------------------------------------ fitting

@@ -44,7 +44,7 @@ from torch import nn
 
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty._checks import check_choice, check_float, check_int, check_seed
+from dunno.validation import check_choice, check_float, check_hidden, check_int, check_seed
 from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import stack_training_sets
 from uncertainty.predictive.base import Regressor
@@ -119,18 +119,6 @@ def _initial_weights(model: BayesianMLP) -> dict[str, torch.Tensor]:
     return values
 
 
-def _check_hidden(owner, value) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return (value,)
-    if isinstance(value, list | tuple) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
-        return tuple(value)
-    raise ValueError(
-        f"The 'hidden' parameter of {type(owner).__name__} must be an int >= 1 or a sequence "
-        f"of ints >= 1 (empty: Bayesian linear regression). Got {value!r} instead."
-    )
-
-
 class BayesianMLPRegressor(Regressor):
     """Mean-field variational BNN regressor trained with SVI (see the module docstring).
 
@@ -180,18 +168,18 @@ class BayesianMLPRegressor(Regressor):
         self.seed = seed
 
     def _validate_params(self) -> None:
-        _check_hidden(self, self.hidden)
-        check_float(self, "prior_scale", self.prior_scale, low=0.0, low_open=True)
-        check_choice(self, "elbo", self.elbo, ("meanfield", "trace"))
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "init_scale", self.init_scale, low=0.0, low_open=True)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_seed(self, self.seed)
+        check_hidden(self.hidden, self, allow_empty=True)
+        check_float(self.prior_scale, "prior_scale", self, low=0.0, low_open=True)
+        check_choice(self.elbo, "elbo", self, ("meanfield", "trace"))
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.init_scale, "init_scale", self, low=0.0, low_open=True)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:
-        hidden = _check_hidden(self, self.hidden)
+        hidden = check_hidden(self.hidden, self, allow_empty=True)
         xs, ys = stack_training_sets(  # (S, N, D), (S, N, O)
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
         s_count, n = xs.shape[0], xs.shape[1]

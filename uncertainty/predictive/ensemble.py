@@ -52,15 +52,16 @@ from torch.func import functional_call, stack_module_state, vmap
 from dunno.ensemble import EnsembleClassifier, mixture_log_probs
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty._checks import (
+from dunno.validation import (
     as_labels,
     check_bool,
     check_choice,
     check_float,
+    check_hidden,
     check_int,
     check_seed,
 )
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
+from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import IndexBatches, mlp
 from uncertainty.predictive.base import JointFit, Regressor
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
@@ -135,16 +136,16 @@ class DeepEnsemble(JointFit):
 
     # ------------------------------------------------------------------ parameters
     def _validate_params(self) -> None:
-        check_int(self, "num_members", self.num_members, 1)
-        check_choice(self, "task", self.task, ("regression", "classification"))
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_bool(self, "adversarial", self.adversarial)
-        check_float(self, "epsilon", self.epsilon, low=0.0)
-        check_choice(self, "vectorize", self.vectorize, ("auto", True, False))
-        check_seed(self, self.seed)
+        check_int(self.num_members, "num_members", self, low=1)
+        check_choice(self.task, "task", self, ("regression", "classification"))
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_bool(self.adversarial, "adversarial", self)
+        check_float(self.epsilon, "epsilon", self, low=0.0)
+        check_choice(self.vectorize, "vectorize", self, ("auto", True, False))
+        check_seed(self.seed, self)
 
     def _make_member(self, in_features: int, out_features: int) -> nn.Module:
         if not callable(self.model_fn):
@@ -427,8 +428,8 @@ class DeepEnsembleRegressor(DeepEnsemble, Regressor):
         self.hidden = hidden
 
     def _validate_params(self) -> None:
-        check_hidden(self, self.hidden)
+        check_hidden(self.hidden, self)
         super()._validate_params()
 
     def _make_member(self, in_features: int, out_features: int) -> nn.Module:
-        return mlp(in_features, check_hidden(self, self.hidden), 2 * out_features)
+        return mlp(in_features, check_hidden(self.hidden, self), 2 * out_features)

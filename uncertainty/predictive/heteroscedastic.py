@@ -48,8 +48,8 @@ from dunno.data.loaders import make_loader
 from dunno.estimator import Estimator
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty._checks import as_labels, check_float, check_int, check_seed
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
+from dunno.validation import as_labels, check_float, check_hidden, check_int, check_seed
+from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import mlp, stack_training_sets, train_stacked
 from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.mc_dropout import MCDropout
@@ -88,7 +88,7 @@ def gaussian_nll_loss(mean: torch.Tensor, log_var: torch.Tensor, target: torch.T
             f"gaussian_nll_loss needs mean, log_var and target of one shape. Got "
             f"{tuple(mean.shape)}, {tuple(log_var.shape)}, {tuple(target.shape)}."
         )
-    beta = check_float("gaussian_nll_loss", "beta", beta, low=0.0, high=1.0)
+    beta = check_float(beta, "beta", "gaussian_nll_loss", low=0.0, high=1.0)
     nll = 0.5 * (_LOG_2PI + log_var + (target - mean) ** 2 * torch.exp(-log_var))
     if beta > 0:
         nll = nll * torch.exp(beta * log_var).detach()
@@ -117,7 +117,7 @@ def sampled_softmax_loss(logits: torch.Tensor, log_var: torch.Tensor, labels: to
         num_samples: ``T >= 1``.
         reduction: "mean", "sum" or "none" (``(N,)``).
     """
-    num_samples = check_int("sampled_softmax_loss", "num_samples", num_samples, 1)
+    num_samples = check_int(num_samples, "num_samples", "sampled_softmax_loss", low=1)
     if logits.ndim != 2 or log_var.ndim != 2 or log_var.shape[0] != logits.shape[0] or (
             log_var.shape[1] not in (1, logits.shape[1])):
         raise ValueError(
@@ -187,18 +187,18 @@ class HeteroscedasticRegressor(Regressor):
         self.seed = seed
 
     def _validate_params(self) -> None:
-        check_hidden(self, self.hidden)
-        check_float(self, "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
-        check_float(self, "beta", self.beta, low=0.0, high=1.0)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_seed(self, self.seed)
+        check_hidden(self.hidden, self)
+        check_float(self.dropout, "dropout", self, low=0.0, high=1.0, high_open=True)
+        check_float(self.beta, "beta", self, low=0.0, high=1.0)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:
-        hidden = check_hidden(self, self.hidden)
+        hidden = check_hidden(self.hidden, self)
         xs, ys = stack_training_sets(
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
         s_count, o = xs.shape[0], ys.shape[2]
@@ -279,20 +279,20 @@ class HeteroscedasticClassifier(Estimator):
         self.seed = seed
 
     def _validate_params(self) -> None:
-        check_hidden(self, self.hidden)
-        check_float(self, "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
-        check_int(self, "noise_samples", self.noise_samples, 1)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_seed(self, self.seed)
+        check_hidden(self.hidden, self)
+        check_float(self.dropout, "dropout", self, low=0.0, high=1.0, high_open=True)
+        check_int(self.noise_samples, "noise_samples", self, low=1)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_seed(self.seed, self)
 
     def fit(self, x, labels) -> HeteroscedasticClassifier:
         """Train on ``x (N, D)`` and integer ``labels (N,)``; returns ``self``."""
         self._validate_params()
-        hidden = check_hidden(self, self.hidden)
+        hidden = check_hidden(self.hidden, self)
         x = as_features(x)
         y = as_labels(labels, x.shape[0])
         c = max(int(y.max()) + 1, 2)

@@ -50,8 +50,15 @@ import torch
 from torch import nn
 
 from dunno.estimator import Estimator
-from uncertainty._checks import check_bool, check_choice, check_float, check_int, check_seed
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
+from dunno.validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_hidden,
+    check_int,
+    check_seed,
+)
+from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import stack_training_sets, train_stacked
 from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
@@ -140,17 +147,17 @@ class MCDropout(Estimator):
                 f"The 'model' parameter of MCDropout must be a torch.nn.Module. "
                 f"Got {type(self.model).__name__} instead."
             )
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_choice(self, "mode", self.mode, ("full", "fast"))
-        check_choice(self, "task", self.task, ("classification", "regression"))
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_choice(self.mode, "mode", self, ("full", "fast"))
+        check_choice(self.task, "task", self, ("classification", "regression"))
         if self.noise_variance is not None:
             if self.task != "regression":
                 raise ValueError(
                     "The 'noise_variance' parameter of MCDropout is for task='regression' only."
                 )
-            check_float(self, "noise_variance", self.noise_variance, low=0.0, low_open=True)
+            check_float(self.noise_variance, "noise_variance", self, low=0.0, low_open=True)
         if self.batch_size is not None:
-            check_int(self, "batch_size", self.batch_size, 1)
+            check_int(self.batch_size, "batch_size", self, low=1)
         if not dropout_layers(self.model):
             names = ", ".join(t.__name__ for t in DROPOUT_TYPES)
             raise ValueError(
@@ -256,8 +263,7 @@ def _as_grid(owner, name: str, value: Any, low: float, high: float, high_open: b
             f"sequence of floats. Got {value!r} instead."
         )
     return tuple(
-        check_float(owner, name, v, low=low, high=high, low_open=name == "tau",
-                    high_open=high_open)
+        check_float(v, name, owner, low=low, high=high, low_open=name == "tau", high_open=high_open)
         for v in values
     )
 
@@ -339,19 +345,19 @@ class MCDropoutRegressor(Regressor):
                 _as_grid(self, "tau", self.tau, 0.0, math.inf, False))
 
     def _validate_params(self) -> None:
-        check_hidden(self, self.hidden)
+        check_hidden(self.hidden, self)
         self._grids()
-        check_float(self, "lengthscale", self.lengthscale, low=0.0)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_int(self, "val_samples", self.val_samples, 1)
-        check_float(self, "val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True,
+        check_float(self.lengthscale, "lengthscale", self, low=0.0)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_int(self.val_samples, "val_samples", self, low=1)
+        check_float(self.val_fraction, "val_fraction", self, low=0.0, high=1.0, low_open=True,
                     high_open=True)
-        check_bool(self, "input_dropout", self.input_dropout)
-        check_bool(self, "share_tau", self.share_tau)
-        check_seed(self, self.seed)
+        check_bool(self.input_dropout, "input_dropout", self)
+        check_bool(self.share_tau, "share_tau", self)
+        check_seed(self.seed, self)
 
     # ------------------------------------------------------------------ training
     def _train(self, xs, ys, split_of, configs, group_rates, mask_groups):
@@ -367,7 +373,7 @@ class MCDropoutRegressor(Regressor):
             return (out - y).pow(2).mean(dim=(1, 2))  # (M,)
 
         return train_stacked(
-            xs, ys, split_of, hidden=check_hidden(self, self.hidden), out_features=ys.shape[2],
+            xs, ys, split_of, hidden=check_hidden(self.hidden, self), out_features=ys.shape[2],
             loss_fn=mse, group_rates=group_rates, mask_groups=mask_groups,
             input_dropout=self.input_dropout, decay=decay, epochs=self.epochs,
             batch_size=self.batch_size, lr=self.lr, seed=self.seed,

@@ -24,8 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from uncertainty._checks import check_float, check_int, check_seed
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
+from dunno.validation import check_float, check_hidden, check_int, check_seed
+from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import stack_training_sets, train_stacked
 from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.prediction import RegressionPrediction
@@ -102,16 +102,16 @@ class MDNRegressor(Regressor):
         self.seed = seed
 
     def _validate_params(self) -> None:
-        check_hidden(self, self.hidden)
-        check_int(self, "num_components", self.num_components, 1)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_seed(self, self.seed)
+        check_hidden(self.hidden, self)
+        check_int(self.num_components, "num_components", self, low=1)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:
-        hidden, k = check_hidden(self, self.hidden), self.num_components
+        hidden, k = check_hidden(self.hidden, self), self.num_components
         xs, ys = stack_training_sets(
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
         s_count, d = xs.shape[0], ys.shape[2]
@@ -155,7 +155,7 @@ class MDNRegressor(Regressor):
     def sample(self, x, num_samples: int = 1, *, generator: torch.Generator | None = None
                ) -> torch.Tensor:
         """``num_samples`` draws from the mixture for each row of ``x``, ``(S, N, D)``."""
-        num_samples = check_int(self, "num_samples", num_samples, 1)
+        num_samples = check_int(num_samples, "num_samples", self, low=1)
         weights, means, variances = self.mixture(x)
         n = weights.shape[0]
         comp = torch.multinomial(weights, num_samples, replacement=True,

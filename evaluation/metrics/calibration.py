@@ -3,7 +3,7 @@ equal-mass bins; L1, L2 and max norms), MCE, the reliability table, over/under-c
 Brier score, NLL and accuracy.
 
 Every function takes ``probs`` of shape ``(N, C)`` (rows on the probability simplex: entries in
-[0, 1], rows summing to 1 within 1e-4, see :mod:`evaluation.metrics._validation`) and integer
+[0, 1], rows summing to 1 within 1e-4, see :mod:`dunno.validation.arrays`) and integer
 ``labels`` of shape ``(N,)`` in ``[0, C)``; torch tensors or numpy arrays, any device. Nothing
 here accepts logits except :func:`nll_from_logits`. Results are Python floats computed in
 float64.
@@ -51,6 +51,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dunno.validation import check_choice, check_int, check_labels, check_probs, check_real
+
 from ._binning import (
     _classwise_equal_width_stats,
     _equal_mass_stats,
@@ -59,13 +61,6 @@ from ._binning import (
     _split_from_stats,
     _top_label_correct,
     _top_label_stats,
-)
-from ._validation import (
-    check_choice,
-    check_int_param,
-    check_labels,
-    check_probs,
-    check_real,
 )
 
 __all__ = [
@@ -99,7 +94,7 @@ def _validate(probs, labels, owner: str):
 
 
 def _check_common(n_bins, binning, owner):
-    n_bins = check_int_param(n_bins, "n_bins", owner)
+    n_bins = check_int(n_bins, "n_bins", owner, low=1)
     binning = check_choice(binning, "binning", owner, _BINNINGS)
     return n_bins, binning
 
@@ -409,7 +404,7 @@ def calibration_metrics(probs, labels, *, n_bins: int = 15) -> dict[str, float]:
     :func:`over_under_confidence` with ``n_bins`` equal-width bins.
     :class:`~evaluation.metrics.streaming.CalibrationAccumulator` returns the same dict.
     """
-    n_bins = check_int_param(n_bins, "n_bins", "calibration_metrics")
+    n_bins = check_int(n_bins, "n_bins", "calibration_metrics", low=1)
     p, y = _validate(probs, labels, "calibration_metrics")
     counts, conf_sums, correct_counts = _top_label_stats(p, y, n_bins, "equal_width")[:3]
     cw = _classwise_equal_width_stats(p, y, n_bins)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..metrics import _validation as _v
+from dunno.validation import check_int, check_real, to_numpy
+
 from ._figure import _check_path_early, _finish, _new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +46,7 @@ def density_heatmap(
     _check_path_early(path)
     if not callable(log_prob_fn):
         raise TypeError("The 'log_prob_fn' argument must be callable: (M, 2) -> (M,).")
-    resolution = _v.check_int_param(resolution, "resolution", "density_heatmap", 2)
+    resolution = check_int(resolution, "resolution", "density_heatmap", low=2)
     xs = np.linspace(float(xlim[0]), float(xlim[1]), resolution)
     ys = np.linspace(float(ylim[0]), float(ylim[1]), resolution)
     gx, gy = np.meshgrid(xs, ys)  # (R, R) each
@@ -54,7 +55,7 @@ def density_heatmap(
     with torch.no_grad():
         for start in range(0, points.shape[0], 65536):
             chunk = torch.from_numpy(points[start:start + 65536])
-            out = _v.to_numpy(log_prob_fn(chunk), "log_prob_fn output")
+            out = to_numpy(log_prob_fn(chunk), "log_prob_fn output")
             if out.shape != (chunk.shape[0],):
                 raise ValueError(
                     f"The 'log_prob_fn' argument must return shape ({chunk.shape[0]},) for "
@@ -74,7 +75,7 @@ def density_heatmap(
     mesh = ax.pcolormesh(xs, ys, values, shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax, label="log density" if log_scale else "density")
     if samples is not None:
-        pts = _v.check_real(samples, "samples", ndim=2, what="a 2-D array of shape (S, 2)")
+        pts = check_real(samples, "samples", ndim=2, what="a 2-D array of shape (S, 2)")
         if pts.shape[1] != 2:
             raise ValueError(f"The 'samples' argument must have shape (S, 2); got {pts.shape}.")
         ax.scatter(pts[:, 0], pts[:, 1], s=4, color="white", edgecolors="black",

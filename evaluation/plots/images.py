@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..metrics import _validation as _v
+from dunno.validation import check_int, check_real
+
 from ._figure import _check_path_early, _finish, _new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,8 +35,8 @@ def image_grid(
         path: optional ``.png`` / ``.svg`` file to save to.
     """
     _check_path_early(path)
-    ncols = _v.check_int_param(ncols, "ncols", "image_grid")
-    arr = _v.check_real(images, "images", ndim=(3, 4),
+    ncols = check_int(ncols, "ncols", "image_grid", low=1)
+    arr = check_real(images, "images", ndim=(3, 4),
                         what="an array of shape (N, H, W) or (N, C, H, W) with C in {1, 3}")
     if arr.ndim == 4:
         if arr.shape[1] not in (1, 3):

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..metrics import _validation as _v
+from dunno.validation import check_int, check_scores
+
 from ..metrics.ood import ood_metrics, precision_recall_curve, roc_curve
 from ._figure import _check_path_early, _finish, _named_pairs, _new_figure
 
@@ -81,9 +82,9 @@ def ood_score_histogram(
         path: optional ``.png`` / ``.svg`` file to save to.
     """
     _check_path_early(path)
-    bins = _v.check_int_param(bins, "bins", "ood_score_histogram")
-    s_in = _v.check_scores(scores_in, "scores_in")
-    s_out = _v.check_scores(scores_out, "scores_out")
+    bins = check_int(bins, "bins", "ood_score_histogram", low=1)
+    s_in = check_scores(scores_in, "scores_in")
+    s_out = check_scores(scores_out, "scores_out")
     metrics = ood_metrics(s_in, s_out)
     lo = min(s_in.min(), s_out.min())
     hi = max(s_in.max(), s_out.max())

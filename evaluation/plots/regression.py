@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..metrics import _validation as _v
+from dunno.validation import check_probability_level, check_same_length, check_scores
+
 from ._figure import _check_path_early, _finish, _new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,20 +42,20 @@ def regression_bands(
     from ..metrics.regression import gaussian_interval, interval_coverage
 
     _check_path_early(path)
-    xs = _v.check_scores(x, "x")
-    mu = _v.check_scores(mean, "mean")
-    var = _v.check_scores(variance, "variance")
-    _v.check_same_length(mu.shape[0], xs.shape[0], "mean", "x")
-    _v.check_same_length(var.shape[0], xs.shape[0], "variance", "x")
+    xs = check_scores(x, "x")
+    mu = check_scores(mean, "mean")
+    var = check_scores(variance, "variance")
+    check_same_length(mu.shape[0], xs.shape[0], "mean", "x")
+    check_same_length(var.shape[0], xs.shape[0], "variance", "x")
     y = None
     if targets is not None:
-        y = _v.check_scores(targets, "targets")
-        _v.check_same_length(y.shape[0], xs.shape[0], "targets", "x")
+        y = check_scores(targets, "targets")
+        check_same_length(y.shape[0], xs.shape[0], "targets", "x")
     order = np.argsort(xs, kind="stable")
     fig = _new_figure(7.0, 4.5)
     ax = fig.subplots()
     for i, level in enumerate(sorted(levels, reverse=True)):
-        level = _v.check_level(level, "levels", "regression_bands")
+        level = check_probability_level(level, "levels", "regression_bands")
         lower, upper = gaussian_interval(mu, var, level)
         label = f"{level:.0%} interval"
         if y is not None:

@@ -47,16 +47,18 @@ from torch import nn
 
 from dunno.checkpoints import register_model
 from dunno.errors import NotFittedError
-
-from ._nets import (
-    NETS,
-    check_channels,
+from dunno.validation import (
     check_choice,
+    check_float,
     check_hidden,
     check_image_shape,
     check_int,
+    check_int_sequence,
+)
+
+from ._nets import (
+    NETS,
     check_latent_images,
-    check_positive,
     make_decoder,
     make_encoder,
     mlp,
@@ -108,15 +110,16 @@ class AdversarialAutoencoder(nn.Module):
     ):
         super().__init__()
         owner = "AdversarialAutoencoder"
-        self.image_shape = check_image_shape(image_shape, owner)
-        self.latent_dim = check_int(latent_dim, "latent_dim", owner)
+        self.image_shape = check_image_shape(image_shape, owner, channels=(1, 3))
+        self.latent_dim = check_int(latent_dim, "latent_dim", owner, low=1)
         self.hidden = check_hidden(hidden, owner)
-        self.disc_hidden = check_hidden(disc_hidden, owner)
+        self.disc_hidden = check_hidden(disc_hidden, owner, "disc_hidden")
         self.net = check_choice(net, "net", owner, NETS)
         self.pixels = check_choice(pixels, "pixels", owner, PIXELS)
-        self.channels = check_channels(channels, owner)
+        self.channels = check_int_sequence(channels, "channels", owner, length=2,
+                                           what="the widths of the two convolutions")
         if num_classes is not None:
-            num_classes = check_int(num_classes, "num_classes", owner)
+            num_classes = check_int(num_classes, "num_classes", owner, low=1)
         self.num_classes = num_classes
         if prior is None or (isinstance(prior, dict) and prior.get("name") == "custom"):
             self.prior = None
@@ -225,7 +228,7 @@ class AdversarialAutoencoder(nn.Module):
                      labels: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` codes ``(n, L)`` from the prior, on the model's device (for the
         semi-supervised variant, from the components ``labels``)."""
-        n = check_int(n, "n", "AdversarialAutoencoder.sample_prior")
+        n = check_int(n, "n", "AdversarialAutoencoder.sample_prior", low=1)
         if self.prior is None:
             raise NotFittedError(
                 "This AdversarialAutoencoder has no prior (it was saved with a user-defined "
@@ -254,9 +257,10 @@ class AdversarialAutoencoder(nn.Module):
         the discriminator and ``"gen"`` over the encoder (rate ``reg_lr``, default ``lr``,
         with ``adversarial_betas``). Pass them to :func:`dunno.training.fit`'s ``state`` to
         checkpoint them."""
-        lr = check_positive(lr, "lr", "AdversarialAutoencoder.configure_optimizers")
-        reg_lr = lr if reg_lr is None else check_positive(
-            reg_lr, "reg_lr", "AdversarialAutoencoder.configure_optimizers")
+        owner = "AdversarialAutoencoder.configure_optimizers"
+        lr = check_float(lr, "lr", owner, low=0.0, low_open=True)
+        reg_lr = lr if reg_lr is None else check_float(reg_lr, "reg_lr", owner, low=0.0,
+                                                       low_open=True)
         ae = [*self.encoder.parameters(), *self.decoder.parameters()]
         self.optimizers_ = {
             "recon": torch.optim.Adam(ae, lr=lr),

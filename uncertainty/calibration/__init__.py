@@ -45,6 +45,7 @@ from uncertainty.calibration.registry import (
     calibrator_to_dict,
     load_calibrator,
     make_calibrator,
+    register_calibrator,
     save_calibrator,
 )
 from uncertainty.calibration.temperature import TemperatureScaling, temperature_nll
@@ -68,6 +69,7 @@ __all__ = [
     "calibrator_to_dict",
     "load_calibrator",
     "make_calibrator",
+    "register_calibrator",
     "run_calibration",
     "save_calibrator",
     "temperature_nll",

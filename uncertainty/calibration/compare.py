@@ -43,6 +43,7 @@ from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.reporting import format_table
 from dunno.training import predict_logits
+from dunno.validation import check_choice, check_int
 from evaluation.metrics import (
     calibration_metrics,
     expected_calibration_error,
@@ -212,19 +213,8 @@ def run_calibration(
     -------
     CalibrationResult
     """
-    if calibration_split not in CALIBRATION_SPLITS:
-        raise ValueError(
-            f"The 'calibration_split' argument must be one of {CALIBRATION_SPLITS}. "
-            f"Got {calibration_split!r} instead."
-        )
-    if calibration_size is not None and (
-        isinstance(calibration_size, bool) or not isinstance(calibration_size, int)
-        or calibration_size < 1
-    ):
-        raise ValueError(
-            "The 'calibration_size' argument must be None or an int >= 1. "
-            f"Got {calibration_size!r} instead."
-        )
+    check_choice(calibration_split, "calibration_split", "run_calibration", CALIBRATION_SPLITS)
+    check_int(calibration_size, "calibration_size", "run_calibration", low=1, allow_none=True)
     method_params = dict(method_params or {})
     device = resolve_device(device)
     model = model.to(device)

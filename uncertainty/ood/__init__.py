@@ -76,6 +76,14 @@ from uncertainty.ood.suite import run_ood
 from uncertainty.ood.table import OODTable
 from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
 
+# The built-in detectors, in the order tables list them (a detector of another distribution
+# registers through the entry-point group "dunno.detectors", see uncertainty.ood.registry).
+for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm, RaPP,
+                  Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
+                  InputComplexity, Typicality):
+    register_detector(_detector)
+del _detector
+
 __all__ = [
     "DDU",
     "EnsembleDisagreement",

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dunno.validation import check_int
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import (
     ModelOutputs,
@@ -48,12 +49,7 @@ def pixel_levels(density: Any, levels: int | None, owner: str) -> int:
     (``"binary"``: 2, ``"8bit"``: 256); a ValueError naming ``owner`` otherwise.
     """
     if levels is not None:
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(
-                f"The 'levels' parameter of {owner} must be None or an int >= 2. Got "
-                f"{levels!r} instead."
-            )
-        return levels
+        return check_int(levels, "levels", owner, low=2, allow_none=True)
     pixels = getattr(density, "pixels", None)
     if pixels == "binary":
         return 2
@@ -82,6 +78,7 @@ class DensityDetector(OODDetector):
     uses_model: ClassVar[bool] = False
     uses_density: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"log_prob"})
+    _wrapped_args: ClassVar[tuple[str, ...]] = ("density",)
 
     def __init__(self, density: Any = None, *, transform=None) -> None:
         super().__init__(None)

@@ -65,7 +65,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float
+from dunno.validation import check_float
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood._gaussian import (
     DDU_JITTERS,
     class_covariances,
@@ -131,7 +132,7 @@ class DDU(OODDetector):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        check_positive_float(self.reg, "reg", type(self).__name__, allow_zero=True)
+        check_float(self.reg, "reg", type(self).__name__, low=0.0)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         feats, labels = outputs.features, outputs.labels
@@ -155,7 +156,7 @@ class DDU(OODDetector):
 
     def log_density(self, features: torch.Tensor) -> torch.Tensor:
         r"""Per-class log-densities :math:`\log\mathcal N(f; \mu_c, \Sigma_c)`: ``(N, C)``."""
-        self._check_fitted()
+        self.check_fitted()
         return gaussian_log_densities(features, self.means_.to(features.device),
                                       self.cholesky_.to(features.device))
 

@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dunno.validation import check_int
+
 __all__ = [
     "KNOWN_NEEDS",
     "LayerSpec",
@@ -379,10 +381,7 @@ def extract_outputs(
     unknown = sorted(needs - KNOWN_NEEDS)
     if unknown:
         raise ValueError(f"Unknown needs {unknown}; known: {sorted(KNOWN_NEEDS)}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r} instead."
-        )
+    check_int(batch_size, "batch_size", "extract_outputs", low=1)
     keep = ("input" in needs) if keep_inputs is None else keep_inputs
     run = needs & {"logits", "features"}
     if run and model is None:

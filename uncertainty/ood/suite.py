@@ -52,6 +52,7 @@ from torch import nn
 
 from dunno.data import ArrayDataset, load_dataset
 from dunno.devices import resolve_device
+from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
@@ -176,7 +177,7 @@ def build_detectors(names: list[str], model: nn.Module | None, *,
     for name in names:
         cls = DETECTORS[name]
         params = dict(detector_params.get(name, {}))
-        accepted = cls().get_params()
+        accepted = cls.param_names()
         if layer is not None and "layer" in accepted:
             params.setdefault("layer", layer)
         if "device" in accepted:
@@ -188,11 +189,11 @@ def build_detectors(names: list[str], model: nn.Module | None, *,
             params.setdefault("num_dims", num_dims)  # likelihood in bits/dim
         out[name] = make_detector(name, model if cls.uses_model else None,
                                   density=density if cls.uses_density else None, **params)
-        out[name]._validate_params()  # this package's own check, before the passes
+        out[name].check_params()  # before the passes
     return out
 
 
-def _check_feature_access(model: nn.Module | None, layer, detectors: dict[str, OODDetector]
+def _check_shared_pass(model: nn.Module | None, layer, detectors: dict[str, OODDetector]
                           ) -> None:
     wanting = [n for n, d in detectors.items() if "features" in (d.needs | d.fit_needs)]
     other = {n: detectors[n].layer for n in wanting
@@ -314,13 +315,8 @@ def run_ood(
     OODTable
     """
     t_start = time.perf_counter()
-    if fit_split not in FIT_SPLITS:
-        raise ValueError(f"The 'fit_split' argument must be one of {FIT_SPLITS}. "
-                         f"Got {fit_split!r} instead.")
-    if fit_size is not None and (isinstance(fit_size, bool) or not isinstance(fit_size, int)
-                                 or fit_size < 2):
-        raise ValueError(f"The 'fit_size' argument must be None or an int >= 2. "
-                         f"Got {fit_size!r} instead.")
+    check_choice(fit_split, "fit_split", "run_ood", FIT_SPLITS)
+    check_int(fit_size, "fit_size", "run_ood", low=2, allow_none=True)
     if model is None and density is None:
         raise ValueError("run_ood needs a classifier ('model'), a density model ('density'), "
                          "or both. Got neither.")
@@ -351,7 +347,7 @@ def run_ood(
                            layer=layer, density=density, background=background,
                            num_dims=math.prod(test.x.shape[1:]))
     if model is not None:
-        _check_feature_access(model, layer, dets)
+        _check_shared_pass(model, layer, dets)
 
     timings: dict[str, Any] = {"forward": {}, "fit": {}, "score": {}}
     fit_key, test_key = f"{in_data} ({fit_split})", f"{in_data} (test)"

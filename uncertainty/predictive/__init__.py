@@ -11,11 +11,14 @@ Methods (one per module):
     uci              the UCI regression benchmark over the fixed splits (``run_uci``), next to
                      the published numbers
 
-Every method returns a :class:`ClassificationPrediction` or :class:`RegressionPrediction`
-(``prediction``). ``make_regressor(name)`` builds the regression methods by registry name
+Every method is a :class:`dunno.estimator.Estimator` (parameters, ``repr``,
+``NotFittedError``) and returns a :class:`ClassificationPrediction` or
+:class:`RegressionPrediction` (``prediction``). The regression methods derive from
+:class:`Regressor` (``base``); ``make_regressor(name)`` builds them by registry name
 (``REGRESSORS``), the interface the UCI benchmark (:func:`run_uci`, ``dunno uci``) runs.
 """
 
+from uncertainty.predictive.base import JointFit, Regressor
 from uncertainty.predictive.bayes import BayesianMLP, BayesianMLPRegressor
 from uncertainty.predictive.ensemble import DeepEnsemble, DeepEnsembleRegressor
 from uncertainty.predictive.heteroscedastic import (
@@ -32,7 +35,12 @@ from uncertainty.predictive.mc_dropout import (
 )
 from uncertainty.predictive.mdn import MDNRegressor, mdn_log_prob, mdn_nll
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
-from uncertainty.predictive.registry import REGRESSORS, available_regressors, make_regressor
+from uncertainty.predictive.registry import (
+    REGRESSORS,
+    available_regressors,
+    make_regressor,
+    register_regressor,
+)
 from uncertainty.predictive.uci import UCITable, run_uci
 
 __all__ = [
@@ -44,10 +52,12 @@ __all__ = [
     "DeepEnsembleRegressor",
     "HeteroscedasticClassifier",
     "HeteroscedasticRegressor",
+    "JointFit",
     "MCDropout",
     "MCDropoutRegressor",
     "MDNRegressor",
     "RegressionPrediction",
+    "Regressor",
     "UCITable",
     "available_regressors",
     "dropout_layers",
@@ -56,6 +66,7 @@ __all__ = [
     "mc_dropout_mode",
     "mdn_log_prob",
     "mdn_nll",
+    "register_regressor",
     "run_uci",
     "sampled_softmax_loss",
 ]

@@ -372,14 +372,11 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         base["seed"] = seed
         table.params[name] = dict(base)
         data = [(tr.x, tr.y) for tr in trains]
+        per_split = None  # every Regressor trains all splits in one run (fit_many)
         if method == "mc-dropout":
             taus = base["tau"] if isinstance(base["tau"], list | tuple) else [base["tau"]]
             per_split = [{"tau": [t * float(tr.y_std) ** 2 for t in taus]} for tr in trains]
-            fitted = make_regressor(method, **base).fit_many(data, per_split)
-        elif hasattr(REGRESSORS[method], "fit_many"):
-            fitted = make_regressor(method, **base).fit_many(data)
-        else:
-            fitted = [make_regressor(method, **base).fit(x, y) for x, y in data]
+        fitted = make_regressor(method, **base).fit_many(data, per_split)
         values: dict[str, list[float]] = {"rmse": [], "test_ll": [], "cov95": []}
         for est, tr, te in zip(fitted, trains, tests, strict=True):
             pred = est.predict(te.x).scaled(tr.y_mean.double(), tr.y_std.double())

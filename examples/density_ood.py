@@ -32,8 +32,8 @@ if __package__ in (None, ""):  # run as a script from a checkout
 
 from dunno.checkpoints import load_model  # noqa: E402
 from dunno.reporting import format_table  # noqa: E402
-from evaluation.benchmarks.density import prepare_images, train_density  # noqa: E402
 from evaluation.benchmarks.ood import write_ood_report  # noqa: E402
+from generative import prepare_images, train_density  # noqa: E402
 from uncertainty.ood import run_ood  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         density, history = train_density(
             "nade", binary, 2 if args.smoke else 200, out=out / "nade",
             max_minutes=args.minutes, lr=3e-3 if args.smoke else 2e-3, schedule="cosine",
-            seed=args.seed, options={"hidden": args.hidden}, quiet=True, samples=0,
+            seed=args.seed, options={"hidden": args.hidden}, quiet=True,
             test=not args.smoke)
     background = None if args.background is None else load_model(args.background)
 

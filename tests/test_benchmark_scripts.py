@@ -42,7 +42,7 @@ def test_shared_passes_give_the_naive_scores(model):
 
 
 def test_bench_ood_shared_main_with_a_density_model(tmp_path, capsys):
-    from evaluation.benchmarks.density import train_density
+    from generative import train_density
 
     nade, _ = train_density("nade", IN, epochs=2, batch_size=50, lr=1e-2, test=False,
                             options={"hidden": 8}, seed=0, quiet=True)

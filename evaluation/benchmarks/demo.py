@@ -129,7 +129,8 @@ def _ood_step(ctx: dict) -> Section:
 
 
 def _density_step(ctx: dict) -> Section:
-    from evaluation.benchmarks.density import sample_grid, score_density, train_density
+    from generative import draw_samples, score_density, train_density
+    from generative.plots import learning_curve_plot, sample_grid
 
     out = ctx["out"] / "density"
     model, history = train_density(
@@ -139,7 +140,9 @@ def _density_step(ctx: dict) -> Section:
     )
     _, summary = score_density(model, "digits", "test", binarize="fixed",
                                device=ctx["device"])
-    sample_grid(model, 64, out / "samples.png", seed=0)
+    learning_curve_plot(history.epochs, title="nade on digits", path=out / "learning_curve.png")
+    sample_grid(draw_samples(model, 64, seed=0), pixels=model.pixels,
+                title=f"{type(model).__name__} samples", path=out / "samples.png")
     row = {"test NLL (nats)": summary["nll_nats"], "bits/dim": summary["bits_per_dim"],
            "epochs": len(history.epochs)}
     text = ("NADE (Larochelle & Murray 2011) fitted to the `digits` images binarised by a fixed "
@@ -153,7 +156,7 @@ STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
     ("Classifier", "dunno.nets", _classifier_step),
     ("Calibration", "uncertainty.calibration", _calibration_step),
     ("OOD detection", "uncertainty.ood", _ood_step),
-    ("Density model", "evaluation.benchmarks.density", _density_step),
+    ("Density model", "generative.training", _density_step),
 ]
 
 

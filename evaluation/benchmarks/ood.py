@@ -32,14 +32,14 @@ __all__ = ["density_inputs_for", "write_ood_report"]
 
 def density_inputs_for(density) -> DensityInputs | None:
     """How ``density`` sees a split of the data: the fixed seeded binarisation of
-    :func:`evaluation.benchmarks.density.prepare_images` for a binary model
+    :func:`generative.pixels.prepare_images` for a binary model
     (``density.pixels == "binary"``; the same draw as the ``X-binary`` test files for the test
     split), integers 0..255 for an 8-bit one; ``None`` (the data unchanged) for a model
     without ``pixels``."""
     pixels = getattr(density, "pixels", None)
     if pixels not in ("binary", "8bit"):
         return None
-    from evaluation.benchmarks.density import prepare_images
+    from generative.pixels import prepare_images
 
     def transform(dataset, split: str):
         return prepare_images(dataset, pixels, split, "fixed")

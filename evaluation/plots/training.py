@@ -13,6 +13,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["plot_training_history"]
 
 
+_NOT_DRAWN = ("epoch", "seconds", "train_seconds", "examples")  # bookkeeping, not metrics
+
+
 def plot_training_history(history, *, title: str = "Training", path=None) -> Figure:
     """Per-epoch curves of a training run: losses on the left axes, other metrics (accuracy,
     ...) on the right one; the best epoch is marked when known.
@@ -20,7 +23,8 @@ def plot_training_history(history, *, title: str = "Training", path=None) -> Fig
     Args:
         history: a ``dunno.training.History`` (anything with an ``epochs`` list) or a sequence
             of per-epoch dicts mapping metric names to floats; ``epoch`` (1-based, else the
-            position) gives the x axis and ``seconds`` is ignored. Keys ending in ``loss`` go
+            position) gives the x axis; ``seconds`` and the running totals
+            ``train_seconds`` and ``examples`` are not drawn. Keys ending in ``loss`` go
             to the loss axes.
         title: figure title.
         path: optional ``.png`` / ``.svg`` file to save to.
@@ -40,7 +44,7 @@ def plot_training_history(history, *, title: str = "Training", path=None) -> Fig
     x = [float(e.get("epoch", i + 1)) for i, e in enumerate(epochs)]
     keys: list[str] = []
     for e in epochs:
-        keys.extend(k for k in e if k not in ("epoch", "seconds") and k not in keys)
+        keys.extend(k for k in e if k not in _NOT_DRAWN and k not in keys)
     fig = _new_figure(10.0, 4.0)
     ax_loss, ax_other = fig.subplots(1, 2)
     for key in keys:

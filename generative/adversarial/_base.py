@@ -176,10 +176,13 @@ class AdversarialModel(nn.Module):
         sample does not depend on the rest of its batch). ``generator`` seeds the latents."""
         n = check_int(n, "n", f"{type(self).__name__}.sample", low=1)
         z = self.sample_latent(n, generator)
-        return self._decode(z, batch_size)
+        return self.decode(z, batch_size)
 
     @torch.no_grad()
-    def _decode(self, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Data-space samples ``(N, *data_shape)`` (images in [0, 1]) for latents ``z (N,
+        latent_dim)``, generated in eval mode in chunks of ``batch_size`` (what
+        :meth:`sample` does after drawing ``z``; fixed ``z`` give comparable snapshots)."""
         was_training = self.training
         self.eval()
         try:

@@ -241,7 +241,7 @@ class InfoGAN(AdversarialModel):
             noise = torch.randn(categorical.shape[0], self.noise_dim, generator=generator)
         z = self.latent(noise.float().cpu(), categorical.cpu(),
                         None if continuous is None else torch.as_tensor(continuous).float().cpu())
-        return self._decode(z.to(self.device))
+        return self.decode(z.to(self.device))
 
     # ------------------------------------------------------------------ losses
     def q_loss(self, q_out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -160,7 +160,10 @@ class AdversarialAutoencoder(nn.Module):
         p = next(self.parameters())
         return p.device, p.dtype
 
-    def _check(self, x, owner: str) -> torch.Tensor:
+    def check_images(self, x, owner: str = "AdversarialAutoencoder.check_images") -> torch.Tensor:
+        """Validate images ``x (N, C, H, W)`` for this model (shape, finite values, 0/1 for
+        binary pixels, [0, 1] for grey) and return them as floats of the model's dtype;
+        errors name ``owner``."""
         xf = check_latent_images(x, self.image_shape, self.pixels, owner)
         return xf.to(self._device_dtype[1])
 
@@ -184,7 +187,7 @@ class AdversarialAutoencoder(nn.Module):
     # ------------------------------------------------------------------ networks
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes ``z = E(x)``, ``(N, L)``."""
-        return self.encoder(self._check(x, "AdversarialAutoencoder.encode"))
+        return self.encoder(self.check_images(x, "AdversarialAutoencoder.encode"))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder logits ``(N, C, H, W)`` for codes ``z (N, L)``."""
@@ -202,7 +205,7 @@ class AdversarialAutoencoder(nn.Module):
     def recon_error(self, x: torch.Tensor) -> torch.Tensor:
         r"""Reconstruction cross-entropy per image, ``(N,)`` nats:
         :math:`\sum_d \mathrm{BCE}(x_d, \sigma(G(E(x)))_d)` (not a likelihood)."""
-        return self._recon_error(self._check(x, "AdversarialAutoencoder.recon_error"))
+        return self._recon_error(self.check_images(x, "AdversarialAutoencoder.recon_error"))
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Mean reconstruction cross-entropy over the batch (nats); the AAE's validation
@@ -280,7 +283,7 @@ class AdversarialAutoencoder(nn.Module):
         """One step of the ``"recon"`` optimiser (encoder + decoder) on the mean
         reconstruction cross-entropy of ``x (N, C, H, W)``; returns it (nats)."""
         opt = self._optimizer("recon")
-        u = self._check(x, "AdversarialAutoencoder.reconstruction_phase")
+        u = self.check_images(x, "AdversarialAutoencoder.reconstruction_phase")
         self.zero_grad(set_to_none=True)
         loss = self._recon_error(u).mean()
         loss.backward()
@@ -293,7 +296,7 @@ class AdversarialAutoencoder(nn.Module):
         """One step of the ``"disc"`` optimiser: prior samples are the real class, the
         (detached) codes of ``x`` the fake one. Returns the discriminator's loss."""
         opt = self._optimizer("disc")
-        u = self._check(x, "AdversarialAutoencoder.discriminator_phase")
+        u = self.check_images(x, "AdversarialAutoencoder.discriminator_phase")
         labels = self._check_labels(labels, u.shape[0], "AdversarialAutoencoder.step")
         with torch.no_grad():
             fake = self.encoder(u)  # (N, L)
@@ -314,7 +317,7 @@ class AdversarialAutoencoder(nn.Module):
         r"""One step of the ``"gen"`` optimiser (encoder only) on the non-saturating loss
         :math:`-\log \sigma(D(E(x)))`; the discriminator's gradients are discarded."""
         opt = self._optimizer("gen")
-        u = self._check(x, "AdversarialAutoencoder.generator_phase")
+        u = self.check_images(x, "AdversarialAutoencoder.generator_phase")
         labels = self._check_labels(labels, u.shape[0], "AdversarialAutoencoder.step")
         if labels is not None:
             labels = labels.to(u.device)

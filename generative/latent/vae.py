@@ -193,7 +193,10 @@ class VAE(nn.Module):
         """``"binary"`` for the Bernoulli likelihood, ``"grey"`` (values in [0, 1]) else."""
         return "binary" if self.likelihood == "bernoulli" else "grey"
 
-    def _check(self, x, owner: str) -> torch.Tensor:
+    def check_images(self, x, owner: str = "VAE.check_images") -> torch.Tensor:
+        """Validate images ``x (N, C, H, W)`` for this model (shape, finite values, 0/1 for
+        binary pixels, [0, 1] for grey) and return them as floats of the model's dtype;
+        errors name ``owner``."""
         xf = check_latent_images(x, self.image_shape, self.pixels, owner)
         return xf.to(self.prior_loc.dtype)
 
@@ -212,7 +215,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Posterior parameters :math:`(\mu(x), \sigma(x))`, each ``(N, L)``."""
-        return self._encode(self._check(x, "VAE.encode"))
+        return self._encode(self.check_images(x, "VAE.encode"))
 
     def _decode_flat(self, z: torch.Tensor) -> torch.Tensor:
         """Logits ``(..., D)`` for codes ``z (..., L)`` with any leading dimensions."""
@@ -287,7 +290,7 @@ class VAE(nn.Module):
         :math:`\beta` applies). :math:`K` = ``num_samples`` (default ``particles``)."""
         k = self.particles if num_samples is None else check_int(
             num_samples, "num_samples", "VAE.iwae_bound", low=1)
-        u = self._check(x, "VAE.iwae_bound")
+        u = self.check_images(x, "VAE.iwae_bound")
         return self._iwae(u, k)
 
     def _iwae(self, u: torch.Tensor, k: int) -> torch.Tensor:
@@ -300,7 +303,7 @@ class VAE(nn.Module):
         """Training loss: the mean over the batch of the negative training objective (ELBO
         or IWAE bound, nats), a differentiable scalar. In train mode each call advances the
         KL warm-up clock by one step."""
-        u = self._check(x, "VAE.loss")
+        u = self.check_images(x, "VAE.loss")
         if self.objective == "iwae":
             loss = -self._iwae(u, self.particles).mean()
         else:
@@ -338,7 +341,7 @@ class VAE(nn.Module):
         k = check_int(num_samples, "num_samples", "VAE.log_prob", low=1)
         if chunk_size is not None:
             chunk_size = check_int(chunk_size, "chunk_size", "VAE.log_prob", low=1)
-        u = self._check(x, "VAE.log_prob")
+        u = self.check_images(x, "VAE.log_prob")
         n = u.shape[0]
         if chunk_size is None:
             chunk_size = max(1, min(k, _CHUNK_ELEMENTS // max(1, n * self.num_dims)))
@@ -366,7 +369,7 @@ class VAE(nn.Module):
         ``num_samples`` draws :math:`z_k = \mu + \sigma \epsilon_k`.
         """
         k = check_int(num_samples, "num_samples", "VAE.elbo", low=1)
-        u = self._check(x, "VAE.elbo")
+        u = self.check_images(x, "VAE.elbo")
         loc, scale = self._encode(u)
         eps = self._noise(k, u.shape[0], generator, loc)  # (K, N, L)
         recon = self._log_px(self._decode_flat(loc + scale * eps), u.flatten(1)).mean(0)

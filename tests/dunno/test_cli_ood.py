@@ -81,7 +81,7 @@ def test_help_shows_defaults(capsys):
 @pytest.fixture(scope="module")
 def nade_checkpoint(tmp_path_factory):
     """A small NADE of the binarised digits 0-4, trained for a few epochs."""
-    from evaluation.benchmarks.density import train_density
+    from generative import train_density
 
     model, _ = train_density("nade", IN, epochs=3, batch_size=50, lr=1e-2, test=False,
                              options={"hidden": 16}, seed=0, quiet=True)

@@ -42,6 +42,7 @@ from dunno.data import make_loader
 from dunno.devices import resolve_device
 from dunno.registry import Registry
 from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AUTOREGRESSIVE_MODELS, AutoregressiveImageModel
 from generative.latent import LATENT_MODELS, VAE, AdversarialAutoencoder
@@ -106,33 +107,19 @@ class DensityConfig(RunConfig):
     test_size: int | None = None
 
     def validate(self) -> None:
-        check_int = self._check_int
         if self.model not in DENSITY_MODELS:
             raise ValueError(f"Unknown density model {self.model!r}. Available: "
                              f"{', '.join(DENSITY_MODELS)}.")
-        check_int("epochs", 1)
-        check_int("samples_k", 1)
-        check_int("val_samples_k", 1)
-        check_int("test_size", 1, optional=True)
-        check_int("batch_size", 1)
-        check_int("seed", 0)
-        check_int("examples_per_epoch", 1, optional=True)
-        check_int("val_size", 1, optional=True)
-        for name in ("lr", "max_minutes", "grad_clip"):
-            value = getattr(self, name)
-            if name != "lr" and value is None:
-                continue
-            if not isinstance(value, int | float) or isinstance(value, bool) or not (
-                math.isfinite(value) and value > 0
-            ):
-                raise ValueError(f"The '{name}' parameter of DensityConfig must be a number "
-                                 f"> 0. Got {value!r} instead.")
-        if self.binarize not in BINARIZE:
-            raise ValueError(f"The 'binarize' parameter of DensityConfig must be one of "
-                             f"{BINARIZE}. Got {self.binarize!r} instead.")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"The 'schedule' parameter of DensityConfig must be one of "
-                             f"{SCHEDULES}. Got {self.schedule!r} instead.")
+        for name in ("epochs", "samples_k", "val_samples_k", "batch_size"):
+            check_int(getattr(self, name), name, self, low=1)
+        check_seed(self.seed, self)
+        for name in ("test_size", "examples_per_epoch", "val_size"):
+            check_int(getattr(self, name), name, self, low=1, allow_none=True)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        for name in ("max_minutes", "grad_clip"):
+            check_float(getattr(self, name), name, self, low=0.0, low_open=True, allow_none=True)
+        check_choice(self.binarize, "binarize", self, BINARIZE)
+        check_choice(self.schedule, "schedule", self, SCHEDULES)
 
 
 @dataclass

@@ -40,13 +40,12 @@ from dunno.checkpoints import save_checkpoint
 from dunno.config import RunConfig
 from dunno.data import make_loader
 from dunno.devices import resolve_device
+from dunno.registry import Registry
 from dunno.training import History, fit, seed_everything, training_state_file
 from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AUTOREGRESSIVE_MODELS, AutoregressiveImageModel
-from generative.autoregressive import create as create_autoregressive
 from generative.latent import LATENT_MODELS, VAE, AdversarialAutoencoder
-from generative.latent import create as create_latent
 from generative.pixels import (
     BINARIZE,
     evaluation_images,
@@ -67,8 +66,10 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "cosine")
-#: every model :func:`train_density` trains, by command-line name
-DENSITY_MODELS = {**AUTOREGRESSIVE_MODELS, **LATENT_MODELS}
+#: every model :func:`train_density` trains, by command-line name: the autoregressive and the
+#: latent-variable models (a :class:`dunno.registry.Registry` union of both registries, their
+#: plugins included)
+DENSITY_MODELS: Registry = Registry.union("density model", AUTOREGRESSIVE_MODELS, LATENT_MODELS)
 
 
 @dataclass
@@ -193,9 +194,7 @@ class _EpochSubset:
 def create_density_model(name: str, image_shape, **options: Any):
     """Build the model registered as ``name`` in :data:`DENSITY_MODELS` for images of shape
     ``(C, H, W)``; ``options`` are its keyword arguments."""
-    if name in LATENT_MODELS:
-        return create_latent(name, image_shape, **options)
-    return create_autoregressive(name, image_shape, **options)
+    return DENSITY_MODELS.create(name, image_shape=image_shape, **options)
 
 
 def _optimizers(model, lr: float) -> tuple[list[torch.optim.Optimizer], dict[str, Any]]:

@@ -15,7 +15,7 @@ torch tensor ``(N, ...)``  ``x``; labels from ``labels=`` (optional)
                            :class:`~dunno.data.ArrayDataset` and ``TensorDataset`` are read
                            as arrays (an unlabelled ArrayDataset has no labels)
 ``DataLoader`` / iterable  its batches ``(x, y)``, ``(x,)`` or ``x``, as they come (its own
-                           batch size and order)
+                           batch size and order); also a list of ``(x, y)`` tuples
 =========================  =================================================================
 
 Anything else (a list of numbers, a dict, a string) is a :class:`TypeError` naming the
@@ -52,6 +52,7 @@ __all__ = [
     "as_loader",
     "describe_kind",
     "is_numpy_input",
+    "model_dtype",
     "output_like",
 ]
 
@@ -132,6 +133,18 @@ def _to_numpy(value: Any) -> Any:
     return value
 
 
+def model_dtype(model: Any) -> torch.dtype | None:
+    """The floating dtype of ``model``'s first floating parameter or buffer (the ``dtype=``
+    that an entry point running the model passes), or ``None`` (no floating tensors, or not
+    an ``nn.Module``)."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
 # ---------------------------------------------------------------------- conversion of arrays
 def _tensor(value: Any, name: str, owner: object, dtype: torch.dtype | None) -> torch.Tensor:
     """A numpy array or tensor as a CPU-or-device tensor (numpy shares memory when it can)."""
@@ -204,9 +217,13 @@ def _is_array_dataset(data: Any) -> bool:
 
 
 def _is_batch_iterable(data: Any) -> bool:
+    """A DataLoader, a generator / iterable of batches, or a list of ``(x, y)`` / ``(x,)``
+    tuples (a list or tuple of arrays is a pair, never batches)."""
+    if isinstance(data, list | tuple):
+        return all(isinstance(b, tuple | list) for b in data) and not _is_pair(data)
     return isinstance(data, DataLoader | Batches) or (
         isinstance(data, Iterable)
-        and not isinstance(data, str | bytes | dict | list | tuple | set | np.ndarray)
+        and not isinstance(data, str | bytes | dict | set | np.ndarray)
     )
 
 

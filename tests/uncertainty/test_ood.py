@@ -610,8 +610,8 @@ def test_bad_input_errors():
     det = KNN(model, k=3).fit(_loader(x, y))
     with pytest.raises(ValueError, match="empty"):
         det.score(torch.zeros(0, D))
-    with pytest.raises(ValueError, match="must be a torch.Tensor"):
-        det.score(x.numpy())
+    with pytest.raises(TypeError, match="The 'x' argument of KNN.score must be a numpy array"):
+        det.score("x.png")
     with pytest.raises(ValueError, match=r"needs \['features'\] but the outputs lack"):
         det.score_outputs(ModelOutputs(logits=torch.zeros(3, 2)))
     with pytest.raises(ValueError, match="NaN or inf"):

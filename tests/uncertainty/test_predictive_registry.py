@@ -58,7 +58,8 @@ def test_bad_input(name):
     x, y = torch.randn(20, 2), torch.randn(20, 1)
     y_nan = y.clone()
     y_nan[3] = float("nan")
-    with pytest.raises(ValueError, match="'y' argument contains NaN"):
+    with pytest.raises(ValueError, match=r"The 'y' argument of \w+\.fit must be finite \(no NaN "
+                       r"or inf\); found nan at index \(3, 0\)"):
         est.fit(x, y_nan)
     with pytest.raises(ValueError, match="same number of rows. Got 20 rows in x and 19 in y"):
         est.fit(x, y[:19])

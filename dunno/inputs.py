@@ -48,6 +48,7 @@ from dunno.validation.tensors import check_finite_tensor
 
 __all__ = [
     "Batches",
+    "apply_batched",
     "as_arrays",
     "as_loader",
     "describe_kind",
@@ -294,8 +295,10 @@ class Batches:
     def __init__(self, *, x=None, y=None, stream=None, batch_size: int, shuffle: bool = False,
                  generator: torch.Generator | None = None, name: str = "x",
                  label_name: str = "y", owner: object = None, dtype=None,
-                 finite: bool = True, has_labels: bool | None = None) -> None:
+                 finite: bool = True, has_labels: bool | None = None,
+                 require_labels: bool = False) -> None:
         self.x, self.y, self._stream = x, y, stream
+        self.require_labels = require_labels
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
         self.name, self.label_name, self.owner = name, label_name, owner
         self.dtype, self.finite = dtype, finite
@@ -344,6 +347,9 @@ class Batches:
                                                       self.dtype)
             if self._has_labels is False:
                 y = None
+            if y is None and self.require_labels:
+                raise ValueError(f"{_where(self.name, self.owner)} has no labels: its batches "
+                                 f"are x alone; expected ({self.name}, {self.label_name}).")
             _check_rows(x, y, self.name, self.label_name, self.owner, offset=seen)
             if self.finite:
                 _check_finite(x, self.name, self.owner, offset=seen)
@@ -429,12 +435,9 @@ def as_loader(data: Any, *, batch_size: int = 512, labels: Any = None, name: str
     else:
         raise TypeError(f"{_where(name, owner)} must be {_KINDS}. Got "
                         f"{_kind_for_message(data)} instead.")
-    batches = Batches(stream=stream, batch_size=batch_size, shuffle=shuffle,
-                      generator=generator, name=name, label_name=label_name, owner=owner,
-                      dtype=dtype, finite=finite, has_labels=has_labels)
-    if require_labels:
-        return _RequireLabels(batches)
-    return batches
+    return Batches(stream=stream, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                   name=name, label_name=label_name, owner=owner, dtype=dtype, finite=finite,
+                   has_labels=has_labels, require_labels=require_labels)
 
 
 def _kind_for_message(data: Any) -> str:
@@ -442,20 +445,6 @@ def _kind_for_message(data: Any) -> str:
         inner = ", ".join(type(v).__name__ for v in data[:3]) + (", ..." if len(data) > 3 else "")
         return f"a {type(data).__name__} of {len(data)} items ({inner})"
     return type(data).__name__
-
-
-class _RequireLabels(Batches):
-    """Batches of a stream that must carry labels."""
-
-    def __init__(self, inner: Batches) -> None:
-        self.__dict__.update(inner.__dict__)
-
-    def __iter__(self):
-        for x, y in super().__iter__():
-            if y is None:
-                raise ValueError(f"{_where(self.name, self.owner)} has no labels: its batches "
-                                 f"are x alone; expected ({self.name}, {self.label_name}).")
-            yield x, y
 
 
 def as_arrays(data: Any, *, labels: Any = None, name: str = "x", label_name: str = "y",
@@ -482,3 +471,21 @@ def as_arrays(data: Any, *, labels: Any = None, name: str = "x", label_name: str
         raise ValueError(f"{_where(name, owner)} yielded labels in some batches but not in "
                          "others.")
     return torch.cat(xs), (torch.cat(ys) if ys else None)
+
+
+def apply_batched(fn, data: Any, *, owner: object, batch_size: int = 512, name: str = "x",
+                  dtype: torch.dtype | None = None, device: torch.device | None = None) -> Any:
+    """``fn(x)`` of user data with numpy in, numpy out (e.g. a density model's ``log_prob``).
+
+    A tensor goes to ``fn`` whole, as it is (autograd intact: training losses take this
+    path), after the finite check. Other kinds are read by :func:`as_loader`, run batch by
+    batch without gradients (moved to ``device`` when given), concatenated along the first
+    axis and returned as :func:`output_like` the input.
+    """
+    if isinstance(data, torch.Tensor):
+        check_finite_tensor(data, name, owner)
+        return fn(data)
+    batches = as_loader(data, batch_size=batch_size, name=name, owner=owner, dtype=dtype)
+    with torch.no_grad():
+        out = [fn(x if device is None else x.to(device)) for x, _ in batches]
+    return output_like(torch.cat(out), data)

@@ -557,3 +557,21 @@ def test_a_calibrator_must_implement_fit_and_transform():
 
     with pytest.raises(TypeError, match="abstract.*_transform"):
         OnlyFit()
+
+
+@pytest.mark.parametrize("name", available_calibrators())
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_logits_are_refused_by_every_calibrator(name, value):
+    z, y = data_for(name)
+    bad = z.numpy().copy()
+    bad[9, 1] = value
+    for data, labels in ((bad, y.numpy()), ((bad, y), None),
+                         (DataLoader(TensorDataset(torch.from_numpy(bad), y), batch_size=50),
+                          None)):
+        with pytest.raises(ValueError, match="The 'logits' argument contains NaN or infinite "
+                           r"values \(in 1 of 600 rows\)"):
+            make_calibrator(name).fit(data, labels)
+    cal = make_calibrator(name).fit(z, y)
+    for method in (cal.predict_proba, cal.transform):
+        with pytest.raises(ValueError, match="The 'logits' argument contains NaN or infinite"):
+            method(bad)

@@ -78,9 +78,17 @@ class MCDropoutMI(OODDetector):
         return isinstance(model, nn.Module) and any(
             getattr(layer, "p", 0) > 0 for _, layer in dropout_layers(model))
 
+    @classmethod
+    def _cannot_score_reason(cls) -> str:
+        return ("has no dropout layer with rate p > 0, so every pass gives the same output "
+                "and every score would be 0. Use a model trained with dropout "
+                "(dunno.nets backbones take dropout=p), or another detector.")
+
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
+        if self.model is not None and not self.applies_to(self.model):
+            self.check_model()
         check_int(self.num_samples, "num_samples", owner, low=1)
         check_seed(self.seed, owner)
         check_int(self.batch_size, "batch_size", owner, low=1)

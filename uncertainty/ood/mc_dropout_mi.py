@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.validation import check_int, check_seed
+from dunno.validation import check_int, check_num_samples, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
@@ -89,7 +89,7 @@ class MCDropoutMI(OODDetector):
         owner = type(self).__name__
         if self.model is not None and not self.applies_to(self.model):
             self.check_model()
-        check_int(self.num_samples, "num_samples", owner, low=1)
+        check_num_samples(self.num_samples, owner)  # at most MAX_NUM_SAMPLES
         check_seed(self.seed, owner)
         check_int(self.batch_size, "batch_size", owner, low=1)
         if self.mode not in ("full", "fast"):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dunno.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from dunno.data import DynamicBinarize, load_dataset, make_loader  # noqa: E402
 from dunno.training import seed_everything  # noqa: E402
-from evaluation.benchmarks.density import score_density  # noqa: E402
+from generative import score_density  # noqa: E402
 from generative.latent import VAE  # noqa: E402
 
 

@@ -32,8 +32,10 @@ import torch
 from torch import nn
 
 from dunno.errors import CheckpointError
+from dunno.registry import Registry
 
 __all__ = [
+    "MODELS",
     "Checkpoint",
     "atomic_save",
     "atomic_write_text",
@@ -49,22 +51,18 @@ __all__ = [
 FORMAT = "dunno-checkpoint"
 VERSION = 1
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+#: Model builders ``builder(**config) -> nn.Module`` by architecture name; plugins of the
+#: entry-point group ``dunno.models`` (installed code, never anything from a file) included.
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model architecture", "dunno.models")
 # Our own packages that register builders when imported. Only these fixed names are ever
 # imported on behalf of a checkpoint; the file itself cannot name a module.
 _REGISTERING_MODULES = ("dunno.nets", "dunno.ensemble", "uncertainty", "generative")
 
 
 def register_model(arch: str):
-    """Decorator registering ``builder(**config) -> nn.Module`` under the name ``arch``."""
-
-    def decorator(builder: Callable[..., nn.Module]):
-        if arch in _BUILDERS and _BUILDERS[arch] is not builder:
-            raise ValueError(f"A model builder named {arch!r} is already registered.")
-        _BUILDERS[arch] = builder
-        return builder
-
-    return decorator
+    """Decorator registering ``builder(**config) -> nn.Module`` under the name ``arch`` in
+    :data:`MODELS` (a name taken by another builder is refused)."""
+    return MODELS.register(arch)
 
 
 @register_model("nets")
@@ -86,19 +84,20 @@ def _load_registries() -> None:
 def registered_models() -> list[str]:
     """Names of every registered model builder."""
     _load_registries()
-    return sorted(_BUILDERS)
+    return sorted(MODELS.available())
 
 
 def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a model from its registered builder name and JSON config."""
-    if arch not in _BUILDERS:
+    if arch not in MODELS:
         _load_registries()
-    if arch not in _BUILDERS:
+    if arch not in MODELS:
         raise CheckpointError(
-            f"Unknown model architecture {arch!r}; known: {', '.join(sorted(_BUILDERS))}."
+            f"Unknown model architecture {arch!r}; known: {', '.join(sorted(MODELS))}."
         )
+    builder = MODELS.get(arch)
     try:
-        return _BUILDERS[arch](**config)
+        return builder(**config)
     except TypeError as err:
         raise CheckpointError(
             f"Cannot rebuild a {arch!r} model from config {config}: {err}"

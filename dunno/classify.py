@@ -21,6 +21,7 @@ from dunno.config import RunConfig
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.training import History, classifier_step, evaluate_classifier, fit, seed_everything
+from dunno.validation import check_choice, check_float, check_int
 
 __all__ = ["ClassifierConfig", "random_crop", "train_classifier"]
 
@@ -51,16 +52,11 @@ class ClassifierConfig(RunConfig):
     options: dict[str, Any] | None = None
 
     def validate(self) -> None:
-        self._check_int("epochs", 1)
-        self._check_int("batch_size", 1)
-        if not self.lr > 0:
-            raise ValueError(f"The 'lr' parameter must be > 0. Got {self.lr!r} instead.")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"The 'optimizer' parameter must be 'adam' or 'sgd'. Got "
-                             f"{self.optimizer!r} instead.")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"The 'schedule' parameter must be 'cosine' or 'constant'. Got "
-                             f"{self.schedule!r} instead.")
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_choice(self.optimizer, "optimizer", self, ("adam", "sgd"))
+        check_choice(self.schedule, "schedule", self, ("cosine", "constant"))
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

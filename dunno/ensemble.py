@@ -1,13 +1,20 @@
-r"""Deep ensembles of backbone classifiers, with members spread over ranks.
+r"""Deep ensembles of classifiers: the mixture module, and training with members spread over
+ranks.
 
 A deep ensemble (Lakshminarayanan, Pritzel & Blundell, "Simple and Scalable Predictive
 Uncertainty Estimation using Deep Ensembles", NeurIPS 2017) is :math:`M` networks trained
 independently from different random initialisations and data orders; it predicts the uniform
-mixture
+mixture of the members' class distributions,
 
 .. math::
 
-    \bar p(y \mid x) = \frac{1}{M} \sum_{m=1}^{M} \mathrm{softmax}(f_m(x))_y .
+    \log \bar p(y \mid x) = \log \frac{1}{M} \sum_{m=1}^{M} \mathrm{softmax}(f_m(x))_y
+    = \operatorname{logsumexp}_m \log\mathrm{softmax}(f_m(x))_y - \log M .
+
+:func:`mixture_log_probs` is the one implementation of this formula in the toolkit: the
+``forward`` of :class:`EnsembleClassifier` (the ensemble as one classifier module) and the
+prediction of :class:`uncertainty.predictive.DeepEnsemble` (the vectorised estimator,
+whose ``to_module()`` returns its members as an :class:`EnsembleClassifier`) both call it.
 
 :func:`train_ensemble` trains member :math:`k` with :func:`dunno.classify.train_classifier`
 and seed ``seed + k``. Under ``torchrun`` with :math:`N` processes, **member** :math:`k`
@@ -42,16 +49,43 @@ from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.training import evaluate_classifier
 
-__all__ = ["EnsembleClassifier", "TrainedEnsemble", "member_ranks", "train_ensemble"]
+__all__ = [
+    "EnsembleClassifier",
+    "TrainedEnsemble",
+    "member_ranks",
+    "mixture_log_probs",
+    "train_ensemble",
+]
+
+
+def mixture_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
+    r"""Log-probabilities of the uniform mixture of ``M`` classifiers (module docstring).
+
+    Args:
+        member_logits: ``(M, N, C)`` logits of the ``M`` members.
+
+    Returns:
+        ``(N, C)`` :math:`\log \frac1M \sum_m \mathrm{softmax}(f_m)`, in the dtype of
+        ``member_logits`` (valid logits: their softmax is the mixture itself).
+    """
+    if member_logits.ndim != 3 or member_logits.shape[0] < 1:
+        raise ValueError(
+            f"The 'member_logits' of mixture_log_probs must have shape (M, N, C) with M >= 1. "
+            f"Got {tuple(member_logits.shape)} instead."
+        )
+    log_probs = torch.log_softmax(member_logits, dim=-1)  # (M, N, C)
+    return torch.logsumexp(log_probs, dim=0) - math.log(member_logits.shape[0])  # (N, C)
 
 
 class EnsembleClassifier(nn.Module):
     """A uniform mixture of ``M`` classifiers ``x -> logits (N, C)``.
 
-    ``forward(x)`` returns :math:`\\log \\frac{1}{M}\\sum_m \\mathrm{softmax}(f_m(x))`
-    ``(N, C)``; :meth:`member_logits` the members' own logits ``(M, N, C)``. Every member
-    needs a ``config`` and, for checkpoints, an ``arch`` registered with
-    :func:`dunno.checkpoints.register_model` (the :mod:`dunno.nets` backbones have both).
+    ``forward(x)`` returns :func:`mixture_log_probs` of the members, in float32: the log of
+    :math:`\\frac{1}{M}\\sum_m \\mathrm{softmax}(f_m(x))`, ``(N, C)``; :meth:`member_logits`
+    the members' own logits ``(M, N, C)``. Every member needs a ``config`` and, for
+    checkpoints, an ``arch`` registered with :func:`dunno.checkpoints.register_model` (the
+    :mod:`dunno.nets` backbones have both). Built by :func:`train_ensemble` (``dunno train
+    classifier --ensemble M``) or by ``uncertainty.predictive.DeepEnsemble.to_module()``.
     """
 
     arch = "ensemble"
@@ -77,8 +111,7 @@ class EnsembleClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Log of the mixture's class probabilities, ``(N, C)``."""
-        log_probs = torch.log_softmax(self.member_logits(x).float(), dim=-1)  # (M, N, C)
-        return torch.logsumexp(log_probs, dim=0) - math.log(self.num_members)
+        return mixture_log_probs(self.member_logits(x).float())
 
 
 @register_model("ensemble")

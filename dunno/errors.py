@@ -1,6 +1,6 @@
 """Exception types shared across the toolkit."""
 
-__all__ = ["CheckpointError", "DataError", "NotFittedError", "check_is_fitted"]
+__all__ = ["CheckpointError", "DataError", "NotFittedError", "PluginError", "check_is_fitted"]
 
 
 class NotFittedError(RuntimeError, AttributeError):
@@ -17,6 +17,11 @@ class DataError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, corrupt or for another architecture."""
+
+
+class PluginError(RuntimeError):
+    """A third-party plugin (an entry point of a :class:`dunno.registry.Registry` group)
+    could not be imported or registered; the message names the entry point."""
 
 
 def check_is_fitted(estimator, attributes, what: str = "fit") -> None:

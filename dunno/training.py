@@ -11,7 +11,9 @@ all fit the same loop::
 The loop adds what every method needs: seeding, a tqdm progress bar (quiet when stderr is
 not a terminal), a validation hook, early stopping with best-weight restore, and atomic
 per-epoch training-state checkpoints from which an interrupted run resumes exactly (model
-and optimiser states, history, RNG states and the loader's shuffling state).
+and optimiser states, history, RNG states and the loader's shuffling state; see
+:mod:`dunno.training_state`), and a training-time budget (``max_seconds``) that stops between
+steps and survives a resume.
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno import distributed
-from dunno.checkpoints import atomic_save, safe_load
-from dunno.errors import CheckpointError
+from dunno.training_state import (
+    load_training_state,
+    object_state,
+    restore_object,
+    save_training_state,
+)
 
 __all__ = [
     "History",
@@ -50,7 +56,6 @@ __all__ = [
 ]
 
 StepResult = float | torch.Tensor | Mapping[str, float | torch.Tensor]
-TRAINING_STATE_FORMAT = "dunno-training-state"
 
 
 def seed_everything(seed: int) -> None:
@@ -71,11 +76,18 @@ def seed_everything(seed: int) -> None:
 @dataclass
 class History:
     """Per-epoch records: ``epochs[i]`` maps metric names (``loss``, ``val_loss``, ...) to
-    floats, plus ``epoch`` (1-based) and ``seconds``."""
+    floats, plus ``epoch`` (1-based), ``seconds`` and the running totals ``train_seconds``
+    and ``examples``. ``stopped_early``: early stopping ended the run; ``stopped_for_budget``:
+    the time budget (``fit(max_seconds=...)``) did; ``train_seconds`` (time inside the step),
+    ``steps`` and ``examples`` are the totals of the whole run, resumed parts included."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    stopped_for_budget: bool = False
+    train_seconds: float = 0.0
+    steps: int = 0
+    examples: int = 0
 
     def __getitem__(self, key: str) -> list[float]:
         return [e[key] for e in self.epochs if key in e]
@@ -85,6 +97,10 @@ class History:
             "epochs": self.epochs,
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
+            "stopped_for_budget": self.stopped_for_budget,
+            "train_seconds": self.train_seconds,
+            "steps": self.steps,
+            "examples": self.examples,
         }
 
 
@@ -106,50 +122,6 @@ def _to_floats(result: StepResult) -> dict[str, float]:
         value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
         out[key] = value
     return out
-
-
-def _state_of(obj: Any) -> Any:
-    obj = distributed.unwrap(obj) if isinstance(obj, nn.Module) else obj
-    if hasattr(obj, "state_dict"):
-        return obj.state_dict()
-    if hasattr(obj, "get_state"):
-        return obj.get_state()
-    raise TypeError(f"Cannot checkpoint {type(obj).__name__}: it has no state_dict()/get_state().")
-
-
-def _restore(obj: Any, state: Any) -> None:
-    obj = distributed.unwrap(obj) if isinstance(obj, nn.Module) else obj
-    if hasattr(obj, "load_state_dict"):
-        obj.load_state_dict(state)
-    elif hasattr(obj, "set_state"):
-        obj.set_state(state)
-    else:  # pragma: no cover - guarded by _state_of on save
-        raise TypeError(f"Cannot restore {type(obj).__name__}.")
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(
-            np.frombuffer(np.random.get_state()[1].tobytes(), dtype=np.uint8).copy()
-        ),
-        "numpy_pos": int(np.random.get_state()[2]),
-        "python": repr(random.getstate()),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import ast
-
-    torch.set_rng_state(state["torch"])
-    keys = np.frombuffer(state["numpy"].numpy().tobytes(), dtype=np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
-    random.setstate(ast.literal_eval(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @contextmanager
@@ -182,6 +154,8 @@ def fit(
     quiet: bool | None = None,
     desc: str = "train",
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    max_seconds: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> History:
     """Run ``epochs`` passes of ``step`` over ``train_loader``.
 
@@ -213,6 +187,23 @@ def fit(
         Continue from ``checkpoint_path`` if it exists.
     quiet : bool, optional
         Hide the progress bar; default: hidden unless stderr is a terminal.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(epoch, record)`` after each epoch, before the training state is
+        saved (it may add entries to ``record``).
+    max_seconds : float, optional
+        A training-time budget: the seconds spent inside ``step`` (summed over the run,
+        resumed runs included; data loading and validation excluded). Once it is spent, no
+        new step starts: the epoch under way ends after the step in progress (every epoch
+        takes at least one step), is validated and saved as usual, and
+        ``History.stopped_for_budget`` is set. A resumed run continues while its budget
+        (which may be larger than before) is not spent.
+    clock : callable
+        The time source of the budget and of the per-epoch ``seconds``, in seconds
+        (default :func:`time.perf_counter`; a fake clock makes budgets testable).
+
+    Every epoch record holds the epoch's mean step outputs (``loss``, ...), the validation
+    values, ``seconds`` (the epoch's duration, validation included) and the run's totals so
+    far, ``train_seconds`` (time inside ``step``) and ``examples``.
 
     Under ``torchrun`` (see :mod:`dunno.distributed`) the same call trains data-parallel:
     epoch metrics are summed over ranks before averaging, so every rank records the same
@@ -220,7 +211,8 @@ def fit(
     compute the same value on every rank, e.g. over the full validation set); only rank 0
     writes the training-state checkpoint and shows a progress bar. Modules wrapped in
     ``DistributedDataParallel`` are saved and restored unwrapped, so a run can resume with
-    another world size.
+    another world size. A time budget is measured on each rank; the ranks agree on when it
+    is spent only if their steps take the same time, so prefer ``epochs`` under torchrun.
 
     Returns
     -------
@@ -234,91 +226,43 @@ def fit(
         raise ValueError(
             f"The 'patience' parameter must be None or an int >= 1. Got {patience!r} instead."
         )
+    if max_seconds is not None and (
+        not isinstance(max_seconds, int | float) or isinstance(max_seconds, bool)
+        or not (math.isfinite(max_seconds) and max_seconds > 0)
+    ):
+        raise ValueError(f"The 'max_seconds' parameter must be None or a number > 0. Got "
+                         f"{max_seconds!r} instead.")
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a 'checkpoint_path' to resume from.")
     state = dict(state or {})
     modules = {k: v for k, v in state.items() if isinstance(v, nn.Module)}
     if quiet is None:
         quiet = not sys.stderr.isatty()
-    info = distributed.current()
     quiet = quiet or not distributed.is_main_process()
     if seed is not None:
         seed_everything(seed)
 
-    history = History()
-    best_value = math.inf if mode == "min" else -math.inf
-    best_weights: dict[str, dict[str, torch.Tensor]] | None = None
-    bad_epochs = 0
+    run = _Run(mode)
     start_epoch = 1
     generator = getattr(train_loader, "generator", None)
-
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        saved = safe_load(checkpoint_path)
-        if not isinstance(saved, dict) or saved.get("format") != TRAINING_STATE_FORMAT:
-            raise CheckpointError(f"{str(checkpoint_path)!r} is not a dunno training state.")
-        if set(saved["states"]) != set(state):
-            raise CheckpointError(
-                f"{str(checkpoint_path)!r} holds states {sorted(saved['states'])}, but this "
-                f"run has {sorted(state)}: it belongs to another training setup."
-            )
-        for name, obj in state.items():
-            try:
-                _restore(obj, saved["states"][name])
-            except (RuntimeError, ValueError, KeyError) as err:
-                raise CheckpointError(
-                    f"Cannot restore {name!r} from {str(checkpoint_path)!r}: {err}"
-                ) from err
-        history = History(
-            epochs=list(saved["history"]),
-            best_epoch=saved["best_epoch"],
-            stopped_early=bool(saved["stopped_early"]),
-        )
-        best_value = float(saved["best_value"])
-        bad_epochs = int(saved["bad_epochs"])
-        best_weights = saved.get("best_weights") or None
-        _set_rng_state(saved["rng"])
-        if generator is not None and saved.get("loader_rng") is not None:
-            generator.set_state(saved["loader_rng"])
+        saved = load_training_state(checkpoint_path, state, generator)
+        run.load(saved)
         start_epoch = int(saved["epoch"]) + 1
-        if history.stopped_early:
+        if run.history.stopped_early:
             start_epoch = epochs + 1
+    history = run.history
 
     for epoch in range(start_epoch, epochs + 1):
-        t0 = time.perf_counter()
+        if max_seconds is not None and history.epochs and history.train_seconds >= max_seconds:
+            history.stopped_for_budget = True
+            break
+        history.stopped_for_budget = False
+        t0 = clock()
         for module in modules.values():
             module.train()
-        sums: dict[str, float] = {}
-        count = 0
-        iterator = train_loader
-        bar = None
-        if not quiet:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(train_loader, desc=f"{desc} {epoch}/{epochs}", leave=False)
-            iterator = bar
-        for batch in iterator:
-            values = _to_floats(step(batch))
-            n = _batch_size(batch)
-            for key, value in values.items():
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"Training diverged: {key} = {value} at epoch {epoch}. Lower the "
-                        "learning rate or check the inputs for NaN/inf."
-                    )
-                sums[key] = sums.get(key, 0.0) + value * n
-            count += n
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()})
-        if bar is not None:
-            bar.close()
-        if info.enabled:
-            totals = distributed.all_reduce_sums({**sums, "__count__": float(count)})
-            count = int(totals.pop("__count__"))
-            sums = totals
-        if count == 0:
-            raise ValueError("The 'train_loader' yielded no batches: the training set is empty.")
-        record = {"epoch": float(epoch)}
-        record.update({k: v / count for k, v in sums.items()})
+        record = _train_epoch(step, train_loader, history, epoch, epochs, max_seconds, clock,
+                              None if quiet else desc)
         if validate is not None:
             for module in modules.values():
                 module.eval()
@@ -326,60 +270,125 @@ def fit(
                 record.update({k: float(v) for k, v in validate().items()})
             for module in modules.values():
                 module.train()
-        record["seconds"] = time.perf_counter() - t0
+        record["seconds"] = clock() - t0
         history.epochs.append(record)
-
         if validate is not None or patience is not None:
-            if monitor not in record:
-                raise KeyError(
-                    f"Early stopping monitors {monitor!r}, but the epoch record only has "
-                    f"{sorted(record)}."
-                )
-            value = record[monitor]
-            improved = value < best_value if mode == "min" else value > best_value
-            if improved:
-                best_value, bad_epochs, history.best_epoch = value, 0, epoch
-                if restore_best and modules:
-                    best_weights = {
-                        k: copy.deepcopy(
-                            {n: t.detach().cpu() for n, t in _state_of(m).items()}
-                        )
-                        for k, m in modules.items()
-                    }
-            else:
-                bad_epochs += 1
-            if patience is not None and bad_epochs >= patience:
-                history.stopped_early = True
+            run.update(record, monitor, epoch, modules if restore_best else {}, patience)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
         if checkpoint_path is not None and distributed.is_main_process():
-            atomic_save(
-                {
-                    "format": TRAINING_STATE_FORMAT,
-                    "epoch": epoch,
-                    "states": {k: _state_of(v) for k, v in state.items()},
-                    "history": history.epochs,
-                    "best_epoch": history.best_epoch,
-                    "best_value": best_value,
-                    "bad_epochs": bad_epochs,
-                    "stopped_early": history.stopped_early,
-                    "best_weights": best_weights or {},
-                    "rng": _rng_state(),
-                    "loader_rng": generator.get_state() if generator is not None else None,
-                },
-                checkpoint_path,
-            )
+            save_training_state(checkpoint_path, state, generator, epoch=epoch, **run.values())
         if checkpoint_path is not None:
             distributed.barrier()
-        if history.stopped_early:
+        if history.stopped_early or history.stopped_for_budget:
             break
 
-    if restore_best and best_weights:
+    if restore_best and run.best_weights:
         for name, module in modules.items():
-            _restore(module, best_weights[name])
+            restore_object(module, run.best_weights[name])
     for module in modules.values():
         module.eval()
     return history
+
+
+def _train_epoch(step, loader, history: History, epoch: int, epochs: int,
+                 max_seconds: float | None, clock, desc: str | None) -> dict[str, float]:
+    """One pass of ``step`` over ``loader`` (fewer batches once ``max_seconds`` of step time
+    are spent, at least one); updates the totals of ``history``; returns the epoch record."""
+    sums: dict[str, float] = {}
+    count = 0
+    iterator = loader
+    bar = None
+    if desc is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(loader, desc=f"{desc} {epoch}/{epochs}", leave=False)
+        iterator = bar
+    for batch in iterator:
+        if count and max_seconds is not None and history.train_seconds >= max_seconds:
+            history.stopped_for_budget = True
+            break
+        t0 = clock()
+        values = _to_floats(step(batch))
+        history.train_seconds += clock() - t0
+        n = _batch_size(batch)
+        history.steps += 1
+        history.examples += n
+        for key, value in values.items():
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"Training diverged: {key} = {value} at epoch {epoch}. Lower the "
+                    "learning rate or check the inputs for NaN/inf."
+                )
+            sums[key] = sums.get(key, 0.0) + value * n
+        count += n
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()})
+    if bar is not None:
+        bar.close()
+    if distributed.current().enabled:
+        totals = distributed.all_reduce_sums({**sums, "__count__": float(count)})
+        count = int(totals.pop("__count__"))
+        sums = totals
+    if count == 0:
+        raise ValueError("The 'train_loader' yielded no batches: the training set is empty.")
+    record = {"epoch": float(epoch)}
+    record.update({k: v / count for k, v in sums.items()})
+    record.update({"train_seconds": history.train_seconds, "examples": float(history.examples)})
+    return record
+
+
+class _Run:
+    """The bookkeeping of one :func:`fit` run that a resume restores: the history and the
+    early-stopping state (best value, epochs without improvement, best weights)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.history = History()
+        self.best_value = math.inf if mode == "min" else -math.inf
+        self.bad_epochs = 0
+        self.best_weights: dict[str, dict[str, torch.Tensor]] | None = None
+
+    def update(self, record: dict[str, float], monitor: str, epoch: int,
+               modules: Mapping[str, nn.Module], patience: int | None) -> None:
+        if monitor not in record:
+            raise KeyError(
+                f"Early stopping monitors {monitor!r}, but the epoch record only has "
+                f"{sorted(record)}."
+            )
+        value = record[monitor]
+        improved = value < self.best_value if self.mode == "min" else value > self.best_value
+        if improved:
+            self.best_value, self.bad_epochs, self.history.best_epoch = value, 0, epoch
+            if modules:
+                self.best_weights = {
+                    k: copy.deepcopy({n: t.detach().cpu() for n, t in object_state(m).items()})
+                    for k, m in modules.items()
+                }
+        else:
+            self.bad_epochs += 1
+        if patience is not None and self.bad_epochs >= patience:
+            self.history.stopped_early = True
+
+    def values(self) -> dict[str, Any]:
+        h = self.history
+        return {"history": h.epochs, "best_epoch": h.best_epoch, "best_value": self.best_value,
+                "bad_epochs": self.bad_epochs, "stopped_early": h.stopped_early,
+                "best_weights": self.best_weights or {},
+                "stopped_for_budget": h.stopped_for_budget, "train_seconds": h.train_seconds,
+                "steps": h.steps, "examples": h.examples}
+
+    def load(self, saved: Mapping[str, Any]) -> None:
+        self.history = History(
+            epochs=list(saved["history"]), best_epoch=saved["best_epoch"],
+            stopped_early=bool(saved["stopped_early"]),
+            stopped_for_budget=bool(saved.get("stopped_for_budget", False)),
+            train_seconds=float(saved.get("train_seconds", 0.0)),
+            steps=int(saved.get("steps", 0)), examples=int(saved.get("examples", 0)),
+        )
+        self.best_value = float(saved["best_value"])
+        self.bad_epochs = int(saved["bad_epochs"])
+        self.best_weights = saved.get("best_weights") or None
 
 
 def classifier_step(

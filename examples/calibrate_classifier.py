@@ -8,9 +8,10 @@ Without ``--checkpoint`` a LeNet-5 is trained on ``--data`` first. Then:
 
 1. the five-line Python API: wrap the model, fit temperature scaling on the held-out
    ``val`` split (one forward pass), predict calibrated probabilities;
-2. the benchmark runner behind ``dunno calibrate``: every ``--method`` fitted on the same
-   cached logits, with a before/after table (accuracy, ECE, adaptive ECE, MCE, NLL, Brier),
-   reliability diagrams and JSON in ``--out``.
+2. the comparison behind ``dunno calibrate`` (:func:`uncertainty.calibration.run_calibration`):
+   every ``--method`` fitted on the same cached logits, with a before/after table (accuracy,
+   ECE, adaptive ECE, MCE, NLL, Brier); its reliability diagrams and JSON are written to
+   ``--out`` (:func:`evaluation.benchmarks.calibration.write_calibration_report`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import torch
 from dunno.checkpoints import load_model
 from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
-from evaluation.benchmarks.calibration import run_calibration
+from evaluation.benchmarks.calibration import write_calibration_report
 from evaluation.metrics import expected_calibration_error, nll
-from uncertainty.calibration import CalibratedClassifier
+from uncertainty.calibration import CalibratedClassifier, run_calibration
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,13 +66,15 @@ def main(argv: list[str] | None = None) -> dict:
           f"NLL {before['nll']:.4f} -> {after['nll']:.4f}")
     clf.save(out / "temperature.pt")  # CalibratedClassifier.load(path, model) restores it
 
-    # 2. The runner behind `dunno calibrate`: several methods on the same cached logits.
+    # 2. The comparison behind `dunno calibrate`: several methods on the same cached logits.
     methods = "temperature" if args.smoke else args.method
-    result = run_calibration(model, args.data, methods, device=args.device, out=out)
+    result = run_calibration(model, args.data, methods, device=args.device)
+    print(result.summary())
+    files = write_calibration_report(result, out)
     for metric in ("ece", "nll", "brier"):
         print(f"lowest test {metric}: {result.best(metric)}")
     return {"temperature": clf.calibrator_.temperature_, "before": before, "after": after,
-            "rows": result.rows(), "files": result.files}
+            "rows": result.rows(), "files": files}
 
 
 if __name__ == "__main__":

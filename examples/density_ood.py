@@ -32,8 +32,9 @@ if __package__ in (None, ""):  # run as a script from a checkout
 
 from dunno.checkpoints import load_model  # noqa: E402
 from dunno.reporting import format_table  # noqa: E402
-from evaluation.benchmarks.density import train_density  # noqa: E402
-from evaluation.benchmarks.ood import run_ood  # noqa: E402
+from evaluation.benchmarks.ood import write_ood_report  # noqa: E402
+from generative import prepare_images, train_density  # noqa: E402
+from uncertainty.ood import run_ood  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -73,19 +74,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         density, history = train_density(
             "nade", binary, 2 if args.smoke else 200, out=out / "nade",
             max_minutes=args.minutes, lr=3e-3 if args.smoke else 2e-3, schedule="cosine",
-            seed=args.seed, options={"hidden": args.hidden}, quiet=True, samples=0,
+            seed=args.seed, options={"hidden": args.hidden}, quiet=True,
             test=not args.smoke)
     background = None if args.background is None else load_model(args.background)
 
-    # 2 + 3. likelihood and its fixes, one pass of the model per dataset
+    # 2 + 3. likelihood and its fixes, one pass of the model per dataset, on the images as the
+    # binary NADE sees them: the fixed seeded binarisation of each split
+    def binarised(dataset, split):
+        return prepare_images(dataset, density.pixels, split, "fixed")
+
     params = {"likelihood-ratio": {"mutation_rate": args.mutation_rate, "l2": args.l2,
                                    "epochs": args.background_epochs, "seed": args.seed},
               "typicality": {"seed": args.seed, "group_size": args.group_size}}
     if background is not None:
         params["likelihood-ratio"] = {}
     table = run_ood(None, args.in_data, args.ood, "all", density=density,
-                    background=background, detector_params=params, fit_size=args.fit_size,
-                    seed=args.seed, out=out)
+                    density_inputs=binarised, background=background, detector_params=params,
+                    fit_size=args.fit_size, seed=args.seed)
+    write_ood_report(table, out)
     bpd = table.scores["likelihood"]
     print(f"mean bits/dim: {args.in_data} (test, in) {float(bpd['in'].mean()):.4f}; " + "; ".join(
         f"{name} (OOD) {float(bpd[name].mean()):.4f}" for name in table.out_sets))

@@ -19,12 +19,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.benchmarks.density import (  # noqa: E402
+from generative import (  # noqa: E402
+    draw_samples,
     load_density_model,
-    sample_grid,
     score_density,
     train_density,
 )
+from generative.plots import sample_grid  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -45,7 +46,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model, history = train_density(
         "nade", args.data, args.epochs, out=args.out, max_minutes=args.minutes, lr=args.lr,
         schedule="cosine", seed=args.seed, options={"hidden": args.hidden}, quiet=True,
-        samples=0 if args.smoke else 64,
     )
     metrics = history.metrics
     print(f"NADE-{args.hidden} on {args.data}: {metrics['epochs']} epochs in "
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # 3. ancestral samples, one pixel at a time
     path = Path(args.out) / "nade_samples.png"
-    sample_grid(reloaded, 16 if args.smoke else 64, path, seed=args.seed)
+    samples = draw_samples(reloaded, 16 if args.smoke else 64, seed=args.seed)
+    sample_grid(samples, pixels=reloaded.pixels, title="NADE samples", path=path)
     print(f"samples: {path}")
     return {**{k: v for k, v in metrics.items() if isinstance(v, int | float)},
             "reloaded_test_nll_nats": summary["nll_nats"]}

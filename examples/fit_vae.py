@@ -28,15 +28,16 @@ import torch  # noqa: E402
 
 from dunno.data import load_dataset  # noqa: E402
 from dunno.errors import DataError  # noqa: E402
-from evaluation.benchmarks.density import (  # noqa: E402
+from evaluation.plots import image_grid  # noqa: E402
+from generative import (  # noqa: E402
+    draw_samples,
     fixed_binarize,
     load_density_model,
-    sample_grid,
     score_density,
     train_density,
 )
-from evaluation.plots import image_grid  # noqa: E402
 from generative.latent import latent_traversal, plot_traversal  # noqa: E402
+from generative.plots import sample_grid  # noqa: E402
 
 
 def _available(data: str) -> bool:
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"reloaded from {history.checkpoint}: test NLL {summary['nll_nats']:.2f} nats")
 
     # 3. pictures: samples (decoder means), reconstructions, latent traversals
-    sample_grid(reloaded, 16 if args.smoke else 64, out / "samples.png", seed=args.seed)
+    samples = draw_samples(reloaded, 16 if args.smoke else 64, seed=args.seed)
+    sample_grid(samples, pixels=reloaded.pixels, title="VAE samples", path=out / "samples.png")
     pairs = torch.stack([test[:8], reloaded.reconstruct(test[:8])], 1).flatten(0, 1)
     image_grid(pairs, ncols=8, path=out / "reconstructions.png",
                title="data (odd) and reconstructions (even)")

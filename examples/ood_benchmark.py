@@ -10,9 +10,10 @@ Then:
 
 1. the Python API: one detector, ``fit`` on the training data, ``score`` a batch (higher =
    more OOD), and the AUROC of in-distribution test images against one OOD set;
-2. the runner behind ``dunno ood``: every ``--detectors`` on every ``--ood`` set from one
-   shared forward pass per dataset, with a table (AUROC, AUPR-In, AUPR-Out, FPR@95TPR),
-   ROC curves and score histograms in ``--out``;
+2. the suite behind ``dunno ood`` (:func:`uncertainty.ood.run_ood`): every ``--detectors``
+   on every ``--ood`` set from one shared forward pass per dataset, with a table (AUROC,
+   AUPR-In, AUPR-Out, FPR@95TPR); its CSV, ROC curves and score histograms are written to
+   ``--out`` (:func:`evaluation.benchmarks.ood.write_ood_report`);
 3. DDU (Mukhoti et al. 2021) on a spectrally normalised ResNet-8, on its penultimate features
    and on the middle stage pooled to 2 x 2 cells next to the last stage's global average
    (``layer=["stages.1@2", "stages.2"]``, the better choice for Fashion-MNIST -> MNIST, see
@@ -27,9 +28,9 @@ from pathlib import Path
 from dunno.checkpoints import load_model
 from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
-from evaluation.benchmarks.ood import run_ood
+from evaluation.benchmarks.ood import write_ood_report
 from evaluation.metrics import auroc
-from uncertainty.ood import make_detector
+from uncertainty.ood import make_detector, run_ood
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,12 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
     api_auroc = auroc(s_in, s_out)
     print(f"energy score: AUROC {100 * api_auroc:.2f}% for {args.data} vs {first_ood}")
 
-    # 2. The runner behind `dunno ood`: many detectors, one forward pass per dataset.
+    # 2. The suite behind `dunno ood`: many detectors, one forward pass per dataset.
     detectors = "msp,energy,mahalanobis,ddu,knn" if args.smoke else args.detectors
     params = {"knn": {"k": 10}} if "knn" in detectors or detectors == "all" else None
     table = run_ood(model, args.data, args.ood, detectors, detector_params=params,
-                    device=args.device, out=out / "report", quiet=False,
-                    histograms=not args.smoke)
+                    device=args.device)
+    print(table.summary())
+    files = write_ood_report(table, out / "report", histograms=not args.smoke)
     print()
     print(table.to_markdown("auroc"))
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"DDU on the SN ResNet-8, {label}: AUROC {100 * ddu[label]:.2f}% "
               f"for {args.data} vs {first_ood}")
     return {"api_auroc": api_auroc, "accuracy": table.accuracy, "rows": table.rows,
-            "mean": table.mean_by_detector(), "files": table.files, "ddu_resnet": ddu}
+            "mean": table.mean_by_detector(), "files": files, "ddu_resnet": ddu}
 
 
 if __name__ == "__main__":

@@ -24,7 +24,25 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.benchmarks.gan import evaluate_gan, load_gan, train_gan  # noqa: E402
+from dunno.reporting import format_table  # noqa: E402
+from generative import CFID_NOTE, GANConfig, evaluate_gan, load_gan, train_gan  # noqa: E402
+from generative.adversarial.training import training_data  # noqa: E402
+from generative.plots import EpochSamplePlots, sample_plot  # noqa: E402
+
+
+def _train_with_plots(model_name: str, data: str, out: Path, grid: int = 64, **kwargs):
+    """train_gan, with a sample grid (2-D: a scatter plot over the data) after every epoch
+    in out/samples/ and the final samples in out/samples.png."""
+    title = f"{model_name} on {data}"
+    config = GANConfig(model=model_name, data=data, **{
+        k: kwargs[k] for k in ("train_size", "seed") if k in kwargs})
+    train = training_data(config)
+    points = train.x[:2000] if tuple(train.info.shape) == (2,) else None
+    plots = EpochSamplePlots(out / "samples", grid, config.seed, title, points)
+    model, history = train_gan(model_name, data, out=out, on_epoch_end=plots, **kwargs)
+    sample_plot(plots.fixed_samples(model), title=f"{title}: samples", data=points,
+                path=out / "samples.png")
+    return model, history
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -40,8 +58,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     results: dict[str, float] = {}
 
     # 1. the ring of 8 Gaussians
-    _, ring = train_gan("gan", "ring-of-gaussians", 10 if args.smoke else args.ring_epochs,
-                        out=out / "ring", batch_size=100, seed=args.seed, quiet=True)
+    _, ring = _train_with_plots("gan", "ring-of-gaussians", out / "ring",
+                                epochs=10 if args.smoke else args.ring_epochs,
+                                batch_size=100, seed=args.seed, quiet=True)
     m = ring.metrics
     print(f"GAN on the ring of 8 Gaussians: {m['epochs']} epochs in {m['train_minutes']:.2f} "
           f"min; modes covered {m['modes_covered']}/8, high-quality samples "
@@ -56,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     else:
         data, options = "mnist", {}
         budget = dict(epochs=100, max_minutes=args.minutes)
-    _, dcgan = train_gan("dcgan", data, out=out / "dcgan", seed=args.seed, options=options,
-                         quiet=True, **budget)
+    _, dcgan = _train_with_plots("dcgan", data, out / "dcgan", seed=args.seed,
+                                 options=options, quiet=True, **budget)
     m = dcgan.metrics
     print(f"DCGAN on {data}: {m['epochs']} epochs, {m['steps']} steps in "
           f"{m['train_minutes']:.1f} min; samples: {out / 'dcgan' / 'samples.png'}")
@@ -69,15 +88,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         from dunno import nets
 
         classifier = nets.create("lenet5", 1, 10, input_size=8).eval()
-        report = evaluate_gan(model, classifier=classifier, data=data, num_samples=100,
-                              out=out / "dcgan" / "eval", quiet=False)
+        report = evaluate_gan(model, classifier=classifier, data=data, num_samples=100).report
     elif Path(args.classifier).is_file():
-        report = evaluate_gan(model, classifier=args.classifier, data=data,
-                              out=out / "dcgan" / "eval", quiet=False)
+        report = evaluate_gan(model, classifier=args.classifier, data=data).report
     else:
         print(f"no classifier at {args.classifier}: skipping cFID (train one with `dunno train "
               "classifier --backbone lenet5 --data mnist --out runs/lenet5-mnist`)")
         return results
+    print(format_table(report["rows"], ["source", "cFID", "classifier_score", "precision",
+                                        "recall", "n"]))
+    print(CFID_NOTE)
     generated, floor = report["rows"][0], report["rows"][-1]
     results.update(cfid=generated["cFID"], cfid_floor=floor["cFID"],
                    classifier_score=generated["classifier_score"],

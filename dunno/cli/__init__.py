@@ -12,19 +12,30 @@ parser's default) and ``run(args) -> int`` (the exit status):
 * ``uci`` -- the UCI regression benchmark.
 * ``demo`` -- the end-to-end tour on the bundled ``digits`` data.
 
-Command modules only parse arguments, call the library and write files. Errors the user can
-fix (bad data, bad checkpoint, bad values) are one line on stderr and exit status 2; a
-command group without its subcommand prints its usage and exits 2. Nothing imports this
-package.
+Command modules only parse arguments, call the library and write files; each option is
+defined once, in its command's module or in :mod:`dunno.cli.common`, and ``--help`` shows
+every default. Nothing imports this package.
+
+Exit status:
+
+* 0 -- done.
+* 2 -- the command line or its inputs are wrong: argparse's usage errors (an unknown command,
+  a bad flag value), a command group without its subcommand (its usage is printed), and
+  errors the user can fix -- bad data, a bad or missing checkpoint, bad values, a missing input
+  file -- printed as one line on stderr, without a traceback.
+* 1 -- the operating system refused (any other ``OSError``: a file where a directory is
+  expected, permission denied, disk full): one line on stderr naming the path.
+* 130 -- interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from dunno.cli.common import HelpFormatter
+from dunno.cli.common import ArgumentParser
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -42,8 +53,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dunno`` parser: one subparser per module of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
-        prog="dunno", formatter_class=HelpFormatter,
+    parser = ArgumentParser(
+        prog="dunno",
         description="Neural networks that know what they don't know: calibration, OOD "
         "detection, predictive uncertainty and density estimation.",
     )
@@ -59,19 +70,36 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dunno`` console script; returns the exit status."""
     from dunno.errors import CheckpointError, DataError, NotFittedError
 
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["uci"]:  # its own parser reads every option (and --help)
-        argv = ["uci", "--", *argv[1:]]
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if getattr(args, "needs_subcommand", False) and not getattr(args, "list", False):
         args.group_parser.print_help(sys.stderr)
         return 2
+    prefix = f"dunno {getattr(args, 'prog', args.command)}: error:"
     try:
         return args.run(args)
     except (DataError, CheckpointError, NotFittedError, ValueError, FileNotFoundError) as err:
-        print(f"dunno {getattr(args, 'prog', args.command)}: error: {err}", file=sys.stderr)
+        print(f"{prefix} {_one_line(err)}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"{prefix} {_os_error(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(err: BaseException) -> str:
+    """``str(err)`` on one line (a message's line breaks become spaces)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+def _os_error(err: OSError) -> str:
+    """``err`` as one line that names the path (``err.filename``) when there is one."""
+    if err.filename is None:
+        return _one_line(err)
+    path = os.fspath(err.filename)
+    if isinstance(err, FileExistsError):
+        return f"cannot create the directory '{path}': a file of that name exists"
+    reason = err.strerror or type(err).__name__
+    return f"cannot use '{path}': {reason}"

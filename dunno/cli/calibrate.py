@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import HelpFormatter, add_common
+from dunno.cli.common import add_common
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from uncertainty.calibration.compare import CALIBRATION_SPLITS
+
     p = subparsers.add_parser("calibrate", help="fit post-hoc calibrators to a trained classifier",
-                              description=__doc__, formatter_class=HelpFormatter)
+                              description=__doc__)
     p.add_argument("--checkpoint", required=True, help="classifier checkpoint (model.pt)")
     p.add_argument("--data", required=True, help="dataset spec the model was trained on")
     p.add_argument("--method", default="temperature",
@@ -23,11 +25,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "comma-separated, or 'all'")
     p.add_argument("--calibration-size", type=int, default=None,
                    help="examples to calibrate on (None: the whole calibration split)")
-    p.add_argument("--calibration-split", default="val", choices=["val", "train", "train-full"],
+    p.add_argument("--calibration-split", default="val", choices=CALIBRATION_SPLITS,
                    help="where the calibration set comes from (val: held out from training)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--out", default="runs/calibrate", help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --calibration-size subset")
+    p.add_argument("--batch-size", type=int, default=1000,
+                   help="batch size of the two forward passes")
+    p.add_argument("--out", default="runs/calibrate",
+                   help="output directory: calibration.json / .csv, reliability diagrams, "
+                   "fitted calibrators")
     add_common(p)
     p.set_defaults(run=run)
     return p
@@ -36,16 +41,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
-    from evaluation.benchmarks.calibration import run_calibration
+    from evaluation.benchmarks.calibration import write_calibration_report
+    from uncertainty.calibration import run_calibration
 
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, device=device)
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,
         calibration_split=args.calibration_split, seed=args.seed, root=args.data_dir,
-        device=device, batch_size=args.batch_size, out=args.out, quiet=args.quiet,
+        device=device, batch_size=args.batch_size,
     )
-    print(result.table())
+    files = write_calibration_report(result, args.out)
+    print(result.summary())
     print(f"\nbest ECE: {result.best('ece')}; best NLL: {result.best('nll')}")
-    print(f"outputs: {args.out}")
+    print(f"wrote {len(files)} files to {args.out}")
     return 0

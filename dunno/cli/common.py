@@ -4,12 +4,43 @@ in its command's module)."""
 from __future__ import annotations
 
 import argparse
+import copy
 
-__all__ = ["HelpFormatter", "add_common", "add_data_dir", "add_device", "add_quiet"]
+__all__ = [
+    "ArgumentParser",
+    "HelpFormatter",
+    "add_common",
+    "add_data_dir",
+    "add_device",
+    "add_quiet",
+]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """``--help`` shows every option's default and keeps descriptions' line breaks."""
+    """``--help`` shows every optional option's default -- also for an option without help
+    text -- and keeps descriptions' line breaks. Required options show no default; a help
+    text that already states its default is left as it is."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not (action.help and action.help.strip()) and action.option_strings \
+                and not action.required and action.default is not argparse.SUPPRESS:
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or "(default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose ``formatter_class`` defaults to
+    :class:`HelpFormatter`. ``add_subparsers`` makes its subparsers of this class, so every
+    parser of the ``dunno`` tree shows its defaults in ``--help``."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import HelpFormatter, add_data_dir
+from dunno.cli.common import add_data_dir
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("datasets", help="list datasets and whether their files are verified",
-                              description=__doc__, formatter_class=HelpFormatter)
+                              description=__doc__)
     add_data_dir(p)
     p.add_argument("--download", metavar="NAME[,NAME]", default=None,
                    help="fetch mnist and/or fashion-mnist into the data directory")

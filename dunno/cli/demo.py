@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import HelpFormatter, add_common
+from dunno.cli.common import add_common
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("demo", help="end-to-end tour on the bundled digits data",
-                              description=__doc__, formatter_class=HelpFormatter)
+                              description=__doc__)
     p.add_argument("--out", default="runs/demo", help="output directory")
     p.add_argument("--smoke", action="store_true", help="tiny budgets (for tests)")
     add_common(p)

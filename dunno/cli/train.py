@@ -6,38 +6,40 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dunno.cli.common import HelpFormatter, add_common
+from dunno.cli.common import add_common
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train models (train classifier --help)",
-                              description=__doc__, formatter_class=HelpFormatter)
+                              description=__doc__)
     p.add_argument("--list", action="store_true", help="list backbones and parameter counts")
     p.set_defaults(run=run_list, needs_subcommand=True, group_parser=p)
     sub = p.add_subparsers(dest="what", metavar="WHAT")
     c = sub.add_parser("classifier", help="train a backbone classifier",
                        description="Train a backbone classifier; writes model.pt, "
-                       "history.csv, metrics.json and training.png to --out.",
-                       formatter_class=HelpFormatter)
+                       "history.csv, metrics.json and training.png to --out.")
     c.add_argument("--backbone", default="lenet5", help="a name from `dunno train --list`")
     c.add_argument("--data", default="digits", help="dataset spec")
-    c.add_argument("--epochs", type=int, default=20)
-    c.add_argument("--batch-size", type=int, default=128)
-    c.add_argument("--lr", type=float, default=1e-3)
-    c.add_argument("--weight-decay", type=float, default=0.0)
-    c.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    c.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    c.add_argument("--epochs", type=int, default=20, help="training epochs")
+    c.add_argument("--batch-size", type=int, default=128, help="training batch size")
+    c.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    c.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
+    c.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="optimiser")
+    c.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="learning-rate schedule")
     c.add_argument("--dropout", type=float, default=None,
                    help="dropout rate before the head (None: the backbone's own)")
     c.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random-crop augmentation (None: on for 28x28, off for digits)")
-    c.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    c.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience in epochs on the validation NLL (None: no "
+                   "early stopping)")
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="backbone option, repeatable (e.g. --option depth=8 --option "
                    "spectral_norm=true); see dunno.nets.describe(NAME)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="random seed")
     c.add_argument("--out", required=True, help="output directory (checkpoint, history, plots)")
     c.add_argument("--amp", choices=["bf16", "fp16", "auto"], default=None,
                    help="mixed precision (CUDA: bf16 where supported, else fp16 + grad scaler)")
@@ -48,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="train a deep ensemble of M members (seeds SEED..SEED+M-1) into one "
                    "checkpoint; under torchrun member k trains on rank k mod N")
     add_common(c)
-    c.set_defaults(run=run, needs_subcommand=False)
+    c.set_defaults(run=run, needs_subcommand=False, prog="train classifier")
     return p
 
 

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dunno.data.base import ArrayDataset
+from dunno.validation import check_int
 
 __all__ = ["BatchLoader", "make_loader"]
 
@@ -81,10 +82,7 @@ def make_loader(
     (:class:`dunno.distributed.ShardedBatchLoader`); evaluation loaders (no shuffling) are
     not sharded unless asked, so every rank sees the whole evaluation set.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(
-            f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r} instead."
-        )
+    batch_size = check_int(batch_size, "batch_size", "make_loader", low=1)
     if len(dataset) == 0:
         raise ValueError("The 'dataset' is empty: there is nothing to load.")
     generator = torch.Generator()

@@ -27,12 +27,14 @@ from dunno.nets.googlenet import GoogLeNet
 from dunno.nets.lenet import LeNet5
 from dunno.nets.recurrent import GRU, LSTM
 from dunno.nets.registry import (
+    BACKBONES,
     available,
     backbone_class,
     count_parameters,
     create,
     default_options,
     describe,
+    register_backbone,
 )
 from dunno.nets.resnet import ResNet
 from dunno.nets.spectral import (
@@ -47,6 +49,7 @@ from dunno.nets.vgg import VGG
 from dunno.nets.vit import ViT
 
 __all__ = [
+    "BACKBONES",
     "GRU",
     "LSTM",
     "VGG",
@@ -68,5 +71,6 @@ __all__ = [
     "create",
     "default_options",
     "describe",
+    "register_backbone",
     "soft_spectral_norm",
 ]

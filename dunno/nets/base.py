@@ -1,4 +1,4 @@
-"""The base class every backbone derives from, and the argument checks they share.
+"""The base class every backbone derives from, and the input-shape helpers they share.
 
 Every backbone in :mod:`dunno.nets` is a :class:`Backbone`:
 
@@ -14,7 +14,6 @@ Every backbone in :mod:`dunno.nets` is a :class:`Backbone`:
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -22,15 +21,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dunno.validation import check_float, check_int
+
 __all__ = [
     "Backbone",
     "UnknownOptionError",
     "as_hw",
-    "check_bool",
-    "check_choice",
-    "check_float",
     "check_image",
-    "check_int",
     "rows_as_sequence",
 ]
 
@@ -41,51 +38,6 @@ class UnknownOptionError(TypeError, ValueError):
     Subclasses both :class:`TypeError` (what Python raises for an unexpected keyword) and
     :class:`ValueError` (what command-line code catches for bad user input).
     """
-
-
-def check_int(value: Any, name: str, owner: str, low: int | None = None) -> int:
-    """Return ``value`` if it is an int (not a bool) ``>= low``, else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        bound = f" >= {low}" if low is not None else ""
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be an int{bound}. Got {value!r} instead."
-        )
-    return value
-
-
-def check_float(
-    value: Any, name: str, owner: str, low: float, high: float, high_inclusive: bool = False
-) -> float:
-    """Return ``float(value)`` if it is a real number in ``[low, high)`` (or ``[low, high]``)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = low <= value and (value <= high if high_inclusive else value < high)
-    if not ok:
-        bracket = "]" if high_inclusive else ")"
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a float in [{low}, {high}{bracket}. "
-            f"Got {value!r} instead."
-        )
-    return float(value)
-
-
-def check_bool(value: Any, name: str, owner: str) -> bool:
-    """Return ``value`` if it is a bool, else raise ValueError."""
-    if not isinstance(value, bool):
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a bool. Got {value!r} instead."
-        )
-    return value
-
-
-def check_choice(value: Any, name: str, owner: str, choices: tuple) -> Any:
-    """Return ``value`` if it is one of ``choices``, else raise ValueError."""
-    if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be one of {options}. Got {value!r} instead."
-        )
-    return value
 
 
 def as_hw(input_size: Any, owner: str) -> tuple[int, int]:
@@ -188,10 +140,11 @@ class Backbone(nn.Module, ABC):
     def __init__(self, in_channels: int, num_classes: int, options: Mapping[str, Any]) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.in_channels = check_int(in_channels, "in_channels", owner, 1)
-        self.num_classes = check_int(num_classes, "num_classes", owner, 1)
+        self.in_channels = check_int(in_channels, "in_channels", owner, low=1)
+        self.num_classes = check_int(num_classes, "num_classes", owner, low=1)
         self.input_size = as_hw(options["input_size"], owner)
-        self.dropout_rate = check_float(options["dropout"], "dropout", owner, 0.0, 1.0)
+        self.dropout_rate = check_float(options["dropout"], "dropout", owner, low=0.0, high=1.0,
+                                        high_open=True)
         self.config: dict[str, Any] = {
             "name": self.name,
             "in_channels": self.in_channels,

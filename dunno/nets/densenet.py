@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dunno.nets.base import Backbone, check_float, check_image, check_int
+from dunno.nets.base import Backbone, check_image
+from dunno.validation import check_float, check_int
 
 __all__ = ["DenseNet"]
 
@@ -108,14 +109,14 @@ class DenseNet(Backbone):
             },
         )
         owner = type(self).__name__
-        check_int(depth, "depth", owner, 10)
+        check_int(depth, "depth", owner, low=10)
         if (depth - 4) % 6 != 0:
             raise ValueError(
                 f"The 'depth' parameter of {owner} must be 6n + 4 with n >= 1 (10, 40, 100, ...). "
                 f"Got {depth!r} instead."
             )
-        growth_rate = check_int(growth_rate, "growth_rate", owner, 1)
-        compression = check_float(compression, "compression", owner, 1e-6, 1.0, high_inclusive=True)
+        growth_rate = check_int(growth_rate, "growth_rate", owner, low=1)
+        compression = check_float(compression, "compression", owner, low=1e-6, high=1.0)
         n_layers = (depth - 4) // 6
 
         channels = 2 * growth_rate

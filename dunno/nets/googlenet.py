@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.nets.base import Backbone, check_bool, check_float, check_image
+from dunno.nets.base import Backbone, check_image
+from dunno.validation import check_bool, check_float
 
 __all__ = ["GoogLeNet", "Inception"]
 
@@ -125,7 +126,7 @@ class GoogLeNet(Backbone):
             },
         )
         owner = type(self).__name__
-        width = check_float(width, "width", owner, 0.01, 4.0, high_inclusive=True)
+        width = check_float(width, "width", owner, low=0.01, high=4.0)
         check_bool(batch_norm, "batch_norm", owner)
 
         def scaled(channels: tuple[int, ...]) -> tuple[int, ...]:

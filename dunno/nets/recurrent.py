@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.nets.base import Backbone, check_bool, check_int, rows_as_sequence
+from dunno.nets.base import Backbone, rows_as_sequence
+from dunno.validation import check_bool, check_int
 
 __all__ = ["GRU", "LSTM"]
 
@@ -51,8 +52,8 @@ class _Recurrent(Backbone):
             },
         )
         owner = type(self).__name__
-        check_int(hidden_size, "hidden_size", owner, 1)
-        check_int(num_layers, "num_layers", owner, 1)
+        check_int(hidden_size, "hidden_size", owner, low=1)
+        check_int(num_layers, "num_layers", owner, low=1)
         check_bool(bidirectional, "bidirectional", owner)
         self.width = self.input_size[1]
         self.rnn = self.rnn_type(

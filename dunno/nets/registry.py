@@ -4,6 +4,11 @@
 its ``config`` dict holds every argument, so ``create(**model.config)`` rebuilds it (checkpoints
 store that dict as JSON). Option names are checked against the backbone's keyword-only
 constructor parameters; option values are checked by the constructor itself.
+
+:data:`BACKBONES` is a :class:`dunno.registry.Registry` (read like a dict). A new backbone is
+a :class:`~dunno.nets.base.Backbone` subclass with a ``name``, added with
+:func:`register_backbone` (usable as a class decorator) or, from another distribution, through
+the entry-point group ``dunno.nets``.
 """
 
 from __future__ import annotations
@@ -22,34 +27,49 @@ from dunno.nets.resnet import ResNet
 from dunno.nets.transformer import Transformer
 from dunno.nets.vgg import VGG
 from dunno.nets.vit import ViT
+from dunno.registry import Registry
 
 __all__ = [
+    "BACKBONES",
     "available",
     "backbone_class",
     "count_parameters",
     "create",
     "default_options",
     "describe",
+    "register_backbone",
 ]
 
-_BACKBONES: dict[str, type[Backbone]] = {
-    cls.name: cls
-    for cls in (LeNet5, VGG, GoogLeNet, ResNet, DenseNet, ViT, LSTM, GRU, Transformer)
-}
+
+def _check_backbone(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Backbone)) or cls.name != name:
+        raise ValueError(
+            f"A backbone registered as {name!r} must be a dunno.nets.Backbone subclass with "
+            f"name = {name!r}. Got {cls!r}."
+        )
+
+
+#: Every backbone by name (plugins of the entry-point group ``dunno.nets`` included).
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", "dunno.nets", check=_check_backbone)
+for _cls in (LeNet5, VGG, GoogLeNet, ResNet, DenseNet, ViT, LSTM, GRU, Transformer):
+    BACKBONES.register(obj=_cls)
+del _cls
+
+
+def register_backbone(cls: type[Backbone]) -> type[Backbone]:
+    """Add ``cls`` to :data:`BACKBONES` under ``cls.name`` (usable as a class decorator);
+    a name taken by another class is refused."""
+    return BACKBONES.register(obj=cls)
 
 
 def available() -> list[str]:
     """Names of the registered backbones, sorted."""
-    return sorted(_BACKBONES)
+    return sorted(BACKBONES.available())
 
 
 def backbone_class(name: str) -> type[Backbone]:
     """The class registered as ``name``; ValueError listing the known names otherwise."""
-    if not isinstance(name, str) or name not in _BACKBONES:
-        raise ValueError(
-            f"Unknown backbone {name!r}. Available backbones: {', '.join(available())}."
-        )
-    return _BACKBONES[name]
+    return BACKBONES.get(name)
 
 
 def default_options(name: str) -> dict[str, Any]:

@@ -35,16 +35,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dunno.nets.base import (
-    Backbone,
-    as_hw,
-    check_bool,
-    check_choice,
-    check_float,
-    check_image,
-    check_int,
-)
+from dunno.nets.base import Backbone, as_hw, check_image
 from dunno.nets.spectral import SpectralBatchNorm2d, conv_spectral_norm, soft_spectral_norm
+from dunno.validation import check_bool, check_choice, check_float, check_int
 
 __all__ = ["BasicBlock", "ResNet"]
 
@@ -163,7 +156,7 @@ class ResNet(Backbone):
             },
         )
         owner = type(self).__name__
-        check_int(depth, "depth", owner, 8)
+        check_int(depth, "depth", owner, low=8)
         if depth in _IMAGENET_LAYOUTS:
             blocks = _IMAGENET_LAYOUTS[depth]
             default_width = 64
@@ -175,9 +168,9 @@ class ResNet(Backbone):
                 f"The 'depth' parameter of {owner} must be 6n + 2 (8, 14, 20, 32, ...) or one of "
                 f"18, 34. Got {depth!r} instead."
             )
-        width = default_width if width is None else check_int(width, "width", owner, 1)
+        width = default_width if width is None else check_int(width, "width", owner, low=1)
         check_bool(spectral_norm, "spectral_norm", owner)
-        sn_coeff = check_float(sn_coeff, "sn_coeff", owner, 1e-6, float("inf"))
+        sn_coeff = check_float(sn_coeff, "sn_coeff", owner, low=1e-6)
         check_choice(sn_mode, "sn_mode", owner, ("kernel", "operator"))
         check_bool(spectral_bn, "spectral_bn", owner)
         check_bool(leaky_relu, "leaky_relu", owner)

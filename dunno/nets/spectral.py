@@ -53,6 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from dunno.validation import check_int
+
 __all__ = [
     "ConvSpectralNorm",
     "SoftSpectralNorm",
@@ -72,12 +74,7 @@ class _SoftSpectralBound(nn.Module, ABC):
         owner = type(self).__name__
         if not coeff > 0:
             raise ValueError(f"The 'coeff' parameter of {owner} must be > 0. Got {coeff}.")
-        if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int) \
-                or n_power_iterations < 1:
-            raise ValueError(
-                f"The 'n_power_iterations' parameter of {owner} must be an int >= 1. "
-                f"Got {n_power_iterations!r} instead."
-            )
+        check_int(n_power_iterations, "n_power_iterations", owner, low=1)
         self.coeff = float(coeff)
         self.n_power_iterations = n_power_iterations
         self.eps = eps

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from dunno.nets.attention import EncoderBlock, sinusoidal_positions
-from dunno.nets.base import Backbone, check_bool, check_choice, check_int, rows_as_sequence
+from dunno.nets.base import Backbone, rows_as_sequence
+from dunno.validation import check_bool, check_choice, check_int
 
 __all__ = ["Transformer"]
 
@@ -80,10 +81,10 @@ class Transformer(Backbone):
             },
         )
         owner = type(self).__name__
-        check_int(d_model, "d_model", owner, 1)
-        check_int(depth, "depth", owner, 1)
-        check_int(heads, "heads", owner, 1)
-        check_int(mlp_dim, "mlp_dim", owner, 1)
+        check_int(d_model, "d_model", owner, low=1)
+        check_int(depth, "depth", owner, low=1)
+        check_int(heads, "heads", owner, low=1)
+        check_int(mlp_dim, "mlp_dim", owner, low=1)
         self.pooling = check_choice(pooling, "pooling", owner, ("mean", "cls"))
         check_bool(norm_first, "norm_first", owner)
         if d_model % heads != 0:

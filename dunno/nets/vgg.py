@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.nets.base import Backbone, check_bool, check_image, check_int
+from dunno.nets.base import Backbone, check_image
+from dunno.validation import check_bool, check_int, check_int_sequence
 
 __all__ = ["VGG"]
 
@@ -78,14 +79,9 @@ class VGG(Backbone):
             },
         )
         owner = type(self).__name__
-        if not isinstance(widths, list | tuple) or len(widths) == 0:
-            raise ValueError(
-                f"The 'widths' parameter of {owner} must be a non-empty sequence of ints >= 1. "
-                f"Got {widths!r} instead."
-            )
-        widths = [check_int(w, "widths", owner, 1) for w in widths]
-        check_int(convs_per_stage, "convs_per_stage", owner, 1)
-        check_int(hidden, "hidden", owner, 1)
+        widths = check_int_sequence(widths, "widths", owner)
+        check_int(convs_per_stage, "convs_per_stage", owner, low=1)
+        check_int(hidden, "hidden", owner, low=1)
         check_bool(batch_norm, "batch_norm", owner)
 
         layers: list[nn.Module] = []

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.nets.attention import EncoderBlock
-from dunno.nets.base import Backbone, check_image, check_int
+from dunno.nets.base import Backbone, check_image
+from dunno.validation import check_int
 
 __all__ = ["ViT"]
 
@@ -86,11 +87,11 @@ class ViT(Backbone):
         h, w = self.input_size
         if patch_size is None:
             patch_size = 4 if min(h, w) >= 16 else 2
-        self.patch_size = check_int(patch_size, "patch_size", owner, 1)
-        check_int(dim, "dim", owner, 1)
-        check_int(depth, "depth", owner, 1)
-        check_int(heads, "heads", owner, 1)
-        check_int(mlp_dim, "mlp_dim", owner, 1)
+        self.patch_size = check_int(patch_size, "patch_size", owner, low=1)
+        check_int(dim, "dim", owner, low=1)
+        check_int(depth, "depth", owner, low=1)
+        check_int(heads, "heads", owner, low=1)
+        check_int(mlp_dim, "mlp_dim", owner, low=1)
         if dim % heads != 0:
             raise ValueError(
                 f"The 'dim' parameter of {owner} must be divisible by 'heads' ({heads}). "

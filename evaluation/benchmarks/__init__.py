@@ -1,4 +1,6 @@
-"""Runners that produce tables (calibration, OOD, UCI, density, GAN) and the demo.
+"""Runners that write the reports of the library's results
+(:mod:`~evaluation.benchmarks.calibration`, :mod:`~evaluation.benchmarks.ood`), and the demo
+(density models and GANs: ``generative``, run by ``dunno density`` and ``dunno gan``).
 
 This is the top layer: it may import from ``dunno``, ``uncertainty`` and ``generative``.
 """

@@ -1,308 +1,48 @@
-"""Post-hoc calibration benchmark: fit calibrators on held-out data, compare on the test set.
+"""The files of a calibration comparison (``dunno calibrate --out``).
 
-The runner behind ``dunno calibrate``::
+The comparison itself is library code (:func:`uncertainty.calibration.run_calibration`, which
+returns a :class:`~uncertainty.calibration.CalibrationResult`); this runner writes it::
 
-    from dunno.checkpoints import load_model
-    from evaluation.benchmarks.calibration import run_calibration
-    result = run_calibration(load_model("runs/lenet5/model.pt"), "mnist", methods="all",
-                             out="runs/calibration")
-    print(result.table())
+    from uncertainty.calibration import run_calibration
+    from evaluation.benchmarks.calibration import write_calibration_report
+    result = run_calibration(model, "mnist", methods="all")
+    files = write_calibration_report(result, "runs/calibration")
 
-**The calibration set** is a seeded random subset (``calibration_size`` examples, default: all)
-of the ``val`` split: the part of the official training data that
-:func:`dunno.classify.train_classifier` keeps out of the weight updates (5 000 images for
-MNIST / Fashion-MNIST, 180 for ``digits``). Calibrating on the images a network was fitted to
-would see its over-confident training-set logits and learn the wrong map, so ``train`` is
-only used when asked for explicitly (``calibration_split="train"``, e.g. for a model trained
-elsewhere on other data). The model runs once over the calibration set and once over the
-``test`` split; every method is then fitted on the cached logits.
-
-**Metrics** (test set, :mod:`evaluation.metrics`): accuracy, ECE (15 equal-width bins,
-top label), adaptive ECE (15 equal-mass bins), MCE, NLL (nats, from the calibrated logits)
-and the multiclass Brier score, for the uncalibrated model and for each method.
-
-With ``out``: ``calibration.json`` (everything), ``calibration.csv`` (the table), one
+**Files**: ``calibration.json`` (everything), ``calibration.csv`` (the table), one
 ``reliability_<method>.png`` per method (before and after, side by side) and the fitted
 ``calibrator_<method>.pt`` files (:func:`uncertainty.calibration.load_calibrator`).
-
-Anchor: Guo et al. (2017), Table 1 (ECE, 15 bins): CIFAR-10 LeNet-5 3.02% -> 0.93%,
-CIFAR-100 ResNet-110 16.53% -> 1.26% with temperature scaling.
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from dunno.data import load_dataset, make_loader
-from dunno.devices import resolve_device
-from dunno.reporting import format_table, write_csv, write_json
-from dunno.training import predict_logits
-from evaluation.metrics import (
-    calibration_metrics,
-    expected_calibration_error,
-    nll_from_logits,
-)
-from uncertainty.calibration import (
-    CALIBRATORS,
-    Calibrator,
-    available_calibrators,
-    make_calibrator,
-    save_calibrator,
-)
+from dunno.reporting import write_csv, write_json
+from uncertainty.calibration import CalibrationResult, save_calibrator
+from uncertainty.calibration.compare import COLUMNS
 
-__all__ = ["CalibrationResult", "main", "run_calibration"]
-
-COLUMNS = ("method", "accuracy", "ece", "adaptive_ece", "mce", "nll", "brier")
-CALIBRATION_SPLITS = ("val", "train", "train-full")
+__all__ = ["write_calibration_report"]
 
 
-@dataclass
-class CalibrationResult:
-    """What :func:`run_calibration` measured.
-
-    ``before`` holds the uncalibrated model's test metrics, ``after[method]`` each method's;
-    both are dicts with the keys of :data:`COLUMNS` (minus ``method``) and more
-    (``ece_l2``, ``classwise_ece``, ``overconfidence``, ``underconfidence``, ``n``).
-    """
-
-    data: str
-    num_classes: int
-    calibration_split: str
-    calibration_size: int
-    test_size: int
-    seed: int
-    before: dict[str, float]
-    after: dict[str, dict[str, float]]
-    calibration_nll: dict[str, float]
-    fitted: dict[str, dict[str, Any]]
-    fit_seconds: dict[str, float]
-    calibrators: dict[str, Calibrator] = field(repr=False)
-    files: list[Path] = field(default_factory=list)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per method (the uncalibrated model first) with the :data:`COLUMNS`."""
-        rows = [{"method": "uncalibrated", **{k: self.before[k] for k in COLUMNS[1:]}}]
-        for method, metrics in self.after.items():
-            rows.append({"method": method, **{k: metrics[k] for k in COLUMNS[1:]}})
-        return rows
-
-    def table(self, digits: int = 4) -> str:
-        """The before/after table as aligned text."""
-        return format_table(self.rows(), COLUMNS, digits=digits)
-
-    def best(self, metric: str = "ece") -> str:
-        """The method with the lowest test ``metric`` (``"uncalibrated"`` if none beats it)."""
-        return min(self.rows(), key=lambda r: r[metric])["method"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything except the calibrator objects, JSON-ready."""
-        return {
-            "data": self.data,
-            "num_classes": self.num_classes,
-            "calibration_split": self.calibration_split,
-            "calibration_size": self.calibration_size,
-            "test_size": self.test_size,
-            "seed": self.seed,
-            "before": self.before,
-            "after": self.after,
-            "calibration_nll": self.calibration_nll,
-            "fitted": self.fitted,
-            "fit_seconds": self.fit_seconds,
-            "best": {m: self.best(m) for m in ("ece", "adaptive_ece", "nll", "brier")},
-            "files": [str(p) for p in self.files],
-        }
-
-
-def _methods(methods: str | Sequence[str], num_classes: int) -> list[str]:
-    if isinstance(methods, str):
-        methods = available_calibrators(num_classes) if methods == "all" else methods.split(",")
-    methods = [m.strip() for m in methods]
-    if not methods:
-        raise ValueError("The 'methods' argument names no calibration method.")
-    for m in methods:
-        if m not in CALIBRATORS:
-            raise ValueError(
-                f"Unknown calibration method {m!r} in 'methods'. Available: "
-                f"{', '.join(CALIBRATORS)} or 'all'."
-            )
-        if CALIBRATORS[m].binary_only and num_classes != 2:
-            raise ValueError(
-                f"Method {m!r} is for binary classifiers; the data has {num_classes} classes."
-            )
-    return list(dict.fromkeys(methods))
-
-
-def _test_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Test metrics from (calibrated) logits ``(N, C)``: probabilities are their softmax."""
-    probs = torch.softmax(logits.double(), dim=1)  # (N, C)
-    metrics = calibration_metrics(probs, labels)
-    metrics["adaptive_ece"] = expected_calibration_error(probs, labels, binning="equal_mass")
-    metrics["nll"] = nll_from_logits(logits.double(), labels)
-    return metrics
-
-
-def _scalars(calibrator: Calibrator) -> dict[str, Any]:
-    """The fitted scalar attributes (e.g. ``temperature_``), for the JSON report."""
-    return {k: v for k, v in calibrator.state_dict().items()
-            if isinstance(v, bool | int | float)}
-
-
-def run_calibration(
-    model: nn.Module,
-    data_spec: str,
-    methods: str | Sequence[str] = ("temperature",),
-    *,
-    calibration_size: int | None = None,
-    calibration_split: str = "val",
-    seed: int = 0,
-    root=None,
-    device: str | torch.device = "cpu",
-    batch_size: int = 1000,
-    method_params: dict[str, dict[str, Any]] | None = None,
-    out: str | Path | None = None,
-    quiet: bool = False,
-) -> CalibrationResult:
-    """Fit each calibration method on held-out data and compare them on the test split.
-
-    Parameters
-    ----------
-    model : nn.Module
-        A classifier mapping a batch of ``data_spec`` inputs to logits ``(N, C)``. It is moved
-        to ``device`` and run in eval mode; its weights are not changed.
-    data_spec : str
-        A dataset spec for :func:`dunno.data.load_dataset` (``"digits"``, ``"mnist"``, ...).
-    methods : str or sequence of str
-        Registry names (:data:`uncertainty.calibration.CALIBRATORS`), a comma-separated
-        string, or ``"all"`` (every method defined for the number of classes).
-    calibration_size : int, optional
-        Size of the seeded random calibration subset of ``calibration_split``; ``None``
-        (default) uses all of it. Larger than the split raises ValueError.
-    calibration_split : {"val", "train", "train-full"}
-        Which part of the training data to calibrate on (see the module docstring).
-    seed : int
-        Seed of the calibration subset.
-    root : path-like, optional
-        Data directory (default ``$DUNNO_DATA``, else ``~/.cache/dunno``).
-    device : str or torch.device
-        ``auto | cpu | cuda[:i] | mps``.
-    batch_size : int
-        Batch size of the two forward passes.
-    method_params : dict, optional
-        Hyper-parameters per method, e.g. ``{"matrix": {"off_diagonal_reg": 0.01}}``.
-    out : path-like, optional
-        Directory for the JSON / CSV / PNG / calibrator files.
-    quiet : bool
-        Print nothing.
-
-    Returns
-    -------
-    CalibrationResult
-    """
-    if calibration_split not in CALIBRATION_SPLITS:
-        raise ValueError(
-            f"The 'calibration_split' argument must be one of {CALIBRATION_SPLITS}. "
-            f"Got {calibration_split!r} instead."
-        )
-    if calibration_size is not None and (
-        isinstance(calibration_size, bool) or not isinstance(calibration_size, int)
-        or calibration_size < 1
-    ):
-        raise ValueError(
-            "The 'calibration_size' argument must be None or an int >= 1. "
-            f"Got {calibration_size!r} instead."
-        )
-    method_params = dict(method_params or {})
-    device = resolve_device(device)
-    model = model.to(device)
-
-    pool = load_dataset(data_spec, calibration_split, root)
-    test = load_dataset(data_spec, "test", root)
-    num_classes = pool.info.num_classes
-    if num_classes is None:
-        raise ValueError(f"'{data_spec}' is not a labelled classification dataset.")
-    names = _methods(methods, num_classes)
-    unknown = sorted(set(method_params) - set(names))
-    if unknown:
-        raise ValueError(f"'method_params' names methods that are not run: {unknown}.")
-    if calibration_size is not None:
-        if calibration_size > len(pool):
-            raise ValueError(
-                f"calibration_size={calibration_size} is larger than the "
-                f"'{calibration_split}' split of '{data_spec}' ({len(pool)} examples); pass "
-                f"calibration_size <= {len(pool)} or None (all of it)."
-            )
-        generator = torch.Generator().manual_seed(seed)
-        index = torch.randperm(len(pool), generator=generator)[:calibration_size]
-        pool = pool.subset(index.sort().values)
-
-    t0 = time.perf_counter()
-    cal_logits, cal_labels = predict_logits(model, make_loader(pool, batch_size), device=device)
-    test_logits, test_labels = predict_logits(model, make_loader(test, batch_size),
-                                              device=device)
-    forward_seconds = time.perf_counter() - t0
-    if cal_logits.shape[1] != num_classes:
-        raise ValueError(
-            f"The model outputs {cal_logits.shape[1]} logits but '{data_spec}' has "
-            f"{num_classes} classes."
-        )
-    cal_logits, test_logits = cal_logits.double(), test_logits.double()  # (N, C) each
-
-    before = _test_metrics(test_logits, test_labels)
-    calibration_nll = {"uncalibrated": nll_from_logits(cal_logits, cal_labels)}
-    after, fitted, seconds, calibrators = {}, {}, {"forward_passes": forward_seconds}, {}
-    for name in names:
-        calibrator = make_calibrator(name, **method_params.get(name, {}))
-        t0 = time.perf_counter()
-        calibrator.fit(cal_logits, cal_labels)
-        seconds[name] = time.perf_counter() - t0
-        calibrators[name] = calibrator
-        after[name] = _test_metrics(calibrator.transform(test_logits), test_labels)
-        calibration_nll[name] = nll_from_logits(calibrator.transform(cal_logits), cal_labels)
-        fitted[name] = {"params": calibrator.get_params(), **_scalars(calibrator)}
-
-    result = CalibrationResult(
-        data=data_spec, num_classes=num_classes, calibration_split=calibration_split,
-        calibration_size=len(pool), test_size=len(test), seed=seed, before=before,
-        after=after, calibration_nll=calibration_nll, fitted=fitted, fit_seconds=seconds,
-        calibrators=calibrators,
-    )
-    if out is not None:
-        result.files = _write_outputs(result, test_logits, test_labels, Path(out))
-    if not quiet:
-        print(f"calibration on '{data_spec}': {len(pool)} '{calibration_split}' examples "
-              f"(seed {seed}) to fit, {len(test)} 'test' examples to evaluate")
-        print(result.table())
-        if "temperature" in result.fitted:
-            print(f"fitted temperature T = {result.fitted['temperature']['temperature_']:.4f}")
-        if out is not None:
-            print(f"wrote {len(result.files)} files to {out}")
-    return result
-
-
-def _write_outputs(result: CalibrationResult, test_logits: torch.Tensor,
-                   test_labels: torch.Tensor, out: Path) -> list[Path]:
+def write_calibration_report(result: CalibrationResult, out: str | Path) -> list[Path]:
+    """Write ``result``'s files (see the module docstring) to the directory ``out``; returns
+    their paths, ``calibration.json`` first."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = [write_csv(result.rows(), out / "calibration.csv", COLUMNS)]
-    before = torch.softmax(test_logits, dim=1)
+    before = torch.softmax(result.test_logits, dim=1)  # (N, C)
     for name, calibrator in result.calibrators.items():
         files.append(save_calibrator(calibrator, out / f"calibrator_{name}.pt"))
         files.append(_reliability_figure(
-            before, calibrator.predict_proba(test_logits), test_labels,
+            before, calibrator.predict_proba(result.test_logits), result.test_labels,
             out / f"reliability_{name}.png",
             (f"{result.data} test: uncalibrated", f"{result.data} test: {name}"),
         ))
     files.insert(0, out / "calibration.json")
-    result.files = files
-    write_json(result.to_dict(), out / "calibration.json")
+    write_json({**result.to_dict(), "files": [str(p) for p in files]}, out / "calibration.json")
     return files
 
 
@@ -326,32 +66,3 @@ def _reliability_figure(before: torch.Tensor, after: torch.Tensor, labels: torch
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(panels, axis=1)).save(path)  # (H, W_before + W_after, 4)
     return path
-
-
-def main(argv: list[str] | None = None) -> CalibrationResult:
-    """``python -m evaluation.benchmarks.calibration --checkpoint CKPT --data DATA``."""
-    from dunno.checkpoints import load_model
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="a dunno classifier checkpoint")
-    parser.add_argument("--data", required=True, help="dataset spec, e.g. digits or mnist")
-    parser.add_argument("--method", default="temperature",
-                        help="temperature|vector|matrix|histogram|isotonic|platt|beta, "
-                             "comma-separated, or all (default: temperature)")
-    parser.add_argument("--calibration-size", type=int, default=None,
-                        help="seeded subset of the calibration split (default: all of it)")
-    parser.add_argument("--calibration-split", default="val", choices=CALIBRATION_SPLITS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=None, help="write JSON, CSV, PNG and calibrators here")
-    args = parser.parse_args(argv)
-    return run_calibration(
-        load_model(args.checkpoint), args.data, args.method,
-        calibration_size=args.calibration_size, calibration_split=args.calibration_split,
-        seed=args.seed, root=args.data_dir, device=args.device, out=args.out,
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -98,10 +98,11 @@ def _classifier_step(ctx: dict) -> Section:
 
 
 def _calibration_step(ctx: dict) -> Section:
-    from evaluation.benchmarks.calibration import run_calibration
+    from evaluation.benchmarks.calibration import write_calibration_report
+    from uncertainty.calibration import run_calibration
 
-    result = run_calibration(ctx["model"], "digits", methods="all",
-                             device=ctx["device"], out=ctx["out"] / "calibration")
+    result = run_calibration(ctx["model"], "digits", methods="all", device=ctx["device"])
+    write_calibration_report(result, ctx["out"] / "calibration")
     rows = result.rows() if hasattr(result, "rows") else result
     figures = [str(p.relative_to(ctx["out"])) for p in sorted(
         (ctx["out"] / "calibration").glob("*.png"))]
@@ -110,7 +111,8 @@ def _calibration_step(ctx: dict) -> Section:
 
 
 def _ood_step(ctx: dict) -> Section:
-    from evaluation.benchmarks.ood import run_ood
+    from evaluation.benchmarks.ood import write_ood_report
+    from uncertainty.ood import run_ood
 
     out = ctx["out"] / "ood"
     detectors = ("msp", "energy", "mahalanobis", "knn", "combined")
@@ -118,7 +120,8 @@ def _ood_step(ctx: dict) -> Section:
         detectors = ("msp", "energy")
     table = run_ood(ctx["model"], "digits", ["gaussian-noise", "digits:rotate=90",
                                              "digits:invert", "digits:blur=1"],
-                    detectors, device=ctx["device"], out=out, histograms=False)
+                    detectors, device=ctx["device"])
+    write_ood_report(table, out, histograms=False)
     figures = [str(p.relative_to(ctx["out"])) for p in sorted(out.glob("roc*.png"))]
     text = ("Detectors around the same LeNet-5 (higher score = more OOD); in-distribution: "
             "the `digits` test split. AUROC %:\n\n" + table.to_markdown("auroc"))
@@ -126,7 +129,8 @@ def _ood_step(ctx: dict) -> Section:
 
 
 def _density_step(ctx: dict) -> Section:
-    from evaluation.benchmarks.density import sample_grid, score_density, train_density
+    from generative import draw_samples, score_density, train_density
+    from generative.plots import learning_curve_plot, sample_grid
 
     out = ctx["out"] / "density"
     model, history = train_density(
@@ -136,7 +140,9 @@ def _density_step(ctx: dict) -> Section:
     )
     _, summary = score_density(model, "digits", "test", binarize="fixed",
                                device=ctx["device"])
-    sample_grid(model, 64, out / "samples.png", seed=0)
+    learning_curve_plot(history.epochs, title="nade on digits", path=out / "learning_curve.png")
+    sample_grid(draw_samples(model, 64, seed=0), pixels=model.pixels,
+                title=f"{type(model).__name__} samples", path=out / "samples.png")
     row = {"test NLL (nats)": summary["nll_nats"], "bits/dim": summary["bits_per_dim"],
            "epochs": len(history.epochs)}
     text = ("NADE (Larochelle & Murray 2011) fitted to the `digits` images binarised by a fixed "
@@ -148,9 +154,9 @@ def _density_step(ctx: dict) -> Section:
 
 STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
     ("Classifier", "dunno.nets", _classifier_step),
-    ("Calibration", "evaluation.benchmarks.calibration", _calibration_step),
-    ("OOD detection", "evaluation.benchmarks.ood", _ood_step),
-    ("Density model", "evaluation.benchmarks.density", _density_step),
+    ("Calibration", "uncertainty.calibration", _calibration_step),
+    ("OOD detection", "uncertainty.ood", _ood_step),
+    ("Density model", "generative.training", _density_step),
 ]
 
 

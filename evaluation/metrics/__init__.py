@@ -8,6 +8,7 @@ floats (or float64 numpy arrays for curves). Argument names say what an input is
 
 Modules:
     calibration  ECE / MCE / class-wise / adaptive, reliability table, Brier, NLL, accuracy.
+                 (its binning building blocks, shared with ``streaming``: ``_binning``)
     selective    risk–coverage curve, AURC, misclassification AUROC.
     ood          AUROC, AUPR-In / -Out, FPR@95TPR, detection error, ROC / PR curves
                  (the OOD sign convention is documented in its docstring).

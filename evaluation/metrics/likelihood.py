@@ -41,7 +41,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import check_int_param, check_real
+from dunno.validation import check_float, check_int, check_real
 
 __all__ = [
     "bits_per_dim",
@@ -80,16 +80,10 @@ def bits_per_dim(log_probs, num_dims: int, *, bin_width: float | None = None) ->
         bin_width: ``None`` for discrete likelihoods; the width ``Δ`` of one quantisation bin
             in the model's data units for densities of dequantised data.
     """
-    num_dims = check_int_param(num_dims, "num_dims", "bits_per_dim")
-    offset = 0.0
-    if bin_width is not None:
-        ok = isinstance(bin_width, numbers.Real) and not isinstance(bin_width, bool)
-        if not ok or not (math.isfinite(bin_width) and bin_width > 0):
-            raise ValueError(
-                "The 'bin_width' parameter of bits_per_dim must be None or a float > 0. "
-                f"Got {bin_width!r} instead."
-            )
-        offset = -math.log2(bin_width)
+    num_dims = check_int(num_dims, "num_dims", "bits_per_dim", low=1)
+    bin_width = check_float(bin_width, "bin_width", "bits_per_dim", low=0.0, low_open=True,
+                            allow_none=True)
+    offset = 0.0 if bin_width is None else -math.log2(bin_width)
     return nll_nats(log_probs) / (num_dims * _LN2) + offset
 
 

@@ -54,9 +54,12 @@ References:
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
-from ._validation import ceil_fraction_times, check_choice, check_level, check_scores
+from dunno.validation import check_choice, check_probability_level, check_scores
 
 __all__ = [
     "aupr_in",
@@ -68,6 +71,12 @@ __all__ = [
     "precision_recall_curve",
     "roc_curve",
 ]
+
+
+def _ceil_fraction_times(level: float, n: int) -> int:
+    """``ceil(level * n)`` in exact rational arithmetic on the decimal value of ``level``
+    (so 0.95 * 100 is exactly 95, not the float product)."""
+    return math.ceil(Fraction(repr(float(level))) * n)
 
 
 class _Ranked:
@@ -123,7 +132,7 @@ class _Ranked:
         return float(np.sum((ends - starts) / self.n_in * precision))
 
     def fpr_at_tpr(self, tpr: float) -> float:
-        k = ceil_fraction_times(tpr, self.n_in)
+        k = _ceil_fraction_times(tpr, self.n_in)
         k = min(max(k, 1), self.n_in)
         threshold = self.si[k - 1]
         accepted = np.searchsorted(self.so, threshold, side="right")  # #out <= t
@@ -207,7 +216,7 @@ def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
     """
     owner = "fpr_at_tpr"
     if tpr != 1.0:
-        tpr = check_level(tpr, "tpr", owner)
+        tpr = check_probability_level(tpr, "tpr", owner)
     return _ranked(scores_in, scores_out).fpr_at_tpr(tpr)
 
 

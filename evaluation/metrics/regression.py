@@ -22,12 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from ._validation import (
-    PROB_SUM_ATOL,
-    check_level,
-    check_real,
-    check_same_length,
-)
+from dunno.validation import PROB_SUM_ATOL, check_probability_level, check_real, check_same_length
 
 __all__ = [
     "RegressionCalibrationCurve",
@@ -187,7 +182,7 @@ def gaussian_interval(mean, variance, level: float = 0.95) -> tuple[np.ndarray, 
     Returns:
         ``(lower, upper)`` float64 arrays of the shape of ``mean``.
     """
-    level = check_level(level, "level", "gaussian_interval")
+    level = check_probability_level(level, "level", "gaussian_interval")
     mu, var = _real(mean, "mean"), _positive(variance, "variance")
     _same_shape({"mean": mu, "variance": var}, "mean")
     half = special.ndtri(0.5 + 0.5 * level) * np.sqrt(var)

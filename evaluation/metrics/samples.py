@@ -61,7 +61,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import check_int_param, check_probs, check_real, to_numpy
+from dunno.validation import check_float, check_int, check_probs, check_real, to_numpy
 
 __all__ = [
     "ModeCoverage",
@@ -292,7 +292,7 @@ class ModeCoverage(NamedTuple):
 def ring_modes(num_modes: int = 8, radius: float = 2.0) -> np.ndarray:
     r"""Means ``(K, 2)`` of the ring of Gaussians of :func:`dunno.data.toy.ring_of_gaussians`:
     :math:`r(\cos 2\pi j/K, \sin 2\pi j/K)`, :math:`j = 0..K-1`."""
-    num_modes = check_int_param(num_modes, "num_modes", "ring_modes")
+    num_modes = check_int(num_modes, "num_modes", "ring_modes", low=1)
     angle = 2 * np.pi * np.arange(num_modes) / num_modes
     return float(radius) * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
@@ -318,16 +318,8 @@ def mode_coverage(
     m = _features(modes, "modes")
     _same_dim(x, m, "samples", "modes")
     for name, value in (("std", std), ("num_std", num_std)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not (math.isfinite(value) and value > 0)
-        ):
-            raise ValueError(
-                f"The {name!r} parameter of mode_coverage must be a number > 0. Got {value!r} "
-                "instead."
-            )
-    min_count = check_int_param(min_count, "min_count", "mode_coverage")
+        check_float(value, name, "mode_coverage", low=0.0, low_open=True)
+    min_count = check_int(min_count, "min_count", "mode_coverage", low=1)
     d = np.sqrt(_sq_dists(x, m, (m * m).sum(axis=1)))  # (N, K)
     nearest = d.argmin(axis=1)
     good = d[np.arange(x.shape[0]), nearest] <= num_std * std

@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import check_correct, check_real, check_same_length
+from dunno.validation import check_correct, check_real, check_same_length
+
 from .ood import _Ranked
 
 __all__ = ["RiskCoverageCurve", "aurc", "misclassification_auroc", "risk_coverage_curve"]

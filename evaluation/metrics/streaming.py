@@ -18,17 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_int_param, check_scores
-from .calibration import (
-    ReliabilityTable,
-    _brier_sum,
-    _classwise_equal_width_stats,
-    _equal_width_edges,
-    _metrics_from_sums,
-    _nll_sum,
-    _top_label_stats,
-    _validate,
-)
+from dunno.validation import check_int, check_scores
+
+from ._binning import _classwise_equal_width_stats, _equal_width_edges, _top_label_stats
+from .calibration import ReliabilityTable, _brier_sum, _metrics_from_sums, _nll_sum, _validate
 from .ood import ood_metrics
 
 __all__ = ["CalibrationAccumulator", "OODAccumulator"]
@@ -51,8 +44,8 @@ class CalibrationAccumulator:
     """
 
     def __init__(self, num_classes: int, n_bins: int = 15):
-        self.num_classes = check_int_param(num_classes, "num_classes", "CalibrationAccumulator", 2)
-        self.n_bins = check_int_param(n_bins, "n_bins", "CalibrationAccumulator")
+        self.num_classes = check_int(num_classes, "num_classes", "CalibrationAccumulator", low=2)
+        self.n_bins = check_int(n_bins, "n_bins", "CalibrationAccumulator", low=1)
         self.reset()
 
     def reset(self) -> CalibrationAccumulator:

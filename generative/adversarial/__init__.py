@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dunno.registry import Registry
+
 from ._base import AdversarialModel
 from .dcgan import DCGAN
 from .gan import GAN
@@ -45,14 +47,23 @@ __all__ = [
     "InfoGAN",
     "create",
     "mutual_information_loss",
+    "register_adversarial_model",
 ]
 
-#: command-line names of the models
-ADVERSARIAL_MODELS: dict[str, type[AdversarialModel]] = {
-    "gan": GAN,
-    "dcgan": DCGAN,
-    "infogan": InfoGAN,
-}
+#: command-line names of the models (a :class:`dunno.registry.Registry`, read like a dict;
+#: plugins of the entry-point group ``dunno.adversarial`` included)
+ADVERSARIAL_MODELS: Registry[type[AdversarialModel]] = Registry(
+    "adversarial model", "dunno.adversarial"
+)
+for _name, _cls in (("gan", GAN), ("dcgan", DCGAN), ("infogan", InfoGAN)):
+    ADVERSARIAL_MODELS.register(_name, _cls)
+del _name, _cls
+
+
+def register_adversarial_model(name: str, cls=None):
+    """Add ``cls`` (``cls(image_shape=..., **options)``) to :data:`ADVERSARIAL_MODELS` as
+    ``name``; without ``cls``, a class decorator. A name taken by another class is refused."""
+    return ADVERSARIAL_MODELS.register(name, cls)
 
 
 def create(name: str, data_shape, **options: Any) -> AdversarialModel:
@@ -60,11 +71,8 @@ def create(name: str, data_shape, **options: Any) -> AdversarialModel:
     shape ``data_shape``: ``(C, H, W)`` images for ``dcgan`` / ``infogan``; any shape for
     ``gan`` (``output`` defaults to ``"image"`` for 3-D shapes, else ``"linear"``).
     ``options`` are the model's keyword arguments."""
-    if name not in ADVERSARIAL_MODELS:
-        raise ValueError(
-            f"Unknown adversarial model {name!r}. Available: {', '.join(ADVERSARIAL_MODELS)}."
-        )
-    if name == "gan":
+    cls = ADVERSARIAL_MODELS.get(name)
+    if cls is GAN:
         options.setdefault("output", "image" if len(tuple(data_shape)) == 3 else "linear")
         return GAN(data_shape=data_shape, **options)
-    return ADVERSARIAL_MODELS[name](image_shape=data_shape, **options)
+    return cls(image_shape=data_shape, **options)

@@ -47,73 +47,21 @@ Reference:
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generative.autoregressive._checks import check_int
+from dunno.validation import check_betas, check_choice, check_float, check_int, check_shape
 
 __all__ = [
     "OUTPUTS",
     "AdversarialModel",
-    "check_float",
-    "check_int",
-    "check_shape",
     "init_dcgan_weights",
 ]
 
 OUTPUTS = ("image", "linear")
-
-
-def check_float(value, name: str, owner: str, *, low: float = 0.0, high: float | None = None,
-                closed_low: bool = False) -> float:
-    """A real number in ``(low, high)`` (``[low, high)`` with ``closed_low``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = v == v and (v >= low if closed_low else v > low) and (high is None or v < high)
-    if not ok:
-        bound = f">= {low:g}" if closed_low else f"> {low:g}"
-        if high is not None:
-            bound += f" and < {high:g}"
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a number {bound}. Got {value!r} instead."
-        )
-    return float(value)
-
-
-def check_shape(shape, owner: str, name: str = "data_shape") -> tuple[int, ...]:
-    """A non-empty tuple of positive ints."""
-    try:
-        out = tuple(shape)
-        ok = len(out) >= 1 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in out
-        )
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a non-empty sequence of ints >= 1 "
-            f"(e.g. (2,) or (1, 28, 28)). Got {shape!r} instead."
-        )
-    return tuple(int(v) for v in out)
-
-
-def _check_betas(betas, owner: str) -> tuple[float, float]:
-    try:
-        b1, b2 = (float(b) for b in betas)
-        ok = 0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"The 'betas' parameter of {owner} must be two numbers in [0, 1) (Adam's beta1, "
-            f"beta2). Got {betas!r} instead."
-        )
-    return b1, b2
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -150,17 +98,12 @@ class AdversarialModel(nn.Module):
                  betas=(0.5, 0.999)):
         super().__init__()
         name = type(self).__name__
-        self.data_shape = check_shape(data_shape, name)
-        self.latent_dim = check_int(latent_dim, "latent_dim", name)
-        if output not in OUTPUTS:
-            raise ValueError(
-                f"The 'output' parameter of {name} must be one of {OUTPUTS}. Got {output!r} "
-                "instead."
-            )
-        self.output = output
-        self.lr_g = check_float(lr_g, "lr_g", name)
-        self.lr_d = check_float(lr_d, "lr_d", name)
-        self.betas = _check_betas(betas, name)
+        self.data_shape = check_shape(data_shape, "data_shape", name)
+        self.latent_dim = check_int(latent_dim, "latent_dim", name, low=1)
+        self.output = check_choice(output, "output", name, OUTPUTS)
+        self.lr_g = check_float(lr_g, "lr_g", name, low=0.0, low_open=True)
+        self.lr_d = check_float(lr_d, "lr_d", name, low=0.0, low_open=True)
+        self.betas = check_betas(betas, name)
         self.config: dict[str, Any] = {}
         self.generator: nn.Module
         self.discriminator: nn.Module
@@ -214,7 +157,7 @@ class AdversarialModel(nn.Module):
         """``z (n, latent_dim)`` from the prior :math:`N(0, I)`, drawn on the CPU (with the
         seeded ``generator`` if given, else torch's global generator) and moved to the
         model's device."""
-        n = check_int(n, "n", f"{type(self).__name__}.sample_latent")
+        n = check_int(n, "n", f"{type(self).__name__}.sample_latent", low=1)
         return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
@@ -231,12 +174,15 @@ class AdversarialModel(nn.Module):
         """``n`` samples ``(n, *data_shape)`` in data space (images in [0, 1]) on the
         model's device, generated in eval mode (batch norm with running statistics, so a
         sample does not depend on the rest of its batch). ``generator`` seeds the latents."""
-        n = check_int(n, "n", f"{type(self).__name__}.sample")
+        n = check_int(n, "n", f"{type(self).__name__}.sample", low=1)
         z = self.sample_latent(n, generator)
-        return self._decode(z, batch_size)
+        return self.decode(z, batch_size)
 
     @torch.no_grad()
-    def _decode(self, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Data-space samples ``(N, *data_shape)`` (images in [0, 1]) for latents ``z (N,
+        latent_dim)``, generated in eval mode in chunks of ``batch_size`` (what
+        :meth:`sample` does after drawing ``z``; fixed ``z`` give comparable snapshots)."""
         was_training = self.training
         self.eval()
         try:

@@ -35,27 +35,11 @@ from __future__ import annotations
 from torch import nn
 
 from dunno.checkpoints import register_model
+from dunno.validation import check_image_shape, check_int
 
-from ._base import AdversarialModel, check_int, init_dcgan_weights
+from ._base import AdversarialModel, init_dcgan_weights
 
-__all__ = ["ConvDiscriminatorTrunk", "ConvGenerator", "DCGAN", "check_image_shape"]
-
-
-def check_image_shape(image_shape, owner: str) -> tuple[int, int, int]:
-    """``(C, H, W)`` with ``C >= 1`` and ``H``, ``W`` positive multiples of 4."""
-    try:
-        shape = tuple(int(v) for v in image_shape)
-        ok = len(shape) == 3 and shape[0] >= 1 and all(
-            v >= 4 and v % 4 == 0 for v in shape[1:]
-        ) and not any(isinstance(v, bool) for v in image_shape)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"The 'image_shape' parameter of {owner} must be (C, H, W) with H and W multiples "
-            f"of 4 (e.g. (1, 28, 28)). Got {image_shape!r} instead."
-        )
-    return shape
+__all__ = ["ConvDiscriminatorTrunk", "ConvGenerator", "DCGAN"]
 
 
 class ConvGenerator(nn.Module):
@@ -153,10 +137,10 @@ class DCGAN(AdversarialModel):
         lr_d: float = 2e-4,
         betas=(0.5, 0.999),
     ):
-        image_shape = check_image_shape(image_shape, type(self).__name__)
+        image_shape = check_image_shape(image_shape, type(self).__name__, multiple=4)
         super().__init__(image_shape, latent_dim, "image", lr_g, lr_d, betas)
-        self.width = check_int(width, "width", type(self).__name__)
-        self.hidden = check_int(hidden, "hidden", type(self).__name__, minimum=0)
+        self.width = check_int(width, "width", type(self).__name__, low=1)
+        self.hidden = check_int(hidden, "hidden", type(self).__name__, low=0)
         self.generator = ConvGenerator(self.latent_dim, image_shape, self.width, self.hidden)
         self.discriminator = _ConvDiscriminator(image_shape, self.width, self.hidden)
         init_dcgan_weights(self)

@@ -33,23 +33,11 @@ import math
 from torch import nn
 
 from dunno.checkpoints import register_model
+from dunno.validation import check_int_sequence
 
-from ._base import AdversarialModel, check_int
+from ._base import AdversarialModel
 
 __all__ = ["GAN", "MLPDiscriminator", "MLPGenerator"]
-
-
-def _hidden(hidden, owner: str) -> tuple[int, ...]:
-    try:
-        values = tuple(hidden)
-    except TypeError:
-        values = ()
-    if not values:
-        raise ValueError(
-            f"The 'hidden' parameter of {owner} must be a non-empty sequence of ints >= 1 "
-            f"(units per hidden layer). Got {hidden!r} instead."
-        )
-    return tuple(check_int(h, "hidden", owner) for h in values)
 
 
 class MLPGenerator(nn.Module):
@@ -121,7 +109,7 @@ class GAN(AdversarialModel):
         betas=(0.5, 0.999),
     ):
         super().__init__(data_shape, latent_dim, output, lr_g, lr_d, betas)
-        hidden = _hidden(hidden, "GAN")
+        hidden = check_int_sequence(hidden, "hidden", "GAN", what="units per hidden layer")
         self.generator = MLPGenerator(self.latent_dim, self.data_shape, hidden,
                                       tanh=output == "image")
         self.discriminator = MLPDiscriminator(self.data_shape, hidden)

@@ -58,9 +58,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
+from dunno.validation import check_choice, check_float, check_image_shape, check_int
 
-from ._base import AdversarialModel, check_float, check_int, init_dcgan_weights
-from .dcgan import ConvDiscriminatorTrunk, ConvGenerator, check_image_shape
+from ._base import AdversarialModel, init_dcgan_weights
+from .dcgan import ConvDiscriminatorTrunk, ConvGenerator
 
 __all__ = ["CONTINUOUS_STD", "InfoGAN", "mutual_information_loss"]
 
@@ -160,20 +161,18 @@ class InfoGAN(AdversarialModel):
         betas=(0.5, 0.999),
     ):
         name = type(self).__name__
-        image_shape = check_image_shape(image_shape, name)
-        noise_dim = check_int(noise_dim, "noise_dim", name, minimum=0)
-        categorical = check_int(categorical, "categorical", name, minimum=2)
-        continuous = check_int(continuous, "continuous", name, minimum=0)
+        image_shape = check_image_shape(image_shape, name, multiple=4)
+        noise_dim = check_int(noise_dim, "noise_dim", name, low=0)
+        categorical = check_int(categorical, "categorical", name, low=2)
+        continuous = check_int(continuous, "continuous", name, low=0)
         super().__init__(image_shape, noise_dim + categorical + continuous, "image", lr_g,
                          lr_d, betas)
-        if continuous_std not in CONTINUOUS_STD:
-            raise ValueError(f"The 'continuous_std' parameter of {name} must be one of "
-                             f"{CONTINUOUS_STD}. Got {continuous_std!r} instead.")
+        check_choice(continuous_std, "continuous_std", name, CONTINUOUS_STD)
         self.noise_dim, self.categorical, self.continuous = noise_dim, categorical, continuous
         self.continuous_std = continuous_std
-        self.info_weight = check_float(info_weight, "info_weight", name, closed_low=True)
-        self.width = check_int(width, "width", name)
-        self.hidden = check_int(hidden, "hidden", name, minimum=0)
+        self.info_weight = check_float(info_weight, "info_weight", name, low=0.0)
+        self.width = check_int(width, "width", name, low=1)
+        self.hidden = check_int(hidden, "hidden", name, low=0)
         q_outputs = categorical + continuous * (2 if continuous_std == "learned" else 1)
         self.generator = ConvGenerator(self.latent_dim, image_shape, self.width, self.hidden)
         self.discriminator = _InfoDiscriminator(image_shape, self.width, self.hidden, q_outputs)
@@ -225,7 +224,7 @@ class InfoGAN(AdversarialModel):
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``z`` with :math:`\\epsilon \\sim N(0, I)`, a uniform categorical code and
         :math:`c_{cont} \\sim U(-1, 1)^L`, drawn on the CPU (seeded by ``generator``)."""
-        n = check_int(n, "n", "InfoGAN.sample_latent")
+        n = check_int(n, "n", "InfoGAN.sample_latent", low=1)
         noise = torch.randn(n, self.noise_dim, generator=generator)
         cat = torch.randint(0, self.categorical, (n,), generator=generator)
         cont = torch.rand(n, self.continuous, generator=generator) * 2 - 1
@@ -242,7 +241,7 @@ class InfoGAN(AdversarialModel):
             noise = torch.randn(categorical.shape[0], self.noise_dim, generator=generator)
         z = self.latent(noise.float().cpu(), categorical.cpu(),
                         None if continuous is None else torch.as_tensor(continuous).float().cpu())
-        return self._decode(z.to(self.device))
+        return self.decode(z.to(self.device))
 
     # ------------------------------------------------------------------ losses
     def q_loss(self, q_out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

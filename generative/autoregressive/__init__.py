@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dunno.registry import Registry
+
 from ._base import AutoregressiveImageModel
 from .masks import MaskedConv2d, causal_mask, channel_groups, shift_down
 from .nade import NADE
@@ -44,27 +46,31 @@ __all__ = [
     "causal_mask",
     "channel_groups",
     "create",
+    "register_autoregressive_model",
     "shift_down",
     "skew",
     "unskew",
 ]
 
-#: command-line names of the models
-AUTOREGRESSIVE_MODELS: dict[str, type[AutoregressiveImageModel]] = {
-    "nade": NADE,
-    "pixelcnn": PixelCNN,
-    "row-lstm": RowLSTM,
-    "diagonal-bilstm": DiagonalBiLSTM,
-}
+#: command-line names of the models (a :class:`dunno.registry.Registry`, read like a dict;
+#: plugins of the entry-point group ``dunno.autoregressive`` included)
+AUTOREGRESSIVE_MODELS: Registry[type[AutoregressiveImageModel]] = Registry(
+    "autoregressive model", "dunno.autoregressive"
+)
+for _name, _cls in (("nade", NADE), ("pixelcnn", PixelCNN), ("row-lstm", RowLSTM),
+                    ("diagonal-bilstm", DiagonalBiLSTM)):
+    AUTOREGRESSIVE_MODELS.register(_name, _cls)
+del _name, _cls
+
+
+def register_autoregressive_model(name: str, cls=None):
+    """Add ``cls`` (``cls(image_shape=..., **options)``) to :data:`AUTOREGRESSIVE_MODELS` as
+    ``name``; without ``cls``, a class decorator. A name taken by another class is refused."""
+    return AUTOREGRESSIVE_MODELS.register(name, cls)
 
 
 def create(name: str, image_shape, **options: Any) -> AutoregressiveImageModel:
     """Build the model registered as ``name`` (:data:`AUTOREGRESSIVE_MODELS`) for images of
     shape ``(C, H, W)``; ``options`` are its keyword arguments (``hidden``, ``layers``,
     ``pixels``, ``gated``, ``order_agnostic``, ...)."""
-    if name not in AUTOREGRESSIVE_MODELS:
-        raise ValueError(
-            f"Unknown autoregressive model {name!r}. Available: "
-            f"{', '.join(AUTOREGRESSIVE_MODELS)}."
-        )
-    return AUTOREGRESSIVE_MODELS[name](image_shape=image_shape, **options)
+    return AUTOREGRESSIVE_MODELS.create(name, image_shape=image_shape, **options)

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_image_shape, check_images, check_int, check_pixels
+from dunno.validation import check_image_shape, check_int
+
+from ._checks import check_images, check_pixels
 
 __all__ = ["AutoregressiveImageModel"]
 
@@ -48,7 +50,7 @@ class AutoregressiveImageModel(nn.Module):
     def __init__(self, image_shape, pixels: str):
         super().__init__()
         name = type(self).__name__
-        self.image_shape = check_image_shape(image_shape, name)
+        self.image_shape = check_image_shape(image_shape, name, channels=(1, 3))
         self.pixels = check_pixels(pixels, name, self._pixel_kinds())
         self.config: dict[str, Any] = {}
 
@@ -125,7 +127,7 @@ class AutoregressiveImageModel(nn.Module):
         the model's device. The network is re-run on the rows generated so far before each
         of the :math:`D` draws (outputs of row :math:`r` never depend on later rows).
         """
-        n = check_int(n, "n", f"{type(self).__name__}.sample")
+        n = check_int(n, "n", f"{type(self).__name__}.sample", low=1)
         c, h, w = self.image_shape
         p = next(self.parameters())
         x = torch.zeros(n, c, h, w, dtype=p.dtype, device=p.device)  # (n, C, H, W)

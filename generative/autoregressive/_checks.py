@@ -1,4 +1,5 @@
-"""Validation of model parameters and of the images given to an autoregressive model.
+"""Validation of the pixel kind and of the images given to an autoregressive model (the
+scalar parameters are checked with :mod:`dunno.validation`).
 
 Two pixel kinds, never guessed from the data:
 
@@ -12,49 +13,18 @@ Two pixel kinds, never guessed from the data:
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-__all__ = ["PIXEL_KINDS", "check_image_shape", "check_images", "check_int", "check_pixels"]
+from dunno.validation import check_choice
+
+__all__ = ["PIXEL_KINDS", "check_images", "check_pixels"]
 
 PIXEL_KINDS = ("binary", "8bit")
 
 
-def check_int(value, name: str, owner: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, else the toolkit's standard ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be an int >= {minimum}. "
-            f"Got {value!r} instead."
-        )
-    return int(value)
-
-
 def check_pixels(pixels, owner: str, allowed: tuple[str, ...] = PIXEL_KINDS) -> str:
-    if pixels not in allowed:
-        raise ValueError(
-            f"The 'pixels' parameter of {owner} must be one of {allowed}. Got {pixels!r} "
-            "instead."
-        )
-    return pixels
-
-
-def check_image_shape(image_shape, owner: str) -> tuple[int, int, int]:
-    """``(C, H, W)`` with C in {1, 3} (a single-channel or RGB image) and H, W >= 1."""
-    try:
-        shape = tuple(int(v) for v in image_shape)
-        ok = len(shape) == 3 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in image_shape
-        )
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or shape[0] not in (1, 3) or min(shape[1:]) < 1:
-        raise ValueError(
-            f"The 'image_shape' parameter of {owner} must be (C, H, W) with C in {{1, 3}} and "
-            f"H, W >= 1. Got {image_shape!r} instead."
-        )
-    return shape
+    """The pixel kind of a model: one of ``allowed`` (a subset of :data:`PIXEL_KINDS`)."""
+    return check_choice(pixels, "pixels", owner, allowed)
 
 
 def check_images(

@@ -60,9 +60,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
+from dunno.validation import check_bool, check_int
 
 from ._base import AutoregressiveImageModel
-from ._checks import check_int
 
 __all__ = ["NADE"]
 
@@ -96,13 +96,9 @@ class NADE(AutoregressiveImageModel):
         chunk_size: int = 8,
     ):
         super().__init__(image_shape, pixels)
-        hidden = check_int(hidden, "hidden", "NADE")
-        if not isinstance(order_agnostic, bool):
-            raise ValueError(
-                f"The 'order_agnostic' parameter of NADE must be a bool. Got "
-                f"{order_agnostic!r} instead."
-            )
-        self.chunk_size = check_int(chunk_size, "chunk_size", "NADE")
+        hidden = check_int(hidden, "hidden", "NADE", low=1)
+        check_bool(order_agnostic, "order_agnostic", "NADE")
+        self.chunk_size = check_int(chunk_size, "chunk_size", "NADE", low=1)
         d = self.num_dims
         self.hidden = hidden
         self.order_agnostic = order_agnostic
@@ -224,7 +220,7 @@ class NADE(AutoregressiveImageModel):
         (the first is the raster ordering): the exact log-likelihood of the uniform mixture
         of :math:`K` NADEs, which Uria et al. (2014) use to evaluate order-agnostic
         training. ``(N,)`` nats."""
-        k = check_int(num_orderings, "num_orderings", "NADE.ensemble_log_prob")
+        k = check_int(num_orderings, "num_orderings", "NADE.ensemble_log_prob", low=1)
         if not self.order_agnostic:
             raise ValueError("ensemble_log_prob needs an order-agnostic NADE.")
         logps = [self.log_prob(x)]
@@ -276,7 +272,7 @@ class NADE(AutoregressiveImageModel):
         r"""Ancestral sampling in :math:`D` steps of :math:`O(H)` each, carrying the
         running sum :math:`a_{d+1} = a_d + W_{:,d} x_d`. Returns ``(n, C, H, W)`` 0/1 floats
         (raster ordering)."""
-        n = check_int(n, "n", "NADE.sample")
+        n = check_int(n, "n", "NADE.sample", low=1)
         a = self.c.expand(n, self.hidden).clone()  # (n, H)
         v = torch.zeros(n, self.num_dims, dtype=self.W.dtype, device=self.W.device)  # (n, D)
         for d in range(self.num_dims):

@@ -42,9 +42,9 @@ import torch
 from torch import nn
 
 from dunno.checkpoints import register_model
+from dunno.validation import check_bool, check_int
 
 from ._base import LEVELS, AutoregressiveImageModel
-from ._checks import check_int
 from .masks import MaskedConv2d, channel_groups, shift_down
 
 __all__ = ["PixelCNN"]
@@ -138,20 +138,20 @@ class PixelCNN(AutoregressiveImageModel):
     ):
         super().__init__(image_shape, pixels)
         name = "PixelCNN"
-        hidden = check_int(hidden, "hidden", name)
-        layers = check_int(layers, "layers", name, minimum=0)
+        hidden = check_int(hidden, "hidden", name, low=1)
+        layers = check_int(layers, "layers", name, low=0)
         output_hidden = check_int(
-            output_hidden if output_hidden is not None else 2 * hidden, "output_hidden", name
+            output_hidden if output_hidden is not None else 2 * hidden, "output_hidden", name,
+            low=1,
         )
-        kernel_size = check_int(kernel_size, "kernel_size", name)
-        gated_kernel = check_int(gated_kernel, "gated_kernel", name)
+        kernel_size = check_int(kernel_size, "kernel_size", name, low=1)
+        gated_kernel = check_int(gated_kernel, "gated_kernel", name, low=1)
         for key, k in (("kernel_size", kernel_size), ("gated_kernel", gated_kernel)):
             if k % 2 == 0:
                 raise ValueError(
                     f"The '{key}' parameter of PixelCNN must be an odd int. Got {k} instead."
                 )
-        if not isinstance(gated, bool):
-            raise ValueError(f"The 'gated' parameter of PixelCNN must be a bool. Got {gated!r}.")
+        check_bool(gated, "gated", "PixelCNN")
         c = self.image_shape[0]
         if hidden < c:
             raise ValueError(

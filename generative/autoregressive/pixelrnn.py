@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
+from dunno.validation import check_int
 
 from ._base import LEVELS, AutoregressiveImageModel
-from ._checks import check_int
 from .masks import MaskedConv2d, channel_groups, shift_down
 
 __all__ = ["DiagonalBiLSTM", "RowLSTM", "skew", "unskew"]
@@ -178,12 +178,13 @@ class _PixelRNN(AutoregressiveImageModel):
     def __init__(self, image_shape, pixels, hidden, layers, output_hidden, kernel_size):
         super().__init__(image_shape, pixels)
         name = type(self).__name__
-        hidden = check_int(hidden, "hidden", name)
-        layers = check_int(layers, "layers", name)
+        hidden = check_int(hidden, "hidden", name, low=1)
+        layers = check_int(layers, "layers", name, low=1)
         output_hidden = check_int(
-            output_hidden if output_hidden is not None else 2 * hidden, "output_hidden", name
+            output_hidden if output_hidden is not None else 2 * hidden, "output_hidden", name,
+            low=1,
         )
-        kernel_size = check_int(kernel_size, "kernel_size", name)
+        kernel_size = check_int(kernel_size, "kernel_size", name, low=1)
         if kernel_size % 2 == 0:
             raise ValueError(
                 f"The 'kernel_size' parameter of {name} must be an odd int. Got {kernel_size}."

@@ -30,6 +30,8 @@ from typing import Any
 
 from torch import nn
 
+from dunno.registry import Registry
+
 from .aae import AdversarialAutoencoder
 from .priors import PRIORS, GaussianMixturePrior, GaussianPrior, UniformPrior, prior_from_config
 from .traversal import latent_traversal, plot_traversal
@@ -49,19 +51,23 @@ __all__ = [
     "latent_traversal",
     "plot_traversal",
     "prior_from_config",
+    "register_latent_model",
 ]
 
-#: command-line names of the models
-LATENT_MODELS: dict[str, type[nn.Module]] = {
-    "vae": VAE,
-    "aae": AdversarialAutoencoder,
-}
+#: command-line names of the models (a :class:`dunno.registry.Registry`, read like a dict;
+#: plugins of the entry-point group ``dunno.latent`` included)
+LATENT_MODELS: Registry[type[nn.Module]] = Registry("latent-variable model", "dunno.latent")
+LATENT_MODELS.register("vae", VAE)
+LATENT_MODELS.register("aae", AdversarialAutoencoder)
+
+
+def register_latent_model(name: str, cls=None):
+    """Add ``cls`` (``cls(image_shape=..., **options)``) to :data:`LATENT_MODELS` as
+    ``name``; without ``cls``, a class decorator. A name taken by another class is refused."""
+    return LATENT_MODELS.register(name, cls)
 
 
 def create(name: str, image_shape, **options: Any) -> nn.Module:
     """Build the latent-variable model registered as ``name`` (:data:`LATENT_MODELS`) for
     images of shape ``(C, H, W)``; ``options`` are its keyword arguments."""
-    if name not in LATENT_MODELS:
-        raise ValueError(f"Unknown latent-variable model {name!r}. Available: "
-                         f"{', '.join(LATENT_MODELS)}.")
-    return LATENT_MODELS[name](image_shape=image_shape, **options)
+    return LATENT_MODELS.create(name, image_shape=image_shape, **options)

@@ -1,5 +1,5 @@
 r"""Encoder and decoder networks shared by the latent-variable models, and the validation of
-the images and parameters they are given.
+the images they are given (their parameters are checked with :mod:`dunno.validation`).
 
 Two families, chosen with ``net``:
 
@@ -18,68 +18,18 @@ Encoders map images ``(N, C, H, W)`` to ``(N, out)`` features; decoders map code
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import nn
 
-from generative.autoregressive._checks import check_image_shape, check_int
-
 __all__ = [
     "NETS",
-    "check_flag",
-    "check_hidden",
     "check_latent_images",
-    "check_positive",
     "make_decoder",
     "make_encoder",
     "mlp",
 ]
 
 NETS = ("mlp", "conv")
-
-
-# ----------------------------------------------------------------------------- parameters
-def check_hidden(hidden, owner: str) -> tuple[int, ...]:
-    """``hidden`` as a non-empty tuple of ints >= 1 (an int means one layer)."""
-    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
-        hidden = (hidden,)
-    ok = isinstance(hidden, list | tuple) and len(hidden) > 0 and all(
-        isinstance(h, numbers.Integral) and not isinstance(h, bool) and h >= 1 for h in hidden
-    )
-    if not ok:
-        raise ValueError(
-            f"The 'hidden' parameter of {owner} must be an int >= 1 or a non-empty list of "
-            f"ints >= 1 (layer widths). Got {hidden!r} instead."
-        )
-    return tuple(int(h) for h in hidden)
-
-
-def check_positive(value, name: str, owner: str, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(
-        value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a finite number "
-            f"{'>= 0' if allow_zero else '> 0'}. Got {value!r} instead."
-        )
-    return float(value)
-
-
-def check_flag(value, name: str, owner: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"The '{name}' parameter of {owner} must be a bool. Got {value!r} "
-                         "instead.")
-    return value
-
-
-def check_choice(value, name: str, owner: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"The '{name}' parameter of {owner} must be one of {allowed}. Got "
-                         f"{value!r} instead.")
-    return value
 
 
 # ----------------------------------------------------------------------------- images
@@ -221,16 +171,3 @@ def make_decoder(net: str, image_shape, hidden: tuple[int, ...], latent: int,
         return _MLPDecoder(image_shape, hidden, latent)
     return _ConvDecoder(image_shape, hidden, channels, latent)
 
-
-def check_channels(channels, owner: str) -> tuple[int, int]:
-    ok = isinstance(channels, list | tuple) and len(channels) == 2 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in channels
-    )
-    if not ok:
-        raise ValueError(f"The 'channels' parameter of {owner} must be two ints >= 1 (the "
-                         f"widths of the two convolutions). Got {channels!r} instead.")
-    return int(channels[0]), int(channels[1])
-
-
-# re-exported for the model modules
-__all__ += ["check_channels", "check_choice", "check_image_shape", "check_int"]

@@ -47,16 +47,18 @@ from torch import nn
 
 from dunno.checkpoints import register_model
 from dunno.errors import NotFittedError
-
-from ._nets import (
-    NETS,
-    check_channels,
+from dunno.validation import (
     check_choice,
+    check_float,
     check_hidden,
     check_image_shape,
     check_int,
+    check_int_sequence,
+)
+
+from ._nets import (
+    NETS,
     check_latent_images,
-    check_positive,
     make_decoder,
     make_encoder,
     mlp,
@@ -108,15 +110,16 @@ class AdversarialAutoencoder(nn.Module):
     ):
         super().__init__()
         owner = "AdversarialAutoencoder"
-        self.image_shape = check_image_shape(image_shape, owner)
-        self.latent_dim = check_int(latent_dim, "latent_dim", owner)
+        self.image_shape = check_image_shape(image_shape, owner, channels=(1, 3))
+        self.latent_dim = check_int(latent_dim, "latent_dim", owner, low=1)
         self.hidden = check_hidden(hidden, owner)
-        self.disc_hidden = check_hidden(disc_hidden, owner)
+        self.disc_hidden = check_hidden(disc_hidden, owner, "disc_hidden")
         self.net = check_choice(net, "net", owner, NETS)
         self.pixels = check_choice(pixels, "pixels", owner, PIXELS)
-        self.channels = check_channels(channels, owner)
+        self.channels = check_int_sequence(channels, "channels", owner, length=2,
+                                           what="the widths of the two convolutions")
         if num_classes is not None:
-            num_classes = check_int(num_classes, "num_classes", owner)
+            num_classes = check_int(num_classes, "num_classes", owner, low=1)
         self.num_classes = num_classes
         if prior is None or (isinstance(prior, dict) and prior.get("name") == "custom"):
             self.prior = None
@@ -157,7 +160,10 @@ class AdversarialAutoencoder(nn.Module):
         p = next(self.parameters())
         return p.device, p.dtype
 
-    def _check(self, x, owner: str) -> torch.Tensor:
+    def check_images(self, x, owner: str = "AdversarialAutoencoder.check_images") -> torch.Tensor:
+        """Validate images ``x (N, C, H, W)`` for this model (shape, finite values, 0/1 for
+        binary pixels, [0, 1] for grey) and return them as floats of the model's dtype;
+        errors name ``owner``."""
         xf = check_latent_images(x, self.image_shape, self.pixels, owner)
         return xf.to(self._device_dtype[1])
 
@@ -181,7 +187,7 @@ class AdversarialAutoencoder(nn.Module):
     # ------------------------------------------------------------------ networks
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Codes ``z = E(x)``, ``(N, L)``."""
-        return self.encoder(self._check(x, "AdversarialAutoencoder.encode"))
+        return self.encoder(self.check_images(x, "AdversarialAutoencoder.encode"))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder logits ``(N, C, H, W)`` for codes ``z (N, L)``."""
@@ -199,7 +205,7 @@ class AdversarialAutoencoder(nn.Module):
     def recon_error(self, x: torch.Tensor) -> torch.Tensor:
         r"""Reconstruction cross-entropy per image, ``(N,)`` nats:
         :math:`\sum_d \mathrm{BCE}(x_d, \sigma(G(E(x)))_d)` (not a likelihood)."""
-        return self._recon_error(self._check(x, "AdversarialAutoencoder.recon_error"))
+        return self._recon_error(self.check_images(x, "AdversarialAutoencoder.recon_error"))
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Mean reconstruction cross-entropy over the batch (nats); the AAE's validation
@@ -222,7 +228,7 @@ class AdversarialAutoencoder(nn.Module):
                      labels: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` codes ``(n, L)`` from the prior, on the model's device (for the
         semi-supervised variant, from the components ``labels``)."""
-        n = check_int(n, "n", "AdversarialAutoencoder.sample_prior")
+        n = check_int(n, "n", "AdversarialAutoencoder.sample_prior", low=1)
         if self.prior is None:
             raise NotFittedError(
                 "This AdversarialAutoencoder has no prior (it was saved with a user-defined "
@@ -251,9 +257,10 @@ class AdversarialAutoencoder(nn.Module):
         the discriminator and ``"gen"`` over the encoder (rate ``reg_lr``, default ``lr``,
         with ``adversarial_betas``). Pass them to :func:`dunno.training.fit`'s ``state`` to
         checkpoint them."""
-        lr = check_positive(lr, "lr", "AdversarialAutoencoder.configure_optimizers")
-        reg_lr = lr if reg_lr is None else check_positive(
-            reg_lr, "reg_lr", "AdversarialAutoencoder.configure_optimizers")
+        owner = "AdversarialAutoencoder.configure_optimizers"
+        lr = check_float(lr, "lr", owner, low=0.0, low_open=True)
+        reg_lr = lr if reg_lr is None else check_float(reg_lr, "reg_lr", owner, low=0.0,
+                                                       low_open=True)
         ae = [*self.encoder.parameters(), *self.decoder.parameters()]
         self.optimizers_ = {
             "recon": torch.optim.Adam(ae, lr=lr),
@@ -276,7 +283,7 @@ class AdversarialAutoencoder(nn.Module):
         """One step of the ``"recon"`` optimiser (encoder + decoder) on the mean
         reconstruction cross-entropy of ``x (N, C, H, W)``; returns it (nats)."""
         opt = self._optimizer("recon")
-        u = self._check(x, "AdversarialAutoencoder.reconstruction_phase")
+        u = self.check_images(x, "AdversarialAutoencoder.reconstruction_phase")
         self.zero_grad(set_to_none=True)
         loss = self._recon_error(u).mean()
         loss.backward()
@@ -289,7 +296,7 @@ class AdversarialAutoencoder(nn.Module):
         """One step of the ``"disc"`` optimiser: prior samples are the real class, the
         (detached) codes of ``x`` the fake one. Returns the discriminator's loss."""
         opt = self._optimizer("disc")
-        u = self._check(x, "AdversarialAutoencoder.discriminator_phase")
+        u = self.check_images(x, "AdversarialAutoencoder.discriminator_phase")
         labels = self._check_labels(labels, u.shape[0], "AdversarialAutoencoder.step")
         with torch.no_grad():
             fake = self.encoder(u)  # (N, L)
@@ -310,7 +317,7 @@ class AdversarialAutoencoder(nn.Module):
         r"""One step of the ``"gen"`` optimiser (encoder only) on the non-saturating loss
         :math:`-\log \sigma(D(E(x)))`; the discriminator's gradients are discarded."""
         opt = self._optimizer("gen")
-        u = self._check(x, "AdversarialAutoencoder.generator_phase")
+        u = self.check_images(x, "AdversarialAutoencoder.generator_phase")
         labels = self._check_labels(labels, u.shape[0], "AdversarialAutoencoder.step")
         if labels is not None:
             labels = labels.to(u.device)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ._nets import check_int, check_positive
+from dunno.validation import check_float, check_int
 
 __all__ = [
     "PRIORS",
@@ -45,8 +45,8 @@ class GaussianPrior:
     conditional = False
 
     def __init__(self, latent_dim: int, scale: float = 1.0):
-        self.latent_dim = check_int(latent_dim, "latent_dim", "GaussianPrior")
-        self.scale = check_positive(scale, "scale", "GaussianPrior")
+        self.latent_dim = check_int(latent_dim, "latent_dim", "GaussianPrior", low=1)
+        self.scale = check_float(scale, "scale", "GaussianPrior", low=0.0, low_open=True)
         self.config = {"name": "gaussian", "scale": self.scale}
 
     def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -62,7 +62,7 @@ class UniformPrior:
     conditional = False
 
     def __init__(self, latent_dim: int, low: float = -1.0, high: float = 1.0):
-        self.latent_dim = check_int(latent_dim, "latent_dim", "UniformPrior")
+        self.latent_dim = check_int(latent_dim, "latent_dim", "UniformPrior", low=1)
         if not (isinstance(low, int | float) and isinstance(high, int | float)
                 and math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"The 'low' and 'high' parameters of UniformPrior must be finite "
@@ -91,10 +91,10 @@ class GaussianMixturePrior:
 
     def __init__(self, latent_dim: int, components: int = 10, radius: float = 4.0,
                  scale: float = 0.5):
-        self.latent_dim = check_int(latent_dim, "latent_dim", "GaussianMixturePrior")
-        self.components = check_int(components, "components", "GaussianMixturePrior")
-        self.radius = check_positive(radius, "radius", "GaussianMixturePrior", allow_zero=True)
-        self.scale = check_positive(scale, "scale", "GaussianMixturePrior")
+        self.latent_dim = check_int(latent_dim, "latent_dim", "GaussianMixturePrior", low=1)
+        self.components = check_int(components, "components", "GaussianMixturePrior", low=1)
+        self.radius = check_float(radius, "radius", "GaussianMixturePrior", low=0.0)
+        self.scale = check_float(scale, "scale", "GaussianMixturePrior", low=0.0, low_open=True)
         angle = 2 * math.pi * torch.arange(self.components, dtype=torch.float64) \
             / self.components
         means = torch.zeros(self.components, self.latent_dim, dtype=torch.float64)  # (M, L)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ._nets import check_int, check_positive
+from dunno.validation import check_float, check_int
 
 __all__ = ["latent_traversal", "plot_traversal"]
 
@@ -50,8 +50,8 @@ def latent_traversal(
         images per dimension (row-major, for an image grid with ``ncols=steps``).
     """
     L = model.latent_dim
-    steps = check_int(steps, "steps", "latent_traversal")
-    span = check_positive(span, "span", "latent_traversal")
+    steps = check_int(steps, "steps", "latent_traversal", low=1)
+    span = check_float(span, "span", "latent_traversal", low=0.0, low_open=True)
     if dims is None:
         dims = list(range(min(L, 10)))
     dims = [int(d) for d in dims]
@@ -86,7 +86,7 @@ def plot_traversal(grid: torch.Tensor, steps: int, path: str | Path | None = Non
     matplotlib ``Figure`` (matplotlib is imported here, lazily)."""
     from matplotlib.figure import Figure
 
-    steps = check_int(steps, "steps", "plot_traversal")
+    steps = check_int(steps, "steps", "plot_traversal", low=1)
     if not isinstance(grid, torch.Tensor) or grid.dim() != 4 or grid.shape[0] % steps:
         raise ValueError("The 'grid' argument of plot_traversal must be (rows * steps, C, H, "
                          "W) images, as returned by latent_traversal.")

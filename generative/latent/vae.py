@@ -84,14 +84,16 @@ from torch import nn
 
 from dunno.checkpoints import register_model
 from dunno.errors import CheckpointError
-
-from ._nets import (
-    NETS,
-    check_channels,
+from dunno.validation import (
     check_choice,
     check_hidden,
     check_image_shape,
     check_int,
+    check_int_sequence,
+)
+
+from ._nets import (
+    NETS,
     check_latent_images,
     make_decoder,
     make_encoder,
@@ -143,15 +145,16 @@ class VAE(nn.Module):
         channels=(32, 64),
     ):
         super().__init__()
-        self.image_shape = check_image_shape(image_shape, "VAE")
-        self.latent_dim = check_int(latent_dim, "latent_dim", "VAE")
+        self.image_shape = check_image_shape(image_shape, "VAE", channels=(1, 3))
+        self.latent_dim = check_int(latent_dim, "latent_dim", "VAE", low=1)
         self.hidden = check_hidden(hidden, "VAE")
         self.net = check_choice(net, "net", "VAE", NETS)
         self.likelihood = check_choice(likelihood, "likelihood", "VAE", LIKELIHOODS)
         self.objective = check_choice(objective, "objective", "VAE", OBJECTIVES)
-        self.particles = check_int(particles, "particles", "VAE")
-        self.warmup_steps = check_int(warmup_steps, "warmup_steps", "VAE", minimum=0)
-        self.channels = check_channels(channels, "VAE")
+        self.particles = check_int(particles, "particles", "VAE", low=1)
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", "VAE", low=0)
+        self.channels = check_int_sequence(channels, "channels", "VAE", length=2,
+                                           what="the widths of the two convolutions")
         L = self.latent_dim
         self.encoder = make_encoder(net, self.image_shape, self.hidden, 2 * L, self.channels)
         self.decoder = make_decoder(net, self.image_shape, self.hidden, L, self.channels)
@@ -190,7 +193,10 @@ class VAE(nn.Module):
         """``"binary"`` for the Bernoulli likelihood, ``"grey"`` (values in [0, 1]) else."""
         return "binary" if self.likelihood == "bernoulli" else "grey"
 
-    def _check(self, x, owner: str) -> torch.Tensor:
+    def check_images(self, x, owner: str = "VAE.check_images") -> torch.Tensor:
+        """Validate images ``x (N, C, H, W)`` for this model (shape, finite values, 0/1 for
+        binary pixels, [0, 1] for grey) and return them as floats of the model's dtype;
+        errors name ``owner``."""
         xf = check_latent_images(x, self.image_shape, self.pixels, owner)
         return xf.to(self.prior_loc.dtype)
 
@@ -209,7 +215,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Posterior parameters :math:`(\mu(x), \sigma(x))`, each ``(N, L)``."""
-        return self._encode(self._check(x, "VAE.encode"))
+        return self._encode(self.check_images(x, "VAE.encode"))
 
     def _decode_flat(self, z: torch.Tensor) -> torch.Tensor:
         """Logits ``(..., D)`` for codes ``z (..., L)`` with any leading dimensions."""
@@ -283,8 +289,8 @@ class VAE(nn.Module):
         nats, differentiable (the training objective for ``objective="iwae"``; KL warm-up's
         :math:`\beta` applies). :math:`K` = ``num_samples`` (default ``particles``)."""
         k = self.particles if num_samples is None else check_int(
-            num_samples, "num_samples", "VAE.iwae_bound")
-        u = self._check(x, "VAE.iwae_bound")
+            num_samples, "num_samples", "VAE.iwae_bound", low=1)
+        u = self.check_images(x, "VAE.iwae_bound")
         return self._iwae(u, k)
 
     def _iwae(self, u: torch.Tensor, k: int) -> torch.Tensor:
@@ -297,7 +303,7 @@ class VAE(nn.Module):
         """Training loss: the mean over the batch of the negative training objective (ELBO
         or IWAE bound, nats), a differentiable scalar. In train mode each call advances the
         KL warm-up clock by one step."""
-        u = self._check(x, "VAE.loss")
+        u = self.check_images(x, "VAE.loss")
         if self.objective == "iwae":
             loss = -self._iwae(u, self.particles).mean()
         else:
@@ -332,10 +338,10 @@ class VAE(nn.Module):
         as many as keep a ``(chunk, N, D)`` tensor under 4M elements); the answer is the same
         for every chunk size given the same ``generator`` state.
         """
-        k = check_int(num_samples, "num_samples", "VAE.log_prob")
+        k = check_int(num_samples, "num_samples", "VAE.log_prob", low=1)
         if chunk_size is not None:
-            chunk_size = check_int(chunk_size, "chunk_size", "VAE.log_prob")
-        u = self._check(x, "VAE.log_prob")
+            chunk_size = check_int(chunk_size, "chunk_size", "VAE.log_prob", low=1)
+        u = self.check_images(x, "VAE.log_prob")
         n = u.shape[0]
         if chunk_size is None:
             chunk_size = max(1, min(k, _CHUNK_ELEMENTS // max(1, n * self.num_dims)))
@@ -362,8 +368,8 @@ class VAE(nn.Module):
         \log \sigma_l^2)`), the reconstruction term averaged over :math:`K` =
         ``num_samples`` draws :math:`z_k = \mu + \sigma \epsilon_k`.
         """
-        k = check_int(num_samples, "num_samples", "VAE.elbo")
-        u = self._check(x, "VAE.elbo")
+        k = check_int(num_samples, "num_samples", "VAE.elbo", low=1)
+        u = self.check_images(x, "VAE.elbo")
         loc, scale = self._encode(u)
         eps = self._noise(k, u.shape[0], generator, loc)  # (K, N, L)
         recon = self._log_px(self._decode_flat(loc + scale * eps), u.flatten(1)).mean(0)
@@ -384,7 +390,7 @@ class VAE(nn.Module):
         ``x ~ p(x | z)`` (0/1 values for the Bernoulli likelihood, [0, 1] values for the
         continuous Bernoulli); ``mean=True`` returns :math:`\\mathbb{E}[x \\mid z]` instead
         of a draw (smoother pictures)."""
-        n = check_int(n, "n", "VAE.sample")
+        n = check_int(n, "n", "VAE.sample", low=1)
         p = self.prior_loc
         eps = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype).to(p.device)
         logits = self._decode_flat(self.prior_loc + self.prior_scale * eps)  # (n, D)

@@ -1,12 +1,126 @@
-"""The `dunno` command: datasets, train, demo, and errors without tracebacks."""
+"""The `dunno` command: one shape for every command (add_parser + run, defaults in --help,
+--version, exit statuses), datasets, train, demo, uci, and errors without tracebacks."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import importlib.util
 import json
+import os
 import subprocess
 import sys
+from importlib.metadata import version
 
-from dunno.cli import main
+import pytest
+
+from dunno.cli import COMMANDS, build_parser, main
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every subparser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _parsers(sub)
+
+
+def test_every_command_module_has_add_parser_and_run():
+    for name in COMMANDS:
+        module = importlib.import_module(f"dunno.cli.{name}")
+        assert callable(module.add_parser) and callable(module.run), name
+        assert module.__all__ == ["add_parser", "run"], name
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    assert tuple(commands.choices) == COMMANDS
+    # the command modules are the only entry points: no runner parses these options again
+    assert importlib.util.find_spec("evaluation.benchmarks.uci") is None
+
+
+def test_every_option_of_every_parser_shows_its_default():
+    checked = 0
+    for parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if (not action.option_strings or action.required or action.help == argparse.SUPPRESS
+                    or action.default in (None, argparse.SUPPRESS)):
+                continue
+            formatter = parser.formatter_class(prog=parser.prog)
+            formatter.add_argument(action)
+            text = formatter.format_help()
+            assert "(default:" in text, f"{parser.prog} {action.option_strings[0]}: {text}"
+            assert text.count("(default:") == 1, text
+            checked += 1
+    assert checked > 50
+
+
+def test_help_of_a_subcommand_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "classifier", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--epochs EPOCHS" in out and "(default: 20)" in out and "(default: lenet5)" in out
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dunno {version('dunno')}"
+
+
+def test_a_group_without_its_subcommand_prints_usage_and_exits_2(capsys):
+    assert main(["train"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("usage: dunno train") and "classifier" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("argv", [["nosuchcommand"], [], ["train", "nosuchthing"],
+                                  ["datasets", "--no-such-flag"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "usage: dunno" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["datasets", "--download", "cifar10"],
+    ["uci", "--method", "mdn", "--threads", "0"],
+    ["uci", "--method", "mdn", "--dataset", "nosuchset", "--splits", "1"],
+])
+def test_user_errors_are_one_line_with_exit_2(argv, capsys, tmp_path):
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"dunno {argv[0]}: error: ") and "Traceback" not in err
+
+
+def test_a_file_where_a_directory_is_expected_names_the_path(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["datasets", "--data-dir", str(tmp_path), "--json",
+                 str(blocker / "d.json")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("dunno datasets: error: ") and str(blocker) in err
+
+
+def test_permission_denied_names_the_path(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import dunno.reporting
+
+    target = tmp_path / "locked" / "d.json"
+
+    def refuse(obj, path):  # what the OS answers where the user may not write
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(dunno.reporting, "write_json", refuse)
+    assert main(["datasets", "--data-dir", str(tmp_path), "--json", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"dunno datasets: error: cannot use '{target}': Permission denied\n"
 
 
 def test_datasets_lists_and_verifies(data_dir, capsys, tmp_path):
@@ -103,7 +217,7 @@ def test_ood_command(tmp_path, capsys):
     assert "digits:classes=5-9" in json.dumps(rows)
 
 
-def test_density_and_uci_commands(tmp_path, capsys, data_dir):
+def test_density_commands(tmp_path, capsys):
     out = tmp_path / "nade"
     assert main(["density", "train", "nade", "--data", "digits", "--binarize", "fixed",
                  "--epochs", "1", "--out", str(out), "--device", "cpu",
@@ -112,6 +226,20 @@ def test_density_and_uci_commands(tmp_path, capsys, data_dir):
     assert main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data", "digits",
                  "--binarize", "fixed", "--out", str(tmp_path / "score"), "--device", "cpu"]) == 0
     assert "bits" in capsys.readouterr().out.lower()
+
+
+def test_uci_command_prints_and_writes_tables(tmp_path, capsys, data_dir):
     assert main(["uci", "--method", "mc-dropout", "--dataset", "yacht", "--splits", "1",
                  "--quick", "--data-dir", str(data_dir)]) == 0
     assert "Yacht" in capsys.readouterr().out
+    assert main(["uci", "--method", "mdn", "--dataset", "yacht", "--splits", "2", "--quick",
+                 "--data-dir", str(data_dir), "--out", str(tmp_path),
+                 "--param", "num_components=3"]) == 0
+    printed = capsys.readouterr().out
+    assert "vs mc-dropout" in printed and "vs ensemble" in printed  # compared with both
+    assert (tmp_path / "uci_mdn.csv").read_text().startswith("dataset,n_splits,rmse")
+    saved = json.loads((tmp_path / "uci_mdn.json").read_text())
+    assert saved["anchors"] == ["mc-dropout", "ensemble"]
+    assert len(saved["splits"]["yacht"]["test_ll"]) == 2
+    assert saved["params"]["yacht"]["num_components"] == 3
+    assert "| Yacht |" in (tmp_path / "uci_mdn.md").read_text()

@@ -373,5 +373,6 @@ def test_loader_covers_everything_once_and_repeats_with_seed():
     again = torch.cat([y for _, y in make_loader(ds, 64, shuffle=True, seed=3)])
     assert torch.equal(seen, again)  # same seed, same first epoch
     assert not torch.equal(seen, torch.cat([y for _, y in loader]))  # a new epoch reshuffles
-    with pytest.raises(ValueError, match="'batch_size' parameter must be an int >= 1"):
+    with pytest.raises(ValueError, match="'batch_size' parameter of make_loader must be an int "
+                                         ">= 1. Got 0 instead."):
         make_loader(ds, 0)

@@ -429,7 +429,7 @@ def test_unknown_option_names_the_option_and_the_accepted_ones():
         ("resnet", {"depth": 7}, "'depth' parameter of ResNet"),
         ("resnet", {"depth": True}, "'depth' parameter of ResNet must be an int"),
         ("resnet", {"spectral_bn": "yes"}, "'spectral_bn' parameter of ResNet must be a bool"),
-        ("lenet5", {"dropout": 1.0}, r"'dropout' parameter of LeNet5 must be a float in \[0.0"),
+        ("lenet5", {"dropout": 1.0}, r"'dropout' parameter of LeNet5 must be a float in \[0, 1\)"),
         ("vgg", {"input_size": 0}, "'input_size' parameter of VGG"),
         ("vgg", {"widths": []}, "'widths' parameter of VGG"),
         ("densenet", {"depth": 41}, "'depth' parameter of DenseNet must be 6n \\+ 4"),

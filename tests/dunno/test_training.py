@@ -165,3 +165,62 @@ def test_training_state_file_lives_in_out_or_in_a_removed_temporary_directory(tm
         assert path.parent.name.startswith("dunno-test-") and path.parent.is_dir()
         path.write_bytes(b"x")
     assert not path.parent.exists()
+
+
+class _FakeClock:
+    """A clock that only moves when a step says so: each step takes one 'second'."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _timed_setup(clock):
+    model, opt, loader = _setup()  # 1258 digits, batches of 128: 10 batches per epoch
+    train = classifier_step(model, opt)
+
+    def step(batch):
+        clock.now += 1.0
+        return train(batch)
+
+    return model, opt, loader, step
+
+
+def test_time_budget_stops_between_steps_and_resume_continues_it(tmp_path):
+    clock = _FakeClock()
+    model, opt, loader, step = _timed_setup(clock)
+    history = fit(step, loader, epochs=5, state={"model": model, "optimizer": opt},
+                  max_seconds=2.5, clock=clock, checkpoint_path=tmp_path / "state.pt")
+    # steps at 0, 1 and 2 seconds; at 3 >= 2.5 no new step starts
+    assert history.steps == 3 and history.train_seconds == 3.0
+    assert len(history.epochs) == 1 and history.stopped_for_budget
+    assert history.examples == 3 * 128 and history.epochs[0]["examples"] == 384.0
+    assert history.as_dict()["stopped_for_budget"] is True
+    # the same budget again: nothing left to do
+    clock2 = _FakeClock()
+    model2, opt2, loader2, step2 = _timed_setup(clock2)
+    again = fit(step2, loader2, epochs=5, state={"model": model2, "optimizer": opt2},
+                max_seconds=2.5, clock=clock2, checkpoint_path=tmp_path / "state.pt",
+                resume=True)
+    assert again.steps == 3 and len(again.epochs) == 1 and again.stopped_for_budget
+    # a larger budget continues with the next epoch: 3 more steps (at 3, 4 and 5 seconds)
+    more = fit(step2, loader2, epochs=5, state={"model": model2, "optimizer": opt2},
+               max_seconds=5.5, clock=clock2, checkpoint_path=tmp_path / "state.pt",
+               resume=True)
+    assert more.steps == 6 and more.train_seconds == 6.0 and more.stopped_for_budget
+    assert [int(e["epoch"]) for e in more.epochs] == [1, 2]
+    assert [e["train_seconds"] for e in more.epochs] == [3.0, 6.0]
+
+
+def test_an_epoch_that_ends_on_the_budget_is_the_last():
+    clock = _FakeClock()
+    model, opt, loader, step = _timed_setup(clock)
+    history = fit(step, loader, epochs=3, state={"model": model, "optimizer": opt},
+                  max_seconds=10, clock=clock)
+    assert history.steps == 10 and len(history.epochs) == 1 and history.stopped_for_budget
+    unbounded = fit(step, loader, epochs=2, state={"model": model, "optimizer": opt})
+    assert unbounded.steps == 20 and not unbounded.stopped_for_budget
+    with pytest.raises(ValueError, match="'max_seconds' parameter must be None or a number"):
+        fit(step, loader, epochs=1, max_seconds=0)

@@ -23,7 +23,7 @@ from evaluation.metrics import (
     over_under_confidence,
     reliability_table,
 )
-from evaluation.metrics.calibration import _bin_index
+from evaluation.metrics._binning import _bin_index
 
 
 def _binary(confidences, correct):
@@ -322,7 +322,7 @@ def test_calibration_metrics_equal_the_individual_functions():
 
 
 def test_results_do_not_depend_on_the_chunk_size(monkeypatch):
-    import evaluation.metrics.calibration as cal
+    import evaluation.metrics._binning as binning
 
     probs, labels = _random_case(12, n=500, c=4)
     before = {b: calibration_metrics(probs, labels) | {
@@ -330,8 +330,8 @@ def test_results_do_not_depend_on_the_chunk_size(monkeypatch):
         for b in ("equal_width", "equal_mass")}
     logits = np.log(probs)
     nll_before = nll_from_logits(logits, labels)
-    monkeypatch.setattr(cal, "_TOP_CHUNK_ROWS", 7)
-    monkeypatch.setattr(cal, "_CHUNK_ELEMENTS", 12)
+    monkeypatch.setattr(binning, "_TOP_CHUNK_ROWS", 7)
+    monkeypatch.setattr(binning, "_CHUNK_ELEMENTS", 12)
     for b, ref in before.items():
         after = calibration_metrics(probs, labels) | {
             "ece_binned": expected_calibration_error(probs, labels, binning=b)}

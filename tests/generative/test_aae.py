@@ -4,14 +4,16 @@ rebuild the model and its built-in prior, and bad input is refused."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from dunno.checkpoints import load_model, save_checkpoint
+from dunno.cli import main as cli_main
 from dunno.errors import NotFittedError
 from dunno.training import fit
-from evaluation.benchmarks.density import main as density_main
-from evaluation.benchmarks.density import train_density
+from generative import train_density
 from generative.latent import (
     AdversarialAutoencoder,
     GaussianMixturePrior,
@@ -169,18 +171,22 @@ def test_bad_input_raises_clear_errors():
     assert grey.recon_error(torch.rand(3, 1, 4, 4)).shape == (3,)
 
 
-def test_density_runner_trains_and_samples_an_aae(tmp_path, capsys):
+def test_density_training_trains_and_samples_an_aae(tmp_path, capsys):
     out = tmp_path / "aae"
     model, history = train_density(
-        "aae", "digits", 2, out=out, quiet=False, lr=3e-3,
+        "aae", "digits", 2, out=out, quiet=True, lr=3e-3,
         options={"latent_dim": 2, "hidden": [32], "disc_hidden": [16], "prior": "mixture",
                  "num_classes": 10})
     assert isinstance(model, AdversarialAutoencoder)
-    assert "reconstruction cross-entropy" in capsys.readouterr().out
     assert {"recon_loss", "d_loss", "g_loss", "val_loss"} <= set(history.epochs[-1])
     assert history.metrics["test_recon_nats"] > 0
-    _, summary = density_main(["score", "--checkpoint", str(out / "model.pt"), "--data",
-                               "digits", "--binarize", "fixed"])
+    assert cli_main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data",
+                     "digits", "--binarize", "fixed", "--out", str(tmp_path / "score")]) == 0
+    summary = json.loads((tmp_path / "score" / "score.json").read_text())
     assert summary["recon_nats"] == pytest.approx(history.metrics["test_recon_nats"])
-    samples = density_main(["sample", "--checkpoint", str(out / "model.pt"), "-n", "4"])
-    assert samples.shape == (4, 1, 8, 8)
+    assert cli_main(["density", "sample", "--checkpoint", str(out / "model.pt"), "-n", "4"]) == 0
+    assert (out / "samples.png").is_file()
+    assert cli_main(["density", "train", "aae", "--data", "digits", "--epochs", "1",
+                     "--option", "latent_dim=2", "--option", "hidden=[16]",
+                     "--option", "disc_hidden=[8]", "--out", str(tmp_path / "cli")]) == 0
+    assert "reconstruction cross-entropy" in capsys.readouterr().out

@@ -140,7 +140,7 @@ def test_checkpoint_round_trip(name, tmp_path):
 
 def test_checkpoint_for_another_architecture_is_refused(tmp_path):
     from dunno.checkpoints import atomic_save, load_checkpoint
-    from evaluation.benchmarks.gan import load_gan
+    from generative import load_gan
 
     dcgan = MODELS["dcgan"]()
     path = save_checkpoint(tmp_path / "dcgan.pt", dcgan, arch=dcgan.arch, config=dcgan.config)
@@ -225,41 +225,59 @@ def test_bad_parameters_and_data():
         model.step(torch.full((4, 1, 8, 8), float("nan")))
 
 
-# ----------------------------------------------------------------------------- runner and CLI
-def test_runner_trains_resumes_exactly_and_evaluates(tmp_path):
-    from evaluation.benchmarks.gan import evaluate_gan, load_gan, train_gan
+# ----------------------------------------------------------------------------- training and CLI
+def test_training_resumes_exactly_and_evaluates(tmp_path):
+    from generative import evaluate_gan, load_gan, train_gan
 
     kwargs = dict(options={"latent_dim": 4, "hidden": [16, 16]}, batch_size=50, quiet=True)
     data = "ring-of-gaussians:n=500"
-    full, hist = train_gan("gan", data, 2, out=tmp_path / "full", **kwargs)
+    seen = []
+    full, hist = train_gan("gan", data, 2, out=tmp_path / "full",
+                           on_epoch_end=lambda model, epoch, record: seen.append(epoch),
+                           **kwargs)
     assert {"modes_covered", "high_quality", "minutes"} <= set(hist.epochs[-1])
-    assert (tmp_path / "full" / "samples" / "epoch_002.png").is_file()
+    assert seen == [1, 2] and hist.steps == 20 and not hist.stopped_for_budget
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["model.pt",
+                                                                      "training_state.pt"]
     train_gan("gan", data, 1, out=tmp_path / "part", **kwargs)
     resumed, _ = train_gan("gan", data, 2, out=tmp_path / "part", resume=True, **kwargs)
     assert _same(_snapshot(full), _snapshot(resumed))
-    report = evaluate_gan(load_gan(tmp_path / "full" / "model.pt"), data="ring-of-gaussians")
-    assert report["num_samples"] == 2500 and 0 <= report["modes_covered"] <= 8
+    result = evaluate_gan(load_gan(tmp_path / "full" / "model.pt"), data="ring-of-gaussians")
+    assert result.report["num_samples"] == 2500 and 0 <= result.report["modes_covered"] <= 8
+    assert result.samples.shape == (2500, 2)
 
 
-def test_runner_infogan_grids_and_image_evaluation(tmp_path):
+def test_time_budget_ends_gan_training_after_one_step():
+    from generative import train_gan
+
+    _, hist = train_gan("gan", "ring-of-gaussians:n=500", 50, max_minutes=1e-9, batch_size=50,
+                        options={"latent_dim": 4, "hidden": [8]}, quiet=True)
+    assert len(hist.epochs) == 1 and hist.steps == 1 and hist.stopped_for_budget
+    assert hist.metrics["budget_exhausted"] and hist.metrics["steps"] == 1
+
+
+def test_infogan_grids_and_image_evaluation(tmp_path):
     from dunno import nets
-    from evaluation.benchmarks.gan import evaluate_gan, train_gan
+    from generative import evaluate_gan, train_gan
+    from generative.plots import EpochSamplePlots
 
     options = {"noise_dim": 4, "categorical": 3, "continuous": 1, "width": 4, "hidden": 8}
     model, hist = train_gan("infogan", "digits", 1, out=tmp_path, options=options,
-                            batch_size=64, train_size=256, grid=9, quiet=True)
+                            batch_size=64, train_size=256, quiet=True,
+                            on_epoch_end=EpochSamplePlots(tmp_path / "samples", grid=9))
+    assert (tmp_path / "samples" / "epoch_001.png").is_file()
     assert (tmp_path / "samples" / "epoch_001_c1.png").is_file()
-    assert (tmp_path / "losses.png").is_file() and (tmp_path / "model.pt").is_file()
+    assert (tmp_path / "model.pt").is_file()
     assert "q_loss" in hist.epochs[-1]
     classifier = nets.create("lenet5", 1, 10, input_size=8).eval()  # untrained is enough here
-    report = evaluate_gan(tmp_path / "model.pt", classifier=classifier, data="digits",
-                          num_samples=60, out=tmp_path / "eval")
+    result = evaluate_gan(tmp_path / "model.pt", classifier=classifier, data="digits",
+                          num_samples=60)
+    report = result.report
     generated, floor = report["rows"][0], report["rows"][-1]
-    assert generated["n"] == floor["n"] == 60
+    assert generated["n"] == floor["n"] == 60 and result.samples.shape == (60, 1, 8, 8)
     assert 1.0 <= generated["classifier_score"] <= 10.0
     assert 0.0 <= report["code_accuracy"] <= 1.0
     assert "classifier-based" in report["note"]
-    assert (tmp_path / "eval" / "eval.json").is_file()
 
 
 def test_cli_train_and_eval(tmp_path, capsys):
@@ -269,8 +287,14 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert main(["gan", "train", "gan", "--data", "ring-of-gaussians:n=300", "--epochs", "1",
                  "--batch-size", "50", "--out", str(out), "--quiet",
                  "--option", "latent_dim=4"]) == 0
-    assert main(["gan", "eval", "--checkpoint", str(out / "model.pt"), "-n", "200"]) == 0
+    for name in ("model.pt", "training_state.pt", "history.json", "history.csv",
+                 "summary.json", "losses.png", "samples.png", "samples/epoch_001.png"):
+        assert (out / name).is_file(), name
+    assert main(["gan", "eval", "--checkpoint", str(out / "model.pt"), "-n", "200",
+                 "--out", str(tmp_path / "eval")]) == 0
     assert "modes covered" in capsys.readouterr().out
+    assert (tmp_path / "eval" / "eval.json").is_file()
+    assert (tmp_path / "eval" / "eval_samples.png").is_file()
     # a checkpoint that is not a GAN: a clean error, exit status 2
     from dunno import nets
 

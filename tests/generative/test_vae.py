@@ -5,6 +5,7 @@ and the errors a user meets."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -17,10 +18,10 @@ from scipy import stats
 from torch import nn
 
 from dunno.checkpoints import load_checkpoint, load_model, save_checkpoint
+from dunno.cli import main as cli_main
 from dunno.errors import CheckpointError
 from dunno.training import fit
-from evaluation.benchmarks.density import main as density_main
-from evaluation.benchmarks.density import score_density, train_density
+from generative import score_density, train_density
 from generative.latent import VAE, latent_traversal, plot_traversal
 
 pytestmark = pytest.mark.one_thread
@@ -68,7 +69,7 @@ class _LinearGaussianVAE(VAE):
         cov = torch.linalg.inv(torch.eye(latent, dtype=W.dtype) + W.T @ W / s**2)
         self.post_cov, self.W, self.b = cov, W, b
 
-    def _check(self, x, owner):  # real-valued data
+    def check_images(self, x, owner="test"):  # real-valued data
         return x
 
     def _encode(self, u):
@@ -301,8 +302,8 @@ def test_bad_input_and_parameters_raise_clear_errors():
         VAE((1, 4, 4), particles=0)
 
 
-# ------------------------------------------------------------------ the density runner
-def test_density_runner_trains_scores_and_samples_a_vae(tmp_path, capsys):
+# ------------------------------------------------------------------ density training
+def test_density_training_trains_scores_and_samples_a_vae(tmp_path, capsys):
     out = tmp_path / "vae"
     model, history = train_density(
         "vae", "digits", 2, out=out, quiet=True, lr=3e-3, samples_k=20, val_samples_k=5,
@@ -312,15 +313,17 @@ def test_density_runner_trains_scores_and_samples_a_vae(tmp_path, capsys):
     assert m["test_n"] == 50 and 0 < m["test_nll_nats"] < 64 * math.log(2)
     assert "IWAE estimate, 20 samples" in m["log_prob"]
     assert load_checkpoint(out / "model.pt").arch == "generative/vae"
-    nll, summary = density_main(["score", "--checkpoint", str(out / "model.pt"), "--data",
-                                 "digits", "--binarize", "fixed", "--samples-k", "20",
-                                 "--size", "50"])
+    assert cli_main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data",
+                     "digits", "--binarize", "fixed", "--samples-k", "20", "--size", "50",
+                     "--out", str(tmp_path / "score")]) == 0
+    summary = json.loads((tmp_path / "score" / "score.json").read_text())
+    nll = np.load(tmp_path / "score" / "scores.npy")
     assert summary["samples_k"] == 20 and nll.shape == (50,)
     assert summary["nll_nats"] == pytest.approx(m["test_nll_nats"], rel=1e-6)
     _, full = score_density(model, "digits", binarize="fixed", samples_k=3)
     assert full["n"] == 360
-    samples = density_main(["sample", "--checkpoint", str(out / "model.pt"), "-n", "4"])
-    assert samples.shape == (4, 1, 8, 8) and (out / "samples.png").is_file()
+    assert cli_main(["density", "sample", "--checkpoint", str(out / "model.pt"), "-n", "4"]) == 0
+    assert (out / "samples.png").is_file()
 
 
 def test_bench_vae_smoke_times_both_loops():

@@ -418,9 +418,12 @@ def test_runner_on_digits_writes_the_table_json_and_figures(overconfident_digits
                                                              tmp_path, capsys):
     import json
 
-    from evaluation.benchmarks.calibration import run_calibration
+    from evaluation.benchmarks.calibration import write_calibration_report
+    from uncertainty.calibration import run_calibration
 
-    result = run_calibration(overconfident_digits_model, "digits", "all", out=tmp_path)
+    result = run_calibration(overconfident_digits_model, "digits", "all")
+    files = write_calibration_report(result, tmp_path)
+    assert files[0] == tmp_path / "calibration.json" and set(files) == set(tmp_path.iterdir())
     rows = {r["method"]: r for r in result.rows()}
     assert list(rows) == ["uncalibrated", "temperature", "vector", "matrix", "histogram",
                           "isotonic"]
@@ -428,10 +431,11 @@ def test_runner_on_digits_writes_the_table_json_and_figures(overconfident_digits
     assert result.fitted["temperature"]["temperature_"] > 1.5  # it was made over-confident
     assert result.calibration_nll["temperature"] < result.calibration_nll["uncalibrated"]
     assert rows["temperature"]["nll"] < rows["uncalibrated"]["nll"]
-    assert "temperature" in capsys.readouterr().out
+    assert "fitted temperature T" in result.summary() and capsys.readouterr().out == ""
     saved = json.loads((tmp_path / "calibration.json").read_text())
     assert saved["calibration_size"] == 180 and saved["test_size"] == 360
     assert saved["after"]["temperature"]["ece"] == pytest.approx(rows["temperature"]["ece"])
+    assert saved["files"] == [str(p) for p in files]
     for name in rows:
         if name != "uncalibrated":
             assert (tmp_path / f"reliability_{name}.png").stat().st_size > 1000
@@ -440,23 +444,22 @@ def test_runner_on_digits_writes_the_table_json_and_figures(overconfident_digits
 
 
 def test_runner_subsets_and_rejects_bad_arguments(overconfident_digits_model):
-    from evaluation.benchmarks.calibration import run_calibration
+    from uncertainty.calibration import run_calibration
 
     model = overconfident_digits_model
     small = run_calibration(model, "digits", "temperature,histogram", calibration_size=100,
-                            seed=3, quiet=True)
+                            seed=3)
     assert small.calibration_size == 100 and list(small.after) == ["temperature", "histogram"]
-    again = run_calibration(model, "digits", ["temperature"], calibration_size=100, seed=3,
-                            quiet=True)
+    again = run_calibration(model, "digits", ["temperature"], calibration_size=100, seed=3)
     assert again.after["temperature"] == small.after["temperature"]  # seeded
     with pytest.raises(ValueError, match="larger than the 'val' split"):
-        run_calibration(model, "digits", calibration_size=5000, quiet=True)
+        run_calibration(model, "digits", calibration_size=5000)
     with pytest.raises(ValueError, match="Unknown calibration method 'nope'"):
-        run_calibration(model, "digits", "nope", quiet=True)
+        run_calibration(model, "digits", "nope")
     with pytest.raises(ValueError, match="binary classifiers"):
-        run_calibration(model, "digits", "platt", quiet=True)
+        run_calibration(model, "digits", "platt")
     with pytest.raises(ValueError, match="calibration_split"):
-        run_calibration(model, "digits", calibration_split="test", quiet=True)
+        run_calibration(model, "digits", calibration_split="test")
 
 
 def test_example_runs_with_smoke(tmp_path):

@@ -652,7 +652,7 @@ def test_register_detector_extension_point():
         with pytest.raises(ValueError, match="already registered"):
             register_detector(type("Other", (Constant,), {}))
     finally:
-        DETECTORS.pop("constant-test", None)
+        DETECTORS.unregister("constant-test")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -661,7 +661,7 @@ def test_detectors_run_on_cuda(name, toy):
     model, (x, y), x_test, ood_test = toy
     model = ToyNet().cuda().eval()
     det = _make(name, model)
-    if "device" in type(det)._param_names():
+    if "device" in type(det).param_names():
         det.device = "cuda"
     det.fit(_loader(x, y))
     s_in, s_out = det.score(x_test.cuda()), det.score(ood_test.cuda())

@@ -109,3 +109,57 @@ def test_bad_input():
         DeepEnsembleRegressor().predict(x)
     with pytest.raises(ValueError, match="2 \\* O"):
         DeepEnsemble(lambda: nn.Linear(2, 1), 2, epochs=1).fit(x, y)
+
+
+# --------------------------------------------------------------------------- one mixture module
+def test_classification_ensemble_is_the_ensemble_module(tmp_path):
+    """DeepEnsemble(task="classification") and dunno.ensemble.EnsembleClassifier are one
+    concept: to_module() gives the module whose softmax is predict_proba (and predict's
+    probs), and the module round-trips through dunno.checkpoints."""
+    from dunno import nets
+    from dunno.checkpoints import load_model, save_checkpoint
+    from dunno.ensemble import EnsembleClassifier, mixture_log_probs
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(48, 1, 8, 8, generator=g)
+    labels = torch.arange(48) % 3
+    est = DeepEnsemble(lambda: nets.create("lenet5", 1, 3, input_size=8), 2,
+                       task="classification", epochs=1, batch_size=16).fit(x, labels)
+    module = est.to_module()
+    assert isinstance(module, EnsembleClassifier) and module.num_members == 2
+    assert not module.training
+    xt = torch.rand(10, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        log_probs = module(xt)  # (N, C) float32
+    probs = est.predict_proba(xt)  # (N, C) float64
+    assert probs.dtype == torch.float64 and probs.shape == (10, 3)
+    torch.testing.assert_close(log_probs.softmax(-1).double(), probs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(log_probs.exp().double(), probs, rtol=0, atol=1e-6)
+    pred = est.predict(xt)
+    torch.testing.assert_close(pred.probs, probs, rtol=0, atol=1e-12)
+    torch.testing.assert_close(pred.samples, torch.softmax(est.predict_members(xt).double(), -1))
+    # the members' own logits agree, and the mixture is the one formula
+    with torch.no_grad():
+        torch.testing.assert_close(module.member_logits(xt), est.predict_members(xt),
+                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(mixture_log_probs(module.member_logits(xt)), log_probs)
+    # copies: training the module does not change the estimator
+    assert all(a is not b for a, b in zip(module.members, est.members_, strict=True))
+
+    path = save_checkpoint(tmp_path / "ensemble.pt", module, arch="ensemble",
+                           config=module.config)
+    back = load_model(path)
+    assert isinstance(back, EnsembleClassifier) and back.num_members == 2
+    with torch.no_grad():
+        torch.testing.assert_close(back.eval()(xt), log_probs, rtol=0, atol=0)
+
+
+def test_to_module_and_predict_proba_are_for_classification():
+    x, y = _toy(40)
+    est = DeepEnsembleRegressor(8, num_members=2, epochs=1).fit(x, y)
+    with pytest.raises(ValueError, match="task='classification'"):
+        est.to_module()
+    with pytest.raises(ValueError, match="task='classification'"):
+        est.predict_proba(x)
+    with pytest.raises(NotFittedError, match="DeepEnsemble"):
+        DeepEnsemble(lambda: nn.Linear(2, 3), 2, task="classification").to_module()

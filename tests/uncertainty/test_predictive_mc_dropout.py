@@ -178,7 +178,7 @@ def test_fit_many_matches_fit_for_one_training_set():
     x, y = torch.randn(64, 3), torch.randn(64, 1)
     est = MCDropoutRegressor(8, dropout=0.1, tau=2.0, epochs=3, batch_size=16, num_samples=5)
     one = est.fit(x, y).model_
-    (many,) = MCDropoutRegressor(**est._params()).fit_many([(x, y)])
+    (many,) = MCDropoutRegressor(**est.get_params()).fit_many([(x, y)])
     for a, b in zip(one.state_dict().values(), many.model_.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="one shape"):

@@ -70,5 +70,6 @@ def test_bad_input(name):
 def test_make_regressor_errors():
     with pytest.raises(ValueError, match="Unknown regression method 'gp'"):
         make_regressor("gp")
-    with pytest.raises(ValueError, match="Bad parameters for regression method 'mdn'"):
+    with pytest.raises(ValueError,
+                       match=r"Unknown parameter\(s\) \['temperature'\] for MDNRegressor"):
         make_regressor("mdn", temperature=2)

@@ -1,14 +1,14 @@
-"""The UCI benchmark runner: the split files, the verdict rule, a quick end-to-end run."""
+"""The UCI benchmark (``uncertainty.predictive.uci``): the split files, the verdict rule, a
+quick end-to-end run. The ``dunno uci`` command and its files: tests/dunno/test_cli.py."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 from dunno.data import load_dataset
-from evaluation.benchmarks.uci import PUBLISHED, main, run_uci, verdict
+from uncertainty.predictive import UCITable, run_uci
+from uncertainty.predictive.uci import PUBLISHED, verdict
 
 pytestmark = pytest.mark.one_thread
 
@@ -48,21 +48,14 @@ def test_loader_splits_match_the_index_files(data_dir, name, k):
 
 
 @pytest.mark.data
-def test_quick_run_writes_tables(data_dir, tmp_path):
-    table = run_uci("mc-dropout", "yacht", splits=2, root=data_dir, quick=True, out=tmp_path)
+def test_quick_run_returns_a_table(data_dir):
+    table = run_uci("mc-dropout", "yacht", splits=2, root=data_dir, quick=True)
+    assert isinstance(table, UCITable) and table.anchors == ("mc-dropout",)
     (row,) = table.rows
     assert row["dataset"] == "Yacht" and row["n_splits"] == 2
     assert np.isfinite(row["rmse"]) and np.isfinite(row["test_ll"])
     assert row["vs_mc-dropout"] in ("better", "within", "worse")
-    assert (tmp_path / "uci_mc-dropout.csv").read_text().startswith("dataset,n_splits,rmse")
-    saved = json.loads((tmp_path / "uci_mc-dropout.json").read_text())
-    assert len(saved["splits"]["yacht"]["test_ll"]) == 2
-    assert "| Yacht |" in (tmp_path / "uci_mc-dropout.md").read_text()
-
-
-@pytest.mark.data
-def test_main_runs_a_method_compared_with_both_anchors(data_dir, tmp_path):
-    table = main(["--method", "mdn", "--dataset", "yacht", "--splits", "2", "--quick",
-                  "--data-dir", str(data_dir), "--out", str(tmp_path)])
-    assert table.anchors == ("mc-dropout", "ensemble")
-    assert {"vs_mc-dropout", "vs_ensemble"} <= set(table.rows[0])
+    assert len(table.splits["yacht"]["test_ll"]) == 2
+    assert table.columns[:3] == ["dataset", "n_splits", "rmse"]
+    assert "| Yacht |" in table.to_markdown()
+    assert table.as_dict()["summary"] == table.summary()

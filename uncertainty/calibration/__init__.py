@@ -24,10 +24,18 @@ Methods, by registry name (:data:`CALIBRATORS`, :func:`make_calibrator`):
 
 Fitted calibrators are saved and loaded with :func:`save_calibrator` /
 :func:`load_calibrator` (tensors and plain values only; loading never runs code).
+
+:func:`run_calibration` (:mod:`uncertainty.calibration.compare`) fits several methods on a
+held-out split of a dataset and compares them with the uncalibrated model on its test split
+(accuracy, ECE, adaptive ECE, MCE, NLL, Brier), in a :class:`CalibrationResult`::
+
+    result = run_calibration(model, "digits", methods="all")
+    print(result.table())
 """
 
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.beta import BetaCalibration, PlattScaling
+from uncertainty.calibration.compare import CalibrationResult, run_calibration
 from uncertainty.calibration.histogram import HistogramBinning
 from uncertainty.calibration.isotonic import IsotonicCalibration
 from uncertainty.calibration.registry import (
@@ -37,6 +45,7 @@ from uncertainty.calibration.registry import (
     calibrator_to_dict,
     load_calibrator,
     make_calibrator,
+    register_calibrator,
     save_calibrator,
 )
 from uncertainty.calibration.temperature import TemperatureScaling, temperature_nll
@@ -47,6 +56,7 @@ __all__ = [
     "CALIBRATORS",
     "BetaCalibration",
     "CalibratedClassifier",
+    "CalibrationResult",
     "Calibrator",
     "HistogramBinning",
     "IsotonicCalibration",
@@ -59,6 +69,8 @@ __all__ = [
     "calibrator_to_dict",
     "load_calibrator",
     "make_calibrator",
+    "register_calibrator",
+    "run_calibration",
     "save_calibrator",
     "temperature_nll",
 ]

@@ -18,26 +18,27 @@ in float64. Using a calibrator before ``fit`` raises :class:`~dunno.errors.NotFi
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
 
 from dunno.errors import check_is_fitted
-from uncertainty._checks import as_labels
+from dunno.estimator import Estimator
+from dunno.validation import as_labels
 from uncertainty.calibration._checks import as_logits
 
 __all__ = ["Calibrator"]
 
 
-class Calibrator(ABC):
+class Calibrator(Estimator, ABC):
     """Base class of the post-hoc calibrators (see the module docstring for the contract).
 
-    Subclasses set :attr:`name`, list the learned attributes that :meth:`transform` needs in
-    :attr:`_state_names`, and implement :meth:`_validate_params`, :meth:`_fit` (on float64
-    logits and int64 labels, both already validated) and :meth:`_transform` (float64 logits
-    to float64 calibrated logits).
+    Parameters, ``repr``, ``set_params`` and :meth:`check_fitted` come from
+    :class:`dunno.estimator.Estimator`. Subclasses set :attr:`name`, list the learned
+    attributes that :meth:`transform` needs in :attr:`_state_names`, and implement
+    :meth:`_validate_params`, :meth:`_fit` (on float64 logits and int64 labels, both already
+    validated) and :meth:`_transform` (float64 logits to float64 calibrated logits).
     """
 
     #: Registry name (``make_calibrator(name)``).
@@ -46,27 +47,6 @@ class Calibrator(ABC):
     binary_only: ClassVar[bool] = False
     #: Learned attributes saved by :meth:`state_dict` (floats, ints, bools or tensors).
     _state_names: ClassVar[tuple[str, ...]] = ()
-
-    # ------------------------------------------------------------------ parameters
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to ``__init__``."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def __repr__(self) -> str:
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-        }
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    def _validate_params(self) -> None:  # noqa: B027 - an optional hook, not abstract
-        """Check the hyper-parameters; raise ValueError in scikit-learn's phrasing."""
 
     # ------------------------------------------------------------------ the contract
     def fit(self, logits, labels, *, check_input: bool = True) -> Calibrator:
@@ -124,7 +104,7 @@ class Calibrator(ABC):
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """The learned state (tensors moved to the CPU) for :func:`save_calibrator`."""
-        self._check_fitted()
+        self.check_fitted()
         state: dict[str, Any] = {"num_classes_": self.num_classes_}
         for attr in self._state_names:
             value = getattr(self, attr)
@@ -149,11 +129,13 @@ class Calibrator(ABC):
         return self
 
     # ------------------------------------------------------------------ internals
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`~dunno.errors.NotFittedError` unless :meth:`fit` (or
+        :meth:`load_state_dict`) has run."""
         check_is_fitted(self, ["num_classes_", *self._state_names], "fit")
 
     def _prepare(self, logits, check_input: bool) -> tuple[torch.Tensor, torch.dtype]:
-        self._check_fitted()
+        self.check_fitted()
         raw = logits if isinstance(logits, torch.Tensor) else torch.as_tensor(logits)
         like = raw.dtype if raw.is_floating_point() else torch.float64
         z = as_logits(logits, check_input=check_input, num_classes=self.num_classes_)

@@ -1,5 +1,5 @@
 """The logits check shared by the calibrators (the parameter and label checks are in
-:mod:`uncertainty._checks`).
+:mod:`dunno.validation`).
 
 Every check raises :class:`ValueError` (never ``assert``) naming the argument, what was
 expected and what was given, in scikit-learn's phrasing.
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from uncertainty._checks import as_tensor
+from dunno.validation import as_tensor
 
 __all__ = ["as_logits"]
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from uncertainty._checks import check_bool, check_float, check_int
+from dunno.validation import check_bool, check_float, check_int
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration._optim import minimize_lbfgs
 
@@ -64,8 +64,8 @@ class _Binary(Calibrator):
         self.tol = tol
 
     def _validate_params(self) -> None:
-        check_int(self, "max_iter", self.max_iter, 1)
-        check_float(self, "tol", self.tol, low=0.0, low_open=True)
+        check_int(self.max_iter, "max_iter", self, low=1)
+        check_float(self.tol, "tol", self, low=0.0, low_open=True)
 
     @staticmethod
     def _log_odds(logits: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ class PlattScaling(_Binary):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        check_bool(self, "smooth_targets", self.smooth_targets)
+        check_bool(self.smooth_targets, "smooth_targets", self)
 
     def _fit(self, logits, labels):
         y = labels.to(torch.float64)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from uncertainty._checks import check_choice, check_float, check_int
+from dunno.validation import check_choice, check_float, check_int
 from uncertainty.calibration._base import Calibrator, tensor_on
 
 __all__ = ["HistogramBinning"]
@@ -73,9 +73,9 @@ class HistogramBinning(Calibrator):
         self.eps = eps
 
     def _validate_params(self) -> None:
-        check_int(self, "n_bins", self.n_bins, 1)
-        check_choice(self, "strategy", self.strategy, ("uniform", "quantile"))
-        check_float(self, "eps", self.eps, low=0.0, high=0.5, low_open=True)
+        check_int(self.n_bins, "n_bins", self, low=1)
+        check_choice(self.strategy, "strategy", self, ("uniform", "quantile"))
+        check_float(self.eps, "eps", self, low=0.0, high=0.5, low_open=True)
 
     @staticmethod
     def _bin_index(probs: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:

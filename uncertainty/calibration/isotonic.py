@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from uncertainty._checks import check_float
+from dunno.validation import check_float
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.histogram import renormalise
 
@@ -58,7 +58,7 @@ class IsotonicCalibration(Calibrator):
         self.eps = eps
 
     def _validate_params(self) -> None:
-        check_float(self, "eps", self.eps, low=0.0, high=0.5, low_open=True)
+        check_float(self.eps, "eps", self, low=0.0, high=0.5, low_open=True)
 
     def _fit(self, logits, labels):
         from sklearn.isotonic import IsotonicRegression  # imported on use: sklearn is slow

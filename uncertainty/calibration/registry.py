@@ -1,5 +1,13 @@
 """The calibrator registry (``make_calibrator("temperature")``) and calibrator files.
 
+:data:`CALIBRATORS` is a :class:`dunno.registry.Registry` (read like a dict). A new method is
+a :class:`~uncertainty.calibration._base.Calibrator` subclass with a ``name``, added with
+:func:`register_calibrator` (usable as a class decorator) or, from another distribution,
+through the entry-point group ``dunno.calibrators``::
+
+    [project.entry-points."dunno.calibrators"]
+    my-method = "my_package.calibration:MyCalibrator"
+
 A calibrator file is written atomically with :func:`torch.save` and holds only plain values
 and tensors (read back with ``weights_only=True``, never executing code)::
 
@@ -16,6 +24,7 @@ from typing import Any
 
 from dunno.checkpoints import atomic_save, safe_load
 from dunno.errors import CheckpointError
+from dunno.registry import Registry
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.beta import BetaCalibration, PlattScaling
 from uncertainty.calibration.histogram import HistogramBinning
@@ -30,15 +39,29 @@ __all__ = [
     "calibrator_from_dict",
     "load_calibrator",
     "make_calibrator",
+    "register_calibrator",
     "save_calibrator",
 ]
 
-#: Every calibrator by registry name, multi-class methods first.
-CALIBRATORS: dict[str, type[Calibrator]] = {
-    cls.name: cls
-    for cls in (TemperatureScaling, VectorScaling, MatrixScaling, HistogramBinning,
-                IsotonicCalibration, PlattScaling, BetaCalibration)
-}
+
+
+def _check_calibrator(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Calibrator)) or cls.name != name:
+        raise ValueError(
+            f"A calibration method registered as {name!r} must be a Calibrator subclass with "
+            f"name = {name!r}. Got {cls!r}."
+        )
+
+
+#: Every calibrator by registry name, multi-class methods first (plugins of the entry-point
+#: group ``dunno.calibrators`` after them).
+CALIBRATORS: Registry[type[Calibrator]] = Registry(
+    "calibration method", "dunno.calibrators", check=_check_calibrator
+)
+for _cls in (TemperatureScaling, VectorScaling, MatrixScaling, HistogramBinning,
+             IsotonicCalibration, PlattScaling, BetaCalibration):
+    CALIBRATORS.register(obj=_cls)
+del _cls
 
 FORMAT = "dunno-calibrator"
 VERSION = 1
@@ -51,14 +74,16 @@ def available_calibrators(num_classes: int | None = None) -> list[str]:
             if num_classes is None or not cls.binary_only or num_classes == 2]
 
 
+def register_calibrator(cls: type[Calibrator]) -> type[Calibrator]:
+    """Add ``cls`` to :data:`CALIBRATORS` under ``cls.name`` (usable as a class decorator);
+    a name taken by another class is refused."""
+    return CALIBRATORS.register(obj=cls)
+
+
 def make_calibrator(name: str, **params: Any) -> Calibrator:
     """A new, unfitted calibrator ``name`` (see :data:`CALIBRATORS`) with ``params``."""
-    if not isinstance(name, str) or name not in CALIBRATORS:
-        raise ValueError(
-            f"Unknown calibration method {name!r}. Available: {', '.join(CALIBRATORS)}."
-        )
-    cls = CALIBRATORS[name]
-    accepted = cls._param_names()
+    cls = CALIBRATORS.get(name)
+    accepted = cls.param_names()
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(

@@ -46,7 +46,7 @@ import math
 import numpy as np
 import torch
 
-from uncertainty._checks import check_choice, check_float, check_int
+from dunno.validation import check_choice, check_float, check_int
 from uncertainty.calibration._base import Calibrator
 
 __all__ = ["TemperatureScaling", "temperature_nll"]
@@ -145,10 +145,10 @@ class TemperatureScaling(Calibrator):
         self.grid_size = grid_size
 
     def _validate_params(self) -> None:
-        check_choice(self, "solver", self.solver, ("newton", "lbfgs", "grid"))
-        check_int(self, "max_iter", self.max_iter, 1)
-        check_float(self, "tol", self.tol, low=0.0, low_open=True)
-        check_int(self, "grid_size", self.grid_size, 3)
+        check_choice(self.solver, "solver", self, ("newton", "lbfgs", "grid"))
+        check_int(self.max_iter, "max_iter", self, low=1)
+        check_float(self.tol, "tol", self, low=0.0, low_open=True)
+        check_int(self.grid_size, "grid_size", self, low=3)
         b = self.bounds
         ok = (isinstance(b, tuple | list) and len(b) == 2
               and all(isinstance(v, int | float) and not isinstance(v, bool) for v in b)

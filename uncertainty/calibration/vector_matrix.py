@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from uncertainty._checks import check_float, check_int
+from dunno.validation import check_float, check_int
 from uncertainty.calibration._base import Calibrator, tensor_on
 from uncertainty.calibration._optim import minimize_lbfgs
 
@@ -75,10 +75,10 @@ class MatrixScaling(Calibrator):
         self.tol = tol
 
     def _validate_params(self) -> None:
-        check_float(self, "off_diagonal_reg", self.off_diagonal_reg, low=0.0)
-        check_float(self, "intercept_reg", self.intercept_reg, low=0.0)
-        check_int(self, "max_iter", self.max_iter, 0)
-        check_float(self, "tol", self.tol, low=0.0, low_open=True)
+        check_float(self.off_diagonal_reg, "off_diagonal_reg", self, low=0.0)
+        check_float(self.intercept_reg, "intercept_reg", self, low=0.0)
+        check_int(self.max_iter, "max_iter", self, low=0)
+        check_float(self.tol, "tol", self, low=0.0, low_open=True)
 
     def _fit(self, logits, labels):
         c = logits.shape[1]
@@ -136,9 +136,9 @@ class VectorScaling(Calibrator):
         self.tol = tol
 
     def _validate_params(self) -> None:
-        check_float(self, "intercept_reg", self.intercept_reg, low=0.0)
-        check_int(self, "max_iter", self.max_iter, 0)
-        check_float(self, "tol", self.tol, low=0.0, low_open=True)
+        check_float(self.intercept_reg, "intercept_reg", self, low=0.0)
+        check_int(self.max_iter, "max_iter", self, low=0)
+        check_float(self.tol, "tol", self, low=0.0, low_open=True)
 
     def _fit(self, logits, labels):
         c = logits.shape[1]

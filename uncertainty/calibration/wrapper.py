@@ -23,8 +23,9 @@ from torch import nn
 
 from dunno.devices import resolve_device
 from dunno.errors import check_is_fitted
+from dunno.estimator import Estimator
 from dunno.training import predict_logits
-from uncertainty._checks import check_int
+from dunno.validation import check_int
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.registry import load_calibrator, make_calibrator, save_calibrator
 
@@ -37,7 +38,7 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-class CalibratedClassifier:
+class CalibratedClassifier(Estimator):
     """A classifier with a post-hoc calibration map on its logits.
 
     Parameters
@@ -65,6 +66,9 @@ class CalibratedClassifier:
     calibration_labels_ : Tensor, shape (N,)
     """
 
+    _wrapped_args = ("model",)
+    _state_names = ("calibrator_",)
+
     def __init__(self, model: nn.Module, method: str | Calibrator = "temperature", *,
                  params: dict[str, Any] | None = None, device: str | torch.device | None = None,
                  batch_size: int = 1000):
@@ -75,13 +79,13 @@ class CalibratedClassifier:
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ helpers
-    def _validate(self) -> None:
+    def _validate_params(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise ValueError(
                 "The 'model' parameter of CalibratedClassifier must be a torch.nn.Module. "
                 f"Got {type(self.model).__name__} instead."
             )
-        check_int(self, "batch_size", self.batch_size, 1)
+        check_int(self.batch_size, "batch_size", self, low=1)
         if isinstance(self.method, Calibrator) and self.params:
             raise ValueError(
                 "Pass 'params' only with a method name; a Calibrator instance already holds "
@@ -105,7 +109,7 @@ class CalibratedClassifier:
         ``loader`` must hold held-out data (not the training set): a calibration or
         validation split.
         """
-        self._validate()
+        self._validate_params()
         logits, labels = predict_logits(self.model, loader, device=self._device())
         if labels is None:
             raise ValueError(
@@ -116,7 +120,7 @@ class CalibratedClassifier:
 
     def fit_logits(self, logits, labels, *, check_input: bool = True) -> CalibratedClassifier:
         """Fit the calibrator on precomputed ``logits (N, C)`` and ``labels (N,)``."""
-        self._validate()
+        self._validate_params()
         calibrator = self._new_calibrator(self.method, self.params)
         calibrator.fit(logits, labels, check_input=check_input)
         self.calibration_logits_ = torch.as_tensor(logits).detach().cpu()
@@ -136,7 +140,7 @@ class CalibratedClassifier:
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The model's uncalibrated logits ``(N, C)`` for a batch ``x``, on the model's device."""
-        self._validate()
+        self._validate_params()
         device = self._device()
         was_training = self.model.training
         self.model.eval()
@@ -152,12 +156,12 @@ class CalibratedClassifier:
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated logits ``(N, C)`` (log-probabilities for the binning methods), on the
         device of ``x``."""
-        check_is_fitted(self, "calibrator_", "fit")
+        self.check_fitted()
         return self.calibrator_.transform(self.logits(x), check_input=False).to(x.device)
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities ``(N, C)`` on the device of ``x``; rows sum to 1."""
-        check_is_fitted(self, "calibrator_", "fit")
+        self.check_fitted()
         return self.calibrator_.predict_proba(self.logits(x), check_input=False).to(x.device)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,7 +171,7 @@ class CalibratedClassifier:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted calibrator (not the model: that has its own checkpoint)."""
-        check_is_fitted(self, "calibrator_", "fit")
+        self.check_fitted()
         return save_calibrator(self.calibrator_, path)
 
     @classmethod
@@ -178,7 +182,7 @@ class CalibratedClassifier:
         model it was fitted for (e.g. ``dunno.checkpoints.load_model(ckpt)``)."""
         calibrator = load_calibrator(path)
         out = cls(model, calibrator, device=device, batch_size=batch_size)
-        out._validate()
+        out._validate_params()
         out.calibrator_ = calibrator
         return out
 

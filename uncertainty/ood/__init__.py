@@ -25,7 +25,14 @@ score through a density model (``make_detector("likelihood-ratio", density=nade)
 information) and ``ensemble-disagreement`` (deep-ensemble mutual information) score the
 epistemic uncertainty of :mod:`uncertainty.predictive`. The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
-:mod:`uncertainty.ood.outputs`, and the benchmark runner in :mod:`evaluation.benchmarks.ood`.
+:mod:`uncertainty.ood.outputs`.
+
+The OOD suite, every detector against every OOD set from one shared forward pass per dataset
+(:mod:`uncertainty.ood.suite`), returns an :class:`OODTable` (:mod:`uncertainty.ood.table`)::
+
+    from uncertainty.ood import run_ood
+    table = run_ood(model, "mnist", "fashion-mnist,gaussian-noise", detectors="all")
+    print(table.to_markdown("auroc"))
 """
 
 from uncertainty.ood._base import OODDetector
@@ -65,7 +72,17 @@ from uncertainty.ood.registry import (
     make_detector,
     register_detector,
 )
+from uncertainty.ood.suite import run_ood
+from uncertainty.ood.table import OODTable
 from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
+
+# The built-in detectors, in the order tables list them (a detector of another distribution
+# registers through the entry-point group "dunno.detectors", see uncertainty.ood.registry).
+for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm, RaPP,
+                  Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
+                  InputComplexity, Typicality):
+    register_detector(_detector)
+del _detector
 
 __all__ = [
     "DDU",
@@ -97,6 +114,7 @@ __all__ = [
     "MaxLogit",
     "ModelOutputs",
     "OODDetector",
+    "OODTable",
     "RaPP",
     "available_detectors",
     "conformal_neg_log_p",
@@ -117,4 +135,5 @@ __all__ = [
     "rapp_nap_score",
     "rapp_sap_score",
     "register_detector",
+    "run_ood",
 ]

@@ -28,48 +28,27 @@ modules, and ``"a@k"`` pools a module's output to a ``k x k`` grid
 from __future__ import annotations
 
 import copy
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from dunno.errors import check_is_fitted
+from dunno.estimator import Estimator
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
 
-__all__ = ["OODDetector", "check_positive_float", "check_positive_int"]
+__all__ = ["OODDetector"]
 
 
-def check_positive_float(value: Any, name: str, owner: str, *, allow_zero: bool = False) -> float:
-    """``float(value)`` if it is a finite real ``> 0`` (``>= 0`` with ``allow_zero``)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and value == value and abs(value) != float("inf")
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a finite float {bound}. "
-            f"Got {value!r} instead."
-        )
-    return float(value)
-
-
-def check_positive_int(value: Any, name: str, owner: str, low: int = 1) -> int:
-    """``value`` if it is an int (not a bool) ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be an int >= {low}. Got {value!r} instead."
-        )
-    return value
-
-
-class OODDetector(ABC):
+class OODDetector(Estimator, ABC):
     """Base class of the OOD detectors (see the module docstring for the contract).
 
-    Subclasses set :attr:`name`, :attr:`needs` (and :attr:`fit_needs` when ``fit`` learns
-    something), list the learned attributes in :attr:`_state_names`, and implement
-    :meth:`_validate_params`, :meth:`_fit` and :meth:`_score`.
+    Parameters, ``repr``, ``set_params`` and :meth:`check_fitted` come from
+    :class:`dunno.estimator.Estimator`; the classifier ``model`` (and a density detector's
+    ``density``) is not a hyper-parameter. Subclasses set :attr:`name`, :attr:`needs` (and
+    :attr:`fit_needs` when ``fit`` learns something), list the learned attributes in
+    :attr:`_state_names`, and implement :meth:`_validate_params`, :meth:`_fit` and
+    :meth:`_score`.
 
     Parameters
     ----------
@@ -98,6 +77,7 @@ class OODDetector(ABC):
     uses_density: ClassVar[bool] = False
     #: Learned attributes that :meth:`score_outputs` requires.
     _state_names: ClassVar[tuple[str, ...]] = ()
+    _wrapped_args: ClassVar[tuple[str, ...]] = ("model",)
     #: Hyper-parameters read only when scoring: detectors differing only in these can share
     #: one fit (:meth:`fitted_variant`).
     score_time_params: ClassVar[tuple[str, ...]] = ()
@@ -105,24 +85,6 @@ class OODDetector(ABC):
     def __init__(self, model: nn.Module | None = None, *, layer: LayerSpec = None) -> None:
         self.model = model
         self.layer = layer
-
-    # ------------------------------------------------------------------ parameters
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to ``__init__`` (the model excluded)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def __repr__(self) -> str:
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-        }
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
-        return f"{type(self).__name__}({', '.join(changed)})"
 
     @classmethod
     def applies_to(cls, model: nn.Module | None) -> bool:
@@ -194,7 +156,7 @@ class OODDetector(ABC):
                 f"{tuple(x.shape)}): there is nothing to score."
             )
         self._validate_params()
-        self._check_fitted()
+        self.check_fitted()
         expected = getattr(self, "input_shape_", None)
         if expected is not None and tuple(x.shape[1:]) != tuple(expected):
             raise ValueError(
@@ -208,7 +170,7 @@ class OODDetector(ABC):
     def score_outputs(self, outputs: ModelOutputs) -> torch.Tensor:
         """:meth:`score` from precomputed outputs (``needs`` must be present): ``(N,)``."""
         self._validate_params()
-        self._check_fitted()
+        self.check_fitted()
         outputs = self._check_outputs(outputs, self.needs, "score_outputs")
         scores = self._score(outputs)
         return scores.to(torch.float64)
@@ -259,10 +221,6 @@ class OODDetector(ABC):
                 f"{method}_outputs(ModelOutputs(...)) with precomputed "
                 f"{' and '.join(sorted(needs))}."
             )
-
-    def _check_fitted(self) -> None:
-        if self._state_names:
-            check_is_fitted(self, list(self._state_names), "fit")
 
     def _check_outputs(self, outputs: Any, needs: frozenset[str], method: str) -> ModelOutputs:
         owner = f"{type(self).__name__}.{method}"

@@ -3,7 +3,8 @@ r"""What the density-based detectors share: a density model instead of a classif
 A density-based detector scores an input by its log-likelihood :math:`\log p(x)` (nats) under
 a model of the in-distribution data -- anything with ``log_prob(x) -> (N,)``: NADE, PixelCNN,
 PixelRNN (exact), a VAE (an importance-sampled bound). This package never imports the models
-themselves; :mod:`evaluation.benchmarks.ood` joins the two.
+themselves; the caller joins the two (:func:`uncertainty.ood.run_ood` takes the model and
+its ``density_inputs``; ``dunno ood --density`` builds both from a checkpoint).
 
 Nalisnick et al. ("Do Deep Generative Models Know What They Don't Know?", ICLR 2019) showed
 that the plain likelihood fails in practice: a model of Fashion-MNIST gives MNIST digits a
@@ -13,8 +14,10 @@ simple an image is (large uniform backgrounds), not by its semantics. The likeli
 (Nalisnick et al. 2019b) remove that confound in different ways.
 
 ``transform`` maps the inputs as given to what the density model scores (e.g. grey images in
-[0, 1] to the 0/1 pixels of a binary model, or to integers 0..255 for an 8-bit one); the
-runner builds it from the model (:func:`evaluation.benchmarks.ood.density_transform`).
+[0, 1] to the 0/1 pixels of a binary model, or to integers 0..255 for an 8-bit one), one batch
+at a time; the OOD suite instead maps whole datasets once, per split
+(``run_ood(..., density_inputs=...)``, built by
+:func:`evaluation.benchmarks.ood.density_inputs_for` on the command line).
 Detectors that share one density model and one transform share one pass through it:
 ``ModelOutputs.log_prob`` (:func:`~uncertainty.ood.outputs.extract_outputs` with
 ``density=``).
@@ -27,6 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dunno.validation import check_int
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import (
     ModelOutputs,
@@ -45,12 +49,7 @@ def pixel_levels(density: Any, levels: int | None, owner: str) -> int:
     (``"binary"``: 2, ``"8bit"``: 256); a ValueError naming ``owner`` otherwise.
     """
     if levels is not None:
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(
-                f"The 'levels' parameter of {owner} must be None or an int >= 2. Got "
-                f"{levels!r} instead."
-            )
-        return levels
+        return check_int(levels, "levels", owner, low=2, allow_none=True)
     pixels = getattr(density, "pixels", None)
     if pixels == "binary":
         return 2
@@ -79,6 +78,7 @@ class DensityDetector(OODDetector):
     uses_model: ClassVar[bool] = False
     uses_density: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"log_prob"})
+    _wrapped_args: ClassVar[tuple[str, ...]] = ("density",)
 
     def __init__(self, density: Any = None, *, transform=None) -> None:
         super().__init__(None)

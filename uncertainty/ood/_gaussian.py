@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from dunno.validation import as_labels
+
 __all__ = [
     "DDU_JITTERS",
     "class_means",
@@ -28,21 +30,6 @@ DDU_JITTERS: tuple[float, ...] = (0.0, torch.finfo(torch.float64).tiny) + tuple(
 )
 
 
-def _check_labels(labels: torch.Tensor | None, n: int, owner: str) -> torch.Tensor:
-    if labels is None:
-        raise ValueError(
-            f"{owner} fits one Gaussian per class and needs labelled training data; the "
-            "outputs have no labels."
-        )
-    if labels.dim() != 1 or len(labels) != n:
-        raise ValueError(
-            f"The labels given to {owner} must have shape ({n},). Got {tuple(labels.shape)}."
-        )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"The labels given to {owner} must be integers. Got {labels.dtype}.")
-    return labels
-
-
 def class_means(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, owner: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,12 +37,13 @@ def class_means(
 
     Returns ``means (C, F)`` float64 and ``counts (C,)``; raises when a class has no example.
     """
-    labels = _check_labels(labels, len(features), owner).to(features.device)
-    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+    if labels is None:
         raise ValueError(
-            f"The labels given to {owner} must lie in [0, {num_classes - 1}]. Got "
-            f"[{int(labels.min())}, {int(labels.max())}]."
+            f"{owner} fits one Gaussian per class and needs labelled training data; the "
+            "outputs have no labels."
         )
+    labels = as_labels(labels, len(features), num_classes, rows_of="features")
+    labels = labels.to(features.device)
     f = features.to(torch.float64)  # (N, F)
     counts = torch.bincount(labels, minlength=num_classes)  # (C,)
     empty = torch.nonzero(counts == 0).flatten().tolist()

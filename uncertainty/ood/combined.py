@@ -44,7 +44,7 @@ low (a kNN bank even contains the point itself).
 **The default components**, kNN on normalised features (Sun et al. 2022) and RaPP's two
 aggregations, NAP and SAP, of one autoencoder (Kim et al. 2020), were chosen by measuring
 pairs and triples of detectors and three combination rules on the four LeNet-5 rows of the
-benchmark in :mod:`evaluation.benchmarks.ood` (MNIST and Fashion-MNIST in-distribution,
+benchmark in ``benchmarks/ood_table.py`` (MNIST and Fashion-MNIST in-distribution,
 against each other and Gaussian noise). That *selection* looked at those OOD sets, so the
 benchmark numbers of the default are optimistic; nothing inside the detector looks at OOD
 data.
@@ -58,8 +58,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
+from dunno.validation import check_choice, check_probability_level, check_seed
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
+from uncertainty.ood.registry import DETECTORS, make_detector
 
 __all__ = ["Combined", "component_label", "conformal_neg_log_p"]
 
@@ -164,8 +166,6 @@ class Combined(OODDetector):
         self.seed = seed
 
     def _make_components(self) -> dict[str, OODDetector]:
-        from uncertainty.ood.registry import DETECTORS, make_detector
-
         owner = type(self).__name__
         if not isinstance(self.components, tuple | list) or not self.components:
             raise ValueError(
@@ -194,9 +194,9 @@ class Combined(OODDetector):
             if label in out:
                 raise ValueError(f"The 'components' parameter of {owner} lists {label!r} twice.")
             cls = DETECTORS[name]
-            if "layer" in cls._param_names() and self.layer is not None:
+            if "layer" in cls.param_names() and self.layer is not None:
                 params.setdefault("layer", self.layer)
-            if "device" in cls._param_names() and self.model is not None:
+            if "device" in cls.param_names() and self.model is not None:
                 params.setdefault("device", str(model_device(self.model)))
             out[label] = make_detector(name, self.model if cls.uses_model else None, **params)
         return out
@@ -216,16 +216,10 @@ class Combined(OODDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        holdout = check_positive_float(self.holdout, "holdout", owner)
-        tail = check_positive_float(self.tail, "tail", owner)
-        for name, value, given in (("holdout", holdout, self.holdout), ("tail", tail, self.tail)):
-            if not value < 1:
-                raise ValueError(f"The '{name}' parameter of {owner} must be a float in (0, 1). "
-                                 f"Got {given!r} instead.")
-        if self.reduce not in REDUCTIONS:
-            raise ValueError(f"The 'reduce' parameter of {owner} must be one of {REDUCTIONS}. "
-                             f"Got {self.reduce!r} instead.")
-        check_positive_int(self.seed, "seed", owner, low=0)
+        check_probability_level(self.holdout, "holdout", owner)
+        check_probability_level(self.tail, "tail", owner)
+        check_choice(self.reduce, "reduce", owner, REDUCTIONS)
+        check_seed(self.seed, owner)
         for det in self._make_components().values():
             det._validate_params()
 
@@ -254,7 +248,7 @@ class Combined(OODDetector):
 
     def component_scores(self, outputs: ModelOutputs) -> dict[str, torch.Tensor]:
         r"""Each component's :math:`-\log p_k` for precomputed outputs: ``(N,)`` each."""
-        self._check_fitted()
+        self.check_fitted()
         return {
             name: conformal_neg_log_p(det.score_outputs(outputs), self.references_[name],
                                       self.tail).cpu()

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dunno.validation import check_int
 from uncertainty.ood._density import DensityDetector, pixel_levels
 from uncertainty.ood.outputs import ModelOutputs
 
@@ -109,9 +110,7 @@ def compressed_bits(x: torch.Tensor, compressor: str | Callable = "zlib", levels
         ``(N,)`` float64 lengths in bits.
     """
     _check_compressor(compressor, "compressed_bits")
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise ValueError(f"The 'levels' argument of compressed_bits must be an int >= 2. "
-                         f"Got {levels!r} instead.")
+    check_int(levels, "levels", "compressed_bits", low=2)
     arrays = _to_uint8(x, levels)  # (N, ...)
     if callable(compressor):
         lengths = [float(compressor(a)) for a in arrays]

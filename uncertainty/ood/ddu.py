@@ -40,7 +40,7 @@ clusters (no *feature collapse*), which is what the density needs.
 concatenated, and ``layer=["stages.1@2", "stages.2"]`` on the middle stage pooled to 2 x 2
 cells next to the last stage's global average (:mod:`uncertainty.ood.outputs`). The grid is
 the best choice we measured: on six SN ResNet-8s (seeds 0-5, the recipe of
-:data:`evaluation.benchmarks.ood_table.DDU_RESNET`), Fashion-MNIST -> MNIST AUROC mean (worst)
+``DDU_RESNET`` in ``benchmarks/ood_table.py``), Fashion-MNIST -> MNIST AUROC mean (worst)
 97.54 (96.33) penultimate, 98.61 (97.93) last two stages, 99.42 (99.11) with the grid; MNIST
 digits otherwise fall into the sandal and bag clusters, which a global average cannot tell
 from strokes (``benchmarks/README.md`` has the tables and how the choice was made). Trained
@@ -65,7 +65,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float
+from dunno.validation import check_float
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood._gaussian import (
     DDU_JITTERS,
     class_covariances,
@@ -131,7 +132,7 @@ class DDU(OODDetector):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        check_positive_float(self.reg, "reg", type(self).__name__, allow_zero=True)
+        check_float(self.reg, "reg", type(self).__name__, low=0.0)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         feats, labels = outputs.features, outputs.labels
@@ -155,7 +156,7 @@ class DDU(OODDetector):
 
     def log_density(self, features: torch.Tensor) -> torch.Tensor:
         r"""Per-class log-densities :math:`\log\mathcal N(f; \mu_c, \Sigma_c)`: ``(N, C)``."""
-        self._check_fitted()
+        self.check_fitted()
         return gaussian_log_densities(features, self.means_.to(features.device),
                                       self.cholesky_.to(features.device))
 

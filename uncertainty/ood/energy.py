@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float
+from dunno.validation import check_float
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs
 
 __all__ = ["Energy", "energy_score"]
@@ -51,7 +52,7 @@ class Energy(OODDetector):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        check_positive_float(self.temperature, "temperature", type(self).__name__)
+        check_float(self.temperature, "temperature", type(self).__name__, low=0.0, low_open=True)
 
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
         return energy_score(outputs.logits, self.temperature)

@@ -12,7 +12,8 @@ generalised Jensen-Shannon divergence of the members),
 
 zero when the members agree; higher = more OOD. The model is an ensemble with
 ``member_logits(x) -> (M, N, C)`` (:class:`dunno.ensemble.EnsembleClassifier`, what
-``dunno train classifier --ensemble M`` writes).
+``dunno train classifier --ensemble M`` writes and
+:meth:`uncertainty.predictive.DeepEnsemble.to_module` returns).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_int
+from dunno.validation import check_int
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.mc_dropout_mi import mutual_information_score
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
@@ -59,7 +61,7 @@ class EnsembleDisagreement(OODDetector):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        check_positive_int(self.batch_size, "batch_size", type(self).__name__)
+        check_int(self.batch_size, "batch_size", type(self).__name__, low=1)
         if self.model is not None and not callable(getattr(self.model, "member_logits", None)):
             raise ValueError(
                 f"EnsembleDisagreement needs an ensemble with member_logits(x) -> (M, N, C) "

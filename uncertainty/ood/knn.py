@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_int
+from dunno.validation import check_int, check_seed
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs
 
 __all__ = ["KNN", "knn_score", "normalize_features"]
@@ -104,10 +105,10 @@ class KNN(OODDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        check_positive_int(self.k, "k", owner)
+        check_int(self.k, "k", owner, low=1)
         if self.bank_size is not None:
-            check_positive_int(self.bank_size, "bank_size", owner)
-        check_positive_int(self.seed, "seed", owner, low=0)
+            check_int(self.bank_size, "bank_size", owner, low=1)
+        check_seed(self.seed, owner)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         feats = outputs.features

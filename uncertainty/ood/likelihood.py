@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from uncertainty.ood._base import check_positive_int
+from dunno.validation import check_int
 from uncertainty.ood._density import DensityDetector
 from uncertainty.ood.outputs import ModelOutputs
 
@@ -60,7 +60,7 @@ class Likelihood(DensityDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         if self.num_dims is not None:
-            check_positive_int(self.num_dims, "num_dims", type(self).__name__)
+            check_int(self.num_dims, "num_dims", type(self).__name__, low=1)
 
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
         return likelihood_score(outputs.log_prob, self.num_dims)

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from uncertainty.ood._base import check_positive_float, check_positive_int
+from dunno.validation import check_bool, check_float, check_int, check_seed
 from uncertainty.ood._density import DensityDetector, pixel_levels
 from uncertainty.ood.outputs import ModelOutputs, check_density, model_device
 
@@ -90,12 +90,8 @@ def mutate_pixels(
         The perturbed copy of ``x`` (same shape, dtype and device), and the mask ``(N, ...)``
         when ``return_mask``.
     """
-    if not (isinstance(rate, int | float) and not isinstance(rate, bool) and 0 <= rate <= 1):
-        raise ValueError(f"The 'rate' argument of mutate_pixels must be a float in [0, 1]. "
-                         f"Got {rate!r} instead.")
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise ValueError(f"The 'levels' argument of mutate_pixels must be an int >= 2. "
-                         f"Got {levels!r} instead.")
+    rate = check_float(rate, "rate", "mutate_pixels", low=0.0, high=1.0)
+    levels = check_int(levels, "levels", "mutate_pixels", low=2)
     mask = torch.rand(x.shape, generator=generator) < rate  # (N, ...)
     values = torch.randint(0, levels, x.shape, generator=generator)
     mask, values = mask.to(x.device), values.to(x.device, x.dtype)
@@ -170,18 +166,14 @@ class LikelihoodRatio(DensityDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        rate = self.mutation_rate
-        if not (isinstance(rate, int | float) and not isinstance(rate, bool) and 0 < rate <= 1):
-            raise ValueError(f"The 'mutation_rate' parameter of {owner} must be a float in "
-                             f"(0, 1]. Got {rate!r} instead.")
-        check_positive_float(self.l2, "l2", owner, allow_zero=True)
-        check_positive_float(self.lr, "lr", owner)
-        check_positive_int(self.epochs, "epochs", owner)
-        check_positive_int(self.batch_size, "batch_size", owner)
-        check_positive_int(self.seed, "seed", owner, low=0)
-        if not isinstance(self.fit_background, bool):
-            raise ValueError(f"The 'fit_background' parameter of {owner} must be a bool. "
-                             f"Got {self.fit_background!r} instead.")
+        check_float(self.mutation_rate, "mutation_rate", owner, low=0.0, high=1.0,
+                    low_open=True)
+        check_float(self.l2, "l2", owner, low=0.0)
+        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_int(self.epochs, "epochs", owner, low=1)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_seed(self.seed, owner)
+        check_bool(self.fit_background, "fit_background", owner)
         if self.background is not None:
             check_density(self.background)
         if not self.fit_background and self.background is None:

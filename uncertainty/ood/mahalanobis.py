@@ -33,7 +33,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_float
+from dunno.validation import check_float
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood._gaussian import (
     class_means,
     jittered_cholesky,
@@ -106,13 +107,8 @@ class Mahalanobis(OODDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        shrinkage = check_positive_float(self.shrinkage, "shrinkage", owner, allow_zero=True)
-        if shrinkage > 1:
-            raise ValueError(
-                f"The 'shrinkage' parameter of {owner} must be a float in [0, 1]. "
-                f"Got {self.shrinkage!r} instead."
-            )
-        check_positive_float(self.epsilon, "epsilon", owner, allow_zero=True)
+        check_float(self.shrinkage, "shrinkage", owner, low=0.0, high=1.0)
+        check_float(self.epsilon, "epsilon", owner, low=0.0)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         feats = outputs.features

@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uncertainty.ood._base import OODDetector, check_positive_int
+from dunno.validation import check_int, check_seed
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
 __all__ = ["MCDropoutMI", "mutual_information_score"]
@@ -80,9 +81,9 @@ class MCDropoutMI(OODDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        check_positive_int(self.num_samples, "num_samples", owner)
-        check_positive_int(self.seed, "seed", owner, low=0)
-        check_positive_int(self.batch_size, "batch_size", owner)
+        check_int(self.num_samples, "num_samples", owner, low=1)
+        check_seed(self.seed, owner)
+        check_int(self.batch_size, "batch_size", owner, low=1)
         if self.mode not in ("full", "fast"):
             raise ValueError(f"The 'mode' parameter of {owner} must be 'full' or 'fast'. "
                              f"Got {self.mode!r} instead.")

@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from dunno.errors import check_is_fitted
-from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
+from dunno.validation import check_bool, check_float, check_int, check_seed
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, extract_outputs, model_device
 
 __all__ = ["ODIN", "odin_score"]
@@ -168,28 +169,27 @@ class ODIN(OODDetector):
         """True when tuning: scoring then needs the tuned ``temperature_`` and ``epsilon_``."""
         return self.tune is True
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise NotFittedError when tuning (``tune=True``) and :meth:`fit` has not run."""
         if self.tune is True:
             check_is_fitted(self, ["temperature_", "epsilon_"], "fit")
 
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        check_positive_float(self.temperature, "temperature", owner)
-        check_positive_float(self.epsilon, "epsilon", owner, allow_zero=True)
-        if not isinstance(self.tune, bool):
-            raise ValueError(f"The 'tune' parameter of {owner} must be a bool. "
-                             f"Got {self.tune!r} instead.")
+        check_float(self.temperature, "temperature", owner, low=0.0, low_open=True)
+        check_float(self.epsilon, "epsilon", owner, low=0.0)
+        check_bool(self.tune, "tune", owner)
         for name, allow_zero in (("temperatures", False), ("epsilons", True)):
             grid = getattr(self, name)
             if not isinstance(grid, tuple | list) or not grid:
                 raise ValueError(f"The '{name}' parameter of {owner} must be a non-empty "
                                  f"tuple of floats. Got {grid!r} instead.")
             for v in grid:
-                check_positive_float(v, name, owner, allow_zero=allow_zero)
-        check_positive_int(self.tune_size, "tune_size", owner, low=2)
-        check_positive_int(self.batch_size, "batch_size", owner)
-        check_positive_int(self.seed, "seed", owner, low=0)
+                check_float(v, name, owner, low=0.0, low_open=not allow_zero)
+        check_int(self.tune_size, "tune_size", owner, low=2)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_seed(self.seed, owner)
 
     def _scoring_values(self) -> tuple[float, float]:
         return (getattr(self, "temperature_", self.temperature),

@@ -3,7 +3,7 @@ r"""What a classifier computes for a set of inputs, computed once and shared by 
 Most detectors read only the classifier's **logits** ``(N, C)`` and/or its **penultimate
 features** ``(N, F)``. :func:`extract_outputs` runs the model once over a dataset and returns a
 :class:`ModelOutputs` holding both, so that a benchmark with ten detectors makes one forward
-pass per dataset instead of ten (see :func:`evaluation.benchmarks.ood.run_ood`).
+pass per dataset instead of ten (see :func:`uncertainty.ood.run_ood`).
 
 **Where features come from** (:func:`forward_outputs`):
 
@@ -50,6 +50,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dunno.validation import check_int
 
 __all__ = [
     "KNOWN_NEEDS",
@@ -379,10 +381,7 @@ def extract_outputs(
     unknown = sorted(needs - KNOWN_NEEDS)
     if unknown:
         raise ValueError(f"Unknown needs {unknown}; known: {sorted(KNOWN_NEEDS)}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r} instead."
-        )
+    check_int(batch_size, "batch_size", "extract_outputs", low=1)
     keep = ("input" in needs) if keep_inputs is None else keep_inputs
     run = needs & {"logits", "features"}
     if run and model is None:

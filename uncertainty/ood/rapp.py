@@ -40,7 +40,15 @@ import torch
 from torch import nn
 
 from dunno.devices import resolve_device
-from uncertainty.ood._base import OODDetector, check_positive_float, check_positive_int
+from dunno.validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_int_sequence,
+    check_seed,
+)
+from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import ModelOutputs, model_device
 
 __all__ = ["MLPAutoencoder", "RaPP", "rapp_differences", "rapp_nap_score", "rapp_sap_score"]
@@ -177,6 +185,7 @@ class RaPP(OODDetector):
     needs = frozenset({"input"})
     fit_needs = frozenset({"input"})
     uses_model = False
+    _wrapped_args = ("autoencoder",)
     score_time_params = ("mode",)
     _state_names = ("autoencoder_", "diff_mean_", "components_", "singular_values_")
 
@@ -208,16 +217,9 @@ class RaPP(OODDetector):
         self.seed = seed
         self.device = device
 
-    def get_params(self):
-        params = super().get_params()
-        params.pop("autoencoder", None)
-        return params
-
     def _validate_params(self) -> None:
         owner = type(self).__name__
-        if self.mode not in MODES:
-            raise ValueError(f"The 'mode' parameter of {owner} must be one of {MODES}. "
-                             f"Got {self.mode!r} instead.")
+        check_choice(self.mode, "mode", owner, MODES)
         if self.autoencoder is not None and not (
             isinstance(self.autoencoder, nn.Module)
             and isinstance(getattr(self.autoencoder, "encoder", None), nn.Module)
@@ -227,20 +229,14 @@ class RaPP(OODDetector):
                 f"The 'autoencoder' parameter of {owner} must be an nn.Module with 'encoder' and "
                 f"'decoder' modules. Got {type(self.autoencoder).__name__} instead."
             )
-        if not (isinstance(self.hidden, tuple | list) and self.hidden):
-            raise ValueError(f"The 'hidden' parameter of {owner} must be a non-empty tuple of "
-                             f"ints. Got {self.hidden!r} instead.")
-        for width in self.hidden:
-            check_positive_int(width, "hidden", owner)
-        check_positive_int(self.epochs, "epochs", owner, low=0)
-        check_positive_float(self.lr, "lr", owner)
-        check_positive_int(self.batch_size, "batch_size", owner)
-        check_positive_float(self.rcond, "rcond", owner)
-        check_positive_int(self.nap_size, "nap_size", owner, low=2)
-        check_positive_int(self.seed, "seed", owner, low=0)
-        if not isinstance(self.include_input, bool):
-            raise ValueError(f"The 'include_input' parameter of {owner} must be a bool. "
-                             f"Got {self.include_input!r} instead.")
+        check_int_sequence(self.hidden, "hidden", owner, what="layer widths")
+        check_int(self.epochs, "epochs", owner, low=0)
+        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_float(self.rcond, "rcond", owner, low=0.0, low_open=True)
+        check_int(self.nap_size, "nap_size", owner, low=2)
+        check_seed(self.seed, owner)
+        check_bool(self.include_input, "include_input", owner)
         resolve_device(self.device)
 
     # ------------------------------------------------------------------ fitting
@@ -309,7 +305,7 @@ class RaPP(OODDetector):
     # ------------------------------------------------------------------ scoring
     def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both aggregations of inputs ``x (N, ...)``: ``{"sap": (N,), "nap": (N,)}``."""
-        self._check_fitted()
+        self.check_fitted()
         d = self._differences(self.autoencoder_, x.flatten(1))
         return {"sap": rapp_sap_score(d),
                 "nap": rapp_nap_score(d, self.diff_mean_.to(d.device),

@@ -1,15 +1,23 @@
 """The detector registry: ``make_detector("energy", model, temperature=1.0)``.
 
-:data:`DETECTORS` maps registry names to classes, in the order tables list them.
+:data:`DETECTORS` (a :class:`dunno.registry.Registry`, read like a dict) maps registry names
+to classes, in the order tables list them; :mod:`uncertainty.ood` registers the built-in
+detectors in that order. This module imports no detector, so a detector that builds others
+by name (:class:`~uncertainty.ood.combined.Combined`) imports it without a cycle.
 
 **Extension point.** A new detector is one file with a pure score function and an
 :class:`~uncertainty.ood._base.OODDetector` subclass declaring ``name``, ``needs`` (and
-``fit_needs``), registered with :func:`register_detector` (the contract tests in
-``tests/uncertainty/test_ood.py`` then run over it automatically). The predictive-uncertainty
-detectors landed this way: ``mc-dropout`` (MC-Dropout mutual information, ``needs =
-{"input"}``: T stochastic passes through :class:`uncertainty.predictive.MCDropout`) and
-``ensemble-disagreement`` (the same quantity over the members of an ensemble with
-``member_logits``).
+``fit_needs``), registered with :func:`register_detector` (usable as a class decorator; the
+contract tests in ``tests/uncertainty/test_ood.py`` then run over it automatically). The
+predictive-uncertainty detectors landed this way: ``mc-dropout`` (MC-Dropout mutual
+information, ``needs = {"input"}``: T stochastic passes through
+:class:`uncertainty.predictive.MCDropout`) and ``ensemble-disagreement`` (the same quantity
+over the members of an ensemble with ``member_logits``). A detector in another distribution
+registers through the entry-point group ``dunno.detectors`` (the entry point's name is the
+registry name and must equal the class's ``name``)::
+
+    [project.entry-points."dunno.detectors"]
+    my-detector = "my_package.detector:MyDetector"
 
 Density-based detectors (``uses_density = True``) score through a density model instead of the
 classifier (:mod:`uncertainty.ood._density`): ``make_detector("likelihood-ratio",
@@ -22,52 +30,40 @@ from typing import Any
 
 from torch import nn
 
+from dunno.registry import Registry
 from uncertainty.ood._base import OODDetector
-from uncertainty.ood.combined import Combined
-from uncertainty.ood.complexity import InputComplexity
-from uncertainty.ood.ddu import DDU
-from uncertainty.ood.energy import Energy
-from uncertainty.ood.ensemble_disagreement import EnsembleDisagreement
-from uncertainty.ood.entropy import Entropy
-from uncertainty.ood.featurenorm import FeatureNorm
-from uncertainty.ood.knn import KNN
-from uncertainty.ood.likelihood import Likelihood
-from uncertainty.ood.likelihood_ratio import LikelihoodRatio
-from uncertainty.ood.mahalanobis import Mahalanobis
-from uncertainty.ood.maxlogit import MaxLogit
-from uncertainty.ood.mc_dropout_mi import MCDropoutMI
-from uncertainty.ood.msp import MSP
-from uncertainty.ood.odin import ODIN
-from uncertainty.ood.rapp import RaPP
-from uncertainty.ood.typicality import Typicality
 
 __all__ = ["DETECTORS", "available_detectors", "make_detector", "register_detector"]
 
-#: Every detector by registry name.
-DETECTORS: dict[str, type[OODDetector]] = {
-    cls.name: cls
-    for cls in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm, RaPP,
-                Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
-                InputComplexity, Typicality)
-}
 
-
-def register_detector(cls: type[OODDetector]) -> type[OODDetector]:
-    """Add ``cls`` to :data:`DETECTORS` under ``cls.name`` (usable as a class decorator)."""
+def _check_detector(name: str, cls: Any) -> None:
     if not (isinstance(cls, type) and issubclass(cls, OODDetector)) or not cls.name:
         raise ValueError(
             f"register_detector needs an OODDetector subclass with a 'name'. Got {cls!r}."
         )
-    if cls.name in DETECTORS and DETECTORS[cls.name] is not cls:
-        raise ValueError(f"A detector named {cls.name!r} is already registered "
-                         f"({DETECTORS[cls.name].__name__}).")
-    DETECTORS[cls.name] = cls
-    return cls
+    if cls.name != name:
+        raise ValueError(
+            f"The OOD detector {cls.__name__} is named {cls.name!r}; it cannot be registered "
+            f"as {name!r}."
+        )
+
+
+#: Every detector by registry name (plugins of the entry-point group ``dunno.detectors``
+#: included).
+DETECTORS: Registry[type[OODDetector]] = Registry(
+    "OOD detector", "dunno.detectors", check=_check_detector
+)
+
+
+def register_detector(cls: type[OODDetector]) -> type[OODDetector]:
+    """Add ``cls`` to :data:`DETECTORS` under ``cls.name`` (usable as a class decorator);
+    a name taken by another class is refused."""
+    return DETECTORS.register(obj=cls)
 
 
 def available_detectors() -> list[str]:
     """Registry names, in registry order."""
-    return list(DETECTORS)
+    return DETECTORS.available()
 
 
 def make_detector(name: str, model: nn.Module | None = None, *, density: Any = None,
@@ -80,12 +76,8 @@ def make_detector(name: str, model: nn.Module | None = None, *, density: Any = N
     detectors take no classifier, the classifier detectors no density model), so that a caller
     never believes a model was scored when it was not.
     """
-    if not isinstance(name, str) or name not in DETECTORS:
-        raise ValueError(
-            f"Unknown OOD detector {name!r}. Available: {', '.join(DETECTORS)}."
-        )
-    cls = DETECTORS[name]
-    accepted = cls._param_names()
+    cls = DETECTORS.get(name)
+    accepted = cls.param_names()
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(

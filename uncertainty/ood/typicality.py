@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from uncertainty.ood._base import check_positive_int
+from dunno.validation import check_int, check_probability_level, check_seed
 from uncertainty.ood._density import DensityDetector
 from uncertainty.ood.outputs import ModelOutputs
 
@@ -117,13 +117,10 @@ class Typicality(DensityDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        check_positive_int(self.group_size, "group_size", owner)
-        check_positive_int(self.bootstraps, "bootstraps", owner)
-        check_positive_int(self.seed, "seed", owner, low=0)
-        a = self.alpha
-        if not (isinstance(a, int | float) and not isinstance(a, bool) and 0 < a < 1):
-            raise ValueError(f"The 'alpha' parameter of {owner} must be a float in (0, 1). "
-                             f"Got {a!r} instead.")
+        check_int(self.group_size, "group_size", owner, low=1)
+        check_int(self.bootstraps, "bootstraps", owner, low=1)
+        check_seed(self.seed, owner)
+        check_probability_level(self.alpha, "alpha", owner)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         lp = outputs.log_prob

@@ -1,5 +1,5 @@
-"""Validation specific to the predictive-uncertainty methods: regression inputs and hidden
-widths (the generic parameter and label checks are in :mod:`uncertainty._checks`).
+"""Validation specific to the predictive-uncertainty methods: regression inputs (the parameter
+and label checks are in :mod:`dunno.validation`).
 
 Every check raises :class:`ValueError` (never ``assert``) naming the argument, what was
 expected and what was given, in scikit-learn's phrasing::
@@ -14,26 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from uncertainty._checks import _owner, as_tensor
+from dunno.validation import as_tensor
 
-__all__ = ["as_features", "as_regression_data", "check_hidden"]
-
-
-def check_hidden(owner: object, value: Any) -> tuple[int, ...]:
-    """Hidden layer widths: an int >= 1 (one layer) or a non-empty sequence of them."""
-    if isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1:
-        return (int(value),)
-    if (
-        isinstance(value, list | tuple)
-        and len(value) >= 1
-        and all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
-                for v in value)
-    ):
-        return tuple(int(v) for v in value)
-    raise ValueError(
-        f"The 'hidden' parameter of {_owner(owner)} must be an int >= 1 or a non-empty "
-        f"sequence of ints >= 1 (hidden layer widths). Got {value!r} instead."
-    )
+__all__ = ["as_features", "as_regression_data"]
 
 
 # ----------------------------------------------------------------------------- inputs

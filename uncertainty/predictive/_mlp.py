@@ -13,7 +13,6 @@ from torch import nn
 
 __all__ = [
     "IndexBatches",
-    "JointFitMixin",
     "StackedMLP",
     "mlp",
     "stack_training_sets",
@@ -210,26 +209,3 @@ def stack_training_sets(owner: str, pairs) -> tuple[torch.Tensor, torch.Tensor]:
             "Call fit on each instead."
         )
     return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
-
-
-class JointFitMixin:
-    """``fit(x, y)`` and ``fit_many(data)`` for estimators that implement
-    ``_fit_jointly(estimators, data)`` (train copies on several training sets at once) and
-    ``_params()`` (their constructor arguments)."""
-
-    def fit(self, x, y):
-        """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``."""
-        self._fit_jointly([self], [(x, y)])
-        return self
-
-    def fit_many(self, data):
-        """Fit one copy of this estimator per ``(x, y)`` in ``data`` (all of one shape, e.g.
-        the 20 UCI splits) as one stacked network -- the same result in distribution as
-        calling :meth:`fit` on each, with one optimiser step for all per mini-batch. Returns
-        the fitted copies in order."""
-        data = list(data)
-        if not data:
-            raise ValueError(f"{type(self).__name__}.fit_many needs at least one (x, y) pair.")
-        estimators = [type(self)(**self._params()) for _ in data]
-        self._fit_jointly(estimators, data)
-        return estimators

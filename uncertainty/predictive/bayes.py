@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -43,12 +42,12 @@ from pyro.infer.autoguide.initialization import init_to_value
 from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
-from dunno.errors import check_is_fitted
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty._checks import check_choice, check_float, check_int, check_seed
+from dunno.validation import check_choice, check_float, check_hidden, check_int, check_seed
 from uncertainty.predictive._checks import as_features, as_regression_data
-from uncertainty.predictive._mlp import JointFitMixin, stack_training_sets
+from uncertainty.predictive._mlp import stack_training_sets
+from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.prediction import RegressionPrediction
 
 __all__ = ["BayesianMLP", "BayesianMLPRegressor"]
@@ -120,19 +119,7 @@ def _initial_weights(model: BayesianMLP) -> dict[str, torch.Tensor]:
     return values
 
 
-def _check_hidden(owner, value) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return (value,)
-    if isinstance(value, list | tuple) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
-        return tuple(value)
-    raise ValueError(
-        f"The 'hidden' parameter of {type(owner).__name__} must be an int >= 1 or a sequence "
-        f"of ints >= 1 (empty: Bayesian linear regression). Got {value!r} instead."
-    )
-
-
-class BayesianMLPRegressor(JointFitMixin):
+class BayesianMLPRegressor(Regressor):
     """Mean-field variational BNN regressor trained with SVI (see the module docstring).
 
     Parameters
@@ -165,6 +152,7 @@ class BayesianMLPRegressor(JointFitMixin):
     """
 
     name = "bnn"
+    _state_names = ("param_state_",)
 
     def __init__(self, hidden=50, *, prior_scale: float = 1.0, elbo: str = "meanfield",
                  epochs: int = 40, batch_size: int = 100, lr: float = 1e-2,
@@ -179,21 +167,19 @@ class BayesianMLPRegressor(JointFitMixin):
         self.num_samples = num_samples
         self.seed = seed
 
-    def _params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "hidden", "prior_scale", "elbo", "epochs", "batch_size", "lr", "init_scale",
-            "num_samples", "seed")}
+    def _validate_params(self) -> None:
+        check_hidden(self.hidden, self, allow_empty=True)
+        check_float(self.prior_scale, "prior_scale", self, low=0.0, low_open=True)
+        check_choice(self.elbo, "elbo", self, ("meanfield", "trace"))
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.init_scale, "init_scale", self, low=0.0, low_open=True)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:
-        hidden = _check_hidden(self, self.hidden)
-        check_float(self, "prior_scale", self.prior_scale, low=0.0, low_open=True)
-        check_choice(self, "elbo", self.elbo, ("meanfield", "trace"))
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "init_scale", self.init_scale, low=0.0, low_open=True)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_seed(self, self.seed)
+        hidden = check_hidden(self.hidden, self, allow_empty=True)
         xs, ys = stack_training_sets(  # (S, N, D), (S, N, O)
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
         s_count, n = xs.shape[0], xs.shape[1]
@@ -221,7 +207,7 @@ class BayesianMLPRegressor(JointFitMixin):
     @torch.no_grad()
     def sample(self, x) -> tuple[torch.Tensor, torch.Tensor]:
         """``S`` posterior draws: network outputs ``(S, N, O)`` and noise scales ``(S,)``."""
-        check_is_fitted(self, "param_state_")
+        self.check_fitted()
         x = as_features(x, num_features=self.n_features_in_)
         with pyro.get_param_store().scope(self.param_state_):
             predictive = Predictive(self.model_, guide=self.guide_,

@@ -14,9 +14,14 @@ method, Goodfellow et al. 2015):
     x' = x + \epsilon\, r \odot \operatorname{sign}\nabla_x \ell(\theta, x, y),
 
 with :math:`\epsilon = 0.01` times the per-feature range :math:`r` of the training inputs.
-The prediction is the uniform mixture of the members; for regression it is kept as a
-mixture of ``M`` Gaussians (exact :meth:`RegressionPrediction.log_prob`) whose mean and
-variance are
+The prediction is the uniform mixture of the members. For classification that is
+:func:`dunno.ensemble.mixture_log_probs`, the one implementation of the formula, also the
+``forward`` of :class:`dunno.ensemble.EnsembleClassifier`: :meth:`DeepEnsemble.to_module`
+returns the fitted ensemble as that module (what ``dunno train classifier --ensemble M``
+writes, loadable with :mod:`dunno.checkpoints` and scored by ``dunno calibrate`` / ``dunno
+ood``), and :meth:`DeepEnsemble.predict_proba` equals the module's softmax. For regression
+it is kept as a mixture of ``M`` Gaussians (exact :meth:`RegressionPrediction.log_prob`)
+whose mean and variance are
 
 .. math::
 
@@ -38,26 +43,27 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from dunno.errors import check_is_fitted
+from dunno.ensemble import EnsembleClassifier, mixture_log_probs
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty._checks import (
+from dunno.validation import (
     as_labels,
     check_bool,
     check_choice,
     check_float,
+    check_hidden,
     check_int,
     check_seed,
 )
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
+from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import IndexBatches, mlp
+from uncertainty.predictive.base import JointFit, Regressor
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 
 __all__ = ["DeepEnsemble", "DeepEnsembleRegressor", "gaussian_variance"]
@@ -74,7 +80,7 @@ def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-class DeepEnsemble:
+class DeepEnsemble(JointFit):
     """An ensemble of ``M`` independently trained networks (Lakshminarayanan et al. 2017).
 
     Parameters
@@ -110,6 +116,7 @@ class DeepEnsemble:
     """
 
     name = "deep-ensemble"
+    _state_names = ("members_",)
 
     def __init__(self, model_fn: Callable[[], nn.Module] | None, num_members: int = 5, *,
                  task: str = "regression", epochs: int = 40, batch_size: int = 100,
@@ -128,22 +135,17 @@ class DeepEnsemble:
         self.seed = seed
 
     # ------------------------------------------------------------------ parameters
-    def _params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "model_fn", "num_members", "task", "epochs", "batch_size", "lr", "weight_decay",
-            "adversarial", "epsilon", "vectorize", "seed")}
-
-    def _check_params(self) -> None:
-        check_int(self, "num_members", self.num_members, 1)
-        check_choice(self, "task", self.task, ("regression", "classification"))
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_bool(self, "adversarial", self.adversarial)
-        check_float(self, "epsilon", self.epsilon, low=0.0)
-        check_choice(self, "vectorize", self.vectorize, ("auto", True, False))
-        check_seed(self, self.seed)
+    def _validate_params(self) -> None:
+        check_int(self.num_members, "num_members", self, low=1)
+        check_choice(self.task, "task", self, ("regression", "classification"))
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_bool(self.adversarial, "adversarial", self)
+        check_float(self.epsilon, "epsilon", self, low=0.0)
+        check_choice(self.vectorize, "vectorize", self, ("auto", True, False))
+        check_seed(self.seed, self)
 
     def _make_member(self, in_features: int, out_features: int) -> nn.Module:
         if not callable(self.model_fn):
@@ -233,7 +235,6 @@ class DeepEnsemble:
         return True, "torch.func.vmap over stacked parameters"
 
     def _fit_jointly(self, estimators, data) -> None:
-        self._check_params()
         pairs = [self._validate(x, y) for x, y in data]
         shapes = {(tuple(x.shape), tuple(y.shape)) for x, y in pairs}
         if len(shapes) != 1:
@@ -329,23 +330,11 @@ class DeepEnsemble:
     def fit(self, x, y) -> DeepEnsemble:
         """Train the ``M`` members on ``x (N, ...)`` and ``y`` (regression ``(N, O)`` or
         ``(N,)``; classification integer labels ``(N,)``); returns ``self``."""
-        self._fit_jointly([self], [(x, y)])
-        return self
-
-    def fit_many(self, data) -> list[DeepEnsemble]:
-        """Fit one copy of this ensemble per ``(x, y)`` in ``data`` (all of one shape, e.g. the
-        UCI splits), training all ``len(data) * M`` members in one vectorised run. Returns the
-        fitted copies in order."""
-        data = list(data)
-        if not data:
-            raise ValueError(f"{type(self).__name__}.fit_many needs at least one (x, y) pair.")
-        estimators = [type(self)(**self._params()) for _ in data]
-        self._fit_jointly(estimators, data)
-        return estimators
+        return super().fit(x, y)
 
     # ------------------------------------------------------------------ inference
     def _check_x(self, x) -> torch.Tensor:
-        check_is_fitted(self, "members_")
+        self.check_fitted()
         if self.task == "regression":
             return as_features(x, num_features=self.input_shape_[0])
         x = torch.as_tensor(x).detach().float()
@@ -381,15 +370,44 @@ class DeepEnsemble:
 
     def predict(self, x, *, vectorized: bool | None = None
                 ) -> RegressionPrediction | ClassificationPrediction:
-        """The uniform mixture of the members (see the module docstring)."""
+        """The uniform mixture of the members (see the module docstring). Classification:
+        ``probs`` is :meth:`predict_proba`, ``samples (M, N, C)`` the members' softmaxes."""
         out = self.predict_members(x, vectorized=vectorized).double()
         if self.task == "classification":
-            return ClassificationPrediction.from_samples(torch.softmax(out, dim=-1))
+            return ClassificationPrediction(mixture_log_probs(out).exp(),
+                                            torch.softmax(out, dim=-1))
         o = self.n_outputs_
         return RegressionPrediction.from_samples(out[..., :o], gaussian_variance(out[..., o:]))
 
+    def _require_classification(self, method: str) -> None:
+        if self.task != "classification":
+            raise ValueError(
+                f"{type(self).__name__}.{method} is for task='classification'; this ensemble "
+                f"has task={self.task!r} (use predict)."
+            )
 
-class DeepEnsembleRegressor(DeepEnsemble):
+    def predict_proba(self, x, *, vectorized: bool | None = None) -> torch.Tensor:
+        """Mixture class probabilities ``(N, C)`` float64 (classification):
+        ``exp(mixture_log_probs(member logits))``, the softmax of :meth:`to_module`'s
+        output."""
+        self._require_classification("predict_proba")
+        out = self.predict_members(x, vectorized=vectorized).double()  # (M, N, C)
+        return mixture_log_probs(out).exp()
+
+    def to_module(self) -> EnsembleClassifier:
+        """The fitted classification ensemble as a :class:`dunno.ensemble.EnsembleClassifier`
+        (eval mode) over copies of the members: ``module(x)`` is the mixture's
+        log-probabilities ``(N, C)``, so ``module(x).softmax(-1)`` equals
+        :meth:`predict_proba` (up to the module's float32). With members that have a
+        ``config`` (and ``arch``) -- :mod:`dunno.nets` backbones -- it saves with
+        ``dunno.checkpoints.save_checkpoint(path, module, arch="ensemble",
+        config=module.config)``."""
+        self._require_classification("to_module")
+        self.check_fitted()
+        return EnsembleClassifier([copy.deepcopy(m) for m in self.members_]).eval()
+
+
+class DeepEnsembleRegressor(DeepEnsemble, Regressor):
     """A deep ensemble of ReLU MLPs with mean and variance outputs (the paper's UCI setup:
     one hidden layer of 50 units, ``M = 5``, 40 epochs, batch 100, Adam).
 
@@ -409,15 +427,9 @@ class DeepEnsembleRegressor(DeepEnsemble):
                          seed=seed)
         self.hidden = hidden
 
-    def _params(self) -> dict[str, Any]:
-        params = super()._params()
-        for key in ("model_fn", "task"):
-            params.pop(key)
-        return {"hidden": self.hidden, **params}
-
-    def _check_params(self) -> None:
-        check_hidden(self, self.hidden)
-        super()._check_params()
+    def _validate_params(self) -> None:
+        check_hidden(self.hidden, self)
+        super()._validate_params()
 
     def _make_member(self, in_features: int, out_features: int) -> nn.Module:
-        return mlp(in_features, check_hidden(self, self.hidden), 2 * out_features)
+        return mlp(in_features, check_hidden(self.hidden, self), 2 * out_features)

@@ -39,24 +39,19 @@ epistemic part.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from dunno.data.base import ArrayDataset, DatasetInfo
 from dunno.data.loaders import make_loader
-from dunno.errors import check_is_fitted
+from dunno.estimator import Estimator
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
-from uncertainty._checks import as_labels, check_float, check_int, check_seed
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
-from uncertainty.predictive._mlp import (
-    JointFitMixin,
-    mlp,
-    stack_training_sets,
-    train_stacked,
-)
+from dunno.validation import as_labels, check_float, check_hidden, check_int, check_seed
+from uncertainty.predictive._checks import as_features, as_regression_data
+from uncertainty.predictive._mlp import mlp, stack_training_sets, train_stacked
+from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.mc_dropout import MCDropout
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 
@@ -93,7 +88,7 @@ def gaussian_nll_loss(mean: torch.Tensor, log_var: torch.Tensor, target: torch.T
             f"gaussian_nll_loss needs mean, log_var and target of one shape. Got "
             f"{tuple(mean.shape)}, {tuple(log_var.shape)}, {tuple(target.shape)}."
         )
-    beta = check_float("gaussian_nll_loss", "beta", beta, low=0.0, high=1.0)
+    beta = check_float(beta, "beta", "gaussian_nll_loss", low=0.0, high=1.0)
     nll = 0.5 * (_LOG_2PI + log_var + (target - mean) ** 2 * torch.exp(-log_var))
     if beta > 0:
         nll = nll * torch.exp(beta * log_var).detach()
@@ -122,7 +117,7 @@ def sampled_softmax_loss(logits: torch.Tensor, log_var: torch.Tensor, labels: to
         num_samples: ``T >= 1``.
         reduction: "mean", "sum" or "none" (``(N,)``).
     """
-    num_samples = check_int("sampled_softmax_loss", "num_samples", num_samples, 1)
+    num_samples = check_int(num_samples, "num_samples", "sampled_softmax_loss", low=1)
     if logits.ndim != 2 or log_var.ndim != 2 or log_var.shape[0] != logits.shape[0] or (
             log_var.shape[1] not in (1, logits.shape[1])):
         raise ValueError(
@@ -148,7 +143,7 @@ def sampled_softmax_loss(logits: torch.Tensor, log_var: torch.Tensor, labels: to
     )
 
 
-class HeteroscedasticRegressor(JointFitMixin):
+class HeteroscedasticRegressor(Regressor):
     """A ReLU MLP with mean and log-variance outputs, Gaussian (β-)NLL, and MC-Dropout.
 
     The last layer outputs ``2 * O`` columns: ``O`` means, then ``O`` log-variances (clamped
@@ -176,6 +171,7 @@ class HeteroscedasticRegressor(JointFitMixin):
     """
 
     name = "heteroscedastic"
+    _state_names = ("model_",)
 
     def __init__(self, hidden=50, dropout: float = 0.05, *, beta: float = 0.0,
                  num_samples: int = 100, epochs: int = 40, batch_size: int = 100,
@@ -190,25 +186,19 @@ class HeteroscedasticRegressor(JointFitMixin):
         self.weight_decay = weight_decay
         self.seed = seed
 
-    def _params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "hidden", "dropout", "beta", "num_samples", "epochs", "batch_size", "lr",
-            "weight_decay", "seed")}
-
-    def _check_params(self) -> tuple[int, ...]:
-        hidden = check_hidden(self, self.hidden)
-        check_float(self, "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
-        check_float(self, "beta", self.beta, low=0.0, high=1.0)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_seed(self, self.seed)
-        return hidden
+    def _validate_params(self) -> None:
+        check_hidden(self.hidden, self)
+        check_float(self.dropout, "dropout", self, low=0.0, high=1.0, high_open=True)
+        check_float(self.beta, "beta", self, low=0.0, high=1.0)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:
-        hidden = self._check_params()
+        hidden = check_hidden(self.hidden, self)
         xs, ys = stack_training_sets(
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
         s_count, o = xs.shape[0], ys.shape[2]
@@ -232,7 +222,7 @@ class HeteroscedasticRegressor(JointFitMixin):
 
     def _outputs(self, x) -> torch.Tensor:
         """``(T, N, 2 O)`` outputs of ``T`` dropout passes (one pass without dropout)."""
-        check_is_fitted(self, "model_")
+        self.check_fitted()
         x = as_features(x, num_features=self.n_features_in_)
         if self.dropout == 0:
             with torch.no_grad():
@@ -247,7 +237,7 @@ class HeteroscedasticRegressor(JointFitMixin):
         return RegressionPrediction.from_samples(out[..., :o], var)
 
 
-class HeteroscedasticClassifier:
+class HeteroscedasticClassifier(Estimator):
     """A ReLU MLP classifier with Gaussian noise on its logits (Kendall & Gal 2017) and
     MC-Dropout, for vector inputs ``(N, D)``.
 
@@ -273,6 +263,8 @@ class HeteroscedasticClassifier:
     history_ : History
     """
 
+    _state_names = ("model_",)
+
     def __init__(self, hidden=64, dropout: float = 0.1, *, noise_samples: int = 20,
                  num_samples: int = 50, epochs: int = 40, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0) -> None:
@@ -286,17 +278,21 @@ class HeteroscedasticClassifier:
         self.weight_decay = weight_decay
         self.seed = seed
 
+    def _validate_params(self) -> None:
+        check_hidden(self.hidden, self)
+        check_float(self.dropout, "dropout", self, low=0.0, high=1.0, high_open=True)
+        check_int(self.noise_samples, "noise_samples", self, low=1)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_seed(self.seed, self)
+
     def fit(self, x, labels) -> HeteroscedasticClassifier:
         """Train on ``x (N, D)`` and integer ``labels (N,)``; returns ``self``."""
-        hidden = check_hidden(self, self.hidden)
-        check_float(self, "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
-        check_int(self, "noise_samples", self.noise_samples, 1)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_seed(self, self.seed)
+        self._validate_params()
+        hidden = check_hidden(self.hidden, self)
         x = as_features(x)
         y = as_labels(labels, x.shape[0])
         c = max(int(y.max()) + 1, 2)
@@ -327,7 +323,7 @@ class HeteroscedasticClassifier:
     @torch.no_grad()
     def predict(self, x) -> ClassificationPrediction:
         """``samples (T, N, C)``: per dropout pass, the softmax averaged over noise draws."""
-        check_is_fitted(self, "model_")
+        self.check_fitted()
         x = as_features(x, num_features=self.n_features_in_)
         if self.dropout == 0:
             out = self.model_.eval()(x).unsqueeze(0)

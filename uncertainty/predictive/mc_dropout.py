@@ -49,10 +49,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from dunno.errors import check_is_fitted
-from uncertainty._checks import check_bool, check_choice, check_float, check_int, check_seed
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
+from dunno.estimator import Estimator
+from dunno.validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_hidden,
+    check_int,
+    check_seed,
+)
+from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import stack_training_sets, train_stacked
+from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 
 __all__ = [
@@ -93,7 +101,7 @@ def mc_dropout_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.train(training)
 
 
-class MCDropout:
+class MCDropout(Estimator):
     """Sample a trained model with its dropout layers switched on.
 
     Nothing is learned: the wrapped model is used as it is (there is no ``fit``); the model
@@ -120,6 +128,8 @@ class MCDropout:
         Inputs are processed in chunks of this many rows (all at once by default).
     """
 
+    _wrapped_args = ("model",)
+
     def __init__(self, model: nn.Module, num_samples: int = 100, *, mode: str = "full",
                  task: str = "classification", noise_variance: float | None = None,
                  batch_size: int | None = None) -> None:
@@ -131,23 +141,23 @@ class MCDropout:
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ checks
-    def _check(self) -> None:
+    def _validate_params(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise ValueError(
                 f"The 'model' parameter of MCDropout must be a torch.nn.Module. "
                 f"Got {type(self.model).__name__} instead."
             )
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_choice(self, "mode", self.mode, ("full", "fast"))
-        check_choice(self, "task", self.task, ("classification", "regression"))
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_choice(self.mode, "mode", self, ("full", "fast"))
+        check_choice(self.task, "task", self, ("classification", "regression"))
         if self.noise_variance is not None:
             if self.task != "regression":
                 raise ValueError(
                     "The 'noise_variance' parameter of MCDropout is for task='regression' only."
                 )
-            check_float(self, "noise_variance", self.noise_variance, low=0.0, low_open=True)
+            check_float(self.noise_variance, "noise_variance", self, low=0.0, low_open=True)
         if self.batch_size is not None:
-            check_int(self, "batch_size", self.batch_size, 1)
+            check_int(self.batch_size, "batch_size", self, low=1)
         if not dropout_layers(self.model):
             names = ", ".join(t.__name__ for t in DROPOUT_TYPES)
             raise ValueError(
@@ -190,7 +200,7 @@ class MCDropout:
     @torch.no_grad()
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         """Raw model outputs of ``T`` stochastic passes, ``(T, N, ...)``."""
-        self._check()
+        self._validate_params()
         if not isinstance(x, torch.Tensor):
             raise ValueError(
                 f"The 'x' argument of MCDropout.sample must be a torch.Tensor. "
@@ -253,13 +263,12 @@ def _as_grid(owner, name: str, value: Any, low: float, high: float, high_open: b
             f"sequence of floats. Got {value!r} instead."
         )
     return tuple(
-        check_float(owner, name, v, low=low, high=high, low_open=name == "tau",
-                    high_open=high_open)
+        check_float(v, name, owner, low=low, high=high, low_open=name == "tau", high_open=high_open)
         for v in values
     )
 
 
-class MCDropoutRegressor:
+class MCDropoutRegressor(Regressor):
     r"""Gal & Ghahramani's (2016) MC-Dropout MLP for regression, with its grid search.
 
     Parameters
@@ -309,6 +318,8 @@ class MCDropoutRegressor:
     """
 
     name = "mc-dropout"
+    _state_names = ("model_",)
+    _per_dataset_params = ("dropout", "tau")
 
     def __init__(self, hidden=50, dropout=0.05, tau=1.0, *, lengthscale: float = 1e-2,
                  epochs: int = 40, batch_size: int = 128, lr: float = 1e-3,
@@ -328,27 +339,25 @@ class MCDropoutRegressor:
         self.share_tau = share_tau
         self.seed = seed
 
-    def _check_params(self):
-        hidden = check_hidden(self, self.hidden)
-        rates = _as_grid(self, "dropout", self.dropout, 0.0, 1.0, True)
-        taus = _as_grid(self, "tau", self.tau, 0.0, math.inf, False)
-        check_float(self, "lengthscale", self.lengthscale, low=0.0)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_int(self, "num_samples", self.num_samples, 1)
-        check_int(self, "val_samples", self.val_samples, 1)
-        check_float(self, "val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True,
-                    high_open=True)
-        check_bool(self, "input_dropout", self.input_dropout)
-        check_bool(self, "share_tau", self.share_tau)
-        check_seed(self, self.seed)
-        return hidden, rates, taus
+    def _grids(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The dropout-rate and precision grids (one value each without a search)."""
+        return (_as_grid(self, "dropout", self.dropout, 0.0, 1.0, True),
+                _as_grid(self, "tau", self.tau, 0.0, math.inf, False))
 
-    def _params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "hidden", "dropout", "tau", "lengthscale", "epochs", "batch_size", "lr",
-            "num_samples", "val_samples", "val_fraction", "input_dropout", "share_tau", "seed")}
+    def _validate_params(self) -> None:
+        check_hidden(self.hidden, self)
+        self._grids()
+        check_float(self.lengthscale, "lengthscale", self, low=0.0)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_int(self.num_samples, "num_samples", self, low=1)
+        check_int(self.val_samples, "val_samples", self, low=1)
+        check_float(self.val_fraction, "val_fraction", self, low=0.0, high=1.0, low_open=True,
+                    high_open=True)
+        check_bool(self.input_dropout, "input_dropout", self)
+        check_bool(self.share_tau, "share_tau", self)
+        check_seed(self.seed, self)
 
     # ------------------------------------------------------------------ training
     def _train(self, xs, ys, split_of, configs, group_rates, mask_groups):
@@ -364,7 +373,7 @@ class MCDropoutRegressor:
             return (out - y).pow(2).mean(dim=(1, 2))  # (M,)
 
         return train_stacked(
-            xs, ys, split_of, hidden=check_hidden(self, self.hidden), out_features=ys.shape[2],
+            xs, ys, split_of, hidden=check_hidden(self.hidden, self), out_features=ys.shape[2],
             loss_fn=mse, group_rates=group_rates, mask_groups=mask_groups,
             input_dropout=self.input_dropout, decay=decay, epochs=self.epochs,
             batch_size=self.batch_size, lr=self.lr, seed=self.seed,
@@ -390,7 +399,7 @@ class MCDropoutRegressor:
         return per_point.mean(dim=2)
 
     def _fit_jointly(self, estimators, data) -> None:
-        grids = [est._check_params()[1:] for est in estimators]  # (rates, taus) per dataset
+        grids = [est._grids() for est in estimators]  # (rates, taus) per dataset
         if len({(len(r), len(t)) for r, t in grids}) != 1:
             raise ValueError("MCDropoutRegressor.fit_many needs grids of one size per dataset.")
         xs, ys = stack_training_sets(  # (S, N, D), (S, N, O)
@@ -440,43 +449,8 @@ class MCDropoutRegressor:
             est.history_ = history
             est.n_features_in_, est.n_outputs_ = xs.shape[2], ys.shape[2]
 
-    def fit(self, x, y) -> MCDropoutRegressor:
-        """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``."""
-        self._fit_jointly([self], [(x, y)])
-        return self
-
-    def fit_many(self, data, params=None) -> list[MCDropoutRegressor]:
-        """Fit one copy of this estimator per ``(x, y)`` in ``data`` (e.g. the 20 UCI splits,
-        all of one shape), training all of them -- grid members included -- as one stacked
-        network: the same result in distribution as calling :meth:`fit` on each, with one
-        optimiser step for all per mini-batch.
-
-        ``params``: optional list of per-dataset overrides of ``dropout`` / ``tau`` (grids of
-        the same size), e.g. precisions converted to each split's standardised units.
-        Returns the fitted copies in order."""
-        data = list(data)
-        if not data:
-            raise ValueError("MCDropoutRegressor.fit_many needs at least one (x, y) pair.")
-        params = [{}] * len(data) if params is None else list(params)
-        if len(params) != len(data):
-            raise ValueError(
-                f"MCDropoutRegressor.fit_many got {len(params)} parameter overrides for "
-                f"{len(data)} datasets."
-            )
-        estimators = []
-        for override in params:
-            unknown = sorted(set(override) - {"dropout", "tau"})
-            if unknown:
-                raise ValueError(
-                    f"MCDropoutRegressor.fit_many can override 'dropout' and 'tau' per "
-                    f"dataset only. Got {unknown}."
-                )
-            estimators.append(type(self)(**{**self._params(), **override}))
-        self._fit_jointly(estimators, data)
-        return estimators
-
     def _sampler(self) -> MCDropout:
-        check_is_fitted(self, "model_")
+        self.check_fitted()
         return MCDropout(self.model_, self.num_samples, task="regression",
                          noise_variance=1.0 / self.tau_)
 
@@ -489,7 +463,3 @@ class MCDropoutRegressor:
         r"""Mixture of the ``T`` passes, each :math:`\mathcal{N}(\hat y_t, \tau^{-1})`."""
         sampler = self._sampler()
         return sampler.predict(as_features(x, num_features=self.n_features_in_))
-
-    def __repr__(self) -> str:
-        return (f"MCDropoutRegressor(hidden={self.hidden!r}, dropout={self.dropout!r}, "
-                f"tau={self.tau!r}, epochs={self.epochs})")

@@ -20,15 +20,14 @@ means :math:`\sum_k \pi_k(\mu_k - \bar\mu)^2` (epistemic, Choi et al. 2018).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from dunno.errors import check_is_fitted
-from uncertainty._checks import check_float, check_int, check_seed
-from uncertainty.predictive._checks import as_features, as_regression_data, check_hidden
-from uncertainty.predictive._mlp import JointFitMixin, stack_training_sets, train_stacked
+from dunno.validation import check_float, check_hidden, check_int, check_seed
+from uncertainty.predictive._checks import as_features, as_regression_data
+from uncertainty.predictive._mlp import stack_training_sets, train_stacked
+from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.prediction import RegressionPrediction
 
 __all__ = ["MDNRegressor", "mdn_log_prob", "mdn_nll", "split_mdn_output"]
@@ -69,7 +68,7 @@ def mdn_nll(logits: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor,
     return -mdn_log_prob(logits, means, log_vars, y).mean()
 
 
-class MDNRegressor(JointFitMixin):
+class MDNRegressor(Regressor):
     """A ReLU MLP that outputs a ``K``-component diagonal Gaussian mixture.
 
     Parameters
@@ -89,6 +88,7 @@ class MDNRegressor(JointFitMixin):
     """
 
     name = "mdn"
+    _state_names = ("model_",)
 
     def __init__(self, hidden=50, num_components: int = 5, *, epochs: int = 40,
                  batch_size: int = 100, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -101,18 +101,17 @@ class MDNRegressor(JointFitMixin):
         self.weight_decay = weight_decay
         self.seed = seed
 
-    def _params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "hidden", "num_components", "epochs", "batch_size", "lr", "weight_decay", "seed")}
+    def _validate_params(self) -> None:
+        check_hidden(self.hidden, self)
+        check_int(self.num_components, "num_components", self, low=1)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=1)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:
-        hidden = check_hidden(self, self.hidden)
-        k = check_int(self, "num_components", self.num_components, 1)
-        check_int(self, "epochs", self.epochs, 1)
-        check_int(self, "batch_size", self.batch_size, 1)
-        check_float(self, "lr", self.lr, low=0.0, low_open=True)
-        check_float(self, "weight_decay", self.weight_decay, low=0.0)
-        check_seed(self, self.seed)
+        hidden, k = check_hidden(self.hidden, self), self.num_components
         xs, ys = stack_training_sets(
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
         s_count, d = xs.shape[0], ys.shape[2]
@@ -134,7 +133,7 @@ class MDNRegressor(JointFitMixin):
     @torch.no_grad()
     def mixture(self, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``weights (N, K)``, ``means (N, K, D)`` and ``variances (N, K, D)`` of ``x``."""
-        check_is_fitted(self, "model_")
+        self.check_fitted()
         x = as_features(x, num_features=self.n_features_in_)
         out = self.model_.eval()(x).double()
         logits, means, log_vars = split_mdn_output(out, self.num_components, self.n_outputs_)
@@ -143,10 +142,6 @@ class MDNRegressor(JointFitMixin):
     def predict(self, x) -> RegressionPrediction:
         """The mixture, with mean, aleatoric and epistemic variance (module docstring)."""
         return RegressionPrediction.from_components(*self.mixture(x))
-
-    def log_prob(self, x, y) -> torch.Tensor:
-        """Exact mixture log-density of ``y (N, D)`` given ``x``, float64 ``(N,)``."""
-        return self.predict(x).log_prob(y)
 
     def mode(self, x) -> torch.Tensor:
         """Mean of the most probable component, ``(N, D)``: Bishop's (1994) approximation of
@@ -160,7 +155,7 @@ class MDNRegressor(JointFitMixin):
     def sample(self, x, num_samples: int = 1, *, generator: torch.Generator | None = None
                ) -> torch.Tensor:
         """``num_samples`` draws from the mixture for each row of ``x``, ``(S, N, D)``."""
-        num_samples = check_int(self, "num_samples", num_samples, 1)
+        num_samples = check_int(num_samples, "num_samples", self, low=1)
         weights, means, variances = self.mixture(x)
         n = weights.shape[0]
         comp = torch.multinomial(weights, num_samples, replacement=True,

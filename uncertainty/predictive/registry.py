@@ -1,42 +1,65 @@
-"""The registry of regression methods used by the UCI runner: every entry has the common
-interface ``fit(x, y) -> self`` and ``predict(x) -> RegressionPrediction`` on standardised
-data (and, for the stacked MLP methods, ``fit_many(data)`` to train several training sets,
-e.g. the UCI splits, in one vectorised run)."""
+"""The registry of regression methods used by the UCI runner: every entry is a
+:class:`~uncertainty.predictive.base.Regressor` with the common interface ``fit(x, y) ->
+self``, ``fit_many(data)`` (train several training sets, e.g. the UCI splits, in one
+vectorised run) and ``predict(x) -> RegressionPrediction`` on standardised data.
+
+:data:`REGRESSORS` is a :class:`dunno.registry.Registry` (read like a dict); a new method is
+added with :func:`register_regressor` (usable as a class decorator) or, from another
+distribution, through the entry-point group ``dunno.regressors``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from dunno.registry import Registry
+from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.bayes import BayesianMLPRegressor
 from uncertainty.predictive.ensemble import DeepEnsembleRegressor
 from uncertainty.predictive.heteroscedastic import HeteroscedasticRegressor
 from uncertainty.predictive.mc_dropout import MCDropoutRegressor
 from uncertainty.predictive.mdn import MDNRegressor
 
-__all__ = ["REGRESSORS", "available_regressors", "make_regressor"]
+__all__ = ["REGRESSORS", "available_regressors", "make_regressor", "register_regressor"]
 
-#: Regression methods by registry name.
-REGRESSORS: dict[str, type] = {
-    "mc-dropout": MCDropoutRegressor,
-    "ensemble": DeepEnsembleRegressor,
-    "heteroscedastic": HeteroscedasticRegressor,
-    "mdn": MDNRegressor,
-    "bnn": BayesianMLPRegressor,
-}
+
+def _check_regressor(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Regressor)) or cls.name != name:
+        raise ValueError(
+            f"A regression method registered as {name!r} must be a Regressor subclass "
+            f"(uncertainty.predictive.base) with name = {name!r}. Got {cls!r}."
+        )
+
+
+#: Regression methods by registry name (plugins of the entry-point group
+#: ``dunno.regressors`` after them).
+REGRESSORS: Registry[type[Regressor]] = Registry(
+    "regression method", "dunno.regressors", check=_check_regressor
+)
+for _cls in (MCDropoutRegressor, DeepEnsembleRegressor, HeteroscedasticRegressor, MDNRegressor,
+             BayesianMLPRegressor):
+    REGRESSORS.register(obj=_cls)
+del _cls
+
+
+def register_regressor(cls: type[Regressor]) -> type[Regressor]:
+    """Add ``cls`` to :data:`REGRESSORS` under ``cls.name`` (usable as a class decorator);
+    a name taken by another class is refused."""
+    return REGRESSORS.register(obj=cls)
 
 
 def available_regressors() -> list[str]:
     """Registry names, in registry order."""
-    return list(REGRESSORS)
+    return REGRESSORS.available()
 
 
-def make_regressor(name: str, **params: Any):
+def make_regressor(name: str, **params: Any) -> Regressor:
     """A new, unfitted regressor ``name`` (see :data:`REGRESSORS`) with ``params``."""
-    if not isinstance(name, str) or name not in REGRESSORS:
+    cls = REGRESSORS.get(name)
+    accepted = cls.param_names()
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
         raise ValueError(
-            f"Unknown regression method {name!r}. Available: {', '.join(REGRESSORS)}."
+            f"Unknown parameter(s) {unknown} for {cls.__name__}; accepted: {accepted}."
         )
-    try:
-        return REGRESSORS[name](**params)
-    except TypeError as err:
-        raise ValueError(f"Bad parameters for regression method {name!r}: {err}") from err
+    return cls(**params)

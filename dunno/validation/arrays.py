@@ -1,7 +1,9 @@
-"""Input checks shared by every metric.
+"""Checks of array inputs given as numpy arrays, torch tensors or sequences, returning numpy.
 
-Every public metric converts its inputs here: torch tensors (any device, any float dtype,
-``requires_grad`` or not) and numpy arrays / Python sequences become numpy arrays on the CPU.
+The metrics (:mod:`evaluation.metrics`), the plots and every other function that works on
+numpy convert their inputs here: torch tensors (any device, any float dtype, ``requires_grad``
+or not) and numpy arrays / Python sequences become numpy arrays on the CPU (torch is never
+imported here: a tensor can only exist once the caller imported it).
 Bad input raises ``ValueError`` (``TypeError`` for objects that are not arrays at all) with a
 message that names the argument, e.g.
 
@@ -12,22 +14,16 @@ Nothing here ``assert``\\ s on user input, and nothing guesses what kind of tens
 
 from __future__ import annotations
 
-import math
 import numbers
 import sys
-from fractions import Fraction
 
 import numpy as np
 
 __all__ = [
     "PROB_SUM_ATOL",
     "PROB_SUM_ATOL_HALF",
-    "ceil_fraction_times",
-    "check_choice",
     "check_correct",
-    "check_int_param",
     "check_labels",
-    "check_level",
     "check_probs",
     "check_real",
     "check_same_length",
@@ -242,54 +238,9 @@ def check_correct(x, n: int, name: str = "correct", other: str = "confidences") 
 
 
 def check_same_length(n_got: int, n_expected: int, name: str, other: str) -> None:
+    """Raise unless argument ``name`` has as many rows (``n_got``) as ``other``."""
     if n_got != n_expected:
         raise ValueError(
             f"The {name!r} argument must have the same length as {other!r} ({n_expected}); "
             f"got {n_got}."
         )
-
-
-def check_int_param(value, name: str, owner: str, minimum: int = 1) -> int:
-    """An int parameter ``>= minimum``, phrased the scikit-learn way."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral,)):
-        raise ValueError(
-            f"The {name!r} parameter of {owner} must be an int >= {minimum}. "
-            f"Got {value!r} instead."
-        )
-    if value < minimum:
-        raise ValueError(
-            f"The {name!r} parameter of {owner} must be an int >= {minimum}. "
-            f"Got {value!r} instead."
-        )
-    return int(value)
-
-
-def check_choice(value, name: str, owner: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(
-            f"The {name!r} parameter of {owner} must be one of {options}. Got {value!r} instead."
-        )
-    return value
-
-
-def check_level(value, name: str, owner: str, closed: bool = False) -> float:
-    """A probability level in the open interval (0, 1) (closed: [0, 1])."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    ok = ok and math.isfinite(float(value))
-    if ok:
-        v = float(value)
-        ok = (0.0 <= v <= 1.0) if closed else (0.0 < v < 1.0)
-    if not ok:
-        interval = "[0, 1]" if closed else "(0, 1)"
-        raise ValueError(
-            f"The {name!r} parameter of {owner} must be a float in {interval}. "
-            f"Got {value!r} instead."
-        )
-    return float(value)
-
-
-def ceil_fraction_times(level: float, n: int) -> int:
-    """``ceil(level * n)`` in exact rational arithmetic on the decimal value of ``level``
-    (so 0.95 * 100 is exactly 95, not the float product)."""
-    return math.ceil(Fraction(repr(float(level))) * n)

@@ -1,10 +1,10 @@
 """The UCI regression benchmark (Hernández-Lobato & Adams 2015; Gal & Ghahramani 2016) for
 the predictive-uncertainty regressors of :mod:`uncertainty.predictive`.
 
-The runner behind ``dunno uci``::
+The library behind ``dunno uci``::
 
-    from evaluation.benchmarks.uci import run_uci
-    table = run_uci("mc-dropout", "all", out="runs/uci")
+    from uncertainty.predictive import run_uci
+    table = run_uci("mc-dropout", "all")            # a UCITable: rows, per-split values
     print(table.to_text())
 
 **Protocol.** The fixed splits of :func:`dunno.data.load_dataset` (``uci/<name>:k=<split>``:
@@ -61,29 +61,26 @@ density network can put narrow components on single values, so its test log-like
 (positive on wine) measures that discreteness rather than calibration; compare RMSE and
 coverage instead.
 
-Outputs with ``out``: ``uci_<method>.csv``, ``.json`` (per-split values too) and ``.md``.
+:func:`run_uci` returns a :class:`UCITable` and writes nothing; ``dunno uci --out DIR`` writes
+``uci_<method>.csv``, ``.json`` (per-split values too) and ``.md`` from it.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dunno.checkpoints import atomic_write_text
-from dunno.config import parse_options
 from dunno.data import load_dataset
 from dunno.data.files import data_dir
 from dunno.data.uci import UCI_SETS, canonical, uci_hyperparameters
-from dunno.reporting import format_table, markdown_table, write_csv, write_json
+from dunno.reporting import format_table, markdown_table
 from evaluation.metrics import (
     gaussian_interval,
     gaussian_mixture_nll,
@@ -91,9 +88,21 @@ from evaluation.metrics import (
     interval_coverage,
     rmse,
 )
-from uncertainty.predictive import REGRESSORS, RegressionPrediction, make_regressor
+from uncertainty.predictive.prediction import RegressionPrediction
+from uncertainty.predictive.registry import REGRESSORS, make_regressor
 
-__all__ = ["PUBLISHED", "UCITable", "default_params", "main", "run_uci", "verdict"]
+__all__ = [
+    "ANCHORS",
+    "BNN_STEPS",
+    "DATASETS",
+    "MC_DROPOUT_STEPS",
+    "PUBLISHED",
+    "SINGLE_NET_STEPS",
+    "UCITable",
+    "default_params",
+    "run_uci",
+    "verdict",
+]
 
 #: Display names, in the order of the published tables.
 DATASETS = {
@@ -319,7 +328,7 @@ def _dataset_names(datasets) -> list[str]:
 
 
 def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, root=None,
-            seed: int = 0, out=None, quick: bool = False,
+            seed: int = 0, quick: bool = False,
             params: dict[str, Any] | None = None, progress: bool = False) -> UCITable:
     """Run ``method`` (a :data:`uncertainty.predictive.REGRESSORS` name) on UCI datasets.
 
@@ -332,14 +341,17 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
     root : data directory (default ``$DUNNO_DATA``, else ``~/.cache/dunno``).
     seed : int
         Seed of every fit.
-    out : path, optional
-        Folder for ``uci_<method>.csv`` / ``.json`` / ``.md``.
     quick : bool
         Tiny budgets (smoke tests; the numbers mean nothing).
     params : dict, optional
         Overrides of :func:`default_params` for every dataset.
     progress : bool
         Print one line per dataset to stderr.
+
+    Returns
+    -------
+    UCITable
+        One row per dataset, the per-split values and the parameters used.
     """
     if method not in REGRESSORS:
         raise ValueError(
@@ -360,14 +372,11 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         base["seed"] = seed
         table.params[name] = dict(base)
         data = [(tr.x, tr.y) for tr in trains]
+        per_split = None  # every Regressor trains all splits in one run (fit_many)
         if method == "mc-dropout":
             taus = base["tau"] if isinstance(base["tau"], list | tuple) else [base["tau"]]
             per_split = [{"tau": [t * float(tr.y_std) ** 2 for t in taus]} for tr in trains]
-            fitted = make_regressor(method, **base).fit_many(data, per_split)
-        elif hasattr(REGRESSORS[method], "fit_many"):
-            fitted = make_regressor(method, **base).fit_many(data)
-        else:
-            fitted = [make_regressor(method, **base).fit(x, y) for x, y in data]
+        fitted = make_regressor(method, **base).fit_many(data, per_split)
         values: dict[str, list[float]] = {"rmse": [], "test_ll": [], "cov95": []}
         for est, tr, te in zip(fitted, trains, tests, strict=True):
             pred = est.predict(te.x).scaled(tr.y_mean.double(), tr.y_std.double())
@@ -397,59 +406,5 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
                   f"{row['rmse_se']:.3f}  LL {row['test_ll']:.3f} ± {row['test_ll_se']:.3f}  "
                   f"{verdicts}  ({minutes:.1f} min)", file=sys.stderr, flush=True)
     table.minutes = (time.perf_counter() - t_start) / 60.0
-    if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_csv(table.rows, folder / f"uci_{method}.csv", table.columns)
-        write_json(table.as_dict(), folder / f"uci_{method}.json")
-        atomic_write_text(table.to_markdown(), folder / f"uci_{method}.md")
     return table
 
-
-def _parse_param(text: str) -> tuple[str, Any]:
-    try:
-        ((key, value),) = parse_options([text], "--param").items()
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return key, value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dunno uci",
-        description="UCI regression benchmark (RMSE and test log-likelihood over the fixed "
-                    "splits, next to the published numbers).",
-    )
-    parser.add_argument("--method", required=True, choices=list(REGRESSORS))
-    parser.add_argument("--dataset", default="all",
-                        help="'all', a dataset name/alias or a comma-separated list")
-    parser.add_argument("--splits", type=int, default=None,
-                        help="use the first N splits (default: all)")
-    parser.add_argument("--data-dir", default=None, help="data directory (default $DUNNO_DATA)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="folder for the CSV / JSON / Markdown")
-    parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
-    parser.add_argument("--param", action="append", default=[], type=_parse_param,
-                        metavar="KEY=VALUE", help="override a hyper-parameter (JSON value)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: these networks are tiny)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> UCITable:
-    """``python -m evaluation.benchmarks.uci --method mc-dropout --dataset all``."""
-    args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        raise SystemExit("--threads must be >= 1")
-    torch.set_num_threads(args.threads)
-    table = run_uci(args.method, args.dataset, splits=args.splits, root=args.data_dir,
-                    seed=args.seed, out=args.out, quick=args.quick,
-                    params=dict(args.param) or None, progress=True)
-    print(table.to_text())
-    print(f"total {table.minutes:.1f} min; " + ", ".join(
-        f"{k} {v}" for k, v in sorted(table.summary().items())))
-    return table
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -3,9 +3,9 @@ numbers measured with pytorch-ood 0.4 around the same LeNet-5 recipe.
 
 ::
 
-    python -m evaluation.benchmarks.ood_table --out runs/ood-benchmark            # ~10 min CPU
-    python -m evaluation.benchmarks.ood_table --out runs/ood-benchmark --timing  # + naive timing
-    python -m evaluation.benchmarks.ood_table --out runs/ood-benchmark --no-lenet --ddu-resnet
+    python benchmarks/ood_table.py --out runs/ood-benchmark            # ~10 min CPU
+    python benchmarks/ood_table.py --out runs/ood-benchmark --timing   # + naive timing
+    python benchmarks/ood_table.py --out runs/ood-benchmark --no-lenet --ddu-resnet
 
 **Recipe** (the anchors'): LeNet-5 (conv 6/16, fc 120/84/10, ReLU, 84-d penultimate
 features) trained 5 epochs with Adam (lr 1e-3, constant), batch 128, no augmentation, seeded
@@ -13,7 +13,8 @@ features) trained 5 epochs with Adam (lr 1e-3, constant), batch 128, no augmenta
 weights of the epoch with the lowest validation loss are kept. Detectors are fitted on the
 55 000-image ``train`` split and evaluated on the 10 000 ``test`` images against
 Fashion-MNIST / MNIST, Gaussian noise, and two shifts (rotation by 90 degrees, inversion).
-Checkpoints already in ``out`` are reused.
+Checkpoints already in ``out`` are reused. ``--timing`` also times the MNIST run against
+every detector with its own passes (``benchmarks/bench_ood_shared.py``).
 
 **Targets** (issue 10): (1) per anchor row, our best detector >= the row's best peer;
 (2) one detector with AUROC >= 99% on all four rows; (3) DDU on a spectrally normalised
@@ -26,15 +27,21 @@ CPU; DDU on the penultimate features and on pooled outputs of the last two stage
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from dunno.checkpoints import load_model
-from dunno.classify import ClassifierConfig, train_classifier
-from dunno.reporting import markdown_table, write_json
-from evaluation.benchmarks.ood import OODTable, compare_shared_vs_naive, run_ood
-from uncertainty.ood.outputs import LayerSpec
+if __package__ in (None, ""):  # run as a script from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dunno.checkpoints import load_model  # noqa: E402
+from dunno.classify import ClassifierConfig, train_classifier  # noqa: E402
+from dunno.reporting import markdown_table, write_json  # noqa: E402
+from evaluation.benchmarks.ood import write_ood_report  # noqa: E402
+from uncertainty.ood import OODTable, run_ood  # noqa: E402
+from uncertainty.ood.outputs import LayerSpec  # noqa: E402
 
 __all__ = ["ANCHORS", "PEERS", "SETTINGS", "anchor_rows", "main", "run_anchor_table",
            "train_lenet"]
@@ -57,6 +64,25 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "fashion-mnist": ("mnist", "gaussian-noise", "fashion-mnist:rotate=90",
                       "fashion-mnist:invert"),
 }
+
+
+def _run(model, in_data: str, out_sets, detectors, out: Path, *, quiet: bool, **kwargs
+         ) -> OODTable:
+    """:func:`uncertainty.ood.run_ood`, its files written to ``out``."""
+    table = run_ood(model, in_data, list(out_sets), detectors, **kwargs)
+    write_ood_report(table, out)
+    if not quiet:
+        print(table.summary())
+    return table
+
+
+def _compare_shared_vs_naive(*args, **kwargs) -> dict[str, Any]:
+    """:func:`compare_shared_vs_naive` of ``bench_ood_shared.py`` next to this file."""
+    path = Path(__file__).resolve().parent / "bench_ood_shared.py"
+    spec = importlib.util.spec_from_file_location("bench_ood_shared", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compare_shared_vs_naive(*args, **kwargs)
 
 
 def train_lenet(data: str, out: Path, *, seed: int = 0, device: str = "cpu", root=None,
@@ -107,9 +133,10 @@ def run_anchor_table(
 ) -> dict[str, Any]:
     """Train (or reuse) both LeNet-5 models, run every detector, compare with the anchors.
 
-    Writes ``out/<in-data>-seed<seed>/`` (the :func:`~evaluation.benchmarks.ood.run_ood`
-    files), ``out/benchmark-seed<seed>.md`` and ``.json`` (``benchmark-resnet-seed<seed>.*``
-    with ``lenet=False``); returns what it wrote.
+    Writes ``out/<in-data>-seed<seed>/`` (the
+    :func:`~evaluation.benchmarks.ood.write_ood_report` files), ``out/benchmark-seed<seed>.md``
+    and ``.json`` (``benchmark-resnet-seed<seed>.*`` with ``lenet=False``); returns what it
+    wrote.
     """
     out = Path(out)
     t_start = time.perf_counter()
@@ -120,8 +147,8 @@ def run_anchor_table(
         model, metrics = train_lenet(in_data, out / f"lenet5-{in_data}-seed{seed}", seed=seed,
                                      device=device, root=root)
         training[in_data] = {**metrics, "seconds": time.perf_counter() - t0}
-        tables[in_data] = run_ood(model, in_data, list(out_sets), detectors, root=root,
-                                  device=device, out=out / f"{in_data}-seed{seed}", quiet=quiet)
+        tables[in_data] = _run(model, in_data, out_sets, detectors, out / f"{in_data}-seed{seed}",
+                               quiet=quiet, root=root, device=device)
     report: dict[str, Any] = {"seed": seed, "training": training,
                               "tables": {k: t.to_dict() for k, t in tables.items()}}
     if lenet:
@@ -133,7 +160,7 @@ def run_anchor_table(
         report["target_2"] = [d for d, v in four.items() if min(v) >= 99.0]
     if timing and lenet:
         model = load_model(out / f"lenet5-mnist-seed{seed}" / "model.pt", device=device)
-        t = compare_shared_vs_naive(model, "mnist", list(SETTINGS["mnist"]), detectors,
+        t = _compare_shared_vs_naive(model, "mnist", list(SETTINGS["mnist"]), detectors,
                                     root=root, device=device)
         report["timing"] = {k: v for k, v in t.items() if k != "table"}
     if ddu_resnet:
@@ -184,10 +211,10 @@ def _ddu_resnet(out: Path, *, seeds, epochs: int, device: str, root, quiet: bool
         run: dict[str, Any] = {"seed": seed, "training": metrics,
                                "train_seconds": time.perf_counter() - t0, "tables": {}}
         for label, layer in DDU_FEATURES.items():
-            table = run_ood(model, "fashion-mnist", list(SETTINGS["fashion-mnist"]),
-                            "ddu,mahalanobis,knn", root=root, device=device, layer=layer,
-                            fit_size=fit_size,
-                            out=out / f"resnet8-sn-sbn-e{epochs}-seed{seed}-{label}", quiet=quiet)
+            table = _run(model, "fashion-mnist", SETTINGS["fashion-mnist"],
+                         "ddu,mahalanobis,knn",
+                         out / f"resnet8-sn-sbn-e{epochs}-seed{seed}-{label}", quiet=quiet,
+                         root=root, device=device, layer=layer, fit_size=fit_size)
             run["tables"][label] = table.to_dict()
             run["accuracy"] = table.accuracy
         runs.append(run)
@@ -236,7 +263,7 @@ def _markdown(report: dict[str, Any], tables: dict[str, OODTable]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m evaluation.benchmarks.ood_table --out runs/ood-benchmark``."""
+    """``python benchmarks/ood_table.py --out runs/ood-benchmark``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ood-benchmark")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
-"""The density runner behind ``dunno density``: train / score / sample, outputs, budgets,
-resumption and the errors a user meets (grey data for a binary model, wrong image size,
-data that is not 8-bit)."""
+"""generative.training / scoring / pixels and ``dunno density``: train / score / sample,
+outputs, budgets, resumption and the errors a user meets (grey data for a binary model,
+wrong image size, data that is not 8-bit)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ import pytest
 import torch
 
 from dunno.checkpoints import load_checkpoint
+from dunno.cli import main
 from dunno.errors import DataError
-from evaluation.benchmarks.density import (
+from generative import (
     DensityConfig,
+    draw_samples,
     fixed_binarize,
     load_density_model,
-    main,
-    sample_grid,
     score_density,
     train_density,
 )
 from generative.autoregressive import NADE, PixelCNN
+from generative.plots import sample_grid
 
 pytestmark = pytest.mark.one_thread
 
@@ -30,31 +31,26 @@ pytestmark = pytest.mark.one_thread
 TINY_NADE = {"hidden": 8}
 
 
-def test_train_writes_checkpoint_curves_and_scores(tmp_path):
+def test_train_writes_checkpoint_and_scores(tmp_path):
     model, history = train_density("nade", "digits", 2, out=tmp_path, options=TINY_NADE,
                                    lr=3e-3, quiet=True)
     assert isinstance(model, NADE) and not model.training
     assert len(history.epochs) == 2 and history.best_epoch in (1, 2)
     assert all(k in history.epochs[-1] for k in ("loss", "val_loss", "val_bpd", "minutes"))
-    for name in ("model.pt", "training_state.pt", "history.json", "learning_curve.csv",
-                 "learning_curve.png", "summary.json", "test_scores.npy"):
-        assert (tmp_path / name).is_file(), name
-    with open(tmp_path / "learning_curve.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == 2 and float(rows[1]["val_loss"]) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "training_state.pt"]
     m = history.metrics
     assert m["test_n"] == 360 and m["test_nll_nats"] > 0
     assert m["test_bits_per_dim"] == pytest.approx(m["test_nll_nats"] / (64 * np.log(2)))
-    assert "dynamic" in m["binarization"]
+    assert "dynamic" in m["binarization"] and not m["budget_exhausted"]
+    assert history.test_scores.shape == (360,)
+    assert history.test_scores.mean() == pytest.approx(m["test_nll_nats"])
     # the checkpoint rebuilds the model exactly and carries the metrics
     ckpt = load_checkpoint(tmp_path / "model.pt")
     assert ckpt.arch == "generative/nade" and ckpt.meta["metrics"]["test_n"] == 360
     reloaded = load_density_model(tmp_path / "model.pt")
     nll, summary = score_density(reloaded, "digits", binarize="fixed")
     assert summary["nll_nats"] == pytest.approx(m["test_nll_nats"], rel=1e-6)
-    np.testing.assert_allclose(nll, np.load(tmp_path / "test_scores.npy"), rtol=1e-6)
-    summary_json = json.loads((tmp_path / "summary.json").read_text())
-    assert summary_json["metrics"]["test_nll_nats"] == pytest.approx(m["test_nll_nats"])
+    np.testing.assert_allclose(nll, history.test_scores, rtol=1e-6)
 
 
 def test_training_lowers_the_nll():
@@ -67,8 +63,9 @@ def test_training_lowers_the_nll():
 def test_time_budget_stops_training_after_the_batch_under_way():
     _, history = train_density("pixelcnn", "digits", 50, max_minutes=1e-6,
                                options={"hidden": 4, "layers": 1}, test=False, quiet=True)
-    assert len(history.epochs) == 1
+    assert len(history.epochs) == 1 and history.stopped_for_budget
     assert history.metrics["train_examples"] == 100  # one batch, then the budget is spent
+    assert history.metrics["budget_exhausted"]
 
 
 def test_examples_per_epoch_and_val_size():
@@ -123,11 +120,12 @@ def test_fixed_binarize_is_a_seeded_bernoulli_draw():
     assert torch.equal(fixed_binarize(ones, 1), ones)
 
 
-def test_sample_grid_writes_a_png(tmp_path):
+def test_draw_samples_is_seeded_and_sample_grid_writes_a_png(tmp_path):
     model = PixelCNN((1, 4, 4), hidden=4, layers=1)
-    samples = sample_grid(model, 6, tmp_path / "s.png", seed=3)
-    assert samples.shape == (6, 1, 4, 4) and (tmp_path / "s.png").stat().st_size > 0
-    assert torch.equal(samples, sample_grid(model, 6, None, seed=3))
+    samples = draw_samples(model, 6, seed=3)
+    assert samples.shape == (6, 1, 4, 4) and torch.equal(samples, draw_samples(model, 6, seed=3))
+    sample_grid(samples, pixels=model.pixels, path=tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
 
 
 def test_config_rejects_unknown_keys_and_bad_values():
@@ -143,15 +141,45 @@ def test_config_rejects_unknown_keys_and_bad_values():
 
 def test_command_line_train_score_sample(tmp_path, capsys):
     out = tmp_path / "run"
-    main(["train", "nade", "--data", "digits", "--epochs", "1", "--option", "hidden=8",
-          "--out", str(out), "--device", "cpu"])
+    assert main(["density", "train", "nade", "--data", "digits", "--epochs", "2", "--option",
+                 "hidden=8", "--lr", "3e-3", "--samples", "4", "--out", str(out),
+                 "--device", "cpu"]) == 0
     assert "test NLL" in capsys.readouterr().out
-    nll, summary = main(["score", "--checkpoint", str(out / "model.pt"), "--data", "digits",
-                         "--binarize", "fixed", "--out", str(tmp_path / "score")])
-    assert np.load(tmp_path / "score" / "scores.npy").shape == (360,)
+    for name in ("model.pt", "training_state.pt", "history.json", "learning_curve.csv",
+                 "learning_curve.png", "summary.json", "test_scores.npy", "samples.png"):
+        assert (out / name).is_file(), name
+    with open(out / "learning_curve.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and float(rows[1]["val_loss"]) > 0
+    summary_json = json.loads((out / "summary.json").read_text())
+    history_json = json.loads((out / "history.json").read_text())
+    assert summary_json["config"]["model"] == "nade" and history_json["stopped_for_budget"] is False
+    test_nll = summary_json["metrics"]["test_nll_nats"]
+    assert main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data", "digits",
+                 "--binarize", "fixed", "--out", str(tmp_path / "score")]) == 0
+    scores = np.load(tmp_path / "score" / "scores.npy")
+    assert scores.shape == (360,)
+    np.testing.assert_allclose(scores, np.load(out / "test_scores.npy"), rtol=1e-6)
+    score = json.loads((tmp_path / "score" / "score.json").read_text())
+    assert score["nll_nats"] == pytest.approx(test_nll, rel=1e-6)
     assert "bits_per_dim" in capsys.readouterr().out
-    samples = main(["sample", "--checkpoint", str(out / "model.pt"), "-n", "4"])
-    assert samples.shape == (4, 1, 8, 8) and (out / "samples.png").is_file()
+    (out / "samples.png").unlink()
+    assert main(["density", "sample", "--checkpoint", str(out / "model.pt"), "-n", "4"]) == 0
+    assert (out / "samples.png").is_file() and "wrote 4 samples" in capsys.readouterr().out
+
+
+def test_command_line_groups_without_a_subcommand_print_usage(capsys):
+    for group in ("density", "gan"):
+        assert main([group]) == 2
+        assert f"usage: dunno {group}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["density", "train", "--help"])
+    assert "(default: 100)" in capsys.readouterr().out  # --batch-size
+    # the command modules are the only entry points: no runner parses these options again
+    import importlib.util
+
+    for runner in ("evaluation.benchmarks.density", "evaluation.benchmarks.gan"):
+        assert importlib.util.find_spec(runner) is None
 
 
 @pytest.mark.data

@@ -1,6 +1,6 @@
 """Accuracy of every registered backbone after a fixed short training budget.
 
-    python -m evaluation.benchmarks.backbones --data digits --epochs 30
+    python benchmarks/backbone_sweep.py --data digits --epochs 30
 
 Each backbone is trained with the same recipe (:func:`dunno.classify.train_classifier`:
 Adam, cosine schedule, seed 0, best epoch by validation NLL) and evaluated on the test
@@ -10,11 +10,15 @@ split; the table reports parameters, test accuracy, test NLL and minutes.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from dunno import nets
-from dunno.classify import ClassifierConfig, train_classifier
-from dunno.reporting import format_table, write_csv
+if __package__ in (None, ""):  # run as a script from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dunno import nets  # noqa: E402
+from dunno.classify import ClassifierConfig, train_classifier  # noqa: E402
+from dunno.reporting import format_table, write_csv  # noqa: E402
 
 __all__ = ["main", "run_backbone_sweep"]
 

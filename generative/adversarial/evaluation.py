@@ -1,0 +1,245 @@
+"""Score a GAN's samples without Inception weights: the library behind ``dunno gan eval``.
+
+Image models are scored with a classifier we trained ourselves (``dunno train classifier
+--backbone lenet5 --data mnist``): its ``features(x)`` (84-d for LeNet-5) and softmax
+outputs. Reported, for generated images and, as references, for the same number of training
+images and (where given) other models' samples:
+
+* **cFID** -- the Fréchet distance between Gaussians fitted to classifier features of the
+  test images and of the candidate images (:func:`evaluation.metrics.frechet_distance`). It is
+  *classifier-based*: the numbers are not comparable with Inception FID. The training-set row
+  is the floor (what real images achieve against the test set at this sample size).
+* **classifier score** -- exp E KL(p(y|x) || p(y)) of the classifier's predictions (the
+  Inception-score analogue; 10 is the maximum for MNIST).
+* **precision / recall** -- k-NN manifolds (Kynkäänniemi et al. 2019, ``k = 3``) in the
+  classifier's feature space, the test features being the real set.
+* InfoGAN: **code accuracy** -- the accuracy of the best one-to-one mapping from the
+  categorical code to the classifier's predicted digit (Hungarian assignment; Chen et al.
+  report about 95% on MNIST, i.e. 5% error).
+
+2-D models on ``ring-of-gaussians`` are scored by modes covered and the share of
+high-quality samples (within 3 standard deviations of a mode; VEEGAN convention,
+:func:`evaluation.metrics.mode_coverage`) on 2500 samples.
+
+Example::
+
+    from generative import evaluate_gan
+    result = evaluate_gan("runs/dcgan/model.pt", classifier="runs/lenet5-mnist/model.pt")
+    print(result.report["rows"])
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dunno.checkpoints import load_checkpoint, load_model
+from dunno.data import load_dataset
+from dunno.devices import resolve_device
+from dunno.errors import CheckpointError, DataError
+from evaluation.metrics import (
+    best_mapping_accuracy,
+    classifier_score,
+    feature_statistics,
+    frechet_distance_from_statistics,
+    precision_recall,
+)
+
+from ._base import AdversarialModel
+from .infogan import InfoGAN
+from .training import RING_SAMPLES, is_ring, ring_metrics
+
+__all__ = ["CFID_NOTE", "GANEvaluation", "classifier_outputs", "evaluate_gan", "load_gan"]
+
+CFID_NOTE = ("cFID = Fréchet distance on the features of our own classifier "
+             "(classifier-based); not comparable with Inception FID.")
+
+
+@dataclass
+class GANEvaluation:
+    """What :func:`evaluate_gan` measured: the JSON-ready ``report`` (``model``, ``data``,
+    ``num_samples``; ``rows`` -- one per image source: cFID, classifier score, precision,
+    recall, n -- ``k``, ``note``, ``classifier``, ``code_accuracy`` / ``code_mapping`` for
+    InfoGAN; or the ring metrics) and the generated ``samples`` it scored (CPU)."""
+
+    report: dict[str, Any]
+    samples: torch.Tensor
+
+
+def load_gan(path: str | Path, device: str | torch.device = "cpu") -> AdversarialModel:
+    """Load a checkpoint written by :func:`~generative.adversarial.training.train_gan` (never
+    executes code); raises :class:`~dunno.errors.CheckpointError` for any other kind of model."""
+    model = load_model(path, device=resolve_device(device))
+    if not isinstance(model, AdversarialModel):
+        raise CheckpointError(f"{str(path)!r} holds a {type(model).__name__}, not a GAN "
+                              "(generative/gan, generative/dcgan or generative/infogan).")
+    return model
+
+
+@torch.no_grad()
+def classifier_outputs(classifier: torch.nn.Module, images: torch.Tensor, *,
+                       batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """``features (N, F)`` (``classifier.features``) and softmax probabilities ``(N, C)``
+    (of ``classifier(x)``), float64 on the CPU, for images ``(N, C, H, W)`` in [0, 1]."""
+    if not hasattr(classifier, "features"):
+        raise ValueError(f"The classifier ({type(classifier).__name__}) has no features(x); "
+                         "use a backbone from dunno.nets (e.g. a lenet5 checkpoint).")
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    feats, probs = [], []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device, torch.float32)
+        feats.append(classifier.features(x).double().cpu())
+        probs.append(torch.softmax(classifier(x).double(), dim=1).cpu())
+    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def _sample_model(model, n: int, seed: int, name: str) -> torch.Tensor:
+    if "generator" in inspect.signature(model.sample).parameters:
+        images = model.sample(n, generator=torch.Generator().manual_seed(seed))
+    else:  # a model whose sample() takes no generator: seed the global one
+        torch.manual_seed(seed)
+        images = model.sample(n)
+    images = images.detach().float().cpu()
+    if images.dim() != 4 or not torch.isfinite(images).all() or (
+            images.min() < 0 or images.max() > 1):
+        raise ValueError(f"{name} must sample images (N, C, H, W) with values in [0, 1]; got "
+                         f"shape {tuple(images.shape)}.")
+    return images
+
+
+def _code_accuracy(model: InfoGAN, classifier, n: int, g: torch.Generator) -> dict[str, Any]:
+    """The best one-to-one mapping of InfoGAN's categorical code to predicted classes."""
+    from scipy.optimize import linear_sum_assignment
+
+    per_code = max(1, n // model.categorical)
+    codes = torch.arange(model.categorical).repeat_interleave(per_code)
+    cont = torch.rand(len(codes), model.continuous, generator=g) * 2 - 1
+    images = model.sample_codes(codes, cont, generator=g).cpu()
+    _, probs = classifier_outputs(classifier, images)
+    predicted = probs.argmax(axis=1)
+    table = np.zeros((model.categorical, probs.shape[1]), dtype=np.int64)
+    np.add.at(table, (codes.numpy(), predicted), 1)
+    r, c = linear_sum_assignment(table, maximize=True)
+    return {"code_accuracy": best_mapping_accuracy(codes.numpy(), predicted),
+            "code_mapping": {int(a): int(b) for a, b in zip(r, c, strict=True)}}
+
+
+def _evaluate_ring(model: AdversarialModel, data: str, n: int, seed: int,
+                   report: dict[str, Any]) -> GANEvaluation:
+    if not is_ring(data):
+        raise ValueError(f"2-D models are scored on 'ring-of-gaussians' only; got {data!r}.")
+    samples = model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
+    report.update(ring_metrics(samples))
+    return GANEvaluation(report, samples)
+
+
+def evaluate_gan(
+    checkpoint: str | Path | AdversarialModel,
+    *,
+    classifier: str | Path | torch.nn.Module | None = None,
+    data: str | None = None,
+    num_samples: int | None = None,
+    k: int = 3,
+    compare: dict[str, str | Path] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    root=None,
+) -> GANEvaluation:
+    """Score a GAN's samples (see the module docstring for every metric).
+
+    Parameters
+    ----------
+    checkpoint : path-like or AdversarialModel
+        A ``train_gan`` checkpoint (or the model itself).
+    classifier : path-like or nn.Module
+        A classifier checkpoint with ``features(x)`` (e.g. ``runs/lenet5-mnist/model.pt``);
+        needed for image models.
+    data : str, optional
+        The real dataset (default: the one the checkpoint was trained on, else ``mnist``).
+    num_samples : int, optional
+        Generated images (and test / training images) per set, default 10000 (the test split
+        is used whole when it is smaller); 2500 points for a 2-D model.
+    k : int
+        Neighbourhood size of precision / recall.
+    compare : dict, optional
+        ``{name: checkpoint}`` of other image models whose ``sample(n)`` gives [0, 1] images
+        (e.g. a VAE), scored the same way.
+
+    Returns
+    -------
+    GANEvaluation
+        The ``report`` and the generated ``samples``.
+    """
+    device = resolve_device(device)
+    meta: dict[str, Any] = {}
+    if isinstance(checkpoint, AdversarialModel):
+        model = checkpoint.to(device)
+        name = type(model).__name__
+    else:
+        meta = load_checkpoint(checkpoint).meta
+        model = load_gan(checkpoint, device)
+        name = f"{type(model).__name__} ({checkpoint})"
+    data = data or meta.get("trained_on") or ("ring-of-gaussians" if model.data_shape == (2,)
+                                              else "mnist")
+    if num_samples is None:
+        num_samples = RING_SAMPLES if model.data_shape == (2,) else 10000
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
+        raise ValueError(f"The 'num_samples' parameter of evaluate_gan must be an int >= 2. "
+                         f"Got {num_samples!r} instead.")
+    report: dict[str, Any] = {"model": name, "data": data, "num_samples": num_samples}
+    if model.data_shape == (2,):
+        return _evaluate_ring(model, data, num_samples, seed, report)
+    if len(model.data_shape) != 3:
+        raise ValueError(f"evaluate_gan scores image models or 2-D models; this one makes "
+                         f"data of shape {model.data_shape}.")
+    if classifier is None:
+        raise ValueError("evaluate_gan needs a 'classifier' checkpoint with features(x) for "
+                         "image models (e.g. runs/lenet5-mnist/model.pt from `dunno train "
+                         "classifier --backbone lenet5 --data mnist`).")
+    if not isinstance(classifier, torch.nn.Module):
+        classifier = load_model(classifier, device=device)
+    classifier = classifier.to(device).eval()
+
+    test = load_dataset(data, "test", root)
+    if tuple(test.info.shape) != model.data_shape:
+        raise DataError(f"The model makes {model.data_shape} images but '{data}' holds "
+                        f"{tuple(test.info.shape)} images.")
+    n = min(num_samples, len(test))
+    g = torch.Generator().manual_seed(seed)
+    test_x = test.x[torch.randperm(len(test), generator=g)[:n].sort().values]
+    train = load_dataset(data, "train", root)
+    train_x = train.x[torch.randperm(len(train), generator=g)[:n].sort().values]
+    t0 = time.perf_counter()
+    test_feats, test_probs = classifier_outputs(classifier, test_x)
+    ref_stats = feature_statistics(test_feats)
+
+    def score(images: torch.Tensor, source: str) -> dict[str, Any]:
+        feats, probs = classifier_outputs(classifier, images)
+        pr = precision_recall(test_feats, feats, k=k)
+        return {"source": source, "cFID": frechet_distance_from_statistics(
+                    *ref_stats, *feature_statistics(feats)),
+                "classifier_score": classifier_score(probs), "precision": pr.precision,
+                "recall": pr.recall, "n": len(images)}
+
+    generated = _sample_model(model, n, seed + 1, name)
+    rows = [score(generated, f"{type(model).__name__} samples")]
+    for other_name, path in (compare or {}).items():
+        other = load_model(path, device=device)
+        rows.append(score(_sample_model(other, n, seed + 1, other_name),
+                          f"{other_name} samples"))
+    floor = score(train_x, "training images (floor)")
+    floor["classifier_score_test"] = classifier_score(test_probs)
+    rows.append(floor)
+    report.update({"rows": rows, "k": k, "note": CFID_NOTE,
+                   "classifier": type(classifier).__name__})
+    if isinstance(model, InfoGAN):
+        report.update(_code_accuracy(model, classifier, n, g))
+    report["seconds"] = time.perf_counter() - t0
+    return GANEvaluation(report, generated)

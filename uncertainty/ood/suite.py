@@ -1,0 +1,423 @@
+"""The OOD suite: many detectors x many OOD sets, one forward pass per dataset.
+
+::
+
+    from dunno.checkpoints import load_model
+    from uncertainty.ood import run_ood
+    table = run_ood(load_model("runs/lenet5-mnist/model.pt"), "mnist",
+                    ["fashion-mnist", "gaussian-noise", "mnist:rotate=90"], detectors="all")
+    print(table.to_markdown())
+
+**What runs.** The in-distribution data ``in_data`` gives the *fit* split (``fit_split``,
+default ``train``: what the detectors learn from) and the ``test`` split (the in-distribution
+half of every AUROC); every OOD set is loaded with split ``test`` (noise sets match the test
+split's shape, range and size). The model runs **once per dataset**
+(:func:`uncertainty.ood.extract_outputs`: logits, and penultimate features when any detector
+needs them, from one pass through ``model.features`` then ``model.head``) and every detector
+fits and scores from those cached tensors. Only detectors that need the inputs make their own
+passes: ODIN and Mahalanobis with input pre-processing (a forward and a backward pass per
+batch through the classifier) and RaPP (its own autoencoder). ``timings`` records the shared
+passes, each detector's fit and scoring time, and the total.
+
+**Density models.** With ``density=`` the density-based detectors -- ``likelihood`` (in
+bits/dim), ``likelihood-ratio`` (Ren et al. 2019), ``complexity`` (Serrà et al. 2020),
+``typicality`` (Nalisnick et al. 2019b) -- join the same table. Each dataset is mapped once to
+what the density model scores by ``density_inputs(dataset, split)`` (e.g. the fixed seeded
+binarisation of a binary model; this package never imports the models, so the caller that
+joins the two passes it) and scored once; ``model`` may be ``None`` for a density-only run::
+
+    table = run_ood(None, "fashion-mnist", ["mnist"], density=nade,
+                    density_inputs=binarise)
+
+**Metrics** (:mod:`evaluation.metrics.ood`; higher score = more OOD, in-distribution positive
+for AUPR-In): AUROC, AUPR-In, AUPR-Out, FPR at 95% TPR and detection error per detector x OOD
+set, in an :class:`~uncertainty.ood.table.OODTable` with the means over the OOD sets and the
+in-distribution test accuracy. Nothing is written or printed here: ``dunno ood`` writes the
+files (:func:`evaluation.benchmarks.ood.write_ood_report`).
+
+:func:`resolve_detectors`, :func:`load_ood_data` and :func:`build_detectors` are the steps
+of :func:`run_ood` before the forward passes, public for comparisons that run the same
+detectors on the same data another way (``benchmarks/bench_ood_shared.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from dunno.data import ArrayDataset, load_dataset
+from dunno.devices import resolve_device
+from dunno.validation import check_choice, check_int
+from evaluation.metrics.ood import ood_metrics
+from uncertainty.ood._base import OODDetector
+from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
+from uncertainty.ood.registry import DETECTORS, make_detector
+from uncertainty.ood.table import OODTable
+
+__all__ = ["FIT_SPLITS", "DensityInputs", "build_detectors", "load_ood_data",
+           "resolve_detectors", "run_ood"]
+
+#: The in-distribution splits detectors can be fitted on.
+FIT_SPLITS = ("train", "val", "train-full")
+
+#: ``(dataset, split) -> dataset``: a dataset as the density model scores it.
+DensityInputs = Callable[[ArrayDataset, str], ArrayDataset]
+
+
+def _names(value, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = value.split(",")
+    out = [v.strip() if isinstance(v, str) else v for v in value]
+    out = [v for v in out if not (isinstance(v, str) and not v)]
+    if not out:
+        raise ValueError(f"The '{what}' argument names nothing.")
+    return out
+
+
+def resolve_detectors(detectors, *, classifier: bool = True, density: bool = False,
+                      model: nn.Module | None = None, layer: LayerSpec = None) -> list[str]:
+    """Registry names to run, in order, without duplicates.
+
+    ``"all"``: the classifier detectors that apply to ``model`` (``mc-dropout`` needs dropout
+    layers, ``ensemble-disagreement`` an ensemble, the feature detectors ``model.features`` or
+    a ``layer``) when there is a ``classifier``, plus the density-based ones when there is a
+    ``density`` model. Named detectors that cannot run raise instead.
+    """
+    if isinstance(detectors, str) and detectors.strip() == "all":
+        has_features = layer is not None or callable(getattr(model, "features", None))
+
+        def usable(cls) -> bool:
+            if cls.uses_density:
+                return density
+            unfitted = cls()
+            needs = unfitted.needs | unfitted.fit_needs
+            return (classifier and cls.applies_to(model)
+                    and (has_features or model is None or "features" not in needs))
+
+        return [n for n, cls in DETECTORS.items() if usable(cls)]
+    names = _names(detectors, "detectors")
+    for name in names:
+        if name not in DETECTORS:
+            raise ValueError(
+                f"Unknown OOD detector {name!r} in 'detectors'. Available: "
+                f"{', '.join(DETECTORS)} or 'all'."
+            )
+        if DETECTORS[name].uses_density and not density:
+            raise ValueError(
+                f"The detector {name!r} scores through a density model; pass one (density=..., "
+                "or --density CKPT on the command line)."
+            )
+        if not DETECTORS[name].uses_density and not classifier:
+            raise ValueError(
+                f"The detector {name!r} scores through a classifier, but none was given (a "
+                "density-only run takes likelihood, likelihood-ratio, complexity, typicality)."
+            )
+    return list(dict.fromkeys(names))
+
+
+def _load_out_set(spec, test: ArrayDataset, root) -> tuple[str, ArrayDataset]:
+    if isinstance(spec, ArrayDataset):
+        ds, name = spec, spec.info.name
+    elif isinstance(spec, str):
+        ds, name = load_dataset(spec, "test", root, like=test), spec
+    else:
+        raise ValueError(
+            "Each OOD set must be a dataset spec (str) or an ArrayDataset. Got "
+            f"{type(spec).__name__}."
+        )
+    if len(ds) == 0:
+        raise ValueError(f"The OOD set {name!r} is empty: there is nothing to score.")
+    shape, expected = tuple(ds.x.shape[1:]), tuple(test.x.shape[1:])
+    if shape != expected:
+        raise ValueError(
+            f"The OOD set {name!r} has inputs of shape {shape}, but the model's "
+            f"in-distribution data {test.info.name!r} has inputs of shape {expected}; an OOD set "
+            "must have the model's input shape (resize it, or use a noise set, which matches "
+            "the in-distribution shape)."
+        )
+    return name, ds
+
+
+def load_ood_data(in_data: str, out_sets, *, fit_split: str = "train",
+                  fit_size: int | None = None, seed: int = 0, root=None
+                  ) -> tuple[ArrayDataset, ArrayDataset, dict[str, ArrayDataset]]:
+    """``(fit, test, oods)``: the fit split of ``in_data`` (a ``seed``-ed random subset of
+    ``fit_size`` examples when given), its test split, and the OOD sets by name (specs are
+    loaded with split ``test`` and the test split's shape; each must be non-empty and of the
+    in-distribution input shape)."""
+    fit = load_dataset(in_data, fit_split, root)
+    test = load_dataset(in_data, "test", root)
+    if fit_size is not None and fit_size < len(fit):
+        g = torch.Generator().manual_seed(seed)
+        fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
+    oods = dict(_load_out_set(spec, test, root) for spec in _names(out_sets, "out_sets"))
+    return fit, test, oods
+
+
+def build_detectors(names: list[str], model: nn.Module | None, *,
+                    device: str | torch.device = "cpu",
+                    detector_params: dict[str, dict[str, Any]] | None = None,
+                    layer: LayerSpec = None, density: nn.Module | None = None,
+                    background: nn.Module | None = None, num_dims: int | None = None
+                    ) -> dict[str, OODDetector]:
+    """The unfitted detectors ``names``, with their ``detector_params`` and the run's shared
+    settings wherever a detector takes them: ``layer``, ``device``, the likelihood ratio's
+    ``background`` model (then not re-trained) and the likelihood's ``num_dims`` (bits/dim).
+    Hyper-parameters are checked here, before any forward pass."""
+    detector_params = dict(detector_params or {})
+    unknown = sorted(set(detector_params) - set(names))
+    if unknown:
+        raise ValueError(f"'detector_params' names detectors that are not run: {unknown}.")
+    out = {}
+    for name in names:
+        cls = DETECTORS[name]
+        params = dict(detector_params.get(name, {}))
+        accepted = cls.param_names()
+        if layer is not None and "layer" in accepted:
+            params.setdefault("layer", layer)
+        if "device" in accepted:
+            params.setdefault("device", str(device))
+        if background is not None and "background" in accepted:
+            params.setdefault("background", background)
+            params.setdefault("fit_background", False)
+        if num_dims is not None and "num_dims" in accepted:
+            params.setdefault("num_dims", num_dims)  # likelihood in bits/dim
+        out[name] = make_detector(name, model if cls.uses_model else None,
+                                  density=density if cls.uses_density else None, **params)
+        out[name].check_params()  # before the passes
+    return out
+
+
+def _check_shared_pass(model: nn.Module | None, layer, detectors: dict[str, OODDetector]
+                          ) -> None:
+    wanting = [n for n, d in detectors.items() if "features" in (d.needs | d.fit_needs)]
+    other = {n: detectors[n].layer for n in wanting
+             if check_layer(detectors[n].layer, n) != layer}
+    if other:
+        raise ValueError(
+            f"The detectors share one forward pass per dataset, with features from "
+            f"layer={layer!r}, but 'detector_params' sets another 'layer' for {other}. Pass the "
+            "layer to the run (run_ood(..., layer=...), dunno ood --layer) instead."
+        )
+    if wanting and layer is None and not callable(getattr(model, "features", None)):
+        logit_only = [n for n in detectors if n not in wanting]
+        raise ValueError(
+            f"The detectors {wanting} need penultimate features, but {type(model).__name__} has "
+            "no 'features' method and no 'layer' was given. Pass layer='<module name>' to hook "
+            f"a layer, or run detectors that need no features ({', '.join(logit_only) or 'none'})."
+        )
+
+
+def _forward(model, ds, needs, layer, batch_size) -> tuple[ModelOutputs, float]:
+    t0 = time.perf_counter()
+    outputs = extract_outputs(model, ds, needs=needs | {"input"}, layer=layer,
+                              batch_size=batch_size)
+    if outputs.logits is not None and outputs.logits.device.type == "cuda":
+        torch.cuda.synchronize(outputs.logits.device)
+    return outputs, time.perf_counter() - t0
+
+
+def _density_forward(density, ds, batch_size) -> tuple[ModelOutputs, float]:
+    t0 = time.perf_counter()
+    outputs = extract_outputs(None, ds, needs={"log_prob", "input"}, density=density,
+                              batch_size=batch_size)
+    return outputs, time.perf_counter() - t0
+
+
+def _jsonable_params(det: OODDetector) -> dict[str, Any]:
+    def conv(v):
+        if isinstance(v, dict):
+            return {str(k): conv(x) for k, x in v.items()}
+        if isinstance(v, tuple | list):
+            return [conv(x) for x in v]
+        return v if v is None or isinstance(v, bool | int | float | str) else repr(v)
+
+    return {k: conv(v) for k, v in det.get_params().items()}
+
+
+def run_ood(
+    model: nn.Module | None,
+    in_data: str,
+    out_sets,
+    detectors="all",
+    *,
+    density: nn.Module | None = None,
+    density_inputs: DensityInputs | None = None,
+    background: nn.Module | None = None,
+    root=None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+    fit_split: str = "train",
+    fit_size: int | None = None,
+    detector_params: dict[str, dict[str, Any]] | None = None,
+    layer: LayerSpec = None,
+    seed: int = 0,
+) -> OODTable:
+    """Evaluate every detector on every OOD set against ``in_data``'s test split.
+
+    Parameters
+    ----------
+    model : nn.Module or None
+        A classifier mapping ``in_data`` inputs to logits ``(N, C)``; ``features`` (or
+        ``layer``) for feature detectors. Moved to ``device``, run in eval mode, unchanged.
+        ``None`` for a density-only run.
+    in_data : str
+        In-distribution dataset spec (``"mnist"``, ``"digits:classes=0-4"``, a user path).
+    out_sets : str or sequence
+        OOD sets: specs (``"fashion-mnist,gaussian-noise,mnist:rotate=90"``, user paths,
+        ``"digits:classes=5-9"``) or :class:`~dunno.data.ArrayDataset` objects. Each must have
+        the in-distribution input shape and be non-empty.
+    detectors : "all", str or sequence of str
+        Registry names (:data:`uncertainty.ood.DETECTORS`), comma-separated or a list.
+        ``"all"``: every classifier detector (with ``model``) and every density-based one
+        (with ``density``).
+    density : nn.Module, optional
+        A density model of ``in_data`` (``log_prob(x) -> (N,)`` nats: NADE, PixelCNN,
+        PixelRNN, VAE) for the density-based detectors. It scores each dataset once, as
+        ``density_inputs`` maps it; all density detectors share that pass, and the
+        likelihood is reported in bits/dim.
+    density_inputs : callable, optional
+        ``(dataset, split) -> dataset``: what ``density`` scores for a split of the data,
+        applied to the fit split, the test split and (with split ``"test"``) every OOD set --
+        e.g. the fixed seeded binarisation for a binary model, integers 0..255 for an 8-bit
+        one. ``None`` (default): the inputs as loaded (the model rejects values it does not
+        model).
+    background : nn.Module, optional
+        A trained background model for ``likelihood-ratio`` (else it trains one in ``fit``,
+        see :class:`uncertainty.ood.LikelihoodRatio`).
+    root : path-like, optional
+        Data directory (default ``$DUNNO_DATA``, else ``~/.cache/dunno``).
+    device : str or torch.device
+        ``auto | cpu | cuda[:i] | mps``.
+    batch_size : int
+        Batch size of the shared forward passes.
+    fit_split : {"train", "val", "train-full"}
+        The in-distribution split the detectors are fitted on.
+    fit_size : int, optional
+        A seeded random subset of the fit split of this size (default: all of it).
+    detector_params : dict, optional
+        Hyper-parameters per detector, e.g. ``{"knn": {"k": 10}, "odin": {"epsilon": 0}}``.
+    layer : str or list of str, optional
+        Where features come from instead of ``model.features`` (needed for models without
+        it): one module's flattened output, or several modules' spatially averaged outputs,
+        concatenated (:func:`uncertainty.ood.extract_outputs`). Shared by every feature
+        detector.
+    seed : int
+        Seed of the ``fit_size`` subset.
+
+    Returns
+    -------
+    OODTable
+    """
+    t_start = time.perf_counter()
+    check_choice(fit_split, "fit_split", "run_ood", FIT_SPLITS)
+    check_int(fit_size, "fit_size", "run_ood", low=2, allow_none=True)
+    if model is None and density is None:
+        raise ValueError("run_ood needs a classifier ('model'), a density model ('density'), "
+                         "or both. Got neither.")
+    if model is not None and not isinstance(model, nn.Module):
+        raise ValueError(f"The 'model' argument must be a torch.nn.Module. "
+                         f"Got {type(model).__name__} instead.")
+    if density is not None and not callable(getattr(density, "log_prob", None)):
+        raise ValueError(f"The 'density' argument must be a density model with log_prob(x). "
+                         f"Got {type(density).__name__} instead.")
+    if density_inputs is not None and not callable(density_inputs):
+        raise ValueError(f"The 'density_inputs' argument must be None or a callable "
+                         f"(dataset, split) -> dataset. Got {type(density_inputs).__name__} "
+                         "instead.")
+    layer = check_layer(layer, "run_ood")
+    device = resolve_device(device)
+    if model is not None:
+        model = model.to(device).eval()
+    if density is not None:
+        density = density.to(device).eval()
+    if background is not None:
+        background = background.to(device).eval()
+    names = resolve_detectors(detectors, classifier=model is not None,
+                              density=density is not None, model=model, layer=layer)
+
+    fit, test, oods = load_ood_data(in_data, out_sets, fit_split=fit_split, fit_size=fit_size,
+                                    seed=seed, root=root)
+    dets = build_detectors(names, model, device=device, detector_params=detector_params,
+                           layer=layer, density=density, background=background,
+                           num_dims=math.prod(test.x.shape[1:]))
+    if model is not None:
+        _check_shared_pass(model, layer, dets)
+
+    timings: dict[str, Any] = {"forward": {}, "fit": {}, "score": {}}
+    fit_key, test_key = f"{in_data} ({fit_split})", f"{in_data} (test)"
+    fit_out = test_out = None
+    ood_out: dict[str, ModelOutputs] = {}
+    if any(not d.uses_density for d in dets.values()):
+        needs = frozenset({"logits"})
+        if any("features" in (d.needs | d.fit_needs) for d in dets.values()):
+            needs = needs | {"features"}
+        fit_out, timings["forward"][fit_key] = _forward(model, fit, needs, layer, batch_size)
+        test_out, timings["forward"][test_key] = _forward(model, test, needs, layer, batch_size)
+        for name, ds in oods.items():
+            ood_out[name], timings["forward"][name] = _forward(model, ds, needs, layer,
+                                                               batch_size)
+    dens_fit = dens_test = None
+    dens_ood: dict[str, ModelOutputs] = {}
+    if any(d.uses_density for d in dets.values()):
+        def prepared(ds: ArrayDataset, split: str) -> ArrayDataset:
+            return ds if density_inputs is None else density_inputs(ds, split)
+
+        timings["density"] = {}
+        dens_fit, timings["density"][fit_key] = _density_forward(
+            density, prepared(fit, fit_split), batch_size)
+        dens_test, timings["density"][test_key] = _density_forward(
+            density, prepared(test, "test"), batch_size)
+        for name, ds in oods.items():
+            dens_ood[name], timings["density"][name] = _density_forward(
+                density, prepared(ds, "test"), batch_size)
+
+    accuracy = None
+    if test_out is not None and test_out.labels is not None:
+        if test.info.num_classes is not None and test_out.logits.shape[1] != test.info.num_classes:
+            raise ValueError(
+                f"The model outputs {test_out.logits.shape[1]} logits but {in_data!r} has "
+                f"{test.info.num_classes} classes: is this the model trained on it?"
+            )
+        accuracy = float((test_out.logits.argmax(1).cpu() == test_out.labels).double().mean())
+
+    rows, scores, own = [], {}, []
+    for name, det in dets.items():
+        if det.uses_density:
+            d_fit, d_test, d_ood = dens_fit, dens_test, dens_ood
+        else:
+            d_fit, d_test, d_ood = fit_out, test_out, ood_out
+        t0 = time.perf_counter()
+        det.fit_outputs(d_fit)
+        timings["fit"][name] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        s_in = det.score_outputs(d_test).cpu()
+        scores[name] = {"in": s_in}
+        for set_name, o in d_ood.items():
+            scores[name][set_name] = det.score_outputs(o).cpu()
+        timings["score"][name] = time.perf_counter() - t0
+        if "input" in (det.needs | det.fit_needs):
+            own.append(name)
+        for set_name in oods:
+            m = ood_metrics(s_in, scores[name][set_name])
+            rows.append({
+                "detector": name, "ood_set": set_name, "auroc": m["auroc"],
+                "aupr_in": m["aupr_in"], "aupr_out": m["aupr_out"],
+                "fpr95": m["fpr_at_95_tpr"], "detection_error": m["detection_error"],
+                "n_in": m["n_in"], "n_out": m["n_out"],
+            })
+
+    table = OODTable(
+        in_data=in_data, out_sets=list(oods), detectors=names, rows=rows, accuracy=accuracy,
+        fit_split=fit_split, n_fit=len(fit), n_test=len(test), timings=timings,
+        own_passes=own, params={n: _jsonable_params(d) for n, d in dets.items()}, scores=scores,
+    )
+    timings["total"] = time.perf_counter() - t_start
+    timings["shared_forward_total"] = sum(timings["forward"].values()) + sum(
+        timings.get("density", {}).values())
+    return table

@@ -1,0 +1,90 @@
+"""The estimator bases of the predictive methods.
+
+* :class:`JointFit` -- ``fit(x, y)`` and ``fit_many(data)`` for estimators that can train
+  copies of themselves on several training sets at once (the UCI splits, hyper-parameter
+  grids) in one vectorised run;
+* :class:`Regressor` -- the regression methods of :data:`~uncertainty.predictive.REGRESSORS`:
+  ``fit(x (N, D), y (N, O)) -> self``, ``fit_many(data)``, ``predict(x) ->``
+  :class:`~uncertainty.predictive.prediction.RegressionPrediction` on standardised data.
+
+Both follow :class:`dunno.estimator.Estimator` (hyper-parameters from the ``__init__``
+signature, ``repr``, ``set_params``, :class:`~dunno.errors.NotFittedError` before ``fit``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from dunno.estimator import Estimator
+from uncertainty.predictive.prediction import RegressionPrediction
+
+__all__ = ["JointFit", "Regressor"]
+
+
+class JointFit(Estimator, ABC):
+    """``fit`` and ``fit_many`` for estimators implementing ``_fit_jointly(estimators,
+    data)``: train the (unfitted, validated) copies ``estimators[s]`` on ``data[s] = (x, y)``
+    together and set their learned attributes."""
+
+    #: Hyper-parameters that :meth:`fit_many` may set per training set (``params=``).
+    _per_dataset_params: ClassVar[tuple[str, ...]] = ()
+
+    def fit(self, x, y):
+        """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``."""
+        self._validate_params()
+        self._fit_jointly([self], [(x, y)])
+        return self
+
+    def fit_many(self, data, params: list[dict[str, Any]] | None = None) -> list:
+        """Fit one copy of this estimator per ``(x, y)`` in ``data`` (all of one shape, e.g.
+        the 20 UCI splits) as one stacked network -- the same result in distribution as
+        calling :meth:`fit` on each, with one optimiser step for all per mini-batch.
+
+        ``params``: optional list of per-dataset overrides of the hyper-parameters in
+        ``_per_dataset_params`` (e.g. MC-Dropout's precisions converted to each split's
+        standardised units). Returns the fitted copies in order."""
+        owner = f"{type(self).__name__}.fit_many"
+        data = list(data)
+        if not data:
+            raise ValueError(f"{owner} needs at least one (x, y) pair.")
+        overrides = [{}] * len(data) if params is None else list(params)
+        if len(overrides) != len(data):
+            raise ValueError(
+                f"{owner} got {len(overrides)} parameter overrides for {len(data)} datasets."
+            )
+        allowed = self._per_dataset_params
+        for override in overrides:
+            unknown = sorted(set(override) - set(allowed))
+            if unknown:
+                what = (f"can override {' and '.join(repr(a) for a in allowed)} per dataset "
+                        "only" if allowed else "takes no per-dataset parameters")
+                raise ValueError(f"{owner} {what}. Got {unknown}.")
+        estimators = [type(self)(**{**self.get_params(), **override}) for override in overrides]
+        for est in estimators:
+            est._validate_params()
+        self._fit_jointly(estimators, data)
+        return estimators
+
+    @abstractmethod
+    def _fit_jointly(self, estimators: list, data: list) -> None:
+        """Train ``estimators[s]`` on ``data[s]`` together (parameters already validated)."""
+
+
+class Regressor(JointFit):
+    """Base class of the regression methods (module docstring); registered by ``name`` in
+    :data:`~uncertainty.predictive.REGRESSORS`."""
+
+    #: Registry name (``make_regressor(name)``).
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def predict(self, x) -> RegressionPrediction:
+        """The predictive distribution of ``x (N, D)``: mean, aleatoric and epistemic
+        variance, exact ``log_prob(y)``."""
+
+    def log_prob(self, x, y) -> torch.Tensor:
+        """Predictive log-density of ``y (N, O)`` given ``x``, float64 ``(N,)``, nats."""
+        return self.predict(x).log_prob(y)

@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dunno.validation.params import check_inferred_classes
+from dunno.validation.params import check_inferred_classes, owner_name
 
 if TYPE_CHECKING:
     import torch
-
-from dunno.validation.params import owner_name
 
 __all__ = ["as_labels", "as_tensor", "check_finite_tensor"]
 

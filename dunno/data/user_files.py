@@ -228,8 +228,8 @@ def _labels(arr: np.ndarray, path: Path, name: str, rows: int) -> np.ndarray:
         bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
         if len(bad):
             raise DataError(
-                f"{where} must hold integer class labels; {name}[{bad[0]}] = {arr[bad[0]]!r} "
-                "is not an integer."
+                f"{where} must hold integer class labels; {name}[{bad[0]}] = "
+                f"{arr[bad[0]].item()!r} is not an integer."
             )
     elif arr.dtype.kind not in "iu":
         raise DataError(
@@ -238,10 +238,12 @@ def _labels(arr: np.ndarray, path: Path, name: str, rows: int) -> np.ndarray:
         )
     if len(arr) and arr.min() < 0:
         i = int(np.argmin(arr))
-        raise DataError(f"{where} must hold labels >= 0; {name}[{i}] = {arr[i]!r}.")
+        raise DataError(f"{where} must hold labels >= 0; {name}[{i}] = {arr[i].item()!r}.")
     if len(arr) and arr.max() >= np.iinfo(np.int64).max:
         i = int(np.argmax(arr))
-        raise DataError(f"{where} has a label too large for int64: {name}[{i}] = {arr[i]!r}.")
+        raise DataError(
+            f"{where} has a label too large for int64: {name}[{i}] = {arr[i].item()!r}."
+        )
     return arr.astype(np.int64)
 
 

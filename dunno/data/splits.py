@@ -30,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dunno.errors import DataError
+from dunno.validation import check_float
 
 __all__ = [
     "DEFAULT_SPLIT_SEED",
@@ -47,15 +48,13 @@ DEFAULT_SPLIT_SEED = 0
 
 
 def check_fraction(value: float, name: str, source: str) -> float:
-    """``value`` as a float in ``[0, 1)``, else a :class:`DataError` naming option ``name``."""
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool)) or not (
-        math.isfinite(value) and 0 <= value < 1
-    ):
-        raise DataError(
-            f"The split option '{name}' of {source!r} must be a fraction in [0, 1). "
-            f"Got {value!r} instead."
-        )
-    return float(value)
+    """``value`` as a float in ``[0, 1)``, else a :class:`DataError` naming option ``name``
+    and the data ``source`` (the message of :func:`dunno.validation.check_float`)."""
+    try:
+        return check_float(value, name, f"user data {source!r}", low=0.0, high=1.0,
+                           high_open=True)
+    except ValueError as err:
+        raise DataError(str(err)) from None
 
 
 def content_hashes(x: np.ndarray) -> list[bytes]:

@@ -328,8 +328,10 @@ def test_empty_split_after_splitting_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("val", "1.5", r"split option 'val' of '.*d.npz' must be a fraction in \[0, 1\)\. Got 1.5"),
-    ("test", "-0.1", r"split option 'test' of '.*d.npz' must be a fraction .* Got -0.1"),
+    ("val", "1.5", r"The 'val' parameter of user data '.*d.npz' must be a float in \[0, 1\)\. "
+                   r"Got 1.5 instead"),
+    ("test", "-0.1", r"The 'test' parameter of user data '.*d.npz' must be a float in "
+                     r"\[0, 1\)\. Got -0.1 instead"),
     ("val", "abc", r"option 'val' needs a number. Got 'abc'"),
     ("split_seed", "x", r"option 'split_seed' needs an integer. Got 'x'"),
     ("nope", "1", r"Unknown option\(s\) \['nope'\] for user data"),

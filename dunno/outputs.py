@@ -60,11 +60,14 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "the output directory is a file, not a "
                                  "directory", str(folder))
+    for parent in folder.parents:  # the nearest existing ancestor must be a directory
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "cannot create the output directory: "
+                                         f"'{parent}' is a file", str(folder))
+            break
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as err:  # a parent is a file
-        raise NotADirectoryError(errno.ENOTDIR, "cannot create the output directory: "
-                                 f"'{err.filename}' is a file", str(folder)) from err
     except OSError as err:
         raise type(err)(err.errno, "cannot create the output directory "
                         f"({err.strerror or type(err).__name__})", str(folder)) from err

@@ -50,6 +50,7 @@ from dunno.devices import resolve_device
 from dunno.outputs import run_output_dir
 from dunno.training import evaluate_classifier
 from dunno.training_state import check_run_config
+from dunno.validation import check_int
 
 __all__ = [
     "EnsembleClassifier",
@@ -179,9 +180,7 @@ def train_ensemble(
     if overrides:
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
-    if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
-        raise ValueError(f"The 'num_members' parameter of train_ensemble must be an int >= 1. "
-                         f"Got {num_members!r} instead.")
+    check_int(num_members, "num_members", "train_ensemble", low=1)
     with run_output_dir(out):
         return _train_ensemble(config, num_members, out, root, resume, quiet)
 

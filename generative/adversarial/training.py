@@ -38,6 +38,7 @@ from dunno.training import History, fit, seed_everything, training_state_file
 from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import mode_coverage, ring_modes
 
+from . import ADVERSARIAL_MODELS
 from ._base import AdversarialModel
 
 __all__ = [
@@ -75,8 +76,6 @@ class GANConfig(RunConfig):
     options: dict[str, Any] | None = None
 
     def validate(self) -> None:
-        from . import ADVERSARIAL_MODELS
-
         check_choice(self.model, "model", self, tuple(ADVERSARIAL_MODELS))
         check_int(self.epochs, "epochs", self, low=1)
         check_int(self.batch_size, "batch_size", self, low=2)

@@ -43,9 +43,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
+    from dunno.outputs import check_output_dir
     from evaluation.benchmarks.calibration import write_calibration_report
     from uncertainty.calibration import run_calibration
 
+    check_output_dir(args.out)  # before any work, not after it
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, device=device)
     print_split(args.data, args.data_dir)

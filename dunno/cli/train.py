@@ -68,6 +68,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """--out is checked writable and locked before any work and until the last file is written."""
+    from dunno.outputs import run_output_dir
+
+    with run_output_dir(args.out):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dunno import distributed
     from dunno.classify import ClassifierConfig, train_classifier
     from dunno.config import parse_options

@@ -94,9 +94,21 @@ def ctx(tmp_path_factory) -> SimpleNamespace:
     npz = root / "data.npz"
     np.savez(npz, x=np.random.default_rng(0).random((20, 1, 8, 8)).astype(np.float32),
              y=np.arange(20) % 2)
+    rng = np.random.default_rng(1)
+    labels = np.arange(40) % 2
+    labels[3] = 10**9
+    np.savez(root / "huge_label.npz", x=rng.random((40, 1, 8, 8)).astype(np.float32), y=labels)
+    x_nan = rng.random((40, 1, 8, 8)).astype(np.float32)
+    x_nan[2, 0, 1, 1] = np.nan
+    np.savez(root / "nan.npz", x=x_nan, y=np.arange(40) % 2)
+    np.savez(root / "mixed.npz", x=x_nan[:, :, :4], y=np.arange(40) % 2, x_train=x_nan)
+    (root / "a_file").write_text("not a directory")
+    run = root / "run"  # a finished one-epoch run, for --resume with another config
+    assert main(["train", "classifier", "--data", "digits", "--epochs", "1", "--out", str(run),
+                 "--quiet", "--device", "cpu"]) == 0
     return SimpleNamespace(root=root, ckpt=str(ckpt), plain=plain, clf=clf,
                            calibrator=str(calibrator), garbage=str(garbage), npz=str(npz),
-                           net=net)
+                           net=net, run=str(run))
 
 
 def _refit_plain_weights(c):
@@ -313,6 +325,21 @@ CASES = [
      ["'split'", "'nosuchsplit'"]),
     ("data-missing-file", lambda c: load_dataset(str(c.root / "missing.npz"), "train"),
      DataError, ["missing.npz", "does not exist"]),
+    ("data-split-fraction", lambda c: load_dataset(f"{c.npz}:val=1.5", "train"), DataError,
+     ["'val'", "data.npz", "1.5"]),
+    ("data-split-fractions-sum", lambda c: load_dataset(f"{c.npz}:val=0.6:test=0.6", "train"),
+     DataError, ["val=0.6", "test=0.6", "1.2", "data.npz"]),
+    ("data-npz-huge-label", lambda c: load_dataset(str(c.root / "huge_label.npz"), "train"),
+     DataError, ["'y'", "huge_label.npz", "1000000000"]),
+    ("data-npz-nan", lambda c: load_dataset(str(c.root / "nan.npz"), "train"), DataError,
+     ["'x'", "nan.npz", "NaN", "(2, 0, 1, 1)"]),
+    ("data-npz-mixed-splits", lambda c: load_dataset(str(c.root / "mixed.npz"), "train"),
+     DataError, ["mixed.npz", "'x'", "x_train"]),
+    # --- NaN inputs reaching a detector
+    ("ood-msp-nan-input", lambda c: make_detector("msp", c.plain).score(_with_nan(X)), V,
+     ["'logits'", "NaN"]),
+    ("ood-knn-nan-input", lambda c: make_detector("knn", c.plain, k=2, layer="1").fit(
+        [(X, Y)]).score(_with_nan(X)), V, ["'features'", "NaN"]),
     # --- checkpoints
     ("ckpt-missing", lambda c: load_model(c.root / "missing.pt"), CheckpointError,
      ["missing.pt", "does not exist"]),
@@ -369,12 +396,45 @@ CLI_CASES = [
                                          str(c.root / "t3"), "--quiet"], ["missing.npz"]),
     ("cli-uci-threads-0", lambda c: ["uci", "--method", "mc-dropout", "--threads", "0"],
      ["threads", "0"]),
+    ("cli-train-resume-other-config", lambda c: ["train", "classifier", "--data", "digits",
+                                                 "--epochs", "1", "--lr", "0.5", "--out",
+                                                 c.run, "--resume", "--quiet"],
+     ["training_state.pt", "another run", "lr", "0.5"]),
+    ("cli-train-npz-huge-label", lambda c: ["train", "classifier", "--data",
+                                            str(c.root / "huge_label.npz"), "--out",
+                                            str(c.root / "t4"), "--quiet"],
+     ["huge_label.npz", "1000000000"]),
+    ("cli-train-npz-bad-fraction", lambda c: ["train", "classifier", "--data",
+                                              f"{c.npz}:val=1.5", "--out",
+                                              str(c.root / "t5"), "--quiet"],
+     ["'val'", "1.5"]),
+    ("cli-ood-npz-nan", lambda c: ["ood", "--checkpoint", c.ckpt, "--in",
+                                   str(c.root / "nan.npz"), "--out", "gaussian-noise",
+                                   "--detectors", "msp"], ["nan.npz", "NaN"]),
+    ("cli-calibrate-npz-mixed", lambda c: ["calibrate", "--checkpoint", c.ckpt, "--data",
+                                           str(c.root / "mixed.npz"), "--out",
+                                           str(c.root / "o5")], ["mixed.npz", "x_train"]),
+]
+
+#: Operating-system errors: exit status 1, one line naming the path.
+CLI_OS_CASES = [
+    ("cli-train-out-is-a-file", lambda c: ["train", "classifier", "--data", "digits",
+                                           "--epochs", "1", "--out", str(c.root / "a_file"),
+                                           "--quiet"], ["a_file", "is a file"]),
+    ("cli-calibrate-out-is-a-file", lambda c: ["calibrate", "--checkpoint", c.ckpt, "--data",
+                                               "digits", "--out", str(c.root / "a_file")],
+     ["a_file", "is a file"]),
+    ("cli-train-out-below-a-file", lambda c: ["train", "classifier", "--data", "digits",
+                                              "--epochs", "1", "--out",
+                                              str(c.root / "a_file" / "run"), "--quiet"],
+     ["a_file"]),
 ]
 
 
 #: Cases by outcome: exception type(s) of the Python cases, exit status of the CLI cases.
 OUTCOMES = collections.Counter(
     [exc.__name__ for _, _, exc, _ in CASES] + ["exit 2"] * len(CLI_CASES)
+    + ["exit 1"] * len(CLI_OS_CASES)
 )
 
 
@@ -389,12 +449,16 @@ def test_python_api_refuses_bad_input(ctx, call, exc, needles):
     assert not missing, f"{missing} not in: {message}"
 
 
-@pytest.mark.parametrize("argv,needles", [pytest.param(a, n, id=i) for i, a, n in CLI_CASES])
-def test_cli_refuses_bad_input_with_one_line(ctx, capsys, argv, needles):
-    code = main(argv(ctx) + (["--device", "cpu"] if argv(ctx)[0] in ("calibrate", "ood")
-                             else []))
+@pytest.mark.parametrize("argv,needles,status", [
+    *[pytest.param(a, n, 2, id=i) for i, a, n in CLI_CASES],
+    *[pytest.param(a, n, 1, id=i) for i, a, n in CLI_OS_CASES]])
+def test_cli_refuses_bad_input_with_one_line(ctx, capsys, argv, needles, status):
+    capsys.readouterr()
+    args = argv(ctx)
+    code = main(args + (["--device", "cpu"] if args[0] in ("calibrate", "ood", "train")
+                        else []))
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == status, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert "Traceback" not in err
@@ -403,9 +467,9 @@ def test_cli_refuses_bad_input_with_one_line(ctx, capsys, argv, needles):
 
 
 def test_the_suite_is_large_enough():
-    assert len(CASES) + len(CLI_CASES) >= 80, OUTCOMES
-    assert len({i for i, *_ in CASES} | {i for i, *_ in CLI_CASES}) == len(CASES) + len(
-        CLI_CASES)  # unique ids
+    cases = [*CASES, *CLI_CASES, *CLI_OS_CASES]
+    assert len(cases) >= 80, OUTCOMES
+    assert len({case[0] for case in cases}) == len(cases)  # unique ids
 
 
 def test_a_named_detector_never_scores_silently_but_all_skips_with_a_note(ctx, capsys):
@@ -430,8 +494,8 @@ def test_same_model_passes_the_fingerprint(ctx, tmp_path):
 
 
 def test_outcome_counts_are_consistent():
-    assert sum(OUTCOMES.values()) == len(CASES) + len(CLI_CASES)
-    assert OUTCOMES["exit 2"] == len(CLI_CASES)
+    assert sum(OUTCOMES.values()) == len(CASES) + len(CLI_CASES) + len(CLI_OS_CASES)
+    assert OUTCOMES["exit 2"] == len(CLI_CASES) and OUTCOMES["exit 1"] == len(CLI_OS_CASES)
 
 
 if __name__ == "__main__":  # print the counts by outcome

@@ -44,6 +44,7 @@ from dunno.training import History, fit, seed_everything, training_state_file
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AUTOREGRESSIVE_MODELS, AutoregressiveImageModel
 from generative.autoregressive import create as create_autoregressive
+from generative.fitting import density_optimizers, density_step
 from generative.latent import LATENT_MODELS, VAE, AdversarialAutoencoder
 from generative.latent import create as create_latent
 from generative.pixels import (
@@ -211,35 +212,16 @@ def create_density_model(name: str, image_shape, **options: Any):
     return create_autoregressive(name, image_shape, **options)
 
 
-def _optimizers(model, lr: float) -> tuple[list[torch.optim.Optimizer], dict[str, Any]]:
-    """Adam for the model (the AAE's own three optimisers) and their training-state names."""
-    if isinstance(model, AdversarialAutoencoder):
-        optimizers = model.configure_optimizers(lr=lr)
-        return list(optimizers.values()), {f"optimizer_{k}": v for k, v in optimizers.items()}
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return [optimizer], {"optimizer": optimizer}
-
-
 def _make_step(model, optimizers, schedule: _LearningRateSchedule, grad_clip: float | None,
                device):
-    """One maximum-likelihood update per batch (the AAE: its three-phase step)."""
+    """The model kind's one update (:func:`generative.fitting.density_step`), with the
+    learning-rate schedule set before it and its steps and seconds counted."""
+    update = density_step(model, optimizers, grad_clip=grad_clip, device=device)
 
     def step(batch):
         t0 = time.perf_counter()
-        x = batch[0].to(device)
         schedule.set_lr()
-        if isinstance(model, AdversarialAutoencoder):
-            losses = model.step((x, batch[1]))
-            result = {"loss": losses["recon_loss"], **losses}
-        else:
-            (optimizer,) = optimizers
-            loss = model.loss(x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            result = {"loss": loss.detach()}
+        result = update(batch)
         schedule.steps += 1
         schedule.seconds += time.perf_counter() - t0
         return result
@@ -380,10 +362,10 @@ def train_density(
     loader = _EpochSubset(make_loader(train, config.batch_size, shuffle=True, seed=config.seed,
                                       transform=transform), config.examples_per_epoch)
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
-    optimizers, optimizer_states = _optimizers(model, config.lr)
-    schedule = _LearningRateSchedule(optimizers, config.schedule,
+    optimizers = density_optimizers(model, config.lr)
+    schedule = _LearningRateSchedule(list(optimizers.values()), config.schedule,
                                      config.epochs * len(loader), budget_s)
-    state = {"model": model, **optimizer_states, "schedule": schedule}
+    state = {"model": model, **optimizers, "schedule": schedule}
     if transform is not None:  # the dynamic binarisation's generator: resume exactly
         state["binarize_rng"] = transform.generator
 

@@ -263,16 +263,14 @@ class AdversarialAutoencoder(DensityFitMixin, nn.Module):
         n = u.shape[0]
         if chunk_size is None:
             chunk_size = max(1, min(k, (1 << 22) // max(1, n * self.num_dims)))
-        device, dtype = self._device_dtype
+        dtype = self._device_dtype[1]
         code = self.encoder(u)  # (N, L)
         flat = u.flatten(1)  # (N, D)
         total = None
         for start in range(0, k, chunk_size):
             m = min(chunk_size, k - start)
-            coin = torch.rand(m, n, 1, generator=generator) < 0.5  # (m, N, 1): from the prior
-            near = torch.randn(m, n, self.latent_dim, generator=generator, dtype=dtype)
-            z_prior = self.sample_prior(m * n, generator=generator).view(m, n, -1)
-            z = torch.where(coin.to(device), z_prior, code + scale * near.to(device))
+            z = torch.stack([self._proposal_draw(code, scale, generator)
+                             for _ in range(m)])  # (m, N, L)
             logits = self.decoder(z.reshape(m * n, -1)).reshape(m, n, -1)  # (m, N, D)
             log_px = -F.binary_cross_entropy_with_logits(
                 logits, flat.expand_as(logits), reduction="none").sum(-1)  # (m, N)
@@ -282,6 +280,16 @@ class AdversarialAutoencoder(DensityFitMixin, nn.Module):
             part = torch.logsumexp(log_px + log_pz - log_q, 0)  # (N,)
             total = part if total is None else torch.logaddexp(total, part)
         return total - math.log(k)
+
+    def _proposal_draw(self, code: torch.Tensor, scale: float,
+                       generator: torch.Generator | None) -> torch.Tensor:
+        """One draw ``(N, L)`` per example from ``0.5 N(code, scale^2 I) + 0.5 p(z)``, its
+        random numbers taken in a fixed order (so chunking does not change them)."""
+        n = code.shape[0]
+        coin = torch.rand(n, 1, generator=generator) < 0.5  # (N, 1): True = from the prior
+        near = torch.randn(n, self.latent_dim, generator=generator, dtype=code.dtype)
+        z_prior = self.sample_prior(n, generator=generator)  # (N, L)
+        return torch.where(coin.to(code.device), z_prior, code + scale * near.to(code.device))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,7 @@ from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.training import evaluate_classifier
+from dunno.validation import check_int
 
 __all__ = [
     "EnsembleClassifier",
@@ -173,9 +174,7 @@ def train_ensemble(
     if overrides:
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
-    if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
-        raise ValueError(f"The 'num_members' parameter of train_ensemble must be an int >= 1. "
-                         f"Got {num_members!r} instead.")
+    check_int(num_members, "num_members", "train_ensemble", low=1)
     device = resolve_device(config.device)
     info = distributed.setup(device)
     if info.enabled and device.type == "cuda":

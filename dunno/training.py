@@ -43,6 +43,7 @@ from dunno.training_state import (
     restore_object,
     save_training_state,
 )
+from dunno.validation import check_choice, check_float, check_int, check_seed
 
 __all__ = [
     "History",
@@ -60,8 +61,7 @@ StepResult = float | torch.Tensor | Mapping[str, float | torch.Tensor]
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's, torch's (CPU and CUDA) and Pyro's random generators."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"The 'seed' parameter must be an int >= 0. Got {seed!r} instead.")
+    check_seed(seed, "seed_everything")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -218,20 +218,10 @@ def fit(
     -------
     History
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r} instead.")
-    if mode not in ("min", "max"):
-        raise ValueError(f"The 'mode' parameter must be 'min' or 'max'. Got {mode!r} instead.")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ValueError(
-            f"The 'patience' parameter must be None or an int >= 1. Got {patience!r} instead."
-        )
-    if max_seconds is not None and (
-        not isinstance(max_seconds, int | float) or isinstance(max_seconds, bool)
-        or not (math.isfinite(max_seconds) and max_seconds > 0)
-    ):
-        raise ValueError(f"The 'max_seconds' parameter must be None or a number > 0. Got "
-                         f"{max_seconds!r} instead.")
+    check_int(epochs, "epochs", "fit", low=1)
+    check_choice(mode, "mode", "fit", ("min", "max"))
+    check_int(patience, "patience", "fit", low=1, allow_none=True)
+    check_float(max_seconds, "max_seconds", "fit", low=0.0, low_open=True, allow_none=True)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a 'checkpoint_path' to resume from.")
     state = dict(state or {})

@@ -38,10 +38,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from dunno.data import ArrayDataset, DatasetInfo, make_loader
+from dunno.inputs import as_arrays
 from dunno.training import History, fit
 from dunno.validation import check_bool, check_float, check_int, check_seed
 
@@ -100,21 +100,6 @@ def density_step(model, optimizers: dict[str, torch.optim.Optimizer], *,
     return step
 
 
-def _as_tensor(x, owner: str) -> torch.Tensor:
-    """``x`` as a tensor: numpy arrays (and lists) are copied into one; tensors are
-    detached."""
-    if isinstance(x, torch.Tensor):
-        return x.detach()
-    if isinstance(x, np.ndarray | list | tuple):
-        try:
-            return torch.tensor(np.asarray(x))
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"The 'x' argument of {owner} must be an array of numbers. Got "
-                            f"{type(x).__name__} that torch cannot read ({err}).") from err
-    raise TypeError(f"The 'x' argument of {owner} must be a numpy array or a torch.Tensor of "
-                    f"shape (N, C, H, W) or (N, D). Got {type(x).__name__} instead.")
-
-
 class DensityFitMixin:
     """``fit(x, ...)`` for an ``nn.Module`` density model (see the module docstring).
 
@@ -128,6 +113,11 @@ class DensityFitMixin:
     def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def _fit_labels(self, labels: torch.Tensor | None, n: int,
+                    owner: str) -> torch.Tensor | None:
+        """The labels the training step uses (checked), or None: ignored by default."""
+        return None
+
     def fit(self, x, *, epochs: int = 10, max_minutes: float | None = None,
             batch_size: int = 100, lr: float = 1e-3, seed: int = 0,
             progress: bool = False):
@@ -136,10 +126,13 @@ class DensityFitMixin:
 
         Parameters
         ----------
-        x : numpy array or tensor
+        x : numpy array, tensor, ``(x, y)`` pair, Dataset or DataLoader
             Images ``(N, C, H, W)`` or, for a single-channel model, flat vectors
             ``(N, H * W)`` (row-major), holding the model's pixel values (0/1, 0..255 or
-            [0, 1]); at least one example. Checked in full before training starts.
+            [0, 1]); at least one example. Read whole by :func:`dunno.inputs.as_arrays` and
+            checked in full before training starts. Labels ``y`` (of a pair or a labelled
+            Dataset) are used only by a semi-supervised adversarial autoencoder (``-1``:
+            unlabelled); the other models ignore them.
         epochs : int
             Passes over ``x`` (an upper bound when ``max_minutes`` is given).
         max_minutes : float, optional
@@ -168,12 +161,11 @@ class DensityFitMixin:
         lr = check_float(lr, "lr", owner, low=0.0, low_open=True)
         seed = check_seed(seed, owner)
         check_bool(progress, "progress", owner)
-        images = self._fit_images(_as_tensor(x, owner), owner)  # (N, C, H, W)
-        if images.shape[0] == 0:
-            raise ValueError(f"The 'x' argument of {owner} must hold at least one example. Got "
-                             f"shape {tuple(images.shape)} instead.")
+        data, labels = as_arrays(x, owner=owner)  # refuses empty data, NaN and inf
+        images = self._fit_images(data, owner)  # (N, C, H, W)
+        labels = self._fit_labels(labels, images.shape[0], owner)
         info = DatasetInfo(name="x", kind="image", shape=tuple(images.shape[1:]))
-        loader = make_loader(ArrayDataset(images.contiguous(), None, info), batch_size,
+        loader = make_loader(ArrayDataset(images.contiguous(), labels, info), batch_size,
                              shuffle=True, seed=seed)
         optimizers = density_optimizers(self, lr)
         self.history_ = fit(

@@ -40,13 +40,13 @@ from dunno.checkpoints import save_checkpoint
 from dunno.config import RunConfig
 from dunno.data import make_loader
 from dunno.devices import resolve_device
+from dunno.registry import Registry
 from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AUTOREGRESSIVE_MODELS, AutoregressiveImageModel
-from generative.autoregressive import create as create_autoregressive
 from generative.fitting import density_optimizers, density_step
 from generative.latent import LATENT_MODELS, VAE, AdversarialAutoencoder
-from generative.latent import create as create_latent
 from generative.pixels import (
     BINARIZE,
     evaluation_images,
@@ -67,8 +67,10 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "cosine")
-#: every model :func:`train_density` trains, by command-line name
-DENSITY_MODELS = {**AUTOREGRESSIVE_MODELS, **LATENT_MODELS}
+#: every model :func:`train_density` trains, by command-line name: the autoregressive and the
+#: latent-variable models (a :class:`dunno.registry.Registry` union of both registries, their
+#: plugins included)
+DENSITY_MODELS: Registry = Registry.union("density model", AUTOREGRESSIVE_MODELS, LATENT_MODELS)
 
 
 @dataclass
@@ -106,33 +108,19 @@ class DensityConfig(RunConfig):
     test_size: int | None = None
 
     def validate(self) -> None:
-        check_int = self._check_int
         if self.model not in DENSITY_MODELS:
             raise ValueError(f"Unknown density model {self.model!r}. Available: "
                              f"{', '.join(DENSITY_MODELS)}.")
-        check_int("epochs", 1)
-        check_int("samples_k", 1)
-        check_int("val_samples_k", 1)
-        check_int("test_size", 1, optional=True)
-        check_int("batch_size", 1)
-        check_int("seed", 0)
-        check_int("examples_per_epoch", 1, optional=True)
-        check_int("val_size", 1, optional=True)
-        for name in ("lr", "max_minutes", "grad_clip"):
-            value = getattr(self, name)
-            if name != "lr" and value is None:
-                continue
-            if not isinstance(value, int | float) or isinstance(value, bool) or not (
-                math.isfinite(value) and value > 0
-            ):
-                raise ValueError(f"The '{name}' parameter of DensityConfig must be a number "
-                                 f"> 0. Got {value!r} instead.")
-        if self.binarize not in BINARIZE:
-            raise ValueError(f"The 'binarize' parameter of DensityConfig must be one of "
-                             f"{BINARIZE}. Got {self.binarize!r} instead.")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"The 'schedule' parameter of DensityConfig must be one of "
-                             f"{SCHEDULES}. Got {self.schedule!r} instead.")
+        for name in ("epochs", "samples_k", "val_samples_k", "batch_size"):
+            check_int(getattr(self, name), name, self, low=1)
+        check_seed(self.seed, self)
+        for name in ("test_size", "examples_per_epoch", "val_size"):
+            check_int(getattr(self, name), name, self, low=1, allow_none=True)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        for name in ("max_minutes", "grad_clip"):
+            check_float(getattr(self, name), name, self, low=0.0, low_open=True, allow_none=True)
+        check_choice(self.binarize, "binarize", self, BINARIZE)
+        check_choice(self.schedule, "schedule", self, SCHEDULES)
 
 
 @dataclass
@@ -207,9 +195,7 @@ class _EpochSubset:
 def create_density_model(name: str, image_shape, **options: Any):
     """Build the model registered as ``name`` in :data:`DENSITY_MODELS` for images of shape
     ``(C, H, W)``; ``options`` are its keyword arguments."""
-    if name in LATENT_MODELS:
-        return create_latent(name, image_shape, **options)
-    return create_autoregressive(name, image_shape, **options)
+    return DENSITY_MODELS.create(name, image_shape=image_shape, **options)
 
 
 def _make_step(model, optimizers, schedule: _LearningRateSchedule, grad_clip: float | None,

@@ -15,7 +15,7 @@ expected and what was given, in scikit-learn's phrasing::
   :func:`to_numpy`, :func:`check_real`, :func:`check_scores`, :func:`check_probs`,
   :func:`check_labels`, :func:`check_correct`, :func:`check_same_length`;
 * :mod:`dunno.validation.tensors` -- array inputs returned as tensors: :func:`as_tensor`,
-  :func:`as_labels`.
+  :func:`as_labels`, :func:`check_finite_tensor`.
 
 Checks that belong to one domain only (pixel kinds of an autoregressive model, the logits a
 calibrator accepts, the layer spec of a feature hook) live in that domain and use these for
@@ -47,7 +47,7 @@ from dunno.validation.params import (
     check_shape,
     owner_name,
 )
-from dunno.validation.tensors import as_labels, as_tensor
+from dunno.validation.tensors import as_labels, as_tensor, check_finite_tensor
 
 __all__ = [
     "PROB_SUM_ATOL",
@@ -58,6 +58,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_correct",
+    "check_finite_tensor",
     "check_float",
     "check_hidden",
     "check_image_shape",

@@ -16,7 +16,10 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["as_labels", "as_tensor"]
+from dunno.validation.params import owner_name
+
+__all__ = ["as_labels", "as_tensor", "check_finite_tensor"]
+
 
 def as_tensor(value: Any, name: str, *, list_dtype: Any = None) -> torch.Tensor:
     """A tensor or NumPy array as a (detached) tensor; a list or tuple read through NumPy
@@ -80,3 +83,30 @@ def as_labels(labels: Any, n: int, num_classes: int | None = None, *, name: str 
             f"in [{low}, {high}] instead."
         )
     return y
+
+
+def check_finite_tensor(x: torch.Tensor, name: str, owner: object = None, *,
+                        offset: int = 0) -> None:
+    """Raise a ValueError unless the floating tensor ``x`` holds no NaN or inf.
+
+    The message names the argument, its ``owner`` (e.g. ``"KNNDetector.score"``), the value
+    and its index; ``offset`` is added to the first index (the position of a loader's batch in
+    the data). Integer and bool tensors are finite by construction and pass.
+    """
+    import torch
+
+    if not x.is_floating_point() or x.numel() == 0:
+        return
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    flat = int((~finite).flatten().nonzero()[0])
+    value = float(x.flatten()[flat])
+    index = [int(i) for i in np.unravel_index(flat, tuple(x.shape))]
+    index[0] += offset
+    where = str(index[0]) if len(index) == 1 else str(tuple(index))
+    of = "" if owner is None else f" of {owner_name(owner)}"
+    raise ValueError(
+        f"The '{name}' argument{of} must be finite (no NaN or inf); found {value} at index "
+        f"{where}."
+    )

@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,8 +34,10 @@ from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import DataError
 from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import mode_coverage, ring_modes
 
+from . import ADVERSARIAL_MODELS
 from ._base import AdversarialModel
 
 __all__ = [
@@ -74,22 +75,13 @@ class GANConfig(RunConfig):
     options: dict[str, Any] | None = None
 
     def validate(self) -> None:
-        from . import ADVERSARIAL_MODELS
-
-        check_int = self._check_int
-        if self.model not in ADVERSARIAL_MODELS:
-            raise ValueError(f"The 'model' parameter of GANConfig must be one of "
-                             f"{tuple(ADVERSARIAL_MODELS)}. Got {self.model!r} instead.")
-        check_int("epochs", 1)
-        check_int("batch_size", 2)
-        check_int("seed", 0)
-        check_int("train_size", 2, optional=True)
-        if self.max_minutes is not None and (
-            not isinstance(self.max_minutes, int | float) or isinstance(self.max_minutes, bool)
-            or not (math.isfinite(self.max_minutes) and self.max_minutes > 0)
-        ):
-            raise ValueError(f"The 'max_minutes' parameter of GANConfig must be None or a "
-                             f"number > 0. Got {self.max_minutes!r} instead.")
+        check_choice(self.model, "model", self, tuple(ADVERSARIAL_MODELS))
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=2)
+        check_seed(self.seed, self)
+        check_int(self.train_size, "train_size", self, low=2, allow_none=True)
+        check_float(self.max_minutes, "max_minutes", self, low=0.0, low_open=True,
+                    allow_none=True)
 
 
 @dataclass

@@ -189,6 +189,15 @@ class AdversarialAutoencoder(DensityFitMixin, nn.Module):
     def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:
         return self.check_images(x, owner)
 
+    def _fit_labels(self, labels, n: int, owner: str) -> torch.Tensor | None:
+        """Semi-supervised: the labels (``-1`` = unlabelled; all ``-1`` when none are given),
+        checked before training; otherwise None."""
+        if self.num_classes is None:
+            return None
+        if labels is None:
+            return torch.full((n,), -1, dtype=torch.long)
+        return self._check_labels(labels, n, owner)
+
     def _check_labels(self, labels, n: int, owner: str) -> torch.Tensor | None:
         if self.num_classes is None:
             return None

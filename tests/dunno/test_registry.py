@@ -236,3 +236,21 @@ def test_a_third_party_detector_must_be_a_detector(tmp_path, monkeypatch):
             make_detector("not-a-detector")
     finally:
         DETECTORS.refresh()
+
+
+def test_a_union_reads_several_registries_as_one():
+    a, b = Registry("A model"), Registry("B model")
+    a.register("x", Widget)
+    b.register("y", dict)
+    both = Registry.union("model", a, b)
+    assert both.available() == ["x", "y"] and "y" in both and "z" not in both
+    assert both["x"] is Widget and both.create("y", k=1) == {"k": 1}
+    b.register("z", list)  # a view, not a copy
+    assert both.available() == ["x", "y", "z"]
+    with pytest.raises(ValueError, match=r"^Unknown model 'w'\. Available: x, y, z\.$"):
+        both.get("w")
+    with pytest.raises(ValueError, match="union of others; register"):
+        both.register("w", set)
+    a.register("z", tuple)
+    with pytest.raises(ValueError, match=r"share the name\(s\) \['z'\]"):
+        both.get("x")

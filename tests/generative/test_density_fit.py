@@ -14,6 +14,7 @@ import pyro
 import pytest
 import torch
 from scipy import stats
+from torch.utils.data import DataLoader, TensorDataset
 
 from dunno.training import History
 from generative import (
@@ -82,6 +83,38 @@ def test_nade_on_3x4_images_takes_images_and_flat_vectors_alike():
     with torch.no_grad():
         total = torch.logsumexp(nade.log_prob(ALL_12).double(), 0).exp().item()
     assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fit_reads_every_input_kind_the_same():
+    x = _binary(24)
+    torch.manual_seed(0)
+    nade = NADE(12, hidden=4)
+    fitted = {}
+    kinds = {
+        "numpy": x,
+        "tensor": torch.from_numpy(x),
+        "pair": (x, np.zeros(24, np.int64)),
+        "TensorDataset": TensorDataset(torch.from_numpy(x)),
+        "DataLoader": DataLoader(TensorDataset(torch.from_numpy(x)), batch_size=5),
+    }
+    for kind, data in kinds.items():
+        fitted[kind] = copy.deepcopy(nade).fit(data, epochs=2, batch_size=6, seed=0)
+    reference = fitted["numpy"].history_["loss"]
+    for kind, model in fitted.items():
+        assert model.history_["loss"] == reference, kind
+
+
+def test_semi_supervised_aae_reads_its_labels_from_a_pair():
+    torch.manual_seed(0)
+    aae = AdversarialAutoencoder((1, 3, 4), num_classes=2, prior="mixture", **TINY["aae"])
+    x = _binary(16)
+    y = np.array([0, 1, -1, -1] * 4)
+    aae.fit((x, y), epochs=1, batch_size=8)
+    assert set(aae.history_.epochs[0]) >= {"recon_loss", "d_loss", "g_loss"}
+    with pytest.raises(ValueError, match=r"'labels' argument of AdversarialAutoencoder.fit "
+                                         r"must hold ints in -1..1.*\[0, 5\]"):
+        aae.fit((x, np.array([0] * 15 + [5])), epochs=1, batch_size=8)
+    aae.fit(x, epochs=1, batch_size=8)  # no labels: every example unlabelled
 
 
 # ------------------------------------------------------------------ history, budget, seeds
@@ -203,19 +236,22 @@ def test_bad_arrays_are_refused_naming_the_argument_and_the_value():
         nade.fit(np.full((5, 12), 0.5))
     nan = _binary(4)
     nan[2, 3] = np.nan
-    with pytest.raises(ValueError, match=r"The 'x' argument of NADE.fit contains NaN or "
-                                         r"infinite values \(e\.g\. nan in row 2\)"):
+    with pytest.raises(ValueError, match=re.escape(
+            "The 'x' argument of NADE.fit must be finite (no NaN or inf); found nan at index "
+            "(2, 3).")):
         nade.fit(nan)
     with pytest.raises(ValueError, match=re.escape(
-            "The 'x' argument of NADE.fit must hold at least one example. Got shape "
-            "(0, 1, 1, 12) instead.")):
+            "The 'x' argument of NADE.fit is empty (shape (0, 12)): there are no examples.")):
         nade.fit(np.zeros((0, 12), np.float32))
-    with pytest.raises(TypeError, match="The 'x' argument of NADE.fit must be a numpy array "
-                                        "or a torch.Tensor.*Got str instead"):
+    with pytest.raises(TypeError, match="The 'x' argument of NADE.fit must be a numpy array.*"
+                                        "Got str instead"):
         nade.fit("x.npy")
-    with pytest.raises(TypeError, match="The 'x' argument of NADE.fit must be an array of "
-                                        "numbers"):
+    with pytest.raises(ValueError, match="The 'x' argument of NADE.fit must hold real numbers"
+                                         r".*dtype object"):
         nade.fit(np.array([object()] * 12, dtype=object).reshape(1, 12))
+    with pytest.raises(ValueError, match=re.escape(
+            "The 'x' argument of NADE contains NaN or infinite values (e.g. nan in row 2).")):
+        nade.log_prob(torch.from_numpy(nan))
     # a flat vector has no one layout for RGB: images only
     rgb = PixelCNN((3, 2, 2), hidden=3, layers=0)
     with pytest.raises(ValueError, match=r"The 'x' argument of PixelCNN.fit does not fit .*"
@@ -230,7 +266,7 @@ def test_bad_arrays_are_refused_naming_the_argument_and_the_value():
                                          r".*Got a value 0.25"):
         VAE((1, 2, 2), latent_dim=2, hidden=(4,)).fit(np.full((2, 4), 0.25, np.float32))
     with pytest.raises(ValueError, match=r"The 'x' argument of AdversarialAutoencoder.fit "
-                                         r"contains NaN or infinite values \(e\.g\. inf"):
+                                         r"must be finite \(no NaN or inf\); found inf"):
         AdversarialAutoencoder((1, 2, 2), latent_dim=2).fit(np.array([[0, 1, np.inf, 0]]))
 
 

@@ -111,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """The --out folder is checked writable and locked for the whole command."""
+    from dunno.outputs import run_output_dir
+
+    with run_output_dir(args.out or f"runs/density-{args.model}"):
+        return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from dunno.config import parse_options
     from generative.training import DensityConfig, train_density
 
@@ -176,9 +184,12 @@ def _summary_line(metrics: dict[str, Any]) -> str:
 def run_score(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from dunno.outputs import check_output_dir
     from dunno.reporting import format_table, write_json
     from generative.scoring import load_density_model, score_density
 
+    if args.out is not None:
+        check_output_dir(args.out)  # before the scoring, not after it
     model = load_density_model(args.checkpoint)
     nll, summary = score_density(model, args.data, args.split, binarize=args.binarize,
                                  batch_size=args.batch_size, device=args.device,

@@ -83,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """The --out folder is checked writable and locked for the whole command."""
+    from dunno.outputs import run_output_dir
+
+    with run_output_dir(args.out or f"runs/gan-{args.model}"):
+        return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from dunno.config import parse_options
     from dunno.reporting import write_csv, write_json
     from generative import GANConfig, train_gan
@@ -132,9 +140,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from dunno.outputs import check_output_dir
     from dunno.reporting import format_table, write_csv, write_json
     from generative import CFID_NOTE, evaluate_gan
     from generative.plots import sample_plot
+
+    if args.out is not None:
+        check_output_dir(args.out)  # before the evaluation, not after it
 
     compare = {}
     for item in args.compare:

@@ -45,18 +45,12 @@ __all__ = [
 
 
 
-def _check_calibrator(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, Calibrator)) or cls.name != name:
-        raise ValueError(
-            f"A calibration method registered as {name!r} must be a Calibrator subclass with "
-            f"name = {name!r}. Got {cls!r}."
-        )
 
 
 #: Every calibrator by registry name, multi-class methods first (plugins of the entry-point
 #: group ``dunno.calibrators`` after them).
 CALIBRATORS: Registry[type[Calibrator]] = Registry(
-    "calibration method", "dunno.calibrators", check=_check_calibrator
+    "calibration method", "dunno.calibrators", base=Calibrator
 )
 for _cls in (TemperatureScaling, VectorScaling, MatrixScaling, HistogramBinning,
              IsotonicCalibration, PlattScaling, BetaCalibration):

@@ -36,22 +36,12 @@ from uncertainty.ood._base import OODDetector
 __all__ = ["DETECTORS", "available_detectors", "make_detector", "register_detector"]
 
 
-def _check_detector(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, OODDetector)) or not cls.name:
-        raise ValueError(
-            f"register_detector needs an OODDetector subclass with a 'name'. Got {cls!r}."
-        )
-    if cls.name != name:
-        raise ValueError(
-            f"The OOD detector {cls.__name__} is named {cls.name!r}; it cannot be registered "
-            f"as {name!r}."
-        )
 
 
 #: Every detector by registry name (plugins of the entry-point group ``dunno.detectors``
 #: included).
 DETECTORS: Registry[type[OODDetector]] = Registry(
-    "OOD detector", "dunno.detectors", check=_check_detector
+    "OOD detector", "dunno.detectors", base=OODDetector
 )
 
 

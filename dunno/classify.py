@@ -197,7 +197,10 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
             save_checkpoint(
                 checkpoint, net, arch="nets", config=net.config,
                 meta={"trained_on": config.data, "training": asdict(config), "metrics": metrics,
-                      "world_size": info.world_size},
+                      "world_size": info.world_size,
+                      "class_names": train.info.extras.get("classes"),
+                      "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
+                      "split_rule": train.info.extras.get("split_rule")},
             )
         distributed.barrier()
     return TrainedClassifier(net.eval(), history, metrics, checkpoint, config)

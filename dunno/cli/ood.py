@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from dunno.cli.common import add_data_dir, add_device
+from dunno.cli.common import USER_DATA_HELP, add_data_dir, add_device, print_split
 
 __all__ = ["add_parser", "run"]
 
@@ -83,7 +83,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a trained background model for likelihood-ratio (None: one is trained "
                    "on mutated inputs of the fit split)")
     p.add_argument("--in", dest="in_data", required=True,
-                   help="in-distribution dataset spec, e.g. mnist or digits:classes=0-4")
+                   help="in-distribution dataset spec, e.g. mnist or digits:classes=0-4"
+                   + USER_DATA_HELP + " (an OOD set given as user data is used whole)")
     p.add_argument("--out", dest="out_sets", required=True, metavar="SET[,SET...]",
                    help="OOD sets: dataset specs (fashion-mnist, gaussian-noise, "
                    "mnist:rotate=90, mnist:invert, digits:classes=5-9) or user paths")
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     density = None if args.density is None else load_model(args.density, device=device)
     background = None if args.background is None else load_model(args.background,
                                                                  device=device)
+    print_split(args.in_data, args.data_dir, "in-distribution data")
     table = run_ood(model, args.in_data, args.out_sets, args.detectors, density=density,
                     density_inputs=density_inputs_for(density), background=background,
                     root=args.data_dir, device=device, batch_size=args.batch_size,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dunno.cli.common import add_common
+from dunno.cli.common import USER_DATA_HELP, add_common, print_split
 
 __all__ = ["add_parser", "run"]
 
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        description="Train a backbone classifier; writes model.pt, "
                        "history.csv, metrics.json and training.png to --out.")
     c.add_argument("--backbone", default="lenet5", help="a name from `dunno train --list`")
-    c.add_argument("--data", default="digits", help="dataset spec")
+    c.add_argument("--data", default="digits", help="dataset spec" + USER_DATA_HELP)
     c.add_argument("--epochs", type=int, default=20, help="training epochs")
     c.add_argument("--batch-size", type=int, default=128, help="training batch size")
     c.add_argument("--lr", type=float, default=1e-3, help="learning rate")
@@ -90,6 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         options=parse_options(args.option), amp=args.amp, compile=args.compile,
     )
     out = Path(args.out)
+    if distributed.is_main_process():
+        print_split(args.data, args.data_dir)
     if args.ensemble is not None:
         return _train_ensemble(config, args, out)
     result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,

@@ -14,6 +14,11 @@ set understands:
 ``blur=SIGMA``   Gaussian blur with standard deviation SIGMA pixels
 ``noise=STD``    additive Gaussian pixel noise, clipped to [0, 1] (seeded)
 ==============  ===================================================================
+
+User data (a folder or an ``.npz``/``.npy`` path, :mod:`dunno.data.user`) also takes
+``val=F`` and ``test=F`` (the fractions carved from the training pool where the data gives
+no such split; default 0.15 each) and ``split_seed=S`` (default 0), e.g.
+``mine.npz:val=0.1:test=0.2``, and has the extra split ``all``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from dunno.data import images, noise, toy, transforms, uci, user
 from dunno.data.base import ArrayDataset, DatasetInfo, RegressionDataset
 from dunno.errors import DataError
 
-__all__ = ["available_datasets", "dataset_status", "load_dataset", "parse_spec"]
+__all__ = ["available_datasets", "dataset_status", "describe_split", "is_user_data",
+           "load_dataset", "parse_spec"]
 
 GENERIC_OPTIONS = ("classes", "n", "seed", "rotate", "invert", "blur", "noise")
 SPLITS = ("train", "val", "test", "train-full")
@@ -277,10 +283,12 @@ def _apply_generic(ds: ArrayDataset, opts: dict, split: str) -> ArrayDataset:
         remap = torch.full((ds.info.num_classes,), -1, dtype=torch.long)
         remap[torch.tensor(classes)] = torch.arange(len(classes))
         x, y = ds.x[keep], remap[ds.y[keep]]
+        extras = {**ds.info.extras, "original_classes": classes}
+        if ds.info.extras.get("classes") is not None:  # names follow the re-numbering
+            extras["classes"] = [ds.info.extras["classes"][c] for c in classes]
         info = DatasetInfo(
             ds.info.name, ds.info.kind, ds.info.shape, len(classes), ds.info.value_range,
-            ds.info.description + f" (classes {classes})",
-            {**ds.info.extras, "original_classes": classes},
+            ds.info.description + f" (classes {classes})", extras,
         )
         ds = ArrayDataset(x, y, info)
     if "n" in opts:
@@ -310,6 +318,35 @@ def _apply_generic(ds: ArrayDataset, opts: dict, split: str) -> ArrayDataset:
     return ds
 
 
+def is_user_data(spec: str) -> bool:
+    """True when dataset spec ``spec`` names user data (a folder, ``.npz`` or ``.npy``
+    path) rather than a registered dataset."""
+    base = parse_spec(spec)[0]
+    return base not in _REGISTRY and not base.startswith("uci/") \
+        and user.looks_like_user_path(base)
+
+
+def describe_split(spec: str, root=None) -> str | None:
+    """One line with the split sizes and the split rule of user data ``spec`` (e.g.
+    ``"mine.npz: train 1081, val 232, test 232 (seeded stratified split of all 1545
+    examples: val=0.15, test=0.15, split_seed=0)"``); ``None`` for a registered dataset,
+    whose splits are fixed and documented."""
+    if not is_user_data(spec):
+        return None
+    base, opts = parse_spec(spec)
+    sizes, rule = user.describe_user_split(base, **_user_options(opts))
+    return f"{spec}: " + ", ".join(f"{s} {n}" for s, n in sizes.items()) + f" ({rule})"
+
+
+def _user_options(opts: dict) -> dict:
+    """The split options of user data (``val``, ``test``, ``split_seed``) as keywords."""
+    return {
+        "val": _as_float(opts, "val") if "val" in opts else None,
+        "test": _as_float(opts, "test") if "test" in opts else None,
+        "split_seed": _as_int(opts, "split_seed") if "split_seed" in opts else None,
+    }
+
+
 def load_dataset(
     name: str,
     split: str = "train",
@@ -329,6 +366,8 @@ def load_dataset(
         A registered name with options (``"mnist:rotate=90"``) or a path to user data.
     split : {"train", "val", "test", "train-full"}
         Which part. UCI sets have ``train``/``test`` only (``k=`` picks the split index).
+        User data also has ``all`` (every example), and its splits follow the rule of
+        :mod:`dunno.data.user` (options ``val=``, ``test=``, ``split_seed=``).
     root : path-like, optional
         Data directory; default ``$DUNNO_DATA``, else ``~/.cache/dunno``.
     download : bool
@@ -339,7 +378,8 @@ def load_dataset(
     like : ArrayDataset, optional
         For the noise sets: the in-distribution data whose shape, range and size to match.
     **options
-        Spec options given as keywords (override those in ``name``), e.g. ``k=3``.
+        Spec options given as keywords (override those in ``name``), e.g. ``k=3``, or for
+        user data ``val=0.1, test=0.2, split_seed=3``.
 
     Returns
     -------
@@ -349,14 +389,16 @@ def load_dataset(
     """
     base, opts = parse_spec(name)
     opts.update({k: v for k, v in options.items() if k != "k"})
-    if split not in SPLITS:
-        raise DataError(f"The 'split' argument must be one of {SPLITS}. Got {split!r}.")
-    if base not in _REGISTRY and not base.startswith("uci/") and user.looks_like_user_path(base):
-        unknown = sorted(set(opts) - set(GENERIC_OPTIONS))
+    if is_user_data(base):
+        allowed = (*GENERIC_OPTIONS, *user.USER_OPTIONS)
+        unknown = sorted(set(opts) - set(allowed))
         if unknown:
-            raise DataError(f"Unknown options {unknown} for user data; known: {GENERIC_OPTIONS}.")
-        ds = user.load_user_data(base, split)
+            raise DataError(f"Unknown option(s) {unknown} for user data {base!r}; it accepts "
+                            f"{sorted(allowed)}.")
+        ds = user.load_user_data(base, split, **_user_options(opts))
     else:
+        if split not in SPLITS:
+            raise DataError(f"The 'split' argument must be one of {SPLITS}. Got {split!r}.")
         entry = _REGISTRY[_resolve(base)]
         allowed = set(GENERIC_OPTIONS) | set(entry.options)
         unknown = sorted(set(opts) - allowed)

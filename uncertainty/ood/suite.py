@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dunno.data import ArrayDataset, load_dataset
+from dunno.data import ArrayDataset, is_user_data, load_dataset
 from dunno.devices import resolve_device
 from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
@@ -124,7 +124,8 @@ def _load_out_set(spec, test: ArrayDataset, root) -> tuple[str, ArrayDataset]:
     if isinstance(spec, ArrayDataset):
         ds, name = spec, spec.info.name
     elif isinstance(spec, str):
-        ds, name = load_dataset(spec, "test", root, like=test), spec
+        split = "all" if is_user_data(spec) else "test"  # a user file is all OOD
+        ds, name = load_dataset(spec, split, root, like=test), spec
     else:
         raise ValueError(
             "Each OOD set must be a dataset spec (str) or an ArrayDataset. Got "

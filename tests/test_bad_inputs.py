@@ -126,6 +126,18 @@ def _predict_after_weights_changed(c):
     return clf.predict_proba(X)
 
 
+BITS = (torch.rand(20, 16, generator=G) > 0.5).float()  # flat binary vectors (N, D)
+
+
+def _nade_fit(**kwargs):
+    def call(c):
+        from generative import NADE
+
+        return NADE(image_shape=(1, 4, 4), hidden=8).fit(BITS, **kwargs)
+
+    return call
+
+
 def _feature_detector(name: str):
     return lambda c: make_detector(name, c.plain)
 
@@ -318,6 +330,15 @@ CASES = [
      ["'num_samples'", "1000000000"]),
     ("nade-hidden-0", lambda c: __import__("generative", fromlist=["NADE"]).NADE(
         image_shape=(1, 4, 4), hidden=0), V, ["'hidden'", "0"]),
+    *[(f"density-fit-{key}", _nade_fit(**{key: value}), V, [f"'{key}'", "NADE.fit", shown])
+      for key, value, shown in (("epochs", 0, "Got 0"), ("batch_size", 0, "Got 0"),
+                                ("lr", -1.0, "-1.0"), ("max_minutes", 0, "Got 0"))],
+    ("density-fit-nan", lambda c: __import__("generative", fromlist=["NADE"]).NADE(
+        image_shape=(1, 4, 4), hidden=8).fit(_with_nan(BITS), epochs=1), V,
+     ["'x'", "NADE.fit", "nan", "(3, 1)"]),
+    ("density-fit-not-binary", lambda c: __import__("generative", fromlist=["NADE"]).NADE(
+        image_shape=(1, 4, 4), hidden=8).fit(torch.full((20, 16), 0.5), epochs=1), V,
+     ["'x'", "0/1", "0.5"]),
     # --- data loading
     ("data-unknown-dataset", lambda c: load_dataset("nosuchset", "train"), DataError,
      ["'nosuchset'"]),

@@ -489,6 +489,10 @@ def test_cli_prints_split_sizes_and_splits_differ(tmp_path, capsys):
     assert main(["calibrate", "--checkpoint", str(out / "model.pt"), "--data", spec,
                  "--out", str(tmp_path / "cal"), "--device", "cpu"]) == 0
     assert f"data {spec}: train 28, val 6, test 6" in capsys.readouterr().out
+    assert main(["ood", "--checkpoint", str(out / "model.pt"), "--in", spec, "--out",
+                 "gaussian-noise", "--detectors", "msp", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"in-distribution data {spec}: train 28, val 6, test 6" in printed
 
 
 # --------------------------------------------------------------------------- resource bombs
@@ -518,3 +522,17 @@ def test_a_huge_split_seed_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"option 'split_seed' must be <= 9223372036854775807. "
                                         r"Got 100000000000000000000000"):
         load_dataset(spec + ":split_seed=100000000000000000000000", "train")
+
+
+def test_an_npz_declaring_more_than_memory_is_refused_before_loading(tmp_path):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 10**6)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:  # a header and no data
+        archive.writestr("x.npy", header.getvalue())
+    with pytest.raises(DataError, match=r"'x' in '.*bomb.npz' declares shape \(1000000000, "
+                                        r"1000000\): .* GiB as float32, more than this machine"):
+        load_dataset(str(tmp_path / "bomb.npz"), "train")

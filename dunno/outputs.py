@@ -15,12 +15,13 @@ writes there.
 2. :func:`lock_output_dir` creates ``<dir>/.dunno.lock`` atomically (``O_CREAT | O_EXCL``)
    holding the pid, host and start time of the run, and removes it on exit. A second run on
    the same directory is refused with :class:`~dunno.errors.OutputLockedError` naming the
-   directory and the holder. A lock left by a process that no longer runs on this host is
-   stale: it is replaced, with a message on stderr. A lock from another host cannot be
-   checked and is always refused (the message says which file to delete if that run is
-   dead). The lock is re-entrant within a process, so the CLI can hold it over a whole
-   command while the library function it calls takes it again. Under ``torchrun`` only rank
-   0 (``RANK=0``) locks: the other ranks of the same run write nothing.
+   directory and the holder. A lock left by a process that no longer runs on this host (its
+   pid is gone, or now belongs to a process started after the lock was taken), or a lock
+   file left empty for over 10 seconds, is stale: it is replaced, with a message on stderr.
+   A lock from another host cannot be checked and is always refused (the message says which
+   file to delete if that run is dead). The lock is re-entrant within a process, so the CLI
+   can hold it over a whole command while the library function it calls takes it again.
+   Under ``torchrun`` only rank 0 (``RANK=0``) locks: the other ranks write nothing.
 3. The temporary files that interrupted atomic writes left behind
    (:func:`dunno.checkpoints.remove_stale_temp_files`) are removed once the lock is held.
 """
@@ -112,6 +113,28 @@ def _alive(pid) -> bool:
     return True
 
 
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch; Linux ``/proc``), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text()
+                    .splitlines() if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _stale(info: dict) -> bool:
+    """Whether the lock ``info`` was left by a process that no longer runs on this host: its
+    pid is gone, is this process (which does not hold it), or belongs to a process started
+    after the lock was taken (the pid was reused, e.g. in a restarted container)."""
+    pid = info.get("pid")
+    if pid == os.getpid() or not _alive(pid):
+        return True
+    started, locked = _process_start(pid), info.get("started")
+    return started is not None and isinstance(locked, int | float) and started > locked + 2
+
+
 def _try_create(lock: Path) -> bool:
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -126,17 +149,20 @@ def _try_create(lock: Path) -> bool:
 
 def _acquire(folder: Path) -> None:
     lock = folder / LOCK_NAME
-    for _ in range(3):  # a stale lock replaced, a lock removed while we looked: try again
+    host = socket.gethostname()
+    for _ in range(50):  # a stale lock replaced, a lock being written: look again
         if _try_create(lock):
             return
         info = _read_lock(lock)
-        if not info and not lock.exists():
-            continue  # released meanwhile
-        host = socket.gethostname()
-        if info.get("host") == host and info.get("pid") == os.getpid():
-            raise OutputLockedError(errno.EAGAIN, f"the lock {lock} is held by this process "
-                                    "without being registered; delete it", str(folder))
-        if info.get("host") == host and not _alive(info.get("pid")):
+        if not info:  # released meanwhile, being written right now, or unreadable
+            try:
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age < 10:
+                time.sleep(0.05)
+                continue
+        if not info or (info.get("host") == host and _stale(info)):
             if _read_lock(lock) == info:  # still the same stale lock
                 lock.unlink(missing_ok=True)
                 print(f"dunno: removed the stale lock {lock} of a run that no longer runs "
@@ -148,7 +174,9 @@ def _acquire(folder: Path) -> None:
             errno.EAGAIN, f"another run is using this output directory ({_holder_text(info)}; "
             f"lock file {lock}){where}; wait for it to finish or choose another output "
             "directory", str(folder))
-    raise OutputLockedError(errno.EAGAIN, f"could not take the lock {lock}", str(folder))
+    raise OutputLockedError(errno.EAGAIN, f"could not take the lock {lock} (another run keeps "
+                            "taking it, or it cannot be read); delete it if no run is using "
+                            "this output directory", str(folder))
 
 
 @contextmanager

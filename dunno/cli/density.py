@@ -65,7 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="score a seeded random subset of this many test images")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from OUT/training_state.pt")
+                   help="continue an interrupted run from OUT/training_state.pt (only with "
+                   "the same settings; --epochs may grow, the schedule is re-planned)")
     t.add_argument("--out", default=None, help="output directory (None: runs/density-MODEL)")
     t.set_defaults(needs_subcommand=False, prog="density train")
     s = sub.add_parser("score", help="per-image NLL (nats) and bits/dim of a checkpoint",

@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "lr_g=2e-4, info_weight=1)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from OUT/training_state.pt")
+                   help="continue an interrupted run from OUT/training_state.pt (only with "
+                   "the same settings; --epochs may grow, the schedule is re-planned)")
     t.add_argument("--out", default=None, help="output directory (None: runs/gan-MODEL)")
     t.set_defaults(needs_subcommand=False, prog="gan train")
     e = sub.add_parser("eval", help="cFID, classifier score, precision/recall of samples",

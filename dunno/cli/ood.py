@@ -118,6 +118,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
+    from dunno.outputs import check_output_dir
     from evaluation.benchmarks.ood import density_inputs_for, write_ood_report
     from uncertainty.ood import run_ood
 
@@ -127,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.background is not None and args.density is None:
         raise ValueError("--background is the likelihood-ratio's background model; it needs "
                          "--density too.")
+    if args.report_dir is not None:
+        check_output_dir(args.report_dir)  # before any scoring, not after it
     device = resolve_device(args.device)
     model = None if args.checkpoint is None else load_model(args.checkpoint, device=device)
     density = None if args.density is None else load_model(args.density, device=device)

@@ -45,7 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="mixed precision (CUDA: bf16 where supported, else fp16 + grad scaler)")
     c.add_argument("--compile", action="store_true", help="torch.compile the model")
     c.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from OUT/training_state.pt")
+                   help="continue an interrupted run from OUT/training_state.pt (only with "
+                   "the same settings; --epochs may grow, the schedule is re-planned)")
     c.add_argument("--ensemble", type=int, default=None, metavar="M",
                    help="train a deep ensemble of M members (seeds SEED..SEED+M-1) into one "
                    "checkpoint; under torchrun member k trains on rank k mod N")

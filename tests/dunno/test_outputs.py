@@ -85,6 +85,12 @@ def test_cli_os_errors_are_one_line_naming_the_path(tmp_path, monkeypatch, capsy
         ["calibrate", "--checkpoint", str(tmp_path / "none.pt"), "--data", "digits",
          "--out", str(target)],
         ["uci", "--method", "mc-dropout", "--out", str(target)],
+        ["density", "score", "--checkpoint", str(tmp_path / "none.pt"), "--data", "digits",
+         "--out", str(target)],
+        ["gan", "eval", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(target)],
+        ["ood", "--checkpoint", str(tmp_path / "none.pt"), "--in", "digits", "--out",
+         "noise", "--report-dir", str(target)],
+        ["demo", "--out", str(target), "--smoke"],
     ]
     for argv in commands:
         assert main(argv) == 1, argv
@@ -137,6 +143,23 @@ def test_stale_lock_of_a_dead_process_is_replaced_with_a_message(tmp_path, capsy
     err = capsys.readouterr().err
     assert "removed the stale lock" in err and f"pid {pid}" in err
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_locks_of_reused_pids_and_empty_lock_files_are_stale(tmp_path, capsys):
+    lock = _write_lock(tmp_path, 1)
+    info = json.loads(lock.read_text())
+    lock.write_text(json.dumps({**info, "started": 1000.0}))  # pid 1 started after that
+    with lock_output_dir(tmp_path):
+        pass
+    _write_lock(tmp_path, os.getpid())  # this process, but not a lock it holds
+    with lock_output_dir(tmp_path):
+        pass
+    lock.write_text("")  # a writer that died between creating and filling the file
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    with lock_output_dir(tmp_path):
+        pass
+    assert capsys.readouterr().err.count("removed the stale lock") == 3
+    assert not lock.exists()
 
 
 def test_a_concurrent_run_on_the_same_out_is_refused(tmp_path, capsys):

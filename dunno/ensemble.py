@@ -43,11 +43,13 @@ import torch.distributed as dist
 from torch import nn
 
 from dunno import distributed
-from dunno.checkpoints import build_model, load_model, register_model, save_checkpoint
+from dunno.checkpoints import build_model, load_checkpoint, register_model, save_checkpoint
 from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
+from dunno.outputs import run_output_dir
 from dunno.training import evaluate_classifier
+from dunno.training_state import check_run_config
 from dunno.validation import check_int
 
 __all__ = [
@@ -168,13 +170,23 @@ def train_ensemble(
         ``out/model.pt`` the ensemble checkpoint (arch ``"ensemble"``).
     resume : bool
         Reuse finished members (``out/member<k>/model.pt``) and resume the others from
-        their training state.
+        their training state -- each only if it was trained with this configuration (else
+        a CheckpointError naming the differing keys; see :func:`train_classifier`).
+
+    ``out`` is checked writable and locked for the whole run
+    (:func:`dunno.outputs.run_output_dir`), each member's folder too.
     """
     config = config or ClassifierConfig()
     if overrides:
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
     check_int(num_members, "num_members", "train_ensemble", low=1)
+    with run_output_dir(out):
+        return _train_ensemble(config, num_members, out, root, resume, quiet)
+
+
+def _train_ensemble(config: ClassifierConfig, num_members: int, out, root, resume: bool,
+                    quiet: bool | None) -> TrainedEnsemble:
     device = resolve_device(config.device)
     info = distributed.setup(device)
     if info.enabled and device.type == "cuda":
@@ -192,7 +204,10 @@ def train_ensemble(
             member_dir = None if out_dir is None else out_dir / f"member{k}"
             done = member_dir is not None and (member_dir / "model.pt").exists()
             if resume and done:
-                members[k] = load_model(member_dir / "model.pt", device=device)
+                finished = load_checkpoint(member_dir / "model.pt")
+                check_run_config(finished.meta.get("training"), asdict(member_config),
+                                 str(member_dir / "model.pt"))
+                members[k] = finished.build().to(device).eval()
                 continue
             members[k] = train_classifier(member_config, out=member_dir, root=root,
                                           resume=resume, quiet=quiet).model

@@ -61,16 +61,21 @@ class Registry(Mapping[str, T], Generic[T]):
     entry_point_group : str, optional
         The :mod:`importlib.metadata` entry-point group whose entries are plugins (``None``:
         no plugins).
+    base : type, optional
+        Every object must be a subclass of ``base`` whose ``name`` attribute is the name it is
+        registered under (the detectors, calibrators, regressors and backbones).
     check : callable, optional
-        ``check(name, obj)`` raises ValueError when ``obj`` cannot be registered as ``name``
-        (e.g. not a subclass of the kind's base class); run on every registration, plugins
+        ``check(name, obj)`` raises ValueError when ``obj`` cannot be registered as ``name``;
+        for rules that ``base`` does not express. Both run on every registration, plugins
         included.
     """
 
     def __init__(self, kind: str, entry_point_group: str | None = None, *,
+                 base: type | None = None,
                  check: Callable[[str, Any], None] | None = None) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self._base = base
         self._check = check
         self._objects: dict[str, T] = {}
         self._plugins: dict[str, importlib.metadata.EntryPoint] | None = None  # not loaded yet
@@ -84,6 +89,14 @@ class Registry(Mapping[str, T], Generic[T]):
         view = cls(kind)
         view._parts = tuple(registries)
         return view
+
+    def _check_subclass(self, name: str, obj: Any) -> None:
+        if not (isinstance(obj, type) and issubclass(obj, self._base)):
+            raise ValueError(f"{name!r} cannot be registered in the {self.kind} registry: it "
+                             f"must be a subclass of {self._base.__name__}. Got {obj!r}.")
+        if getattr(obj, "name", None) != name:
+            raise ValueError(f"{obj.__name__} is named {getattr(obj, 'name', None)!r}; it "
+                             f"cannot be registered in the {self.kind} registry as {name!r}.")
 
     def __repr__(self) -> str:
         group = f", {self.entry_point_group!r}" if self.entry_point_group else ""
@@ -131,6 +144,8 @@ class Registry(Mapping[str, T], Generic[T]):
         if self._parts:
             raise ValueError(f"The {self.kind} registry is a union of others; register "
                              f"{_label(obj)} in one of them.")
+        if self._base is not None:
+            self._check_subclass(name, obj)
         if self._check is not None:
             self._check(name, obj)
         current = self._objects.get(name)

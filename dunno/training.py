@@ -151,6 +151,7 @@ def fit(
     seed: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     resume: bool = False,
+    run_config: Mapping[str, Any] | None = None,
     quiet: bool | None = None,
     desc: str = "train",
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
@@ -184,7 +185,11 @@ def fit(
     checkpoint_path : path-like, optional
         Where to write the training state after every epoch (atomically).
     resume : bool
-        Continue from ``checkpoint_path`` if it exists.
+        Continue from ``checkpoint_path`` if it exists; ``epochs`` may grow (schedules
+        re-plan: :mod:`dunno.schedules`), not drop below the epochs trained (ValueError).
+    run_config : dict, optional
+        The recipe's configuration, saved with its fingerprint in every state; ``resume``
+        refuses a state of another one (:func:`dunno.training_state.check_run_config`).
     quiet : bool, optional
         Hide the progress bar; default: hidden unless stderr is a terminal.
     on_epoch_end : callable, optional
@@ -236,9 +241,13 @@ def fit(
     start_epoch = 1
     generator = getattr(train_loader, "generator", None)
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        saved = load_training_state(checkpoint_path, state, generator)
+        saved = load_training_state(checkpoint_path, state, generator, run_config)
         run.load(saved)
         start_epoch = int(saved["epoch"]) + 1
+        if start_epoch - 1 > epochs:
+            raise ValueError(f"The 'epochs' parameter must be >= the {start_epoch - 1} epochs "
+                             f"the run in {str(checkpoint_path)!r} has trained when resuming "
+                             f"it. Got {epochs} instead.")
         if run.history.stopped_early:
             start_epoch = epochs + 1
     history = run.history
@@ -267,7 +276,8 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
         if checkpoint_path is not None and distributed.is_main_process():
-            save_training_state(checkpoint_path, state, generator, epoch=epoch, **run.values())
+            save_training_state(checkpoint_path, state, generator, run_config, epoch=epoch,
+                                **run.values())
         if checkpoint_path is not None:
             distributed.barrier()
         if history.stopped_early or history.stopped_for_budget:

@@ -28,6 +28,7 @@ from dunno.estimator import Estimator
 from dunno.inputs import as_loader, model_dtype, output_like
 from dunno.validation import check_int
 from uncertainty.calibration._base import Calibrator
+from uncertainty.calibration.fingerprint import check_same_model, model_fingerprint
 from uncertainty.calibration.registry import load_calibrator, make_calibrator, save_calibrator
 
 __all__ = ["CalibratedClassifier"]
@@ -65,6 +66,10 @@ class CalibratedClassifier(Estimator):
     calibration_logits_ : Tensor, shape (N, C)
         The model's logits on the calibration set (CPU), computed once by :meth:`fit`.
     calibration_labels_ : Tensor, shape (N,)
+    model_fingerprint_ : str
+        :func:`~uncertainty.calibration.fingerprint.model_fingerprint` of ``model`` at fit
+        time, also saved with the calibrator: loading the calibrator for another model, or
+        predicting after the model (or its weights) changed, raises ValueError naming both.
     """
 
     _wrapped_args = ("model",)
@@ -122,6 +127,7 @@ class CalibratedClassifier(Estimator):
         self._validate_params()
         calibrator = self._new_calibrator(self.method, self.params)
         calibrator.fit(logits, labels, check_input=check_input)
+        calibrator.model_fingerprint_ = model_fingerprint(self.model)
         self.calibration_logits_ = torch.as_tensor(logits).detach().cpu()
         self.calibration_labels_ = torch.as_tensor(labels).detach().cpu()
         self.calibrator_ = calibrator
@@ -136,6 +142,12 @@ class CalibratedClassifier(Estimator):
                                check_input=check_input)
 
     # ------------------------------------------------------------------ prediction
+    def _check_model(self) -> None:
+        """Refuse a model other than the one the calibrator was fitted for."""
+        calibrator = getattr(self, "calibrator_", None)
+        check_same_model(getattr(calibrator, "model_fingerprint_", None), self.model,
+                         "the calibrator")
+
     def _batches(self, x, y, method: str, *, require_labels: bool = False):
         return as_loader(x, labels=y, batch_size=self.batch_size,
                          owner=f"CalibratedClassifier.{method}", dtype=model_dtype(self.model),
@@ -161,6 +173,7 @@ class CalibratedClassifier(Estimator):
         """The model's uncalibrated logits ``(N, C)`` for inputs ``x`` (any kind read by
         :mod:`dunno.inputs`), on the model's device; numpy for numpy ``x``."""
         self._validate_params()
+        self._check_model()
         return output_like(self._forward(self._batches(x, None, "logits"))[0], x)
 
     def _out_device(self, x) -> torch.device:
@@ -171,6 +184,7 @@ class CalibratedClassifier(Estimator):
         device of a tensor ``x`` (CPU otherwise); numpy for numpy ``x``."""
         self.check_fitted()
         self._validate_params()
+        self._check_model()
         z = self._forward(self._batches(x, None, "predict_logits"))[0]
         out = self.calibrator_.transform(z, check_input=False).to(self._out_device(x))
         return output_like(out, x)
@@ -180,6 +194,7 @@ class CalibratedClassifier(Estimator):
         ``x`` (CPU otherwise); numpy for numpy ``x`` (any kind read by :mod:`dunno.inputs`)."""
         self.check_fitted()
         self._validate_params()
+        self._check_model()
         z = self._forward(self._batches(x, None, "predict_proba"))[0]
         out = self.calibrator_.predict_proba(z, check_input=False).to(self._out_device(x))
         return output_like(out, x)
@@ -189,6 +204,7 @@ class CalibratedClassifier(Estimator):
         numpy ``x``."""
         self.check_fitted()
         self._validate_params()
+        self._check_model()
         z = self._forward(self._batches(x, None, "predict"))[0]
         probs = self.calibrator_.predict_proba(z, check_input=False)
         return output_like(probs.argmax(dim=1).to(self._out_device(x)), x)
@@ -204,8 +220,11 @@ class CalibratedClassifier(Estimator):
              device: str | torch.device | None = None,
              batch_size: int = 1000) -> CalibratedClassifier:
         """A fitted :class:`CalibratedClassifier` from a file written by :meth:`save` and the
-        model it was fitted for (e.g. ``dunno.checkpoints.load_model(ckpt)``)."""
+        model it was fitted for (e.g. ``dunno.checkpoints.load_model(ckpt)``); another model
+        raises ValueError naming both fingerprints."""
         calibrator = load_calibrator(path)
+        check_same_model(getattr(calibrator, "model_fingerprint_", None), model,
+                         f"the calibrator {str(path)!r}")
         out = cls(model, calibrator, device=device, batch_size=batch_size)
         out._validate_params()
         out.calibrator_ = calibrator

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dunno.data import ArrayDataset, DatasetInfo, load_dataset
+from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
 from dunno.devices import resolve_device
 from dunno.inputs import as_arrays, describe_kind, model_dtype
 from dunno.validation import check_choice, check_int
@@ -149,7 +149,8 @@ def _load_out_set(spec, test: ArrayDataset, root, dtype=None) -> tuple[str, Arra
     if isinstance(spec, ArrayDataset):
         ds, name = spec, name or spec.info.name
     elif isinstance(spec, str):
-        ds, name = load_dataset(spec, "test", root, like=test), name or spec
+        split = "all" if is_user_data(spec) else "test"  # a user file is all OOD
+        ds, name = load_dataset(spec, split, root, like=test), name or spec
     elif name is not None and describe_kind(spec) != "unsupported":
         ds = _as_dataset(spec, name, f"out_sets[{name!r}]", dtype)
     else:

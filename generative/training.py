@@ -47,6 +47,7 @@ from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AUTOREGRESSIVE_MODELS, AutoregressiveImageModel
+from generative.fitting import density_optimizers, density_step
 from generative.latent import LATENT_MODELS, VAE, AdversarialAutoencoder
 from generative.pixels import (
     BINARIZE,
@@ -166,34 +167,15 @@ def create_density_model(name: str, image_shape, **options: Any):
     return DENSITY_MODELS.create(name, image_shape=image_shape, **options)
 
 
-def _optimizers(model, lr: float) -> tuple[list[torch.optim.Optimizer], dict[str, Any]]:
-    """Adam for the model (the AAE's own three optimisers) and their training-state names."""
-    if isinstance(model, AdversarialAutoencoder):
-        optimizers = model.configure_optimizers(lr=lr)
-        return list(optimizers.values()), {f"optimizer_{k}": v for k, v in optimizers.items()}
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return [optimizer], {"optimizer": optimizer}
-
-
 def _make_step(model, optimizers, schedule: LearningRateSchedule, grad_clip: float | None,
                device):
-    """One maximum-likelihood update per batch (the AAE: its three-phase step)."""
+    """The model kind's one update (:func:`generative.fitting.density_step`), then the
+    learning-rate schedule advanced by one step (or by the step's seconds)."""
+    update = density_step(model, optimizers, grad_clip=grad_clip, device=device)
 
     def step(batch):
         t0 = time.perf_counter()
-        x = batch[0].to(device)
-        if isinstance(model, AdversarialAutoencoder):
-            losses = model.step((x, batch[1]))
-            result = {"loss": losses["recon_loss"], **losses}
-        else:
-            (optimizer,) = optimizers
-            loss = model.loss(x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            result = {"loss": loss.detach()}
+        result = update(batch)
         schedule.step(time.perf_counter() - t0 if schedule.unit == "seconds" else 1)
         return result
 
@@ -342,11 +324,11 @@ def _train_density(config: DensityConfig, out, root, resume: bool, quiet: bool |
     loader = _EpochSubset(make_loader(train, config.batch_size, shuffle=True, seed=config.seed,
                                       transform=transform), config.examples_per_epoch)
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
-    optimizers, optimizer_states = _optimizers(model, config.lr)
+    optimizers = density_optimizers(model, config.lr)
     schedule = LearningRateSchedule(  # re-planned when a resume changes epochs or budget
-        optimizers, config.epochs * len(loader) if budget_s is None else budget_s,
+        list(optimizers.values()), config.epochs * len(loader) if budget_s is None else budget_s,
         config.schedule, "steps" if budget_s is None else "seconds")
-    state = {"model": model, **optimizer_states, "schedule": schedule}
+    state = {"model": model, **optimizers, "schedule": schedule}
     if transform is not None:  # the dynamic binarisation's generator: resume exactly
         state["binarize_rng"] = transform.generator
 

@@ -37,6 +37,8 @@ from dunno.errors import DataError
 __all__ = ["available_datasets", "dataset_status", "describe_split", "is_user_data",
            "load_dataset", "parse_spec"]
 
+MAX_VALUES = 2**30  # a synthetic set holds at most this many float32 values (4 GiB)
+MAX_SEED = 2**63 - 1
 GENERIC_OPTIONS = ("classes", "n", "seed", "rotate", "invert", "blur", "noise")
 SPLITS = ("train", "val", "test", "train-full")
 
@@ -83,7 +85,7 @@ def _as_float(options, key) -> float:
     return out
 
 
-def _as_int(options, key, minimum: int = 0) -> int:
+def _as_int(options, key, minimum: int = 0, maximum: int | None = None) -> int:
     value = options[key]
     try:
         out = int(str(value))
@@ -91,21 +93,44 @@ def _as_int(options, key, minimum: int = 0) -> int:
         raise DataError(f"Dataset option '{key}' needs an integer. Got {value!r}.") from None
     if out < minimum:
         raise DataError(f"Dataset option '{key}' must be >= {minimum}. Got {out}.")
+    if maximum is not None and out > maximum:
+        raise DataError(f"Dataset option '{key}' must be <= {maximum}. Got {out}.")
     return out
 
 
-def _parse_classes(value) -> list[int]:
+def _seed(options, key: str = "seed") -> int:
+    return _as_int(options, key, 0, MAX_SEED) if key in options else 0
+
+
+def _check_size(n: int, shape: tuple[int, ...], name: str) -> None:
+    """Refuse a synthetic set of more than :data:`MAX_VALUES` values (a memory bomb)."""
+    values = n * math.prod(shape)
+    if values > MAX_VALUES:
+        raise DataError(
+            f"Dataset option 'n={n}' of {name!r} asks for {n} examples of shape {shape}, "
+            f"{values} values ({values * 4 / 2**30:.1f} GiB of float32); at most {MAX_VALUES} "
+            "values are drawn at once. Lower n."
+        )
+
+
+def _parse_classes(value, num_classes: int, name: str) -> list[int]:
     text = str(value)
     try:
         if "-" in text and "+" not in text:
             lo, hi = (int(v) for v in text.split("-"))
-            classes = list(range(lo, hi + 1))
+            bad = [c for c in (lo, hi) if not 0 <= c < num_classes]  # before building the range
+            classes = [] if bad or lo > hi else list(range(lo, hi + 1))
         else:
             classes = [int(v) for v in text.split("+")]
+            bad = [c for c in classes if not 0 <= c < num_classes]
     except ValueError:
         raise DataError(
             f"Dataset option 'classes' must look like '0-4' or '1+3+5'. Got {text!r}."
         ) from None
+    if bad:
+        raise DataError(
+            f"Option 'classes' names {bad}, outside 0..{num_classes - 1} of {name!r}."
+        )
     if not classes:
         raise DataError(f"Dataset option 'classes={text}' selects no class.")
     return sorted(set(classes))
@@ -146,9 +171,12 @@ def _noise_loader(kind: str):
             try:
                 shape = tuple(int(v) for v in str(opts["shape"]).split("x"))
             except ValueError:
+                shape = ()
+            if not 1 <= len(shape) <= 3 or min(shape) < 1:
                 raise DataError(
-                    f"Dataset option 'shape' must look like 1x28x28. Got {opts['shape']!r}."
-                ) from None
+                    "Dataset option 'shape' must look like 1x28x28 (1 to 3 sizes >= 1). Got "
+                    f"{opts['shape']!r}."
+                )
             value_range = (0.0, 1.0)
         elif like is not None:
             info = like.info if isinstance(like, ArrayDataset) else like
@@ -160,7 +188,8 @@ def _noise_loader(kind: str):
             )
         default_n = len(like) if isinstance(like, ArrayDataset) else 10000
         n = _as_int(opts, "n", 1) if "n" in opts else default_n
-        seed = _split_seed(split, _as_int(opts, "seed") if "seed" in opts else 0)
+        _check_size(n, shape, f"{kind}-noise")
+        seed = _split_seed(split, _seed(opts))
         make = noise.gaussian_noise if kind == "gaussian" else noise.uniform_noise
         x = make(n, shape, value_range, seed=seed)
         info = DatasetInfo(
@@ -177,8 +206,10 @@ def _noise_loader(kind: str):
 
 def _toy_loader(name: str):
     def load(split, root, opts, **_):
-        seed = _split_seed(split, _as_int(opts, "seed") if "seed" in opts else 0)
+        seed = _split_seed(split, _seed(opts))
         n = _as_int(opts, "n", 1) if "n" in opts else None
+        if n is not None:
+            _check_size(n, (2,), name)  # x and y of a 1-D set, or a 2-D x
         if name == "two-moons":
             x, y = toy.two_moons(n or 1000, _as_float(opts, "noise") if "noise" in opts else 0.1,
                                  seed=seed)
@@ -268,17 +299,11 @@ def _resolve(base: str) -> str:
 
 
 def _apply_generic(ds: ArrayDataset, opts: dict, split: str) -> ArrayDataset:
-    seed = _as_int(opts, "seed") if "seed" in opts else 0
+    seed = _seed(opts)
     if "classes" in opts:
         if ds.y is None or ds.info.num_classes is None:
             raise DataError(f"Option 'classes' needs labelled data; {ds.info.name!r} has none.")
-        classes = _parse_classes(opts["classes"])
-        bad = [c for c in classes if not 0 <= c < ds.info.num_classes]
-        if bad:
-            raise DataError(
-                f"Option 'classes' names {bad}, outside 0..{ds.info.num_classes - 1} of "
-                f"{ds.info.name!r}."
-            )
+        classes = _parse_classes(opts["classes"], ds.info.num_classes, ds.info.name)
         keep = torch.isin(ds.y, torch.tensor(classes))
         remap = torch.full((ds.info.num_classes,), -1, dtype=torch.long)
         remap[torch.tensor(classes)] = torch.arange(len(classes))
@@ -305,10 +330,19 @@ def _apply_generic(ds: ArrayDataset, opts: dict, split: str) -> ArrayDataset:
     if "rotate" in opts:
         x = transforms.rotate(x, _as_float(opts, "rotate"))
     if "blur" in opts:
-        x = transforms.gaussian_blur(x, _as_float(opts, "blur"))
+        sigma, side = _as_float(opts, "blur"), max(ds.info.shape[-2:])
+        if not 0 < sigma <= side:  # a wider kernel is flat, and its size unbounded
+            raise DataError(
+                f"Dataset option 'blur' must be in (0, {side}] pixels (the image side of "
+                f"{ds.info.name!r}). Got {opts['blur']!r}."
+            )
+        x = transforms.gaussian_blur(x, sigma)
     if "invert" in opts:
         x = transforms.invert(x, value_range)
     if "noise" in opts:
+        if _as_float(opts, "noise") < 0:
+            raise DataError(f"Dataset option 'noise' (a standard deviation) must be >= 0. "
+                            f"Got {opts['noise']!r}.")
         g = torch.Generator()
         g.manual_seed(_split_seed(split, seed) + 7919)
         x = transforms.pixel_noise(x, _as_float(opts, "noise"), generator=g,
@@ -343,7 +377,7 @@ def _user_options(opts: dict) -> dict:
     return {
         "val": _as_float(opts, "val") if "val" in opts else None,
         "test": _as_float(opts, "test") if "test" in opts else None,
-        "split_seed": _as_int(opts, "split_seed") if "split_seed" in opts else None,
+        "split_seed": _seed(opts, "split_seed") if "split_seed" in opts else None,
     }
 
 

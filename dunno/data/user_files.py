@@ -11,7 +11,9 @@ naming the file, the array and the value.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,9 +268,44 @@ def _check_label_range(parts: dict[str, UserPart], names: dict[str, str], path: 
     return limit if classes is not None else 1 + max(int(p.y.max()) for p in parts.values())
 
 
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Refuse an ``.npz`` whose arrays declare more float32 values than this machine's memory
+    holds (a small compressed file can declare terabytes), before decompressing anything."""
+    memory = _memory_bytes()
+    if memory is None:
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                with archive.open(member) as handle:
+                    major, _ = np.lib.format.read_magic(handle)
+                    read = (np.lib.format.read_array_header_1_0 if major == 1
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, _ = read(handle)
+                needed = math.prod(shape) * 4  # as float32
+                if needed > memory:
+                    raise DataError(
+                        f"{member.filename.removesuffix('.npy')!r} in {str(path)!r} declares "
+                        f"shape {tuple(shape)}: {needed / 2**30:.1f} GiB as float32, more "
+                        f"than this machine's memory ({memory / 2**30:.1f} GiB)."
+                    )
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return  # not a well-formed archive: np.load below names the problem
+
+
 def _read_arrays(path: Path) -> UserSource:
     try:
         if path.suffix.lower() == ".npz":
+            _check_declared_sizes(path)
             with np.load(path, allow_pickle=False) as archive:
                 raw = {k: archive[k] for k in archive.files}
         else:

@@ -91,6 +91,7 @@ from dunno.validation import (
     check_int,
     check_int_sequence,
 )
+from generative.fitting import DensityFitMixin
 
 from ._nets import (
     NETS,
@@ -108,7 +109,7 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 @register_model("generative/vae")
-class VAE(nn.Module):
+class VAE(DensityFitMixin, nn.Module):
     """Variational autoencoder over images of shape ``image_shape = (C, H, W)``.
 
     Args:
@@ -199,6 +200,9 @@ class VAE(nn.Module):
         errors name ``owner``."""
         xf = check_latent_images(x, self.image_shape, self.pixels, owner)
         return xf.to(self.prior_loc.dtype)
+
+    def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:
+        return self.check_images(x, owner)
 
     def kl_weight(self) -> float:
         r""":math:`\beta = \min(1, (t + 1) / T)` with :math:`t` = training steps taken and

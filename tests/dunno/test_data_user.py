@@ -489,3 +489,50 @@ def test_cli_prints_split_sizes_and_splits_differ(tmp_path, capsys):
     assert main(["calibrate", "--checkpoint", str(out / "model.pt"), "--data", spec,
                  "--out", str(tmp_path / "cal"), "--device", "cpu"]) == 0
     assert f"data {spec}: train 28, val 6, test 6" in capsys.readouterr().out
+    assert main(["ood", "--checkpoint", str(out / "model.pt"), "--in", spec, "--out",
+                 "gaussian-noise", "--detectors", "msp", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"in-distribution data {spec}: train 28, val 6, test 6" in printed
+
+
+# --------------------------------------------------------------------------- resource bombs
+@pytest.mark.parametrize("spec, message", [
+    ("gaussian-noise:n=1000000000000:shape=1x28x28",
+     r"option 'n=1000000000000' of 'gaussian-noise' asks for 1000000000000 examples of shape "
+     r"\(1, 28, 28\)"),
+    ("uniform-noise:shape=1x100000x100000", r"'n=10000' of 'uniform-noise' asks for 10000 "
+                                            r"examples of shape \(1, 100000, 100000\)"),
+    ("gaussian-noise:shape=0x5", r"option 'shape' must look like 1x28x28 .* Got '0x5'"),
+    ("gaussian-noise:shape=1x-5x5", r"option 'shape' must look like .* Got '1x-5x5'"),
+    ("two-moons:n=10000000000", r"option 'n=10000000000' of 'two-moons' asks for 10000000000"),
+    ("digits:classes=0-1000000000", r"'classes' names \[1000000000\], outside 0..9 of 'digits'"),
+    ("digits:blur=1e9", r"option 'blur' must be in \(0, 8\] pixels .* Got '1e9'"),
+    ("digits:blur=0", r"option 'blur' must be in \(0, 8\] pixels .* Got '0'"),
+    ("digits:noise=-1", r"option 'noise' \(a standard deviation\) must be >= 0. Got '-1'"),
+    ("digits:seed=100000000000000000000000:n=5", r"option 'seed' must be <= 9223372036854775807. "
+                                                 r"Got 100000000000000000000000"),
+])
+def test_options_that_would_allocate_unbounded_memory_are_refused(spec, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset(spec, "test")
+
+
+def test_a_huge_split_seed_is_refused(tmp_path):
+    spec = _form("npz", tmp_path)
+    with pytest.raises(DataError, match=r"option 'split_seed' must be <= 9223372036854775807. "
+                                        r"Got 100000000000000000000000"):
+        load_dataset(spec + ":split_seed=100000000000000000000000", "train")
+
+
+def test_an_npz_declaring_more_than_memory_is_refused_before_loading(tmp_path):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 10**6)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:  # a header and no data
+        archive.writestr("x.npy", header.getvalue())
+    with pytest.raises(DataError, match=r"'x' in '.*bomb.npz' declares shape \(1000000000, "
+                                        r"1000000\): .* GiB as float32, more than this machine"):
+        load_dataset(str(tmp_path / "bomb.npz"), "train")

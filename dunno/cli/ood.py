@@ -115,6 +115,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _note_skipped(model, density: bool, layer) -> None:
+    """Print which classifier detectors ``all`` leaves out because they cannot score the
+    model (named explicitly, each of them is refused with the reason)."""
+    import sys
+
+    from uncertainty.ood import DETECTORS
+    from uncertainty.ood.suite import resolve_detectors
+
+    chosen = set(resolve_detectors("all", model=model, density=density, layer=layer))
+    skipped = [n for n, cls in DETECTORS.items() if not cls.uses_density and n not in chosen]
+    if skipped:
+        print(f"note: --detectors all skips {', '.join(skipped)}: they cannot score "
+              f"{type(model).__name__} (name one with --detectors to see why)", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
@@ -135,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     density = None if args.density is None else load_model(args.density, device=device)
     background = None if args.background is None else load_model(args.background,
                                                                  device=device)
+    if model is not None and args.detectors.strip() == "all":
+        _note_skipped(model, density is not None, args.layer)
     print_split(args.in_data, args.data_dir, "in-distribution data")
     table = run_ood(model, args.in_data, args.out_sets, args.detectors, density=density,
                     density_inputs=density_inputs_for(density), background=background,

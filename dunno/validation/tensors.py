@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dunno.validation.params import check_inferred_classes, owner_name
+
 if TYPE_CHECKING:
     import torch
-
-from dunno.validation.params import owner_name
 
 __all__ = ["as_labels", "as_tensor", "check_finite_tensor"]
 
@@ -46,8 +46,10 @@ def as_labels(labels: Any, n: int, num_classes: int | None = None, *, name: str 
     """Validate integer class labels ``(N,)``, returned as int64.
 
     ``n`` is the row count of the array called ``rows_of`` that the labels go with; labels
-    must lie in ``[0, num_classes)`` when ``num_classes`` is given, else be >= 0. Whole-valued
-    floats are accepted.
+    must lie in ``[0, num_classes)`` when ``num_classes`` is given, else be >= 0 with a class
+    count ``max + 1`` of at most ``max(N, MAX_INFERRED_CLASSES)``
+    (:func:`~dunno.validation.params.check_inferred_classes`). Whole-valued floats are
+    accepted.
     """
     import torch
 
@@ -82,6 +84,8 @@ def as_labels(labels: Any, n: int, num_classes: int | None = None, *, name: str 
             f"The '{name}' argument must hold class indices in {interval}{classes}. Got values "
             f"in [{low}, {high}] instead."
         )
+    if num_classes is None:
+        check_inferred_classes(high, len(y), None, name)
     return y
 
 

@@ -95,6 +95,8 @@ def calibrator_to_dict(calibrator: Calibrator) -> dict[str, Any]:
         "method": calibrator.name,
         "params": json.dumps(calibrator.get_params(), sort_keys=True),
         "state": calibrator.state_dict(),
+        # The model it was fitted for (CalibratedClassifier records it), or None.
+        "model_fingerprint": getattr(calibrator, "model_fingerprint_", None),
     }
 
 
@@ -111,9 +113,13 @@ def calibrator_from_dict(payload: Any, source: str = "the payload") -> Calibrato
               for k, v in json.loads(payload["params"]).items()}  # JSON turned tuples to lists
     calibrator = make_calibrator(payload["method"], **params)
     try:
-        return calibrator.load_state_dict(payload["state"])
+        calibrator.load_state_dict(payload["state"])
     except ValueError as err:
         raise CheckpointError(f"{source}: {err}") from err
+    fingerprint = payload.get("model_fingerprint")
+    if fingerprint is not None:
+        calibrator.model_fingerprint_ = str(fingerprint)
+    return calibrator
 
 
 def save_calibrator(calibrator: Calibrator, path: str | os.PathLike) -> Path:

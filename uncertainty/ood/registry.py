@@ -64,7 +64,10 @@ def make_detector(name: str, model: nn.Module | None = None, *, density: Any = N
     the density-based detectors (``likelihood``, ``likelihood-ratio``, ``complexity``,
     ``typicality``). A detector rejects what it does not score through (RaPP and the density
     detectors take no classifier, the classifier detectors no density model), so that a caller
-    never believes a model was scored when it was not.
+    never believes a model was scored when it was not; likewise a detector that cannot score
+    ``model`` (``mc-dropout`` without dropout layers, ``ensemble-disagreement`` on a single
+    network, a feature detector on a model without ``features`` and no ``layer``) is refused
+    here, when it is built (:meth:`~uncertainty.ood._base.OODDetector.check_model`).
     """
     cls = DETECTORS.get(name)
     accepted = cls.param_names()
@@ -83,4 +86,6 @@ def make_detector(name: str, model: nn.Module | None = None, *, density: Any = N
                 f"{cls.__name__} does not score through a classifier; pass model=None."
             )
         return cls(density, **params) if cls.uses_density else cls(**params)
-    return cls(model, **params)
+    detector = cls(model, **params)
+    detector.check_model()
+    return detector

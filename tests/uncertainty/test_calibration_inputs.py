@@ -111,3 +111,19 @@ def test_size_limits_accept_up_to_and_refuse_beyond():
     assert check_num_samples(MAX_NUM_SAMPLES, "g") == MAX_NUM_SAMPLES
     with pytest.raises(ValueError, match="'num_samples'"):
         check_num_samples(MAX_NUM_SAMPLES + 1, "g")
+
+
+def test_the_probability_test_gives_the_same_answer_on_tensors_and_arrays():
+    """CUDA inputs take the torch branch of the test, CPU inputs the numpy one."""
+    from uncertainty.calibration._checks import _probability_kind
+
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(100, 4, generator=g, dtype=torch.float64)
+    p = torch.softmax(z, 1)
+    inputs = {"logits": z, "probs": p, "rounded": (p * 100).round() / 100,
+              "percent": p * 100, "half": p.half().double()}
+    for name, x in inputs.items():
+        for dtype in (torch.float64, torch.float16):
+            on_tensor = _probability_kind(x, dtype)
+            assert on_tensor == _probability_kind(x.numpy(), dtype), name
+            assert (on_tensor is None) == (name == "logits"), name

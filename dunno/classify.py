@@ -23,6 +23,7 @@ from dunno.devices import resolve_device
 from dunno.outputs import run_output_dir
 from dunno.schedules import LearningRateSchedule
 from dunno.training import History, classifier_step, evaluate_classifier, fit, seed_everything
+from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int
 
 __all__ = ["ClassifierConfig", "random_crop", "train_classifier"]
@@ -176,7 +177,8 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
         step, loader, epochs=config.epochs, state=state, validate=validate,
         monitor="val_loss", patience=config.patience, seed=None,
         checkpoint_path=None if out_dir is None else out_dir / "training_state.pt",
-        resume=resume, run_config=asdict(config), quiet=quiet, desc=config.backbone,
+        resume=resume, run_config={**asdict(config), **data_identity(train)}, quiet=quiet,
+        desc=config.backbone,
     )
     minutes = (time.perf_counter() - t0) / 60
     test_m = evaluate_classifier(net, make_loader(test, 1000), device=device)

@@ -30,6 +30,7 @@ __all__ = [
     "RESUMABLE_KEYS",
     "TRAINING_STATE_FORMAT",
     "check_run_config",
+    "data_identity",
     "load_training_state",
     "object_state",
     "restore_object",
@@ -60,6 +61,19 @@ def run_fingerprint(config: Mapping[str, Any]) -> str:
     the SHA-256 of its sorted JSON without :data:`RESUMABLE_KEYS`, 16 hex digits."""
     text = json.dumps(_canonical(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_identity(dataset: Any) -> dict[str, Any]:
+    """What a run configuration records of its training data beyond the dataset spec, so
+    that a resume on other data under the same name (a replaced ``mine.npz``) is refused:
+    ``train_examples`` (its length), ``input_shape`` and ``classes`` (the class names, when
+    the data has them)."""
+    info = getattr(dataset, "info", None)
+    shape = getattr(info, "shape", None)
+    extras = getattr(info, "extras", None) or {}
+    return {"train_examples": len(dataset),
+            "input_shape": None if shape is None else [int(s) for s in shape],
+            "classes": extras.get("classes")}
 
 
 def check_run_config(saved: Mapping[str, Any] | None, config: Mapping[str, Any],

@@ -43,6 +43,7 @@ from dunno.outputs import run_output_dir
 from dunno.registry import Registry
 from dunno.schedules import SCHEDULES, LearningRateSchedule
 from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AUTOREGRESSIVE_MODELS, AutoregressiveImageModel
@@ -340,7 +341,8 @@ def _train_density(config: DensityConfig, out, root, resume: bool, quiet: bool |
         history = fit(_make_step(model, optimizers, schedule, config.grad_clip, device), loader,
                       epochs=config.epochs, state=state,
                       validate=_make_validate(model, make_loader(val, 500), device, config),
-                      checkpoint_path=state_path, resume=resume, run_config=asdict(config),
+                      checkpoint_path=state_path, resume=resume,
+                      run_config={**asdict(config), **data_identity(train)},
                       quiet=quiet, desc=config.model, on_epoch_end=on_epoch_end,
                       max_seconds=budget_s)
     model.eval()

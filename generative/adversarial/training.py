@@ -35,6 +35,7 @@ from dunno.devices import resolve_device
 from dunno.errors import DataError
 from dunno.outputs import run_output_dir
 from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import mode_coverage, ring_modes
 
@@ -239,7 +240,8 @@ def _train_gan(config: GANConfig, out, root, resume: bool, quiet: bool | None,
     out_dir = Path(out) if out is not None else None
     with training_state_file(out_dir, "dunno-gan-") as state_path:
         history = fit(model.step, loader, epochs=config.epochs, state=model.training_state(),
-                      checkpoint_path=state_path, resume=resume, run_config=asdict(config),
+                      checkpoint_path=state_path, resume=resume,
+                      run_config={**asdict(config), **data_identity(train)},
                       quiet=quiet, desc=config.model, on_epoch_end=epoch_end,
                       max_seconds=budget_s)
     model.eval()

@@ -67,6 +67,20 @@ def test_classifier_resume_refuses_another_config_and_keeps_the_run(tmp_path):
     assert again.metrics["test_acc"] == first.metrics["test_acc"]
 
 
+def test_resume_on_a_replaced_user_file_of_the_same_name_is_refused(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=rng.random((120, 8, 8), dtype=np.float32), y=np.arange(120) % 3)
+    out = tmp_path / "run"
+    config = ClassifierConfig(**{**FAST, "data": str(data)})
+    train_classifier(config, out=out, quiet=True)
+    np.savez(data, x=rng.random((150, 8, 8), dtype=np.float32), y=np.arange(150) % 3)
+    with pytest.raises(CheckpointError, match=r"train_examples: 84 there, 1[0-9][0-9] now"):
+        train_classifier(config, out=out, resume=True, quiet=True)
+
+
 def test_a_constant_schedule_run_is_extended(tmp_path):
     out = tmp_path / "run"
     config = ClassifierConfig(**{**FAST, "schedule": "constant"})

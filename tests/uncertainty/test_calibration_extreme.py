@@ -165,3 +165,24 @@ def test_float16_extreme_logits_are_calibrated_in_float64():
     p = TemperatureScaling().fit(z16, y).predict_proba(z16)
     assert p.dtype == torch.float16 and bool(torch.isfinite(p).all())
     assert np.array_equal(p.argmax(1).numpy(), y.numpy())
+
+
+@pytest.mark.parametrize("cls", [PlattScaling, BetaCalibration])
+@pytest.mark.parametrize("magnitude", [1e4, 1e30, 1e300])
+def test_binary_maps_stay_finite_and_monotone_up_to_float64s_range(cls, magnitude):
+    """The logistic fits scale their inputs: |log-odds| of 1e300 stay finite (they used to end
+    in NaN state), and a perfect ranking stays perfect."""
+    s = torch.linspace(-1.0, 1.0, 41, dtype=torch.float64) * magnitude
+    z = torch.stack([torch.zeros_like(s), s], 1)  # (41, 2)
+    y = (s > 0).long()
+    cal = cls().fit(z, y)
+    assert _finite_state(cal)
+    p1 = cal.predict_proba(z)[:, 1]
+    assert bool(torch.isfinite(p1).all()) and bool((p1.diff() >= -1e-12).all())
+    assert bool(((p1 > 0.5) == (y == 1))[s != 0].all())
+
+
+def test_beta_on_one_wrong_example_is_finite():
+    z = torch.tensor([[1e4, -1e4]], dtype=torch.float64)
+    cal = BetaCalibration().fit(z, torch.tensor([1]))
+    assert _finite_state(cal) and bool(torch.isfinite(cal.predict_proba(z)).all())

@@ -229,6 +229,10 @@ def test_numpy_in_numpy_out_and_non_finite_refused():
         torch.testing.assert_close(mc.sample(data, seed=0), mc.sample(x, seed=0))
     pred = mc.predict(x.numpy(), seed=0)
     torch.testing.assert_close(pred.samples, torch.softmax(mc.sample(x, seed=0).double(), -1))
+    arrays = pred.to_numpy()
+    assert arrays["probs"].shape == (10, 3) and arrays["samples"].shape == (4, 10, 3)
+    np.testing.assert_array_equal(arrays["predictions"], arrays["probs"].argmax(1))
+    assert arrays["mutual_information"].shape == (10,)
     bad = x.numpy().copy()
     bad[6, 2] = np.inf
     with pytest.raises(ValueError, match=r"The 'x' argument of MCDropout.sample must be finite "

@@ -99,6 +99,9 @@ def test_every_input_kind_fits_the_same_regressor(name):
     assert isinstance(log_prob, np.ndarray) and log_prob.shape == (7,)
     torch.manual_seed(2)
     np.testing.assert_allclose(log_prob, est.log_prob((x[:7], y[:7])).numpy(), rtol=1e-6)
+    arrays = est.predict(x[:7].numpy()).to_numpy()
+    assert set(arrays) == {"mean", "aleatoric_var", "epistemic_var", "variance", "std"}
+    assert all(isinstance(v, np.ndarray) and v.shape == (7, 1) for v in arrays.values())
 
 
 @pytest.mark.parametrize("name", available_regressors())

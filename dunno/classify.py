@@ -20,6 +20,7 @@ from dunno.checkpoints import save_checkpoint
 from dunno.config import RunConfig
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
+from dunno.models import DataSignature
 from dunno.training import History, classifier_step, evaluate_classifier, fit, seed_everything
 from dunno.validation import check_choice, check_float, check_int
 
@@ -145,7 +146,10 @@ def train_classifier(
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9,
                                     weight_decay=config.weight_decay, nesterov=True)
     scheduler = None
-    state: dict[str, Any] = {"model": model, "optimizer": optimizer}
+    # the data signature first: a resume on other data is refused before any weight loads
+    state: dict[str, Any] = {"data": DataSignature((c, h, w), train.info.num_classes,
+                                                   config.data),
+                             "model": model, "optimizer": optimizer}
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=config.epochs * len(loader)
@@ -184,7 +188,8 @@ def train_classifier(
             save_checkpoint(
                 checkpoint, net, arch="nets", config=net.config,
                 meta={"trained_on": config.data, "training": asdict(config), "metrics": metrics,
-                      "world_size": info.world_size},
+                      "world_size": info.world_size, "input_shape": [c, h, w],
+                      "num_classes": train.info.num_classes},
             )
         distributed.barrier()
     return TrainedClassifier(net.eval(), history, metrics, checkpoint, config)

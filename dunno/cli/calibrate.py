@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import add_common
+from dunno.cli.common import add_common, add_model_options, load_cli_model
 
 __all__ = ["add_parser", "run"]
 
@@ -18,7 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser("calibrate", help="fit post-hoc calibrators to a trained classifier",
                               description=__doc__)
-    p.add_argument("--checkpoint", required=True, help="classifier checkpoint (model.pt)")
+    add_model_options(p)
     p.add_argument("--data", required=True, help="dataset spec the model was trained on")
     p.add_argument("--method", default="temperature",
                    help="temperature | vector | matrix | histogram | isotonic | platt | beta, "
@@ -39,13 +39,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
     from evaluation.benchmarks.calibration import write_calibration_report
     from uncertainty.calibration import run_calibration
 
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device=device)
+    model = load_cli_model(args, device)
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,
         calibration_split=args.calibration_split, seed=args.seed, root=args.data_dir,

@@ -52,6 +52,7 @@ from torch import nn
 
 from dunno.data import ArrayDataset, load_dataset
 from dunno.devices import resolve_device
+from dunno.models import check_model_data, model_kind
 from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood._base import OODDetector
@@ -240,6 +241,32 @@ def _jsonable_params(det: OODDetector) -> dict[str, Any]:
     return {k: conv(v) for k, v in det.get_params().items()}
 
 
+def _check_graph_features(model: nn.Module, layer, dets) -> None:
+    """TorchScript and exported models keep only ``forward``: no ``features`` method and no
+    sub-modules to hook, so the feature detectors cannot run on them."""
+    kind = model_kind(model)
+    if kind not in ("torchscript", "export") or callable(getattr(model, "features", None)):
+        return
+    what = "a TorchScript file" if kind == "torchscript" else "a torch.export program"
+    logit_only = [n for n, d in dets.items() if "features" not in (d.needs | d.fit_needs)]
+    if layer is not None:
+        raise ValueError(
+            f"The 'layer' parameter (--layer) {layer!r} needs forward hooks on the model's "
+            f"modules, but the model is {what}, which runs as one compiled graph. Use the "
+            "logit-based detectors (e.g. msp, energy, maxlogit, odin), or load the model with "
+            "--model MODULE:FACTORY --weights FILE (Python: the nn.Module itself) to hook a "
+            "layer."
+        )
+    needing = [n for n, d in dets.items() if "features" in (d.needs | d.fit_needs)]
+    if needing:
+        raise ValueError(
+            f"The detectors {needing} need penultimate features, but the model is {what}, "
+            "which exposes only its logits (no features method, no layers to hook). Use the "
+            f"logit-based detectors ({', '.join(logit_only) or 'msp, energy, maxlogit'}) or "
+            "load the model with --model MODULE:FACTORY --weights FILE and pass --layer."
+        )
+
+
 def run_ood(
     model: nn.Module | None,
     in_data: str,
@@ -346,6 +373,11 @@ def run_ood(
     dets = build_detectors(names, model, device=device, detector_params=detector_params,
                            layer=layer, density=density, background=background,
                            num_dims=math.prod(test.x.shape[1:]))
+    if model is not None:  # the model fits the data: shapes, classes (before any work)
+        for split in (fit, test):
+            check_model_data(model, split.x, num_classes=test.info.num_classes,
+                             labels=split.y, data_name=in_data, owner="run_ood")
+        _check_graph_features(model, layer, dets)
     if model is not None:
         _check_shared_pass(model, layer, dets)
 

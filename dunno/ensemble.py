@@ -82,6 +82,8 @@ def mixture_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
             f"Got {tuple(member_logits.shape)} instead."
         )
     log_probs = torch.log_softmax(member_logits, dim=-1)  # (M, N, C)
+    if torch.jit.is_tracing():  # log M as traced ops (the traced shape is a tensor)
+        return torch.logsumexp(log_probs, dim=0) - torch.ones_like(log_probs[:, :1]).sum(0).log()
     return torch.logsumexp(log_probs, dim=0) - math.log(member_logits.shape[0])  # (N, C)
 
 

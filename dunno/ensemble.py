@@ -55,6 +55,7 @@ from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError
+from dunno.models import check_model_data
 from dunno.training import evaluate_classifier
 
 __all__ = [
@@ -223,6 +224,9 @@ def train_ensemble(
             done = member_dir is not None and (member_dir / "model.pt").exists()
             if resume and done:
                 members[k] = load_model(member_dir / "model.pt", device=device)
+                data = load_dataset(config.data, "test", root)
+                check_model_data(members[k], data.x, num_classes=data.info.num_classes,
+                                 data_name=config.data, owner=f"train_ensemble (member {k})")
                 continue
             members[k] = train_classifier(member_config, out=member_dir, root=root,
                                           resume=resume, quiet=quiet).model

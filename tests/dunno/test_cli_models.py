@@ -182,3 +182,14 @@ def test_resume_on_other_data_is_refused_before_any_epoch(digits_model, mnist_li
     err = capsys.readouterr().err
     assert code == 2
     assert "(1, 8, 8)" in err and "(1, 28, 28)" in err
+
+
+def test_ensemble_resume_on_other_data_is_refused(mnist_like, tmp_path):
+    from dunno.ensemble import train_ensemble
+
+    train_ensemble(num_members=1, data="digits", epochs=1, out=tmp_path, quiet=True,
+                   device="cpu")
+    with pytest.raises(ValueError, match=r"train_ensemble \(member 0\): the model was trained "
+                                         r"for inputs of shape \(1, 8, 8\).*\(1, 28, 28\)"):
+        train_ensemble(num_members=1, data=str(mnist_like), epochs=1, out=tmp_path,
+                       resume=True, quiet=True, device="cpu")

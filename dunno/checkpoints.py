@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ __all__ = [
     "load_model",
     "register_model",
     "registered_models",
+    "remove_stale_temp_files",
     "safe_load",
     "save_checkpoint",
 ]
@@ -118,10 +120,16 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+#: The temporary files of :func:`atomic_save` / :func:`atomic_write_text` are named
+#: ``.<target name>.dunno-<pid>-<random>.tmp`` in the target's directory.
+_TEMP_NAME = re.compile(r"^\..+\.dunno-(\d+)-[^.]+\.tmp$")
+
+
 def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.dunno-{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, mode) as handle:
             write(handle)
@@ -129,11 +137,44 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException:  # the writer failed or was interrupted: the old file stays intact
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:  # renamed already, or never created
+            pass
         raise
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes left in ``folder`` (only
+    files of this module's naming, ``.<name>.dunno-<pid>-<random>.tmp``, whose process
+    ``pid`` no longer runs on this host); returns the removed paths."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if match and entry.is_file() and not _pid_alive(int(match.group(1))):
+            try:
+                entry.unlink()
+            except FileNotFoundError:  # pragma: no cover - removed meanwhile
+                continue
+            removed.append(entry)
+    return removed
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -20,8 +20,10 @@ from dunno.checkpoints import save_checkpoint
 from dunno.config import RunConfig
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
-from dunno.models import DataSignature
+from dunno.outputs import run_output_dir
+from dunno.schedules import LearningRateSchedule
 from dunno.training import History, classifier_step, evaluate_classifier, fit, seed_everything
+from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int
 
 __all__ = ["ClassifierConfig", "random_crop", "train_classifier"]
@@ -102,13 +104,26 @@ def train_classifier(
     selection (and early stopping with ``patience``). With ``out``, writes ``out/model.pt``
     (checkpoint) and ``out/training_state.pt`` (resumable state). Returns the model, history and
     ``{"train_acc", "val_acc", "val_nll", "test_acc", "test_nll", "minutes"}``.
-    """
-    from dunno import nets
 
+    ``out`` is checked writable and locked before any data is loaded
+    (:func:`dunno.outputs.run_output_dir`). ``resume=True`` continues ``out``'s training state
+    only if it was written with the same configuration up to
+    :data:`dunno.training_state.RESUMABLE_KEYS` (else a CheckpointError naming the differing
+    keys); more ``epochs`` re-plan the cosine schedule from the current learning rate
+    (:mod:`dunno.schedules`), a finished cosine run is not extended (ValueError).
+    """
     config = config or ClassifierConfig()
     if overrides:
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
+    with run_output_dir(out):
+        return _train_classifier(config, out, root, resume, quiet)
+
+
+def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
+                      quiet: bool | None) -> TrainedClassifier:
+    from dunno import nets
+
     device = resolve_device(config.device)
     info = distributed.setup(device)
     if info.enabled and device.type == "cuda":
@@ -146,14 +161,9 @@ def train_classifier(
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9,
                                     weight_decay=config.weight_decay, nesterov=True)
     scheduler = None
-    # the data signature first: a resume on other data is refused before any weight loads
-    state: dict[str, Any] = {"data": DataSignature((c, h, w), train.info.num_classes,
-                                                   config.data),
-                             "model": model, "optimizer": optimizer}
+    state: dict[str, Any] = {"model": model, "optimizer": optimizer}
     if config.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=config.epochs * len(loader)
-        )
+        scheduler = LearningRateSchedule(optimizer, config.epochs * len(loader), "cosine")
         state["scheduler"] = scheduler
     step = classifier_step(model, optimizer, device=device, scheduler=scheduler, amp=config.amp)
 
@@ -167,7 +177,8 @@ def train_classifier(
         step, loader, epochs=config.epochs, state=state, validate=validate,
         monitor="val_loss", patience=config.patience, seed=None,
         checkpoint_path=None if out_dir is None else out_dir / "training_state.pt",
-        resume=resume, quiet=quiet, desc=config.backbone,
+        resume=resume, run_config={**asdict(config), **data_identity(train)}, quiet=quiet,
+        desc=config.backbone,
     )
     minutes = (time.perf_counter() - t0) / 60
     test_m = evaluate_classifier(net, make_loader(test, 1000), device=device)
@@ -189,7 +200,10 @@ def train_classifier(
                 checkpoint, net, arch="nets", config=net.config,
                 meta={"trained_on": config.data, "training": asdict(config), "metrics": metrics,
                       "world_size": info.world_size, "input_shape": [c, h, w],
-                      "num_classes": train.info.num_classes},
+                      "num_classes": train.info.num_classes,
+                      "class_names": train.info.extras.get("classes"),
+                      "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
+                      "split_rule": train.info.extras.get("split_rule")},
             )
         distributed.barrier()
     return TrainedClassifier(net.eval(), history, metrics, checkpoint, config)

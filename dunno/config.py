@@ -1,6 +1,7 @@
 """What the typed run configurations share (``ClassifierConfig``, ``DensityConfig``,
-``GANConfig``): building from a dict with unknown keys rejected, integer checks phrased the
-scikit-learn way, and the ``KEY=VALUE`` command-line options that fill their ``options`` dicts."""
+``GANConfig``): building from a dict with unknown keys rejected, and the ``KEY=VALUE``
+command-line options that fill their ``options`` dicts. Their fields are checked with
+:mod:`dunno.validation` (the configuration object is the owner named in the messages)."""
 
 from __future__ import annotations
 
@@ -60,15 +61,3 @@ class RunConfig:
         values.update(overrides or {})
         values.update({key: value for key, value in named.items() if value is not None})
         return cls.from_dict(values)
-
-    def _check_int(self, name: str, minimum: int, optional: bool = False) -> None:
-        """Raise unless field ``name`` is an int (not a bool) ``>= minimum`` (or None when
-        ``optional``)."""
-        value = getattr(self, name)
-        if optional and value is None:
-            return
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(
-                f"The '{name}' parameter of {type(self).__name__} must be "
-                f"{'None or ' if optional else ''}an int >= {minimum}. Got {value!r} instead."
-            )

@@ -46,7 +46,7 @@ from dunno import distributed
 from dunno.checkpoints import (
     MODELS,
     build_model,
-    load_model,
+    load_checkpoint,
     register_model,
     registered_models,
     save_checkpoint,
@@ -56,7 +56,10 @@ from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError
 from dunno.models import check_model_data
+from dunno.outputs import run_output_dir
 from dunno.training import evaluate_classifier
+from dunno.training_state import check_run_config
+from dunno.validation import check_int
 
 __all__ = [
     "EnsembleClassifier",
@@ -197,15 +200,23 @@ def train_ensemble(
         ``out/model.pt`` the ensemble checkpoint (arch ``"ensemble"``).
     resume : bool
         Reuse finished members (``out/member<k>/model.pt``) and resume the others from
-        their training state.
+        their training state -- each only if it was trained with this configuration (else
+        a CheckpointError naming the differing keys; see :func:`train_classifier`).
+
+    ``out`` is checked writable and locked for the whole run
+    (:func:`dunno.outputs.run_output_dir`), each member's folder too.
     """
     config = config or ClassifierConfig()
     if overrides:
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
-    if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
-        raise ValueError(f"The 'num_members' parameter of train_ensemble must be an int >= 1. "
-                         f"Got {num_members!r} instead.")
+    check_int(num_members, "num_members", "train_ensemble", low=1)
+    with run_output_dir(out):
+        return _train_ensemble(config, num_members, out, root, resume, quiet)
+
+
+def _train_ensemble(config: ClassifierConfig, num_members: int, out, root, resume: bool,
+                    quiet: bool | None) -> TrainedEnsemble:
     device = resolve_device(config.device)
     info = distributed.setup(device)
     if info.enabled and device.type == "cuda":
@@ -223,8 +234,11 @@ def train_ensemble(
             member_dir = None if out_dir is None else out_dir / f"member{k}"
             done = member_dir is not None and (member_dir / "model.pt").exists()
             if resume and done:
-                members[k] = load_model(member_dir / "model.pt", device=device)
-                data = load_dataset(config.data, "test", root)
+                finished = load_checkpoint(member_dir / "model.pt")
+                check_run_config(finished.meta.get("training"), asdict(member_config),
+                                 str(member_dir / "model.pt"))
+                members[k] = finished.build().to(device).eval()
+                data = load_dataset(config.data, "test", root)  # the same spec, other content?
                 check_model_data(members[k], data.x, num_classes=data.info.num_classes,
                                  data_name=config.data, owner=f"train_ensemble (member {k})")
                 continue

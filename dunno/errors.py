@@ -1,6 +1,13 @@
 """Exception types shared across the toolkit."""
 
-__all__ = ["CheckpointError", "DataError", "NotFittedError", "PluginError", "check_is_fitted"]
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "NotFittedError",
+    "OutputLockedError",
+    "PluginError",
+    "check_is_fitted",
+]
 
 
 class NotFittedError(RuntimeError, AttributeError):
@@ -17,6 +24,13 @@ class DataError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, corrupt or for another architecture."""
+
+
+class OutputLockedError(BlockingIOError):
+    """Another run holds the lock of an output directory (see :mod:`dunno.outputs`).
+
+    An :class:`OSError` whose ``filename`` is the directory and whose ``strerror`` names the
+    lock file and its holder (pid, host, start time)."""
 
 
 class PluginError(RuntimeError):

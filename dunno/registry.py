@@ -25,6 +25,9 @@ entry point's name. A plugin that fails to import, or whose name clashes with an
 raises :class:`~dunno.errors.PluginError` naming the entry point and its distribution.
 
 Unknown names raise ``ValueError("Unknown OOD detector 'x'. Available: energy, msp, ....")``.
+
+:meth:`Registry.union` reads several registries as one (``DENSITY_MODELS`` is the
+autoregressive and the latent-variable models), plugins of each included.
 """
 
 from __future__ import annotations
@@ -58,19 +61,42 @@ class Registry(Mapping[str, T], Generic[T]):
     entry_point_group : str, optional
         The :mod:`importlib.metadata` entry-point group whose entries are plugins (``None``:
         no plugins).
+    base : type, optional
+        Every object must be a subclass of ``base`` whose ``name`` attribute is the name it is
+        registered under (the detectors, calibrators, regressors and backbones).
     check : callable, optional
-        ``check(name, obj)`` raises ValueError when ``obj`` cannot be registered as ``name``
-        (e.g. not a subclass of the kind's base class); run on every registration, plugins
+        ``check(name, obj)`` raises ValueError when ``obj`` cannot be registered as ``name``;
+        for rules that ``base`` does not express. Both run on every registration, plugins
         included.
     """
 
     def __init__(self, kind: str, entry_point_group: str | None = None, *,
+                 base: type | None = None,
                  check: Callable[[str, Any], None] | None = None) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self._base = base
         self._check = check
         self._objects: dict[str, T] = {}
         self._plugins: dict[str, importlib.metadata.EntryPoint] | None = None  # not loaded yet
+        self._parts: tuple[Registry, ...] = ()  # a union's registries (see union)
+
+    @classmethod
+    def union(cls, kind: str, *registries: Registry) -> Registry:
+        """A read-only registry of ``kind`` over ``registries``: a name resolves in the one
+        registry that has it (a name in two of them is an error), ``available()`` lists them
+        in order. Register into the parts, never into the union."""
+        view = cls(kind)
+        view._parts = tuple(registries)
+        return view
+
+    def _check_subclass(self, name: str, obj: Any) -> None:
+        if not (isinstance(obj, type) and issubclass(obj, self._base)):
+            raise ValueError(f"{name!r} cannot be registered in the {self.kind} registry: it "
+                             f"must be a subclass of {self._base.__name__}. Got {obj!r}.")
+        if getattr(obj, "name", None) != name:
+            raise ValueError(f"{obj.__name__} is named {getattr(obj, 'name', None)!r}; it "
+                             f"cannot be registered in the {self.kind} registry as {name!r}.")
 
     def __repr__(self) -> str:
         group = f", {self.entry_point_group!r}" if self.entry_point_group else ""
@@ -115,6 +141,11 @@ class Registry(Mapping[str, T], Generic[T]):
                 )
         if not name:
             raise ValueError(f"The name of a {self.kind} must be a non-empty string.")
+        if self._parts:
+            raise ValueError(f"The {self.kind} registry is a union of others; register "
+                             f"{_label(obj)} in one of them.")
+        if self._base is not None:
+            self._check_subclass(name, obj)
         if self._check is not None:
             self._check(name, obj)
         current = self._objects.get(name)
@@ -129,6 +160,8 @@ class Registry(Mapping[str, T], Generic[T]):
     def unregister(self, name: str) -> T:
         """Remove ``name`` (a test's temporary entry, say); returns what it was."""
         self._require(name)
+        if self._parts:
+            return self._part_of(name).unregister(name)
         if name not in self._objects:  # a plugin never looked up
             self.get(name)
         return self._objects.pop(name)
@@ -142,6 +175,8 @@ class Registry(Mapping[str, T], Generic[T]):
         never returned.
         """
         self._require(name)
+        if self._parts:
+            return self._part_of(name).get(name)
         if name not in self._objects:
             self._load_plugin(name)
         return self._objects[name]
@@ -153,12 +188,21 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def available(self) -> list[str]:
         """Every registered name (built-ins first, in registration order, then plugins)."""
+        if self._parts:
+            names = [n for part in self._parts for n in part.available()]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"The {self.kind} registry's parts share the name(s) {twice}; "
+                                 "a name must be unique across them.")
+            return names
         plugins = self._discover()
         return [*self._objects, *(n for n in plugins if n not in self._objects)]
 
     def refresh(self) -> None:
         """Forget the plugins seen so far and list the entry points again on the next lookup
         (after installing or removing a distribution in a running process)."""
+        for part in self._parts:
+            part.refresh()
         plugins = self._plugins or {}
         for name in plugins:
             self._objects.pop(name, None)
@@ -169,6 +213,8 @@ class Registry(Mapping[str, T], Generic[T]):
         return self.get(name)
 
     def __contains__(self, name: object) -> bool:
+        if self._parts:
+            return any(name in part for part in self._parts)
         return isinstance(name, str) and (name in self._objects or name in self._discover())
 
     def __iter__(self) -> Iterator[str]:
@@ -178,6 +224,10 @@ class Registry(Mapping[str, T], Generic[T]):
         return len(self.available())
 
     # ------------------------------------------------------------------ internals
+    def _part_of(self, name: str) -> Registry:
+        self.available()  # a name in two parts is an error
+        return next(part for part in self._parts if name in part)
+
     def _require(self, name: Any) -> None:
         if name not in self:
             raise ValueError(

@@ -43,6 +43,7 @@ from dunno.training_state import (
     restore_object,
     save_training_state,
 )
+from dunno.validation import check_choice, check_float, check_int, check_seed
 
 __all__ = [
     "History",
@@ -60,8 +61,7 @@ StepResult = float | torch.Tensor | Mapping[str, float | torch.Tensor]
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's, torch's (CPU and CUDA) and Pyro's random generators."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"The 'seed' parameter must be an int >= 0. Got {seed!r} instead.")
+    check_seed(seed, "seed_everything")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -151,6 +151,7 @@ def fit(
     seed: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     resume: bool = False,
+    run_config: Mapping[str, Any] | None = None,
     quiet: bool | None = None,
     desc: str = "train",
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
@@ -184,7 +185,11 @@ def fit(
     checkpoint_path : path-like, optional
         Where to write the training state after every epoch (atomically).
     resume : bool
-        Continue from ``checkpoint_path`` if it exists.
+        Continue from ``checkpoint_path`` if it exists; ``epochs`` may grow (schedules
+        re-plan: :mod:`dunno.schedules`), not drop below the epochs trained (ValueError).
+    run_config : dict, optional
+        The recipe's configuration, saved with its fingerprint in every state; ``resume``
+        refuses a state of another one (:func:`dunno.training_state.check_run_config`).
     quiet : bool, optional
         Hide the progress bar; default: hidden unless stderr is a terminal.
     on_epoch_end : callable, optional
@@ -218,20 +223,10 @@ def fit(
     -------
     History
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r} instead.")
-    if mode not in ("min", "max"):
-        raise ValueError(f"The 'mode' parameter must be 'min' or 'max'. Got {mode!r} instead.")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ValueError(
-            f"The 'patience' parameter must be None or an int >= 1. Got {patience!r} instead."
-        )
-    if max_seconds is not None and (
-        not isinstance(max_seconds, int | float) or isinstance(max_seconds, bool)
-        or not (math.isfinite(max_seconds) and max_seconds > 0)
-    ):
-        raise ValueError(f"The 'max_seconds' parameter must be None or a number > 0. Got "
-                         f"{max_seconds!r} instead.")
+    check_int(epochs, "epochs", "fit", low=1)
+    check_choice(mode, "mode", "fit", ("min", "max"))
+    check_int(patience, "patience", "fit", low=1, allow_none=True)
+    check_float(max_seconds, "max_seconds", "fit", low=0.0, low_open=True, allow_none=True)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a 'checkpoint_path' to resume from.")
     state = dict(state or {})
@@ -246,9 +241,13 @@ def fit(
     start_epoch = 1
     generator = getattr(train_loader, "generator", None)
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        saved = load_training_state(checkpoint_path, state, generator)
+        saved = load_training_state(checkpoint_path, state, generator, run_config)
         run.load(saved)
         start_epoch = int(saved["epoch"]) + 1
+        if start_epoch - 1 > epochs:
+            raise ValueError(f"The 'epochs' parameter must be >= the {start_epoch - 1} epochs "
+                             f"the run in {str(checkpoint_path)!r} has trained when resuming "
+                             f"it. Got {epochs} instead.")
         if run.history.stopped_early:
             start_epoch = epochs + 1
     history = run.history
@@ -277,7 +276,8 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
         if checkpoint_path is not None and distributed.is_main_process():
-            save_training_state(checkpoint_path, state, generator, epoch=epoch, **run.values())
+            save_training_state(checkpoint_path, state, generator, run_config, epoch=epoch,
+                                **run.values())
         if checkpoint_path is not None:
             distributed.barrier()
         if history.stopped_early or history.stopped_for_budget:

@@ -2,11 +2,18 @@
 named objects (models, optimisers, schedulers, Pyro param stores), the history so far and
 every random generator (Python, NumPy, torch CPU and CUDA, and the loader's shuffling
 generator), saved atomically after every epoch and checked on load against the run that
-resumes it."""
+resumes it.
+
+A recipe's run configuration is part of the state: :func:`run_fingerprint` hashes it (minus
+:data:`RESUMABLE_KEYS`, the fields a resumed run may change), and a run resumes only a state
+with its own fingerprint -- :func:`check_run_config` names every differing key with both
+values otherwise, so ``--resume`` never continues (and then overwrites) another run."""
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -20,16 +27,73 @@ from dunno.checkpoints import atomic_save, safe_load
 from dunno.errors import CheckpointError
 
 __all__ = [
+    "RESUMABLE_KEYS",
     "TRAINING_STATE_FORMAT",
+    "check_run_config",
+    "data_identity",
     "load_training_state",
     "object_state",
     "restore_object",
     "rng_state",
+    "run_fingerprint",
     "save_training_state",
     "set_rng_state",
 ]
 
 TRAINING_STATE_FORMAT = "dunno-training-state"
+
+#: Run-configuration fields a resumed run may change: the length of the run (``epochs``,
+#: ``max_minutes``: the schedule is re-planned, see :mod:`dunno.schedules`), where and how
+#: fast it runs (``device``, ``compile``, ``quiet``) and the scoring after training (``test``,
+#: ``samples_k``, ``test_size``). Every other field must match.
+RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "device", "compile", "quiet", "test",
+                            "samples_k", "test_size"})
+
+
+def _canonical(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` minus :data:`RESUMABLE_KEYS`, as plain JSON values (tuples as lists)."""
+    kept = {k: v for k, v in config.items() if k not in RESUMABLE_KEYS}
+    return json.loads(json.dumps(kept, sort_keys=True, default=repr))
+
+
+def run_fingerprint(config: Mapping[str, Any]) -> str:
+    """A stable hash of a run configuration (a dict such as ``asdict(ClassifierConfig)``):
+    the SHA-256 of its sorted JSON without :data:`RESUMABLE_KEYS`, 16 hex digits."""
+    text = json.dumps(_canonical(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_identity(dataset: Any) -> dict[str, Any]:
+    """What a run configuration records of its training data beyond the dataset spec, so
+    that a resume on other data under the same name (a replaced ``mine.npz``) is refused:
+    ``train_examples`` (its length), ``input_shape`` and ``classes`` (the class names, when
+    the data has them)."""
+    info = getattr(dataset, "info", None)
+    shape = getattr(info, "shape", None)
+    extras = getattr(info, "extras", None) or {}
+    return {"train_examples": len(dataset),
+            "input_shape": None if shape is None else [int(s) for s in shape],
+            "classes": extras.get("classes")}
+
+
+def check_run_config(saved: Mapping[str, Any] | None, config: Mapping[str, Any],
+                     where: str) -> None:
+    """Raise :class:`~dunno.errors.CheckpointError` unless the run configuration ``saved``
+    (read from ``where``, a path) equals ``config`` up to :data:`RESUMABLE_KEYS`; the
+    message names every differing key with the saved value and this run's."""
+    if saved is None:
+        raise CheckpointError(f"{where!r} records no run configuration (it was written by an "
+                              "older version or outside a training recipe), so it cannot be "
+                              "checked to belong to this run; start a new run instead.")
+    old, new = _canonical(saved), _canonical(config)
+    if old == new:
+        return
+    diffs = [f"{key}: {old.get(key, '<unset>')!r} there, {new.get(key, '<unset>')!r} now"
+             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    raise CheckpointError(f"{where!r} belongs to another run (fingerprint "
+                          f"{run_fingerprint(saved)}, this run {run_fingerprint(config)}): "
+                          f"{'; '.join(diffs)}. Resume with the same settings, or start the "
+                          "new run in another output directory.")
 
 
 def object_state(obj: Any) -> Any:
@@ -79,13 +143,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_state(path, states: Mapping[str, Any], generator=None, **values: Any) -> None:
+def save_training_state(path, states: Mapping[str, Any], generator=None,
+                        run_config: Mapping[str, Any] | None = None, **values: Any) -> None:
     """Write the training state atomically: ``states`` (name -> object, saved with
-    :func:`object_state`), the global generators, the loader's ``generator`` and ``values``
-    (epoch, history, early-stopping and budget bookkeeping)."""
+    :func:`object_state`), the global generators, the loader's ``generator``, the
+    ``run_config`` (JSON text) with its :func:`run_fingerprint`, and ``values`` (epoch,
+    history, early-stopping and budget bookkeeping)."""
+    fingerprint = {} if run_config is None else {
+        "run_config": json.dumps(dict(run_config), sort_keys=True, default=repr),
+        "fingerprint": run_fingerprint(run_config)}
     atomic_save(
         {
             "format": TRAINING_STATE_FORMAT,
+            **fingerprint,
             **values,
             "states": {k: object_state(v) for k, v in states.items()},
             "rng": rng_state(),
@@ -95,16 +165,22 @@ def save_training_state(path, states: Mapping[str, Any], generator=None, **value
     )
 
 
-def load_training_state(path, states: Mapping[str, Any], generator=None) -> dict[str, Any]:
+def load_training_state(path, states: Mapping[str, Any], generator=None,
+                        run_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a state written by :func:`save_training_state`, restore ``states``, the global
     generators and the loader's ``generator`` from it, and return the saved dict.
 
-    Raises :class:`~dunno.errors.CheckpointError` for a file that is not a training state or
-    that belongs to a run with other named objects.
+    Raises :class:`~dunno.errors.CheckpointError` for a file that is not a training state,
+    that belongs to a run with other named objects or, given this run's ``run_config``, to
+    a run with another configuration (:func:`check_run_config`; checked before anything is
+    restored).
     """
     saved = safe_load(path)
     if not isinstance(saved, dict) or saved.get("format") != TRAINING_STATE_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a dunno training state.")
+    if run_config is not None:
+        text = saved.get("run_config")
+        check_run_config(None if text is None else json.loads(text), run_config, str(path))
     if set(saved["states"]) != set(states):
         raise CheckpointError(
             f"{str(path)!r} holds states {sorted(saved['states'])}, but this run has "

@@ -3,6 +3,8 @@
 recipes that train, score and sample them.
 
 * :mod:`generative.pixels` -- the pixels a model sees (fixed / dynamic binarisation, 8-bit).
+* :mod:`generative.fitting` -- ``fit(x, epochs=..., max_minutes=...)`` of every density
+  model on the user's arrays, and the one training step per model kind.
 * :mod:`generative.training` -- :func:`train_density` (maximum likelihood, time budget,
   resume) and :class:`DensityConfig`.
 * :mod:`generative.scoring` -- :func:`score_density` (NLL in nats, bits/dim),

@@ -31,7 +31,9 @@ from dunno.errors import DataError
 __all__ = [
     "BINARIZE",
     "FIXED_SEEDS",
+    "as_images",
     "evaluation_images",
+    "flat_note",
     "fixed_binarize",
     "grey_spec",
     "pixel_kind",
@@ -45,6 +47,24 @@ __all__ = [
 BINARIZE = ("dynamic", "fixed", "none")
 #: the seed of the fixed Bernoulli draw of each split of a grey dataset
 FIXED_SEEDS = {"train": 2011, "train-full": 2011, "val": 2013, "test": 2012}
+
+
+def as_images(x, image_shape) -> object:
+    """Flat vectors as images: for a single-channel model (``image_shape = (1, H, W)``) a
+    tensor ``(N, H * W)`` becomes ``(N, 1, H, W)`` by a row-major reshape (NumPy's and
+    torch's ``reshape``: vector entry ``r * W + c`` is pixel ``(r, c)``); anything else is
+    returned as it is, for the model's image check to accept or refuse. Multi-channel models
+    take images ``(N, C, H, W)`` only (a flat RGB vector has no one obvious layout)."""
+    c, h, w = image_shape
+    if c == 1 and isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[1] == h * w:
+        return x.reshape(x.shape[0], 1, h, w)  # (N, 1, H, W)
+    return x
+
+
+def flat_note(image_shape) -> str:
+    """The clause of a shape error that says which flat vectors a model also accepts."""
+    c, h, w = image_shape
+    return f" or flat vectors (N, {h * w})" if c == 1 else ""
 
 
 def fixed_binarize(x: torch.Tensor, seed: int) -> torch.Tensor:

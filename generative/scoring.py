@@ -28,6 +28,7 @@ import torch
 from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.data.registry import parse_spec
 from dunno.devices import resolve_device
+from dunno.validation import check_int
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AutoregressiveImageModel
 from generative.latent import VAE, AdversarialAutoencoder
@@ -139,10 +140,7 @@ def score_density(
         raise TypeError(f"score_density needs a model from generative.autoregressive or "
                         f"generative.latent; got {type(model).__name__}.")
     for name, value in (("samples_k", samples_k), ("size", size)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 1):
-            raise ValueError(f"The '{name}' parameter of score_density must be an int >= 1. "
-                             f"Got {value!r} instead.")
+        check_int(value, name, "score_density", low=1, allow_none=True)
     device = resolve_device(device)
     model = model.to(device)
     dataset = load_dataset(data, split, root)

@@ -27,7 +27,6 @@ Anchors (binarised MNIST test NLL, nats): NADE 88.86 (Larochelle & Murray 2011),
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,12 +39,16 @@ from dunno.checkpoints import save_checkpoint
 from dunno.config import RunConfig
 from dunno.data import make_loader
 from dunno.devices import resolve_device
+from dunno.outputs import run_output_dir
+from dunno.registry import Registry
+from dunno.schedules import SCHEDULES, LearningRateSchedule
 from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.training_state import data_identity
+from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AUTOREGRESSIVE_MODELS, AutoregressiveImageModel
-from generative.autoregressive import create as create_autoregressive
+from generative.fitting import density_optimizers, density_step
 from generative.latent import LATENT_MODELS, VAE, AdversarialAutoencoder
-from generative.latent import create as create_latent
 from generative.pixels import (
     BINARIZE,
     evaluation_images,
@@ -65,9 +68,10 @@ __all__ = [
     "train_density",
 ]
 
-SCHEDULES = ("constant", "cosine")
-#: every model :func:`train_density` trains, by command-line name
-DENSITY_MODELS = {**AUTOREGRESSIVE_MODELS, **LATENT_MODELS}
+#: every model :func:`train_density` trains, by command-line name: the autoregressive and the
+#: latent-variable models (a :class:`dunno.registry.Registry` union of both registries, their
+#: plugins included)
+DENSITY_MODELS: Registry = Registry.union("density model", AUTOREGRESSIVE_MODELS, LATENT_MODELS)
 
 
 @dataclass
@@ -105,33 +109,19 @@ class DensityConfig(RunConfig):
     test_size: int | None = None
 
     def validate(self) -> None:
-        check_int = self._check_int
         if self.model not in DENSITY_MODELS:
             raise ValueError(f"Unknown density model {self.model!r}. Available: "
                              f"{', '.join(DENSITY_MODELS)}.")
-        check_int("epochs", 1)
-        check_int("samples_k", 1)
-        check_int("val_samples_k", 1)
-        check_int("test_size", 1, optional=True)
-        check_int("batch_size", 1)
-        check_int("seed", 0)
-        check_int("examples_per_epoch", 1, optional=True)
-        check_int("val_size", 1, optional=True)
-        for name in ("lr", "max_minutes", "grad_clip"):
-            value = getattr(self, name)
-            if name != "lr" and value is None:
-                continue
-            if not isinstance(value, int | float) or isinstance(value, bool) or not (
-                math.isfinite(value) and value > 0
-            ):
-                raise ValueError(f"The '{name}' parameter of DensityConfig must be a number "
-                                 f"> 0. Got {value!r} instead.")
-        if self.binarize not in BINARIZE:
-            raise ValueError(f"The 'binarize' parameter of DensityConfig must be one of "
-                             f"{BINARIZE}. Got {self.binarize!r} instead.")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"The 'schedule' parameter of DensityConfig must be one of "
-                             f"{SCHEDULES}. Got {self.schedule!r} instead.")
+        for name in ("epochs", "samples_k", "val_samples_k", "batch_size"):
+            check_int(getattr(self, name), name, self, low=1)
+        check_seed(self.seed, self)
+        for name in ("test_size", "examples_per_epoch", "val_size"):
+            check_int(getattr(self, name), name, self, low=1, allow_none=True)
+        check_float(self.lr, "lr", self, low=0.0, low_open=True)
+        for name in ("max_minutes", "grad_clip"):
+            check_float(getattr(self, name), name, self, low=0.0, low_open=True, allow_none=True)
+        check_choice(self.binarize, "binarize", self, BINARIZE)
+        check_choice(self.schedule, "schedule", self, SCHEDULES)
 
 
 @dataclass
@@ -143,38 +133,6 @@ class DensityHistory(History):
     metrics: dict[str, Any] = field(default_factory=dict)
     test_scores: np.ndarray | None = None
     checkpoint: Path | None = None
-
-
-class _LearningRateSchedule:
-    """The learning-rate factor (constant, or cosine over the planned steps or the time
-    budget) and the steps and step seconds it depends on (checkpointed, so a resumed run
-    continues the schedule)."""
-
-    def __init__(self, optimizers: list, schedule: str, total_steps: int,
-                 budget_s: float | None):
-        self.optimizers, self.schedule = optimizers, schedule
-        self.total_steps, self.budget_s = total_steps, budget_s
-        self.steps, self.seconds = 0, 0.0
-
-    def fraction(self) -> float:
-        if self.budget_s is not None:
-            return min(1.0, self.seconds / self.budget_s)
-        return min(1.0, self.steps / max(1, self.total_steps))
-
-    def set_lr(self) -> None:
-        factor = 1.0
-        if self.schedule == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * self.fraction()))
-        for optimizer in self.optimizers:  # several for the adversarial autoencoder
-            for group in optimizer.param_groups:
-                group.setdefault("base_lr", group["lr"])
-                group["lr"] = group["base_lr"] * factor
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "seconds": self.seconds}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps, self.seconds = int(state["steps"]), float(state["seconds"])
 
 
 class _EpochSubset:
@@ -206,42 +164,19 @@ class _EpochSubset:
 def create_density_model(name: str, image_shape, **options: Any):
     """Build the model registered as ``name`` in :data:`DENSITY_MODELS` for images of shape
     ``(C, H, W)``; ``options`` are its keyword arguments."""
-    if name in LATENT_MODELS:
-        return create_latent(name, image_shape, **options)
-    return create_autoregressive(name, image_shape, **options)
+    return DENSITY_MODELS.create(name, image_shape=image_shape, **options)
 
 
-def _optimizers(model, lr: float) -> tuple[list[torch.optim.Optimizer], dict[str, Any]]:
-    """Adam for the model (the AAE's own three optimisers) and their training-state names."""
-    if isinstance(model, AdversarialAutoencoder):
-        optimizers = model.configure_optimizers(lr=lr)
-        return list(optimizers.values()), {f"optimizer_{k}": v for k, v in optimizers.items()}
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return [optimizer], {"optimizer": optimizer}
-
-
-def _make_step(model, optimizers, schedule: _LearningRateSchedule, grad_clip: float | None,
+def _make_step(model, optimizers, schedule: LearningRateSchedule, grad_clip: float | None,
                device):
-    """One maximum-likelihood update per batch (the AAE: its three-phase step)."""
+    """The model kind's one update (:func:`generative.fitting.density_step`), then the
+    learning-rate schedule advanced by one step (or by the step's seconds)."""
+    update = density_step(model, optimizers, grad_clip=grad_clip, device=device)
 
     def step(batch):
         t0 = time.perf_counter()
-        x = batch[0].to(device)
-        schedule.set_lr()
-        if isinstance(model, AdversarialAutoencoder):
-            losses = model.step((x, batch[1]))
-            result = {"loss": losses["recon_loss"], **losses}
-        else:
-            (optimizer,) = optimizers
-            loss = model.loss(x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            result = {"loss": loss.detach()}
-        schedule.steps += 1
-        schedule.seconds += time.perf_counter() - t0
+        result = update(batch)
+        schedule.step(time.perf_counter() - t0 if schedule.unit == "seconds" else 1)
         return result
 
     return step
@@ -346,7 +281,11 @@ def train_density(
     root : path-like, optional
         Data directory (default ``$DUNNO_DATA``, else ``~/.cache/dunno``).
     resume : bool
-        Continue from ``out/training_state.pt``.
+        Continue from ``out/training_state.pt`` -- only a run with the same configuration up
+        to :data:`dunno.training_state.RESUMABLE_KEYS` (else a CheckpointError naming the
+        differing keys); more ``epochs`` or a larger ``max_minutes`` re-plan a cosine
+        schedule from the current learning rate (:mod:`dunno.schedules`). ``out`` is
+        checked writable and locked first (:func:`dunno.outputs.run_output_dir`).
     quiet : bool, optional
         No progress bar (default: quiet unless stderr is a terminal).
     config : DensityConfig, optional
@@ -365,6 +304,11 @@ def train_density(
     config.validate()
     if resume and out is None:
         raise ValueError("resume=True needs an 'out' directory holding training_state.pt.")
+    with run_output_dir(out):
+        return _train_density(config, out, root, resume, quiet)
+
+
+def _train_density(config: DensityConfig, out, root, resume: bool, quiet: bool | None):
     device = resolve_device(config.device)
     seed_everything(config.seed)
     options = dict(config.options or {})
@@ -380,10 +324,11 @@ def train_density(
     loader = _EpochSubset(make_loader(train, config.batch_size, shuffle=True, seed=config.seed,
                                       transform=transform), config.examples_per_epoch)
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
-    optimizers, optimizer_states = _optimizers(model, config.lr)
-    schedule = _LearningRateSchedule(optimizers, config.schedule,
-                                     config.epochs * len(loader), budget_s)
-    state = {"model": model, **optimizer_states, "schedule": schedule}
+    optimizers = density_optimizers(model, config.lr)
+    schedule = LearningRateSchedule(  # re-planned when a resume changes epochs or budget
+        list(optimizers.values()), config.epochs * len(loader) if budget_s is None else budget_s,
+        config.schedule, "steps" if budget_s is None else "seconds")
+    state = {"model": model, **optimizers, "schedule": schedule}
     if transform is not None:  # the dynamic binarisation's generator: resume exactly
         state["binarize_rng"] = transform.generator
 
@@ -396,8 +341,10 @@ def train_density(
         history = fit(_make_step(model, optimizers, schedule, config.grad_clip, device), loader,
                       epochs=config.epochs, state=state,
                       validate=_make_validate(model, make_loader(val, 500), device, config),
-                      checkpoint_path=state_path, resume=resume, quiet=quiet,
-                      desc=config.model, on_epoch_end=on_epoch_end, max_seconds=budget_s)
+                      checkpoint_path=state_path, resume=resume,
+                      run_config={**asdict(config), **data_identity(train)},
+                      quiet=quiet, desc=config.model, on_epoch_end=on_epoch_end,
+                      max_seconds=budget_s)
     model.eval()
     result = DensityHistory(**vars(history))
     result.metrics = _run_metrics(model, config, pixels, history,

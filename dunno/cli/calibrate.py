@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import add_common, add_model_options, load_cli_model
+from dunno.cli.common import (
+    USER_DATA_HELP,
+    add_common,
+    add_model_options,
+    load_cli_model,
+    print_split,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -19,7 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("calibrate", help="fit post-hoc calibrators to a trained classifier",
                               description=__doc__)
     add_model_options(p)
-    p.add_argument("--data", required=True, help="dataset spec the model was trained on")
+    p.add_argument("--data", required=True,
+                   help="dataset spec the model was trained on (the same spec gives the same "
+                   "split)" + USER_DATA_HELP)
     p.add_argument("--method", default="temperature",
                    help="temperature | vector | matrix | histogram | isotonic | platt | beta, "
                    "comma-separated, or 'all'")
@@ -40,11 +48,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from dunno.devices import resolve_device
+    from dunno.outputs import check_output_dir
     from evaluation.benchmarks.calibration import write_calibration_report
     from uncertainty.calibration import run_calibration
 
+    check_output_dir(args.out)  # before any work, not after it
     device = resolve_device(args.device)
     model = load_cli_model(args, device)
+    print_split(args.data, args.data_dir)
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,
         calibration_split=args.calibration_split, seed=args.seed, root=args.data_dir,

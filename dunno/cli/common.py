@@ -15,7 +15,11 @@ __all__ = [
     "add_model_options",
     "add_quiet",
     "load_cli_model",
+    "print_split",
 ]
+
+USER_DATA_HELP = ("; user data (a folder or .npz/.npy) is split by the documented rule, "
+                  "fractions and seed as spec options: mine.npz:val=0.15:test=0.15:split_seed=0")
 
 MODEL_HELP = """\
 A classifier is given either as a FILE -- a dunno checkpoint (dunno train classifier), a
@@ -121,3 +125,13 @@ def add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
     if device:
         add_device(parser)
     add_quiet(parser)
+
+
+def print_split(spec: str, root=None, what: str = "data") -> None:
+    """Print the split sizes and the split rule of user data ``spec`` (one line; nothing
+    for a registered dataset, whose splits are fixed and documented)."""
+    from dunno.data import describe_split
+
+    line = describe_split(spec, root)
+    if line is not None:
+        print(f"{what} {line}")

@@ -65,7 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="score a seeded random subset of this many test images")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from OUT/training_state.pt")
+                   help="continue an interrupted run from OUT/training_state.pt (only with "
+                   "the same settings; --epochs may grow, the schedule is re-planned)")
     t.add_argument("--out", default=None, help="output directory (None: runs/density-MODEL)")
     t.set_defaults(needs_subcommand=False, prog="density train")
     s = sub.add_parser("score", help="per-image NLL (nats) and bits/dim of a checkpoint",
@@ -111,6 +112,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """The --out folder is checked writable and locked for the whole command."""
+    from dunno.outputs import run_output_dir
+
+    with run_output_dir(args.out or f"runs/density-{args.model}"):
+        return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from dunno.config import parse_options
     from generative.training import DensityConfig, train_density
 
@@ -176,9 +185,12 @@ def _summary_line(metrics: dict[str, Any]) -> str:
 def run_score(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from dunno.outputs import check_output_dir
     from dunno.reporting import format_table, write_json
     from generative.scoring import load_density_model, score_density
 
+    if args.out is not None:
+        check_output_dir(args.out)  # before the scoring, not after it
     model = load_density_model(args.checkpoint)
     nll, summary = score_density(model, args.data, args.split, binarize=args.binarize,
                                  batch_size=args.batch_size, device=args.device,

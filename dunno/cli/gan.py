@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "lr_g=2e-4, info_weight=1)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from OUT/training_state.pt")
+                   help="continue an interrupted run from OUT/training_state.pt (only with "
+                   "the same settings; --epochs may grow, the schedule is re-planned)")
     t.add_argument("--out", default=None, help="output directory (None: runs/gan-MODEL)")
     t.set_defaults(needs_subcommand=False, prog="gan train")
     e = sub.add_parser("eval", help="cFID, classifier score, precision/recall of samples",
@@ -84,6 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """The --out folder is checked writable and locked for the whole command."""
+    from dunno.outputs import run_output_dir
+
+    with run_output_dir(args.out or f"runs/gan-{args.model}"):
+        return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from dunno.config import parse_options
     from dunno.reporting import write_csv, write_json
     from generative import GANConfig, train_gan
@@ -133,9 +142,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from dunno.outputs import check_output_dir
     from dunno.reporting import format_table, write_csv, write_json
     from generative import CFID_NOTE, evaluate_gan
     from generative.plots import sample_plot
+
+    if args.out is not None:
+        check_output_dir(args.out)  # before the evaluation, not after it
 
     compare = {}
     for item in args.compare:

@@ -14,7 +14,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from dunno.cli.common import add_data_dir, add_device, add_model_options, load_cli_model
+from dunno.cli.common import (
+    USER_DATA_HELP,
+    add_data_dir,
+    add_device,
+    add_model_options,
+    load_cli_model,
+    print_split,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -82,7 +89,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a trained background model for likelihood-ratio (None: one is trained "
                    "on mutated inputs of the fit split)")
     p.add_argument("--in", dest="in_data", required=True,
-                   help="in-distribution dataset spec, e.g. mnist or digits:classes=0-4")
+                   help="in-distribution dataset spec, e.g. mnist or digits:classes=0-4"
+                   + USER_DATA_HELP + " (an OOD set given as user data is used whole)")
     p.add_argument("--out", dest="out_sets", required=True, metavar="SET[,SET...]",
                    help="OOD sets: dataset specs (fashion-mnist, gaussian-noise, "
                    "mnist:rotate=90, mnist:invert, digits:classes=5-9) or user paths")
@@ -113,9 +121,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _note_skipped(model, density: bool, layer) -> None:
+    """Print which classifier detectors ``all`` leaves out because they cannot score the
+    model (named explicitly, each of them is refused with the reason)."""
+    import sys
+
+    from uncertainty.ood import DETECTORS
+    from uncertainty.ood.suite import resolve_detectors
+
+    chosen = set(resolve_detectors("all", model=model, density=density, layer=layer))
+    skipped = [n for n, cls in DETECTORS.items() if not cls.uses_density and n not in chosen]
+    if skipped:
+        print(f"note: --detectors all skips {', '.join(skipped)}: they cannot score "
+              f"{type(model).__name__} (name one with --detectors to see why)", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
+    from dunno.outputs import check_output_dir
     from evaluation.benchmarks.ood import density_inputs_for, write_ood_report
     from uncertainty.ood import run_ood
 
@@ -125,11 +149,16 @@ def run(args: argparse.Namespace) -> int:
     if args.background is not None and args.density is None:
         raise ValueError("--background is the likelihood-ratio's background model; it needs "
                          "--density too.")
+    if args.report_dir is not None:
+        check_output_dir(args.report_dir)  # before any scoring, not after it
     device = resolve_device(args.device)
     model = load_cli_model(args, device, required=False)
     density = None if args.density is None else load_model(args.density, device=device)
     background = None if args.background is None else load_model(args.background,
                                                                  device=device)
+    if model is not None and args.detectors.strip() == "all":
+        _note_skipped(model, density is not None, args.layer)
+    print_split(args.in_data, args.data_dir, "in-distribution data")
     table = run_ood(model, args.in_data, args.out_sets, args.detectors, density=density,
                     density_inputs=density_inputs_for(density), background=background,
                     root=args.data_dir, device=device, batch_size=args.batch_size,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dunno.cli.common import add_common
+from dunno.cli.common import USER_DATA_HELP, add_common, print_split
 
 __all__ = ["add_parser", "run"]
 
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        description="Train a backbone classifier; writes model.pt, "
                        "history.csv, metrics.json and training.png to --out.")
     c.add_argument("--backbone", default="lenet5", help="a name from `dunno train --list`")
-    c.add_argument("--data", default="digits", help="dataset spec")
+    c.add_argument("--data", default="digits", help="dataset spec" + USER_DATA_HELP)
     c.add_argument("--epochs", type=int, default=20, help="training epochs")
     c.add_argument("--batch-size", type=int, default=128, help="training batch size")
     c.add_argument("--lr", type=float, default=1e-3, help="learning rate")
@@ -45,7 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="mixed precision (CUDA: bf16 where supported, else fp16 + grad scaler)")
     c.add_argument("--compile", action="store_true", help="torch.compile the model")
     c.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from OUT/training_state.pt")
+                   help="continue an interrupted run from OUT/training_state.pt (only with "
+                   "the same settings; --epochs may grow, the schedule is re-planned)")
     c.add_argument("--ensemble", type=int, default=None, metavar="M",
                    help="train a deep ensemble of M members (seeds SEED..SEED+M-1) into one "
                    "checkpoint; under torchrun member k trains on rank k mod N")
@@ -68,6 +69,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """--out is checked writable and locked before any work and until the last file is written."""
+    from dunno.outputs import run_output_dir
+
+    with run_output_dir(args.out):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dunno import distributed
     from dunno.classify import ClassifierConfig, train_classifier
     from dunno.config import parse_options
@@ -81,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         options=parse_options(args.option), amp=args.amp, compile=args.compile,
     )
     out = Path(args.out)
+    if distributed.is_main_process():
+        print_split(args.data, args.data_dir)
     if args.ensemble is not None:
         return _train_ensemble(config, args, out)
     result = train_classifier(config, out=out, root=args.data_dir, resume=args.resume,

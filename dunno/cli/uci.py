@@ -65,6 +65,14 @@ def _write_tables(table, out) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """With --out, the folder is checked writable and locked before the first fit."""
+    from dunno.outputs import run_output_dir
+
+    with run_output_dir(args.out):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from uncertainty.predictive import run_uci

@@ -6,15 +6,24 @@
 >>> loader = make_loader(train, batch_size=64, shuffle=True, seed=0)
 
 See :mod:`dunno.data.registry` for the spec language (``mnist:rotate=90``,
-``digits:classes=0-4``, ``uci/yacht:k=3``, ``gaussian-noise``) and the module docstrings
-of :mod:`~dunno.data.images` and :mod:`~dunno.data.uci` for splits and verification.
+``digits:classes=0-4``, ``uci/yacht:k=3``, ``gaussian-noise``), the module docstrings
+of :mod:`~dunno.data.images` and :mod:`~dunno.data.uci` for splits and verification, and
+:mod:`~dunno.data.user` for the user's own folders and arrays and the rule that splits them
+(``mine.npz:val=0.15:test=0.15:split_seed=0``) so that no split shares an example.
 """
 
 from dunno.data.base import ArrayDataset, DatasetInfo, RegressionDataset
 from dunno.data.files import data_dir, fetch_file, sha256_of
 from dunno.data.idx import read_idx
 from dunno.data.loaders import BatchLoader, make_loader
-from dunno.data.registry import available_datasets, dataset_status, load_dataset, parse_spec
+from dunno.data.registry import (
+    available_datasets,
+    dataset_status,
+    describe_split,
+    is_user_data,
+    load_dataset,
+    parse_spec,
+)
 from dunno.data.transforms import DynamicBinarize, gaussian_blur, invert, pixel_noise, rotate
 
 __all__ = [
@@ -26,9 +35,11 @@ __all__ = [
     "available_datasets",
     "data_dir",
     "dataset_status",
+    "describe_split",
     "fetch_file",
     "gaussian_blur",
     "invert",
+    "is_user_data",
     "load_dataset",
     "make_loader",
     "parse_spec",

@@ -29,6 +29,11 @@ class DatasetInfo:
         Range the inputs lie in (``(0, 1)`` for images).
     description : str
         One line for humans.
+    extras : dict
+        More facts where known (not compared): for user data ``split_sizes``
+        (``{"train": n, "val": n, "test": n}``), ``split_rule``, ``split_seed``,
+        ``split_fractions``, ``layout`` and ``classes`` (class names, see
+        :mod:`dunno.data.user`); ``original_classes`` after the ``classes=`` option.
     """
 
     name: str

@@ -8,6 +8,7 @@ magic 2049 (uint8, 1 dim).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -49,7 +50,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{str(path)!r} is truncated inside its IDX header.")
     shape = struct.unpack(">" + "I" * ndim, raw[4:header])
     dtype = np.dtype(_DTYPES[dtype_code])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     got = len(raw) - header
     if got != expected:
         what = "truncated" if got < expected else "longer than its header says"

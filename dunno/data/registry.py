@@ -14,6 +14,11 @@ set understands:
 ``blur=SIGMA``   Gaussian blur with standard deviation SIGMA pixels
 ``noise=STD``    additive Gaussian pixel noise, clipped to [0, 1] (seeded)
 ==============  ===================================================================
+
+User data (a folder or an ``.npz``/``.npy`` path, :mod:`dunno.data.user`) also takes
+``val=F`` and ``test=F`` (the fractions carved from the training pool where the data gives
+no such split; default 0.15 each) and ``split_seed=S`` (default 0), e.g.
+``mine.npz:val=0.1:test=0.2``, and has the extra split ``all``.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from dunno.data import images, noise, toy, transforms, uci, user
 from dunno.data.base import ArrayDataset, DatasetInfo, RegressionDataset
 from dunno.errors import DataError
 
-__all__ = ["available_datasets", "dataset_status", "load_dataset", "parse_spec"]
+__all__ = ["available_datasets", "dataset_status", "describe_split", "is_user_data",
+           "load_dataset", "parse_spec"]
 
+MAX_VALUES = 2**30  # a synthetic set holds at most this many float32 values (4 GiB)
+MAX_SEED = 2**63 - 1
 GENERIC_OPTIONS = ("classes", "n", "seed", "rotate", "invert", "blur", "noise")
 SPLITS = ("train", "val", "test", "train-full")
 
@@ -77,7 +85,7 @@ def _as_float(options, key) -> float:
     return out
 
 
-def _as_int(options, key, minimum: int = 0) -> int:
+def _as_int(options, key, minimum: int = 0, maximum: int | None = None) -> int:
     value = options[key]
     try:
         out = int(str(value))
@@ -85,21 +93,44 @@ def _as_int(options, key, minimum: int = 0) -> int:
         raise DataError(f"Dataset option '{key}' needs an integer. Got {value!r}.") from None
     if out < minimum:
         raise DataError(f"Dataset option '{key}' must be >= {minimum}. Got {out}.")
+    if maximum is not None and out > maximum:
+        raise DataError(f"Dataset option '{key}' must be <= {maximum}. Got {out}.")
     return out
 
 
-def _parse_classes(value) -> list[int]:
+def _seed(options, key: str = "seed") -> int:
+    return _as_int(options, key, 0, MAX_SEED) if key in options else 0
+
+
+def _check_size(n: int, shape: tuple[int, ...], name: str) -> None:
+    """Refuse a synthetic set of more than :data:`MAX_VALUES` values (a memory bomb)."""
+    values = n * math.prod(shape)
+    if values > MAX_VALUES:
+        raise DataError(
+            f"Dataset option 'n={n}' of {name!r} asks for {n} examples of shape {shape}, "
+            f"{values} values ({values * 4 / 2**30:.1f} GiB of float32); at most {MAX_VALUES} "
+            "values are drawn at once. Lower n."
+        )
+
+
+def _parse_classes(value, num_classes: int, name: str) -> list[int]:
     text = str(value)
     try:
         if "-" in text and "+" not in text:
             lo, hi = (int(v) for v in text.split("-"))
-            classes = list(range(lo, hi + 1))
+            bad = [c for c in (lo, hi) if not 0 <= c < num_classes]  # before building the range
+            classes = [] if bad or lo > hi else list(range(lo, hi + 1))
         else:
             classes = [int(v) for v in text.split("+")]
+            bad = [c for c in classes if not 0 <= c < num_classes]
     except ValueError:
         raise DataError(
             f"Dataset option 'classes' must look like '0-4' or '1+3+5'. Got {text!r}."
         ) from None
+    if bad:
+        raise DataError(
+            f"Option 'classes' names {bad}, outside 0..{num_classes - 1} of {name!r}."
+        )
     if not classes:
         raise DataError(f"Dataset option 'classes={text}' selects no class.")
     return sorted(set(classes))
@@ -140,9 +171,12 @@ def _noise_loader(kind: str):
             try:
                 shape = tuple(int(v) for v in str(opts["shape"]).split("x"))
             except ValueError:
+                shape = ()
+            if not 1 <= len(shape) <= 3 or min(shape) < 1:
                 raise DataError(
-                    f"Dataset option 'shape' must look like 1x28x28. Got {opts['shape']!r}."
-                ) from None
+                    "Dataset option 'shape' must look like 1x28x28 (1 to 3 sizes >= 1). Got "
+                    f"{opts['shape']!r}."
+                )
             value_range = (0.0, 1.0)
         elif like is not None:
             info = like.info if isinstance(like, ArrayDataset) else like
@@ -154,7 +188,8 @@ def _noise_loader(kind: str):
             )
         default_n = len(like) if isinstance(like, ArrayDataset) else 10000
         n = _as_int(opts, "n", 1) if "n" in opts else default_n
-        seed = _split_seed(split, _as_int(opts, "seed") if "seed" in opts else 0)
+        _check_size(n, shape, f"{kind}-noise")
+        seed = _split_seed(split, _seed(opts))
         make = noise.gaussian_noise if kind == "gaussian" else noise.uniform_noise
         x = make(n, shape, value_range, seed=seed)
         info = DatasetInfo(
@@ -171,8 +206,10 @@ def _noise_loader(kind: str):
 
 def _toy_loader(name: str):
     def load(split, root, opts, **_):
-        seed = _split_seed(split, _as_int(opts, "seed") if "seed" in opts else 0)
+        seed = _split_seed(split, _seed(opts))
         n = _as_int(opts, "n", 1) if "n" in opts else None
+        if n is not None:
+            _check_size(n, (2,), name)  # x and y of a 1-D set, or a 2-D x
         if name == "two-moons":
             x, y = toy.two_moons(n or 1000, _as_float(opts, "noise") if "noise" in opts else 0.1,
                                  seed=seed)
@@ -262,25 +299,21 @@ def _resolve(base: str) -> str:
 
 
 def _apply_generic(ds: ArrayDataset, opts: dict, split: str) -> ArrayDataset:
-    seed = _as_int(opts, "seed") if "seed" in opts else 0
+    seed = _seed(opts)
     if "classes" in opts:
         if ds.y is None or ds.info.num_classes is None:
             raise DataError(f"Option 'classes' needs labelled data; {ds.info.name!r} has none.")
-        classes = _parse_classes(opts["classes"])
-        bad = [c for c in classes if not 0 <= c < ds.info.num_classes]
-        if bad:
-            raise DataError(
-                f"Option 'classes' names {bad}, outside 0..{ds.info.num_classes - 1} of "
-                f"{ds.info.name!r}."
-            )
+        classes = _parse_classes(opts["classes"], ds.info.num_classes, ds.info.name)
         keep = torch.isin(ds.y, torch.tensor(classes))
         remap = torch.full((ds.info.num_classes,), -1, dtype=torch.long)
         remap[torch.tensor(classes)] = torch.arange(len(classes))
         x, y = ds.x[keep], remap[ds.y[keep]]
+        extras = {**ds.info.extras, "original_classes": classes}
+        if ds.info.extras.get("classes") is not None:  # names follow the re-numbering
+            extras["classes"] = [ds.info.extras["classes"][c] for c in classes]
         info = DatasetInfo(
             ds.info.name, ds.info.kind, ds.info.shape, len(classes), ds.info.value_range,
-            ds.info.description + f" (classes {classes})",
-            {**ds.info.extras, "original_classes": classes},
+            ds.info.description + f" (classes {classes})", extras,
         )
         ds = ArrayDataset(x, y, info)
     if "n" in opts:
@@ -297,10 +330,19 @@ def _apply_generic(ds: ArrayDataset, opts: dict, split: str) -> ArrayDataset:
     if "rotate" in opts:
         x = transforms.rotate(x, _as_float(opts, "rotate"))
     if "blur" in opts:
-        x = transforms.gaussian_blur(x, _as_float(opts, "blur"))
+        sigma, side = _as_float(opts, "blur"), max(ds.info.shape[-2:])
+        if not 0 < sigma <= side:  # a wider kernel is flat, and its size unbounded
+            raise DataError(
+                f"Dataset option 'blur' must be in (0, {side}] pixels (the image side of "
+                f"{ds.info.name!r}). Got {opts['blur']!r}."
+            )
+        x = transforms.gaussian_blur(x, sigma)
     if "invert" in opts:
         x = transforms.invert(x, value_range)
     if "noise" in opts:
+        if _as_float(opts, "noise") < 0:
+            raise DataError(f"Dataset option 'noise' (a standard deviation) must be >= 0. "
+                            f"Got {opts['noise']!r}.")
         g = torch.Generator()
         g.manual_seed(_split_seed(split, seed) + 7919)
         x = transforms.pixel_noise(x, _as_float(opts, "noise"), generator=g,
@@ -308,6 +350,35 @@ def _apply_generic(ds: ArrayDataset, opts: dict, split: str) -> ArrayDataset:
     if x is not ds.x:
         ds = ArrayDataset(x.contiguous(), ds.y, ds.info)
     return ds
+
+
+def is_user_data(spec: str) -> bool:
+    """True when dataset spec ``spec`` names user data (a folder, ``.npz`` or ``.npy``
+    path) rather than a registered dataset."""
+    base = parse_spec(spec)[0]
+    return base not in _REGISTRY and not base.startswith("uci/") \
+        and user.looks_like_user_path(base)
+
+
+def describe_split(spec: str, root=None) -> str | None:
+    """One line with the split sizes and the split rule of user data ``spec`` (e.g.
+    ``"mine.npz: train 1081, val 232, test 232 (seeded stratified split of all 1545
+    examples: val=0.15, test=0.15, split_seed=0)"``); ``None`` for a registered dataset,
+    whose splits are fixed and documented."""
+    if not is_user_data(spec):
+        return None
+    base, opts = parse_spec(spec)
+    sizes, rule = user.describe_user_split(base, **_user_options(opts))
+    return f"{spec}: " + ", ".join(f"{s} {n}" for s, n in sizes.items()) + f" ({rule})"
+
+
+def _user_options(opts: dict) -> dict:
+    """The split options of user data (``val``, ``test``, ``split_seed``) as keywords."""
+    return {
+        "val": _as_float(opts, "val") if "val" in opts else None,
+        "test": _as_float(opts, "test") if "test" in opts else None,
+        "split_seed": _seed(opts, "split_seed") if "split_seed" in opts else None,
+    }
 
 
 def load_dataset(
@@ -329,6 +400,8 @@ def load_dataset(
         A registered name with options (``"mnist:rotate=90"``) or a path to user data.
     split : {"train", "val", "test", "train-full"}
         Which part. UCI sets have ``train``/``test`` only (``k=`` picks the split index).
+        User data also has ``all`` (every example), and its splits follow the rule of
+        :mod:`dunno.data.user` (options ``val=``, ``test=``, ``split_seed=``).
     root : path-like, optional
         Data directory; default ``$DUNNO_DATA``, else ``~/.cache/dunno``.
     download : bool
@@ -339,7 +412,8 @@ def load_dataset(
     like : ArrayDataset, optional
         For the noise sets: the in-distribution data whose shape, range and size to match.
     **options
-        Spec options given as keywords (override those in ``name``), e.g. ``k=3``.
+        Spec options given as keywords (override those in ``name``), e.g. ``k=3``, or for
+        user data ``val=0.1, test=0.2, split_seed=3``.
 
     Returns
     -------
@@ -349,14 +423,16 @@ def load_dataset(
     """
     base, opts = parse_spec(name)
     opts.update({k: v for k, v in options.items() if k != "k"})
-    if split not in SPLITS:
-        raise DataError(f"The 'split' argument must be one of {SPLITS}. Got {split!r}.")
-    if base not in _REGISTRY and not base.startswith("uci/") and user.looks_like_user_path(base):
-        unknown = sorted(set(opts) - set(GENERIC_OPTIONS))
+    if is_user_data(base):
+        allowed = (*GENERIC_OPTIONS, *user.USER_OPTIONS)
+        unknown = sorted(set(opts) - set(allowed))
         if unknown:
-            raise DataError(f"Unknown options {unknown} for user data; known: {GENERIC_OPTIONS}.")
-        ds = user.load_user_data(base, split)
+            raise DataError(f"Unknown option(s) {unknown} for user data {base!r}; it accepts "
+                            f"{sorted(allowed)}.")
+        ds = user.load_user_data(base, split, **_user_options(opts))
     else:
+        if split not in SPLITS:
+            raise DataError(f"The 'split' argument must be one of {SPLITS}. Got {split!r}.")
         entry = _REGISTRY[_resolve(base)]
         allowed = set(GENERIC_OPTIONS) | set(entry.options)
         unknown = sorted(set(opts) - allowed)

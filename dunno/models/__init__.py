@@ -20,7 +20,7 @@ Example::
     model = load_any_model(model="mypackage.nets:build", weights="weights.pt")
 """
 
-from dunno.models.checks import DataSignature, check_model_data, model_input_shape, model_kind
+from dunno.models.checks import check_model_data, model_input_shape, model_kind
 from dunno.models.factory import (
     import_factory,
     load_factory_model,
@@ -39,7 +39,6 @@ from dunno.models.files import (
 
 __all__ = [
     "MODEL_FILE_KINDS",
-    "DataSignature",
     "ExportedModel",
     "check_model_data",
     "detect_model_file",

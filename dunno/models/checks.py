@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DataSignature", "check_model_data", "model_input_shape", "model_kind"]
+__all__ = ["check_model_data", "model_input_shape", "model_kind"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _RECORDED_IN = {"checkpoint": "checkpoint", "torchscript": "TorchScript file",
@@ -194,34 +194,3 @@ def check_model_data(
                              f"model outputs only {width} logits (classes 0..{width - 1}).")
     return width
 
-
-class DataSignature:
-    """The per-example input shape and class count a training run is for, kept in its
-    resumable training state (an object with ``get_state`` / ``set_state`` for
-    :func:`dunno.training.fit`'s ``state``): restoring it on ``--resume`` with data of another
-    shape or class count raises a ValueError naming both, before any epoch runs."""
-
-    def __init__(self, input_shape, num_classes: int | None, data_name: str = "") -> None:
-        self.input_shape = [int(s) for s in input_shape]
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.data_name = data_name
-
-    def get_state(self) -> dict[str, Any]:
-        """``{"input_shape": [C, H, W], "num_classes": K}``."""
-        return {"input_shape": list(self.input_shape), "num_classes": self.num_classes}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Refuse a saved state of another input shape or class count."""
-        shape, classes = state.get("input_shape"), state.get("num_classes")
-        if shape is not None and list(shape) != self.input_shape:
-            raise ValueError(
-                f"the saved run was trained on inputs of shape {tuple(shape)}, but "
-                f"{_describe(self.data_name)} has inputs of shape {tuple(self.input_shape)}; "
-                "resume with the same data, or train into a new --out."
-            )
-        if classes is not None and self.num_classes is not None and classes != self.num_classes:
-            raise ValueError(
-                f"the saved run was trained on {classes} classes, but "
-                f"{_describe(self.data_name)} has {self.num_classes}; resume with the same "
-                "data, or train into a new --out."
-            )

@@ -41,16 +41,10 @@ __all__ = [
 ]
 
 
-def _check_backbone(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, Backbone)) or cls.name != name:
-        raise ValueError(
-            f"A backbone registered as {name!r} must be a dunno.nets.Backbone subclass with "
-            f"name = {name!r}. Got {cls!r}."
-        )
 
 
 #: Every backbone by name (plugins of the entry-point group ``dunno.nets`` included).
-BACKBONES: Registry[type[Backbone]] = Registry("backbone", "dunno.nets", check=_check_backbone)
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", "dunno.nets", base=Backbone)
 for _cls in (LeNet5, VGG, GoogLeNet, ResNet, DenseNet, ViT, LSTM, GRU, Transformer):
     BACKBONES.register(obj=_cls)
 del _cls

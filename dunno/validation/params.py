@@ -22,6 +22,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "MAX_BINS",
+    "MAX_BIN_CELLS",
+    "MAX_INFERRED_CLASSES",
+    "MAX_NUM_SAMPLES",
     "check_betas",
     "check_bool",
     "check_choice",
@@ -29,7 +33,10 @@ __all__ = [
     "check_hidden",
     "check_image_shape",
     "check_int",
+    "check_inferred_classes",
     "check_int_sequence",
+    "check_n_bins",
+    "check_num_samples",
     "check_probability_level",
     "check_seed",
     "check_shape",
@@ -86,6 +93,56 @@ def check_int(value: Any, name: str, owner: object, *, low: int | None = None,
         return int(value)
     none = "None or " if allow_none else ""
     raise _error(name, owner, f"{none}an int{_int_bounds(low, high)}", value)
+
+
+#: Most bins of a binned calibration metric, reliability table or histogram binning: beyond
+#: this a bin array alone is gigabytes, and no calibration set fills that many bins.
+MAX_BINS = 10**6
+#: Most (class, bin) cells of the class-wise binned metrics and histogram binning
+#: (``num_classes * n_bins``).
+MAX_BIN_CELLS = 10**8
+#: Most classes a class count inferred from labels (``max(labels) + 1``) may give beyond the
+#: number of examples: labels far larger than the data (one label of 1e9) are refused before
+#: anything of that size is allocated.
+MAX_INFERRED_CLASSES = 100_000
+#: Most stochastic passes / samples per input where memory grows with them (MC-Dropout's
+#: ``num_samples``, a VAE's ``particles``).
+MAX_NUM_SAMPLES = 100_000
+
+
+def check_n_bins(value: Any, owner: object, *, num_classes: int = 1,
+                 name: str = "n_bins") -> int:
+    """A bin count: an int in ``[1, MAX_BINS]`` with ``num_classes * n_bins <= MAX_BIN_CELLS``
+    (refused before any bin array is allocated)."""
+    n_bins = check_int(value, name, owner, low=1, high=MAX_BINS)
+    if num_classes * n_bins > MAX_BIN_CELLS:
+        raise ValueError(
+            f"The '{name}' parameter of {owner_name(owner)} gives {num_classes} classes x "
+            f"{n_bins} bins = {num_classes * n_bins} cells, more than {MAX_BIN_CELLS}. Got "
+            f"{n_bins!r}; use fewer bins."
+        )
+    return n_bins
+
+
+def check_num_samples(value: Any, owner: object, name: str = "num_samples") -> int:
+    """A count of stochastic passes / samples: an int in ``[1, MAX_NUM_SAMPLES]``."""
+    return check_int(value, name, owner, low=1, high=MAX_NUM_SAMPLES)
+
+
+def check_inferred_classes(max_label: int, n: int, owner: object = None,
+                           name: str = "labels") -> int:
+    """The class count ``max_label + 1`` inferred from the labels of ``n`` examples; refused
+    when it exceeds ``max(n, MAX_INFERRED_CLASSES)`` (labels far larger than the data)."""
+    count = int(max_label) + 1
+    of = "" if owner is None else f" of {owner_name(owner)}"
+    if count > max(int(n), MAX_INFERRED_CLASSES):
+        raise ValueError(
+            f"The '{name}' argument{of} holds the class index {int(max_label)}, which would "
+            f"make {count} classes for {n} examples (at most "
+            f"max(N, {MAX_INFERRED_CLASSES}) are inferred from labels). Relabel the classes "
+            "0..C-1, or pass the class count."
+        )
+    return count
 
 
 def check_seed(value: Any, owner: object, name: str = "seed") -> int:

@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dunno.validation.params import check_inferred_classes, owner_name
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["as_labels", "as_tensor"]
+__all__ = ["as_labels", "as_tensor", "check_finite_tensor"]
+
 
 def as_tensor(value: Any, name: str, *, list_dtype: Any = None) -> torch.Tensor:
     """A tensor or NumPy array as a (detached) tensor; a list or tuple read through NumPy
@@ -43,8 +46,10 @@ def as_labels(labels: Any, n: int, num_classes: int | None = None, *, name: str 
     """Validate integer class labels ``(N,)``, returned as int64.
 
     ``n`` is the row count of the array called ``rows_of`` that the labels go with; labels
-    must lie in ``[0, num_classes)`` when ``num_classes`` is given, else be >= 0. Whole-valued
-    floats are accepted.
+    must lie in ``[0, num_classes)`` when ``num_classes`` is given, else be >= 0 with a class
+    count ``max + 1`` of at most ``max(N, MAX_INFERRED_CLASSES)``
+    (:func:`~dunno.validation.params.check_inferred_classes`). Whole-valued floats are
+    accepted.
     """
     import torch
 
@@ -79,4 +84,33 @@ def as_labels(labels: Any, n: int, num_classes: int | None = None, *, name: str 
             f"The '{name}' argument must hold class indices in {interval}{classes}. Got values "
             f"in [{low}, {high}] instead."
         )
+    if num_classes is None:
+        check_inferred_classes(high, len(y), None, name)
     return y
+
+
+def check_finite_tensor(x: torch.Tensor, name: str, owner: object = None, *,
+                        offset: int = 0) -> None:
+    """Raise a ValueError unless the floating tensor ``x`` holds no NaN or inf.
+
+    The message names the argument, its ``owner`` (e.g. ``"KNNDetector.score"``), the value
+    and its index; ``offset`` is added to the first index (the position of a loader's batch in
+    the data). Integer and bool tensors are finite by construction and pass.
+    """
+    import torch
+
+    if not x.is_floating_point() or x.numel() == 0:
+        return
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    flat = int((~finite).flatten().nonzero()[0])
+    value = float(x.flatten()[flat])
+    index = [int(i) for i in np.unravel_index(flat, tuple(x.shape))]
+    index[0] += offset
+    where = str(index[0]) if len(index) == 1 else str(tuple(index))
+    of = "" if owner is None else f" of {owner_name(owner)}"
+    raise ValueError(
+        f"The '{name}' argument{of} must be finite (no NaN or inf); found {value} at index "
+        f"{where}."
+    )

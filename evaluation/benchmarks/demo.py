@@ -26,6 +26,7 @@ from dunno.checkpoints import atomic_write_text
 from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
+from dunno.outputs import check_output_dir
 from dunno.reporting import format_table, markdown_table, write_json
 from dunno.training import predict_logits
 
@@ -163,8 +164,7 @@ STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
 def run_demo(out: str | Path = "runs/demo", *, device: str = "auto", quiet: bool | None = None,
              smoke: bool = False, root=None) -> DemoResult:
     """Run every available step and write ``out/report.md`` (+ ``summary.json``, figures)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out)  # a clear OSError now, not after the first step
     ctx = {"out": out, "device": resolve_device(device), "quiet": quiet, "smoke": smoke,
            "root": root}
     sections: list[Section] = []

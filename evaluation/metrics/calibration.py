@@ -51,7 +51,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dunno.validation import check_choice, check_int, check_labels, check_probs, check_real
+from dunno.validation import (
+    check_choice,
+    check_labels,
+    check_n_bins,
+    check_probs,
+    check_real,
+)
 
 from ._binning import (
     _classwise_equal_width_stats,
@@ -94,7 +100,7 @@ def _validate(probs, labels, owner: str):
 
 
 def _check_common(n_bins, binning, owner):
-    n_bins = check_int(n_bins, "n_bins", owner, low=1)
+    n_bins = check_n_bins(n_bins, owner)  # at most MAX_BINS: refused before allocating
     binning = check_choice(binning, "binning", owner, _BINNINGS)
     return n_bins, binning
 
@@ -263,6 +269,7 @@ def classwise_calibration_error(
     norm = check_choice(norm, "norm", owner, _NORMS)
     p, y = _validate(probs, labels, owner)
     n_classes = p.shape[1]
+    check_n_bins(n_bins, owner, num_classes=n_classes)
     errors = np.empty(n_classes)
     if binning == "equal_width":
         counts, sums, hits = _classwise_equal_width_stats(p, y, n_bins)
@@ -404,8 +411,9 @@ def calibration_metrics(probs, labels, *, n_bins: int = 15) -> dict[str, float]:
     :func:`over_under_confidence` with ``n_bins`` equal-width bins.
     :class:`~evaluation.metrics.streaming.CalibrationAccumulator` returns the same dict.
     """
-    n_bins = check_int(n_bins, "n_bins", "calibration_metrics", low=1)
+    n_bins = check_n_bins(n_bins, "calibration_metrics")
     p, y = _validate(probs, labels, "calibration_metrics")
+    check_n_bins(n_bins, "calibration_metrics", num_classes=p.shape[1])
     counts, conf_sums, correct_counts = _top_label_stats(p, y, n_bins, "equal_width")[:3]
     cw = _classwise_equal_width_stats(p, y, n_bins)
     return _metrics_from_sums(

@@ -61,7 +61,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dunno.validation import check_float, check_int, check_probs, check_real, to_numpy
+from dunno.validation import (
+    check_float,
+    check_inferred_classes,
+    check_int,
+    check_probs,
+    check_real,
+    to_numpy,
+)
 
 __all__ = [
     "ModeCoverage",
@@ -372,7 +379,9 @@ def best_mapping_accuracy(codes, labels) -> float:
             f"The 'labels' argument must have the same length as 'codes' ({a.shape[0]}); got "
             f"{b.shape[0]}."
         )
-    table = np.zeros((int(a.max()) + 1, int(b.max()) + 1), dtype=np.int64)
+    rows = check_inferred_classes(int(a.max()), a.shape[0], "best_mapping_accuracy", "codes")
+    cols = check_inferred_classes(int(b.max()), b.shape[0], "best_mapping_accuracy", "labels")
+    table = np.zeros((rows, cols), dtype=np.int64)  # (codes, labels) contingency table
     np.add.at(table, (a, b), 1)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / a.shape[0])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dunno.validation import check_int, check_scores
+from dunno.validation import check_int, check_n_bins, check_scores
 
 from ._binning import _classwise_equal_width_stats, _equal_width_edges, _top_label_stats
 from .calibration import ReliabilityTable, _brier_sum, _metrics_from_sums, _nll_sum, _validate
@@ -45,7 +45,8 @@ class CalibrationAccumulator:
 
     def __init__(self, num_classes: int, n_bins: int = 15):
         self.num_classes = check_int(num_classes, "num_classes", "CalibrationAccumulator", low=2)
-        self.n_bins = check_int(n_bins, "n_bins", "CalibrationAccumulator", low=1)
+        self.n_bins = check_n_bins(n_bins, "CalibrationAccumulator",
+                                   num_classes=self.num_classes)
         self.reset()
 
     def reset(self) -> CalibrationAccumulator:

@@ -44,6 +44,7 @@ from dunno.data import load_dataset
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError, DataError
 from dunno.models import check_model_data
+from dunno.validation import check_int
 from evaluation.metrics import (
     best_mapping_accuracy,
     classifier_score,
@@ -191,9 +192,7 @@ def evaluate_gan(
                                               else "mnist")
     if num_samples is None:
         num_samples = RING_SAMPLES if model.data_shape == (2,) else 10000
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
-        raise ValueError(f"The 'num_samples' parameter of evaluate_gan must be an int >= 2. "
-                         f"Got {num_samples!r} instead.")
+    check_int(num_samples, "num_samples", "evaluate_gan", low=2)
     report: dict[str, Any] = {"model": name, "data": data, "num_samples": num_samples}
     if model.data_shape == (2,):
         return _evaluate_ring(model, data, num_samples, seed, report)

@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,9 +33,13 @@ from dunno.config import RunConfig
 from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import DataError
+from dunno.outputs import run_output_dir
 from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.training_state import data_identity
+from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import mode_coverage, ring_modes
 
+from . import ADVERSARIAL_MODELS
 from ._base import AdversarialModel
 
 __all__ = [
@@ -74,22 +77,13 @@ class GANConfig(RunConfig):
     options: dict[str, Any] | None = None
 
     def validate(self) -> None:
-        from . import ADVERSARIAL_MODELS
-
-        check_int = self._check_int
-        if self.model not in ADVERSARIAL_MODELS:
-            raise ValueError(f"The 'model' parameter of GANConfig must be one of "
-                             f"{tuple(ADVERSARIAL_MODELS)}. Got {self.model!r} instead.")
-        check_int("epochs", 1)
-        check_int("batch_size", 2)
-        check_int("seed", 0)
-        check_int("train_size", 2, optional=True)
-        if self.max_minutes is not None and (
-            not isinstance(self.max_minutes, int | float) or isinstance(self.max_minutes, bool)
-            or not (math.isfinite(self.max_minutes) and self.max_minutes > 0)
-        ):
-            raise ValueError(f"The 'max_minutes' parameter of GANConfig must be None or a "
-                             f"number > 0. Got {self.max_minutes!r} instead.")
+        check_choice(self.model, "model", self, tuple(ADVERSARIAL_MODELS))
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.batch_size, "batch_size", self, low=2)
+        check_seed(self.seed, self)
+        check_int(self.train_size, "train_size", self, low=2, allow_none=True)
+        check_float(self.max_minutes, "max_minutes", self, low=0.0, low_open=True,
+                    allow_none=True)
 
 
 @dataclass
@@ -204,13 +198,24 @@ def train_gan(
         The trained model (eval mode) and a :class:`GANHistory` with per-epoch ``d_loss``,
         ``g_loss`` (and ``q_loss``, ``mi_lower_bound``), ``minutes`` and, for the ring,
         ``modes_covered`` / ``high_quality``.
+
+    ``out`` is checked writable and locked first (:func:`dunno.outputs.run_output_dir`);
+    ``resume`` continues only a run with the same configuration up to
+    :data:`dunno.training_state.RESUMABLE_KEYS` (``epochs`` and ``max_minutes`` may grow).
     """
-    from . import create
 
     config = GANConfig.resolve(config, overrides, model=model_name, data=data, epochs=epochs)
     config.validate()
     if resume and out is None:
         raise ValueError("resume=True needs an 'out' directory holding training_state.pt.")
+    with run_output_dir(out):
+        return _train_gan(config, out, root, resume, quiet, on_epoch_end)
+
+
+def _train_gan(config: GANConfig, out, root, resume: bool, quiet: bool | None,
+               on_epoch_end) -> tuple[AdversarialModel, GANHistory]:
+    from . import create
+
     device = resolve_device(config.device)
     seed_everything(config.seed)
     train = training_data(config, root)
@@ -235,8 +240,10 @@ def train_gan(
     out_dir = Path(out) if out is not None else None
     with training_state_file(out_dir, "dunno-gan-") as state_path:
         history = fit(model.step, loader, epochs=config.epochs, state=model.training_state(),
-                      checkpoint_path=state_path, resume=resume, quiet=quiet,
-                      desc=config.model, on_epoch_end=epoch_end, max_seconds=budget_s)
+                      checkpoint_path=state_path, resume=resume,
+                      run_config={**asdict(config), **data_identity(train)},
+                      quiet=quiet, desc=config.model, on_epoch_end=epoch_end,
+                      max_seconds=budget_s)
     model.eval()
     result = GANHistory(**vars(history))
     result.metrics = _metrics(model, config, history, budget_s,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.validation import check_image_shape, check_int
+from generative.fitting import DensityFitMixin
 
 from ._checks import check_images, check_pixels
 
@@ -35,8 +36,13 @@ __all__ = ["AutoregressiveImageModel"]
 LEVELS = 256  # values of an 8-bit pixel
 
 
-class AutoregressiveImageModel(nn.Module):
+class AutoregressiveImageModel(DensityFitMixin, nn.Module):
     """Base class: subclasses set ``self.config`` and implement ``forward(u)``.
+
+    ``fit(x, epochs=..., max_minutes=..., batch_size=..., lr=..., seed=...)`` trains on the
+    user's images ``(N, C, H, W)`` or, for a single-channel model, flat vectors
+    ``(N, H * W)`` and returns ``self`` (:mod:`generative.fitting`); :meth:`log_prob`,
+    :meth:`loss` and :meth:`logits` take the same inputs.
 
     ``forward(u)`` takes the float network input ``u (N, C, H, W)`` (binary pixels as 0/1,
     8-bit pixels divided by 255) and returns logits ``(N, C, H, W)`` (binary) or
@@ -71,11 +77,15 @@ class AutoregressiveImageModel(nn.Module):
         return p.dtype if p is not None else torch.get_default_dtype()
 
     def preprocess(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate images ``x (N, C, H, W)`` and return ``(u, target)``: the network input
-        (float, in the model's dtype) and the target (0/1 float or int64 0..255)."""
+        """Validate images ``x (N, C, H, W)`` (or flat ``(N, H * W)`` for one channel) and
+        return ``(u, target)``: the network input ``(N, C, H, W)`` (float, in the model's
+        dtype) and the target (0/1 float or int64 0..255)."""
         xf, target = check_images(x, self.image_shape, self.pixels, type(self).__name__)
         u = xf if self.pixels == "binary" else xf / (LEVELS - 1)
         return u.to(self._dtype), target
+
+    def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:
+        return check_images(x, self.image_shape, self.pixels, owner)[0]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Conditional logits of images ``x``: ``(N, C, H, W)`` or ``(N, 256, C, H, W)``."""

@@ -73,7 +73,9 @@ class NADE(AutoregressiveImageModel):
 
     Args:
         image_shape: ``(C, H, W)``; :math:`D = CHW` values, ordered raster-wise with the
-            channel innermost (``d = (r W + c) C + k``).
+            channel innermost (``d = (r W + c) C + k``). An int ``D`` means ``(1, 1, D)``:
+            a NADE over ``D``-dimensional binary vectors (``fit`` / ``log_prob`` take them
+            as ``(N, D)``).
         hidden: :math:`H`, hidden units (500 in Larochelle & Murray 2011).
         order_agnostic: train with random orderings (Uria et al. 2014); adds the mask
             weights :math:`U`.
@@ -95,6 +97,8 @@ class NADE(AutoregressiveImageModel):
         *,
         chunk_size: int = 8,
     ):
+        if isinstance(image_shape, int) and not isinstance(image_shape, bool):
+            image_shape = (1, 1, image_shape)  # D-dimensional vectors
         super().__init__(image_shape, pixels)
         hidden = check_int(hidden, "hidden", "NADE", low=1)
         check_bool(order_agnostic, "order_agnostic", "NADE")

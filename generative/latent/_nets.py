@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from generative.pixels import as_images, flat_note
+
 __all__ = [
     "NETS",
     "check_latent_images",
@@ -37,6 +39,9 @@ def check_latent_images(x, image_shape, pixels: str, owner: str, name: str = "x"
                         ) -> torch.Tensor:
     """Validate images for a latent-variable model; returns them as float ``(N, C, H, W)``.
 
+    ``x`` is ``(N, C, H, W)``, or flat ``(N, H * W)`` for a single-channel model
+    (:func:`generative.pixels.as_images`).
+
     ``pixels="binary"`` needs every value exactly 0 or 1; ``pixels="grey"`` values in
     [0, 1]. NaN/inf, a wrong shape or a non-tensor raise with the argument's name, what was
     expected and what was given.
@@ -44,11 +49,13 @@ def check_latent_images(x, image_shape, pixels: str, owner: str, name: str = "x"
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"The '{name}' argument of {owner} must be a torch.Tensor of shape "
                         f"(N, C, H, W). Got {type(x).__name__} instead.")
+    x = as_images(x, image_shape)
     c, h, w = image_shape
     if x.dim() != 4 or tuple(x.shape[1:]) != (c, h, w):
         raise ValueError(
-            f"The '{name}' argument of {owner} must have shape (N, {c}, {h}, {w}) (the image "
-            f"size the model was built for). Got shape {tuple(x.shape)} instead."
+            f"The '{name}' argument of {owner} must have shape (N, {c}, {h}, {w})"
+            f"{flat_note(image_shape)} (the image size the model was built for). Got shape "
+            f"{tuple(x.shape)} instead."
         )
     if x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"The '{name}' argument of {owner} must hold real numbers. Got dtype "
@@ -57,7 +64,10 @@ def check_latent_images(x, image_shape, pixels: str, owner: str, name: str = "x"
     if xf.numel() == 0:
         return xf
     if not torch.isfinite(xf).all():
-        raise ValueError(f"The '{name}' argument of {owner} contains NaN or infinite values.")
+        bad = xf[~torch.isfinite(xf)][0].item()
+        row = int((~torch.isfinite(xf)).flatten(1).any(1).nonzero()[0])
+        raise ValueError(f"The '{name}' argument of {owner} contains NaN or infinite values "
+                         f"(e.g. {bad} in row {row}).")
     if pixels == "binary":
         if not ((xf == 0) | (xf == 1)).all():
             bad = xf[(xf != 0) & (xf != 1)][0].item()

@@ -28,8 +28,23 @@ each class is pushed to its own component.
 :meth:`AdversarialAutoencoder.step` runs the three updates on one batch ``(x, y)`` and returns
 ``{"recon_loss", "d_loss", "g_loss"}`` for :func:`dunno.training.fit`; the optimisers come from
 :meth:`AdversarialAutoencoder.configure_optimizers` (Adam; :math:`\beta_1 = 0.5` for the two
-adversarial steps). There is no likelihood: :meth:`AdversarialAutoencoder.recon_error` (per
+adversarial steps). Training has no likelihood: :meth:`AdversarialAutoencoder.recon_error` (per
 image, nats) is what the density runner reports, and samples are decoded prior draws.
+
+**Likelihood estimate** (:meth:`AdversarialAutoencoder.log_prob`, binary pixels): the
+generative model :math:`p(z)\,p(x \mid z)` with the Bernoulli decoder has the marginal
+:math:`p(x) = \int p(x \mid z) p(z)\, dz`, estimated by importance sampling with the
+defensive mixture proposal :math:`q(z \mid x) = \tfrac12 \mathcal{N}(E(x), s^2 I) +
+\tfrac12 p(z)` (:math:`s` = ``proposal_scale``):
+
+.. math::
+
+    \log \hat p_K(x) = \log \frac{1}{K}\sum_{k=1}^K
+        \frac{p(x \mid z_k)\, p(z_k)}{q(z_k \mid x)}, \qquad z_k \sim q(z \mid x),
+
+a stochastic lower bound on :math:`\log p(x)` in expectation, consistent as
+:math:`K \to \infty` (the weights are at most :math:`2 p(x \mid z) \le 2`, so the estimate
+never blows up). It needs a prior with a ``log_prob`` (every built-in prior has one).
 
 Reference:
     Makhzani, Shlens, Jaitly, Goodfellow & Frey, "Adversarial Autoencoders", ICLR 2016
@@ -38,6 +53,7 @@ Reference:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +71,7 @@ from dunno.validation import (
     check_int,
     check_int_sequence,
 )
+from generative.fitting import DensityFitMixin
 
 from ._nets import (
     NETS,
@@ -71,7 +88,7 @@ PIXELS = ("binary", "grey")
 
 
 @register_model("generative/aae")
-class AdversarialAutoencoder(nn.Module):
+class AdversarialAutoencoder(DensityFitMixin, nn.Module):
     """Adversarial autoencoder over images of shape ``image_shape = (C, H, W)``.
 
     Args:
@@ -91,7 +108,9 @@ class AdversarialAutoencoder(nn.Module):
         channels: convolution widths for ``net="conv"``.
 
     Shapes: ``encode(x (N, C, H, W)) -> (N, L)``; ``decode(z) -> logits (N, C, H, W)``;
-    ``recon_error(x) -> (N,)`` nats; ``sample(n) -> (n, C, H, W)``.
+    ``recon_error(x) -> (N,)`` nats; ``log_prob(x) -> (N,)`` nats (an importance-sampled
+    estimate); ``sample(n) -> (n, C, H, W)``. ``fit(x, ...)`` trains on the user's images
+    (:mod:`generative.fitting`).
     """
 
     arch = "generative/aae"
@@ -167,6 +186,18 @@ class AdversarialAutoencoder(nn.Module):
         xf = check_latent_images(x, self.image_shape, self.pixels, owner)
         return xf.to(self._device_dtype[1])
 
+    def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:
+        return self.check_images(x, owner)
+
+    def _fit_labels(self, labels, n: int, owner: str) -> torch.Tensor | None:
+        """Semi-supervised: the labels (``-1`` = unlabelled; all ``-1`` when none are given),
+        checked before training; otherwise None."""
+        if self.num_classes is None:
+            return None
+        if labels is None:
+            return torch.full((n,), -1, dtype=torch.long)
+        return self._check_labels(labels, n, owner)
+
     def _check_labels(self, labels, n: int, owner: str) -> torch.Tensor | None:
         if self.num_classes is None:
             return None
@@ -211,6 +242,63 @@ class AdversarialAutoencoder(nn.Module):
         """Mean reconstruction cross-entropy over the batch (nats); the AAE's validation
         loss. Training uses :meth:`step` (three phases)."""
         return self.recon_error(x).mean()
+
+    @torch.no_grad()
+    def log_prob(self, x: torch.Tensor, num_samples: int = 1000, *,
+                 proposal_scale: float = 0.1, chunk_size: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Importance-sampled :math:`\log p(x)` in nats, ``(N,)``, of the decoder's
+        Bernoulli likelihood under the prior (module docstring): ``num_samples`` =
+        :math:`K` draws from the defensive mixture proposal, ``chunk_size`` of them at a
+        time through the decoder (the answer does not depend on the chunking for a given
+        ``generator`` state). Binary pixels only: the grey model's soft-target
+        cross-entropy is not a likelihood (use :meth:`recon_error`)."""
+        owner = "AdversarialAutoencoder.log_prob"
+        k = check_int(num_samples, "num_samples", owner, low=1)
+        scale = check_float(proposal_scale, "proposal_scale", owner, low=0.0, low_open=True)
+        if chunk_size is not None:
+            chunk_size = check_int(chunk_size, "chunk_size", owner, low=1)
+        if self.pixels != "binary":
+            raise ValueError(
+                "AdversarialAutoencoder.log_prob needs pixels='binary' (a Bernoulli decoder); "
+                f"this model has pixels={self.pixels!r}, whose soft-target cross-entropy is "
+                "not a likelihood. Use recon_error(x) as its score instead.")
+        prior_log_prob = getattr(self.prior, "log_prob", None)
+        if not callable(prior_log_prob):
+            raise ValueError(
+                f"AdversarialAutoencoder.log_prob needs a prior with a log_prob(z) method; "
+                f"the prior {self.prior!r} has none. Use a built-in prior or add one.")
+        u = self.check_images(x, owner)
+        n = u.shape[0]
+        if chunk_size is None:
+            chunk_size = max(1, min(k, (1 << 22) // max(1, n * self.num_dims)))
+        dtype = self._device_dtype[1]
+        code = self.encoder(u)  # (N, L)
+        flat = u.flatten(1)  # (N, D)
+        total = None
+        for start in range(0, k, chunk_size):
+            m = min(chunk_size, k - start)
+            z = torch.stack([self._proposal_draw(code, scale, generator)
+                             for _ in range(m)])  # (m, N, L)
+            logits = self.decoder(z.reshape(m * n, -1)).reshape(m, n, -1)  # (m, N, D)
+            log_px = -F.binary_cross_entropy_with_logits(
+                logits, flat.expand_as(logits), reduction="none").sum(-1)  # (m, N)
+            log_pz = prior_log_prob(z).to(dtype)  # (m, N)
+            log_near = torch.distributions.Normal(code, scale).log_prob(z).sum(-1)
+            log_q = torch.logaddexp(log_near, log_pz) - math.log(2.0)
+            part = torch.logsumexp(log_px + log_pz - log_q, 0)  # (N,)
+            total = part if total is None else torch.logaddexp(total, part)
+        return total - math.log(k)
+
+    def _proposal_draw(self, code: torch.Tensor, scale: float,
+                       generator: torch.Generator | None) -> torch.Tensor:
+        """One draw ``(N, L)`` per example from ``0.5 N(code, scale^2 I) + 0.5 p(z)``, its
+        random numbers taken in a fixed order (so chunking does not change them)."""
+        n = code.shape[0]
+        coin = torch.rand(n, 1, generator=generator) < 0.5  # (N, 1): True = from the prior
+        near = torch.randn(n, self.latent_dim, generator=generator, dtype=code.dtype)
+        z_prior = self.sample_prior(n, generator=generator)  # (N, L)
+        return torch.where(coin.to(code.device), z_prior, code + scale * near.to(code.device))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,11 @@
 r"""Priors for the adversarial autoencoder: anything that draws codes.
 
 A prior is any callable ``prior(n, generator) -> (n, L)`` tensor of samples (on the CPU or
-any device; the model moves them). Priors that also take ``labels`` (``(n,)`` ints, ``-1``
-for "no label") draw the code of example :math:`i` from the mixture component
-``labels[i]``: the label-conditioned prior of the semi-supervised adversarial autoencoder
-(Makhzani et al. 2016, section 4).
+any device; the model moves them); one that also has ``log_prob(z (..., L)) -> (...)`` (every
+built-in prior) lets :meth:`AdversarialAutoencoder.log_prob` estimate a likelihood. Priors
+that also take ``labels`` (``(n,)`` ints, ``-1`` for "no label") draw the code of example
+:math:`i` from the mixture component ``labels[i]``: the label-conditioned prior of the
+semi-supervised adversarial autoencoder (Makhzani et al. 2016, section 4).
 
 The built-in priors carry a JSON ``config`` (:func:`prior_from_config` rebuilds them, so a
 checkpointed model gets its prior back):
@@ -52,6 +53,10 @@ class GaussianPrior:
     def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.scale * torch.randn(n, self.latent_dim, generator=generator)  # (n, L)
 
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(z)` of codes ``z (..., L)`` -> ``(...)``."""
+        return torch.distributions.Normal(0.0, self.scale).log_prob(z).sum(-1)
+
     def __repr__(self) -> str:
         return f"GaussianPrior(latent_dim={self.latent_dim}, scale={self.scale})"
 
@@ -73,6 +78,13 @@ class UniformPrior:
     def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         u = torch.rand(n, self.latent_dim, generator=generator)  # (n, L)
         return self.low + (self.high - self.low) * u
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(z)` of codes ``z (..., L)`` -> ``(...)``: :math:`-L \log(b - a)`
+        inside the box, :math:`-\infty` outside."""
+        inside = ((z >= self.low) & (z <= self.high)).all(-1)
+        value = -self.latent_dim * math.log(self.high - self.low)
+        return torch.where(inside, value, -math.inf).to(z.dtype)
 
     def __repr__(self) -> str:
         return f"UniformPrior(latent_dim={self.latent_dim}, low={self.low}, high={self.high})"
@@ -123,6 +135,13 @@ class GaussianMixturePrior:
             comp = torch.where(labels >= 0, labels, comp)
         noise = torch.randn(n, self.latent_dim, generator=generator)  # (n, L)
         return self.means[comp] + self.scale * noise
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \frac{1}{M}\sum_m \mathcal{N}(z; \mu_m, s^2 I)` of codes
+        ``z (..., L)`` -> ``(...)`` (the marginal over the components)."""
+        means = self.means.to(z.device, z.dtype)  # (M, L)
+        comp = torch.distributions.Normal(means, self.scale).log_prob(z[..., None, :]).sum(-1)
+        return torch.logsumexp(comp, -1) - math.log(self.components)  # (...)
 
     def __repr__(self) -> str:
         return (f"GaussianMixturePrior(latent_dim={self.latent_dim}, components="

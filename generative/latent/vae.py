@@ -90,7 +90,9 @@ from dunno.validation import (
     check_image_shape,
     check_int,
     check_int_sequence,
+    check_num_samples,
 )
+from generative.fitting import DensityFitMixin
 
 from ._nets import (
     NETS,
@@ -108,7 +110,7 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 @register_model("generative/vae")
-class VAE(nn.Module):
+class VAE(DensityFitMixin, nn.Module):
     """Variational autoencoder over images of shape ``image_shape = (C, H, W)``.
 
     Args:
@@ -151,7 +153,7 @@ class VAE(nn.Module):
         self.net = check_choice(net, "net", "VAE", NETS)
         self.likelihood = check_choice(likelihood, "likelihood", "VAE", LIKELIHOODS)
         self.objective = check_choice(objective, "objective", "VAE", OBJECTIVES)
-        self.particles = check_int(particles, "particles", "VAE", low=1)
+        self.particles = check_num_samples(particles, "VAE", "particles")  # <= MAX_NUM_SAMPLES
         self.warmup_steps = check_int(warmup_steps, "warmup_steps", "VAE", low=0)
         self.channels = check_int_sequence(channels, "channels", "VAE", length=2,
                                            what="the widths of the two convolutions")
@@ -199,6 +201,9 @@ class VAE(nn.Module):
         errors name ``owner``."""
         xf = check_latent_images(x, self.image_shape, self.pixels, owner)
         return xf.to(self.prior_loc.dtype)
+
+    def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:
+        return self.check_images(x, owner)
 
     def kl_weight(self) -> float:
         r""":math:`\beta = \min(1, (t + 1) / T)` with :math:`t` = training steps taken and
@@ -288,8 +293,8 @@ class VAE(nn.Module):
         r"""One reparameterised sample of :math:`\mathcal{L}_K(x)` per example, ``(N,)``
         nats, differentiable (the training objective for ``objective="iwae"``; KL warm-up's
         :math:`\beta` applies). :math:`K` = ``num_samples`` (default ``particles``)."""
-        k = self.particles if num_samples is None else check_int(
-            num_samples, "num_samples", "VAE.iwae_bound", low=1)
+        k = self.particles if num_samples is None else check_num_samples(
+            num_samples, "VAE.iwae_bound")
         u = self.check_images(x, "VAE.iwae_bound")
         return self._iwae(u, k)
 
@@ -368,7 +373,7 @@ class VAE(nn.Module):
         \log \sigma_l^2)`), the reconstruction term averaged over :math:`K` =
         ``num_samples`` draws :math:`z_k = \mu + \sigma \epsilon_k`.
         """
-        k = check_int(num_samples, "num_samples", "VAE.elbo", low=1)
+        k = check_num_samples(num_samples, "VAE.elbo")
         u = self.check_images(x, "VAE.elbo")
         loc, scale = self._encode(u)
         eps = self._noise(k, u.shape[0], generator, loc)  # (K, N, L)

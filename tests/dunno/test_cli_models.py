@@ -100,7 +100,7 @@ def test_an_8x8_model_on_28x28_data_is_refused_by_calibrate_and_ood(
     assert "run_calibration" in err and "(1, 28, 28)" in err
     if kind != "factory":  # the factory's model carries no record; its config does
         assert "(1, 8, 8)" in err
-    assert not (tmp_path / "c").exists()  # refused before any work
+    assert not (tmp_path / "c" / "calibration.json").exists()  # refused before any work
     assert main(["ood", *args, "--in", str(mnist_like), "--out", "gaussian-noise",
                  "--detectors", "msp", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
@@ -181,15 +181,21 @@ def test_resume_on_other_data_is_refused_before_any_epoch(digits_model, mnist_li
                  "--out", str(run), "--resume", "--device", "cpu", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "(1, 8, 8)" in err and "(1, 28, 28)" in err
+    assert "input_shape: [1, 8, 8] there, [1, 28, 28] now" in err
 
 
-def test_ensemble_resume_on_other_data_is_refused(mnist_like, tmp_path):
+def test_ensemble_resume_on_replaced_data_is_refused(tmp_path):
+    """The same spec (a path) whose file now holds 28x28 images: the finished member is
+    checked against the data before it is reused."""
     from dunno.ensemble import train_ensemble
 
-    train_ensemble(num_members=1, data="digits", epochs=1, out=tmp_path, quiet=True,
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=rng.random((200, 8, 8), dtype=np.float32), y=np.arange(200) % 10)
+    train_ensemble(num_members=1, data=str(path), epochs=1, out=tmp_path / "ens", quiet=True,
                    device="cpu")
+    np.savez(path, x=rng.random((200, 28, 28), dtype=np.float32), y=np.arange(200) % 10)
     with pytest.raises(ValueError, match=r"train_ensemble \(member 0\): the model was trained "
                                          r"for inputs of shape \(1, 8, 8\).*\(1, 28, 28\)"):
-        train_ensemble(num_members=1, data=str(mnist_like), epochs=1, out=tmp_path,
+        train_ensemble(num_members=1, data=str(path), epochs=1, out=tmp_path / "ens",
                        resume=True, quiet=True, device="cpu")

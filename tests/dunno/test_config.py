@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from dunno.config import RunConfig, parse_option_value, parse_options
+from dunno.validation import check_int
 
 
 @dataclass
@@ -15,8 +16,8 @@ class _Config(RunConfig):
     width: int | None = None
 
     def __post_init__(self) -> None:
-        self._check_int("epochs", 1)
-        self._check_int("width", 1, optional=True)
+        check_int(self.epochs, "epochs", self, low=1)
+        check_int(self.width, "width", self, low=1, allow_none=True)
 
 
 @pytest.mark.parametrize(

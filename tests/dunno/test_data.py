@@ -336,11 +336,11 @@ def test_toy_sets():
 def test_user_npz_and_npy(tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (6, 5, 5), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(6) % 3)
-    ds = load_dataset(str(tmp_path / "d.npz"))
+    ds = load_dataset(str(tmp_path / "d.npz"), "all")
     assert ds.x.shape == (6, 1, 5, 5) and ds.info.num_classes == 3
     np.testing.assert_allclose(ds.x[:, 0].numpy(), x / 255.0, rtol=1e-6)
     np.save(tmp_path / "only.npy", x.astype(np.float32) / 255)
-    assert not load_dataset(str(tmp_path / "only.npy")).has_labels
+    assert not load_dataset(str(tmp_path / "only.npy"), "all").has_labels
     np.savez(tmp_path / "bad.npz", images=x)
     with pytest.raises(DataError, match="'x'.*required"):
         load_dataset(str(tmp_path / "bad.npz"))
@@ -356,7 +356,7 @@ def test_user_image_folder(tmp_path):
             Image.fromarray(rng.integers(0, 256, (6, 7), dtype=np.uint8)).save(
                 tmp_path / "pets" / cls / f"{i}.png"
             )
-    ds = load_dataset(str(tmp_path / "pets"))
+    ds = load_dataset(str(tmp_path / "pets"), "all")
     assert ds.x.shape == (6, 1, 6, 7) and ds.y.tolist() == [0, 0, 0, 1, 1, 1]
     assert ds.info.extras["classes"] == ["cat", "dog"]
     Image.fromarray(np.zeros((9, 9), dtype=np.uint8)).save(tmp_path / "pets" / "dog" / "x.png")

@@ -16,7 +16,6 @@ from dunno.checkpoints import save_checkpoint
 from dunno.ensemble import EnsembleClassifier
 from dunno.errors import CheckpointError
 from dunno.models import (
-    DataSignature,
     ExportedModel,
     check_model_data,
     detect_model_file,
@@ -259,16 +258,6 @@ def test_compiled_models_are_checked_by_their_recorded_shape(tmp_path, x8):
         with pytest.raises(ValueError, match=r"\(1, 8, 8\) \(recorded in its (TorchScript "
                                              r"file|torch.export program)\).*\(1, 28, 28\)"):
             check_model_data(loaded, torch.rand(2, 1, 28, 28), num_classes=3)
-
-
-def test_data_signature_refuses_other_data():
-    saved = DataSignature((1, 8, 8), 10, "digits").get_state()
-    DataSignature((1, 8, 8), 10, "digits").set_state(saved)
-    with pytest.raises(ValueError, match=r"shape \(1, 8, 8\), but the data 'mine.npz' has "
-                                         r"inputs of shape \(1, 28, 28\)"):
-        DataSignature((1, 28, 28), 10, "mine.npz").set_state(saved)
-    with pytest.raises(ValueError, match=r"trained on 10 classes, but the data 'five' has 5"):
-        DataSignature((1, 8, 8), 5, "five").set_state(saved)
 
 
 def test_numpy_safetensors_reader_refuses_garbage(tmp_path):

@@ -105,6 +105,28 @@ def _install(tmp_path, monkeypatch, dist: str, entry_points: str, modules: dict[
     monkeypatch.syspath_prepend(str(tmp_path))
 
 
+def test_a_base_class_registry_takes_named_subclasses_only():
+    class Widget:
+        name = ""
+
+    class Good(Widget):
+        name = "good"
+
+    class Other:
+        name = "other"
+
+    reg = Registry("widget", base=Widget)
+    reg.register(obj=Good)
+    assert reg.create("good").__class__ is Good
+    with pytest.raises(ValueError, match=r"^'other' cannot be registered in the widget registry: "
+                                         r"it must be a subclass of Widget\. Got <class "):
+        reg.register(obj=Other)
+    with pytest.raises(ValueError, match=r"^Good is named 'good'; it cannot be registered in the "
+                                         r"widget registry as 'better'\.$"):
+        reg.register("better", Good)
+    assert reg.available() == ["good"]
+
+
 def test_plugins_are_listed_lazily_and_loaded_on_first_lookup(tmp_path, monkeypatch):
     _install(tmp_path, monkeypatch, "dunno-test-widgets", """
         [dunno.test_widgets]
@@ -231,8 +253,26 @@ def test_a_third_party_detector_must_be_a_detector(tmp_path, monkeypatch):
         """, {"dunno_test_not_a_detector": "class Thing:\n    name = 'not-a-detector'\n"})
     DETECTORS.refresh()
     try:
-        with pytest.raises(PluginError, match="cannot be registered: register_detector needs "
-                                              "an OODDetector subclass"):
+        with pytest.raises(PluginError, match="cannot be registered in the OOD detector "
+                                              "registry: it must be a subclass of OODDetector"):
             make_detector("not-a-detector")
     finally:
         DETECTORS.refresh()
+
+
+def test_a_union_reads_several_registries_as_one():
+    a, b = Registry("A model"), Registry("B model")
+    a.register("x", Widget)
+    b.register("y", dict)
+    both = Registry.union("model", a, b)
+    assert both.available() == ["x", "y"] and "y" in both and "z" not in both
+    assert both["x"] is Widget and both.create("y", k=1) == {"k": 1}
+    b.register("z", list)  # a view, not a copy
+    assert both.available() == ["x", "y", "z"]
+    with pytest.raises(ValueError, match=r"^Unknown model 'w'\. Available: x, y, z\.$"):
+        both.get("w")
+    with pytest.raises(ValueError, match="union of others; register"):
+        both.register("w", set)
+    a.register("z", tuple)
+    with pytest.raises(ValueError, match=r"share the name\(s\) \['z'\]"):
+        both.get("x")

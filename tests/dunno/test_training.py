@@ -105,7 +105,7 @@ def test_dict_steps_pyro_svi_and_bad_arguments():
     assert history["elbo_loss"][-1] < history["elbo_loss"][0]
     assert abs(pyro.param("loc").item() - data.mean().item()) < 0.1
 
-    with pytest.raises(ValueError, match="'epochs' parameter must be an int >= 1"):
+    with pytest.raises(ValueError, match="'epochs' parameter of fit must be an int >= 1"):
         fit(lambda b: 0.0, loader, epochs=0)
     with pytest.raises(FloatingPointError, match="diverged"):
         fit(lambda b: float("nan"), loader, epochs=1)
@@ -222,5 +222,6 @@ def test_an_epoch_that_ends_on_the_budget_is_the_last():
     assert history.steps == 10 and len(history.epochs) == 1 and history.stopped_for_budget
     unbounded = fit(step, loader, epochs=2, state={"model": model, "optimizer": opt})
     assert unbounded.steps == 20 and not unbounded.stopped_for_budget
-    with pytest.raises(ValueError, match="'max_seconds' parameter must be None or a number"):
+    with pytest.raises(ValueError, match=r"'max_seconds' parameter of fit must be None or a "
+                                         r"float in \(0, inf\)"):
         fit(step, loader, epochs=1, max_seconds=0)

@@ -69,7 +69,7 @@ def test_probability_tolerance_is_1e_4_and_looser_for_half_precision():
 
 def test_parameter_errors():
     with pytest.raises(ValueError, match="The 'n_bins' parameter of expected_calibration_error "
-                                         "must be an int >= 1. Got 0 instead."):
+                                         "must be an int in \\[1, 1000000\\]. Got 0 instead."):
         M.expected_calibration_error(GOOD_PROBS, GOOD_LABELS, n_bins=0)
     with pytest.raises(ValueError, match="'n_bins' parameter .* Got 2.5 instead"):
         M.expected_calibration_error(GOOD_PROBS, GOOD_LABELS, n_bins=2.5)

@@ -683,7 +683,7 @@ def test_mutual_information_matches_the_prediction_object_and_bounds():
     assert mutual_information_score(same).abs().max() < 1e-12
 
 
-def test_mc_dropout_detector_with_p0_is_zero_and_repeats_with_its_seed():
+def test_mc_dropout_detector_repeats_with_its_seed_and_refuses_p0():
     from uncertainty.ood import MCDropoutMI
 
     net = DropoutToyNet().eval()
@@ -691,10 +691,12 @@ def test_mc_dropout_detector_with_p0_is_zero_and_repeats_with_its_seed():
     a = MCDropoutMI(net, num_samples=10, seed=3).score(x)
     assert torch.equal(a, MCDropoutMI(net, num_samples=10, seed=3).score(x))
     assert not torch.equal(a, MCDropoutMI(net, num_samples=10, seed=4).score(x))
-    net.dropout.p = 0.0
-    assert MCDropoutMI(net, num_samples=10).score(x).abs().max() < 1e-12
-    with pytest.raises(ValueError, match="dropout layers"):
+    net.dropout.p = 0.0  # every pass the same: all scores would be 0, so it is refused
+    with pytest.raises(ValueError, match=r"'model'.*no dropout layer with rate p > 0"):
+        MCDropoutMI(net, num_samples=10).score(x)
+    with pytest.raises(ValueError, match=r"'model'.*ToyNet has no dropout layer"):
         MCDropoutMI(ToyNet(), num_samples=3).score(x)
+    net.dropout.p = 0.5
     with pytest.raises(ValueError, match="'mode'"):
         MCDropoutMI(net, mode="half").score(x)
 

@@ -23,7 +23,9 @@ Methods, by registry name (:data:`CALIBRATORS`, :func:`make_calibrator`):
 * ``beta`` -- :class:`BetaCalibration`, binary beta calibration (Kull et al. 2017).
 
 Fitted calibrators are saved and loaded with :func:`save_calibrator` /
-:func:`load_calibrator` (tensors and plain values only; loading never runs code).
+:func:`load_calibrator` (tensors and plain values only; loading never runs code). A
+calibrator fitted through :class:`CalibratedClassifier` records the
+:func:`model_fingerprint` of its model and refuses any other model.
 
 :func:`run_calibration` (:mod:`uncertainty.calibration.compare`) fits several methods on a
 held-out split of a dataset and compares them with the uncalibrated model on its test split
@@ -36,6 +38,7 @@ held-out split of a dataset and compares them with the uncalibrated model on its
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.beta import BetaCalibration, PlattScaling
 from uncertainty.calibration.compare import CalibrationResult, run_calibration
+from uncertainty.calibration.fingerprint import model_fingerprint
 from uncertainty.calibration.histogram import HistogramBinning
 from uncertainty.calibration.isotonic import IsotonicCalibration
 from uncertainty.calibration.registry import (
@@ -69,6 +72,7 @@ __all__ = [
     "calibrator_to_dict",
     "load_calibrator",
     "make_calibrator",
+    "model_fingerprint",
     "register_calibrator",
     "run_calibration",
     "save_calibrator",

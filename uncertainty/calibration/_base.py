@@ -75,10 +75,11 @@ class Calibrator(Estimator, ABC):
                 "scaling, histogram binning or isotonic regression for more classes."
             )
         y = as_labels(labels, z.shape[0], z.shape[1], rows_of="logits").to(z.device)
-        for attr in (*self._state_names, "num_classes_"):
+        for attr in (*self._state_names, "num_classes_", "model_fingerprint_"):
             if attr in self.__dict__:
                 delattr(self, attr)
         self._fit(z, y)
+        self._check_finite_state(z)
         self.num_classes_ = int(z.shape[1])
         return self
 
@@ -129,6 +130,24 @@ class Calibrator(Estimator, ABC):
         return self
 
     # ------------------------------------------------------------------ internals
+    def _check_finite_state(self, logits: torch.Tensor) -> None:
+        """Refuse a fit that ended in NaN / inf state (never leave it behind silently)."""
+        for attr in self._state_names:
+            value = getattr(self, attr)
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, bool | int):
+                    continue
+                if not bool(torch.isfinite(torch.as_tensor(v)).all()):
+                    for a in self._state_names:
+                        self.__dict__.pop(a, None)
+                    raise ValueError(
+                        f"{type(self).__name__} ended in a non-finite state ({attr}={v!r}) on "
+                        f"these logits (largest |logit| {float(logits.abs().max()):.3g}); the "
+                        "calibrator was not fitted. Check the logits, or use temperature "
+                        "scaling."
+                    )
+
     def check_fitted(self) -> None:
         """Raise :class:`~dunno.errors.NotFittedError` unless :meth:`fit` (or
         :meth:`load_state_dict`) has run."""

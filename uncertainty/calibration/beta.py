@@ -43,17 +43,22 @@ def _fit_logistic(features: torch.Tensor, targets: torch.Tensor, *, max_iter: in
                   tol: float) -> tuple[torch.Tensor, float, int, bool]:
     """Unregularised logistic regression ``targets ~ features @ w + c`` (targets in [0, 1]).
 
-    ``features (N, F)``; starts from ``w = 1, c = 0``. Returns ``(w, c, n_iter, converged)``.
+    ``features (N, F)``. Each column is divided by its largest magnitude (when above 1) before
+    the fit, and the weights scaled back after: the optimum is the same, but extreme inputs
+    (|log-odds| of 1e4 and more) keep the solver's steps finite. Starts from ``w = 1, c = 0``
+    on the scaled columns. Returns ``(w, c, n_iter, converged)``.
     """
     opts = {"dtype": torch.float64, "device": features.device}
+    scale = features.abs().amax(dim=0).clamp(min=1.0)  # (F,)
+    scaled = features / scale  # (N, F), entries in [-1, 1] where the column was larger
     w = torch.ones(features.shape[1], **opts).requires_grad_(True)
     c = torch.zeros((), **opts).requires_grad_(True)
 
     def loss_fn():
-        return F.binary_cross_entropy_with_logits(features @ w + c, targets)
+        return F.binary_cross_entropy_with_logits(scaled @ w + c, targets)
 
     n_iter, converged = minimize_lbfgs([w, c], loss_fn, max_iter=max_iter, tol=tol)
-    return w.detach(), float(c.detach()), n_iter, converged
+    return w.detach() / scale, float(c.detach()), n_iter, converged
 
 
 class _Binary(Calibrator):

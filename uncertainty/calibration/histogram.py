@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from dunno.validation import check_choice, check_float, check_int
+from dunno.validation import check_choice, check_float, check_n_bins
 from uncertainty.calibration._base import Calibrator, tensor_on
 
 __all__ = ["HistogramBinning"]
@@ -47,7 +47,8 @@ class HistogramBinning(Calibrator):
     Parameters
     ----------
     n_bins : int
-        Bins per class (>= 1).
+        Bins per class, in ``[1, MAX_BINS]`` with ``C * n_bins <= MAX_BIN_CELLS``
+        (:mod:`dunno.validation`).
     strategy : {"uniform", "quantile"}
         Equal-width or equal-mass bins.
     eps : float
@@ -73,7 +74,7 @@ class HistogramBinning(Calibrator):
         self.eps = eps
 
     def _validate_params(self) -> None:
-        check_int(self.n_bins, "n_bins", self, low=1)
+        check_n_bins(self.n_bins, self)
         check_choice(self.strategy, "strategy", self, ("uniform", "quantile"))
         check_float(self.eps, "eps", self, low=0.0, high=0.5, low_open=True)
 
@@ -85,6 +86,7 @@ class HistogramBinning(Calibrator):
 
     def _fit(self, logits, labels):
         c, m = logits.shape[1], self.n_bins
+        check_n_bins(m, self, num_classes=c)  # (C, n_bins) state
         probs = torch.softmax(logits, dim=1).cpu()  # (N, C)
         if self.strategy == "uniform":
             edges = torch.linspace(0.0, 1.0, m + 1, dtype=torch.float64).repeat(c, 1)

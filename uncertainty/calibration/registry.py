@@ -45,18 +45,12 @@ __all__ = [
 
 
 
-def _check_calibrator(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, Calibrator)) or cls.name != name:
-        raise ValueError(
-            f"A calibration method registered as {name!r} must be a Calibrator subclass with "
-            f"name = {name!r}. Got {cls!r}."
-        )
 
 
 #: Every calibrator by registry name, multi-class methods first (plugins of the entry-point
 #: group ``dunno.calibrators`` after them).
 CALIBRATORS: Registry[type[Calibrator]] = Registry(
-    "calibration method", "dunno.calibrators", check=_check_calibrator
+    "calibration method", "dunno.calibrators", base=Calibrator
 )
 for _cls in (TemperatureScaling, VectorScaling, MatrixScaling, HistogramBinning,
              IsotonicCalibration, PlattScaling, BetaCalibration):
@@ -101,6 +95,8 @@ def calibrator_to_dict(calibrator: Calibrator) -> dict[str, Any]:
         "method": calibrator.name,
         "params": json.dumps(calibrator.get_params(), sort_keys=True),
         "state": calibrator.state_dict(),
+        # The model it was fitted for (CalibratedClassifier records it), or None.
+        "model_fingerprint": getattr(calibrator, "model_fingerprint_", None),
     }
 
 
@@ -117,9 +113,13 @@ def calibrator_from_dict(payload: Any, source: str = "the payload") -> Calibrato
               for k, v in json.loads(payload["params"]).items()}  # JSON turned tuples to lists
     calibrator = make_calibrator(payload["method"], **params)
     try:
-        return calibrator.load_state_dict(payload["state"])
+        calibrator.load_state_dict(payload["state"])
     except ValueError as err:
         raise CheckpointError(f"{source}: {err}") from err
+    fingerprint = payload.get("model_fingerprint")
+    if fingerprint is not None:
+        calibrator.model_fingerprint_ = str(fingerprint)
+    return calibrator
 
 
 def save_calibrator(calibrator: Calibrator, path: str | os.PathLike) -> Path:

@@ -27,6 +27,7 @@ from dunno.estimator import Estimator
 from dunno.training import predict_logits
 from dunno.validation import check_int
 from uncertainty.calibration._base import Calibrator
+from uncertainty.calibration.fingerprint import check_same_model, model_fingerprint
 from uncertainty.calibration.registry import load_calibrator, make_calibrator, save_calibrator
 
 __all__ = ["CalibratedClassifier"]
@@ -64,6 +65,10 @@ class CalibratedClassifier(Estimator):
     calibration_logits_ : Tensor, shape (N, C)
         The model's logits on the calibration set (CPU), computed once by :meth:`fit`.
     calibration_labels_ : Tensor, shape (N,)
+    model_fingerprint_ : str
+        :func:`~uncertainty.calibration.fingerprint.model_fingerprint` of ``model`` at fit
+        time, also saved with the calibrator: loading the calibrator for another model, or
+        predicting after the model (or its weights) changed, raises ValueError naming both.
     """
 
     _wrapped_args = ("model",)
@@ -123,6 +128,7 @@ class CalibratedClassifier(Estimator):
         self._validate_params()
         calibrator = self._new_calibrator(self.method, self.params)
         calibrator.fit(logits, labels, check_input=check_input)
+        calibrator.model_fingerprint_ = model_fingerprint(self.model)
         self.calibration_logits_ = torch.as_tensor(logits).detach().cpu()
         self.calibration_labels_ = torch.as_tensor(labels).detach().cpu()
         self.calibrator_ = calibrator
@@ -141,6 +147,9 @@ class CalibratedClassifier(Estimator):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The model's uncalibrated logits ``(N, C)`` for a batch ``x``, on the model's device."""
         self._validate_params()
+        calibrator = getattr(self, "calibrator_", None)
+        check_same_model(getattr(calibrator, "model_fingerprint_", None), self.model,
+                         "the calibrator")
         device = self._device()
         was_training = self.model.training
         self.model.eval()
@@ -179,8 +188,11 @@ class CalibratedClassifier(Estimator):
              device: str | torch.device | None = None,
              batch_size: int = 1000) -> CalibratedClassifier:
         """A fitted :class:`CalibratedClassifier` from a file written by :meth:`save` and the
-        model it was fitted for (e.g. ``dunno.checkpoints.load_model(ckpt)``)."""
+        model it was fitted for (e.g. ``dunno.checkpoints.load_model(ckpt)``); another model
+        raises ValueError naming both fingerprints."""
         calibrator = load_calibrator(path)
+        check_same_model(getattr(calibrator, "model_fingerprint_", None), model,
+                         f"the calibrator {str(path)!r}")
         out = cls(model, calibrator, device=device, batch_size=batch_size)
         out._validate_params()
         out.calibrator_ = calibrator

@@ -93,6 +93,39 @@ class OODDetector(Estimator, ABC):
         layers, an ensemble)."""
         return True
 
+    def check_model(self) -> None:
+        """Raise ValueError when the detector cannot score its ``model`` (a detector named
+        explicitly never scores silently): the feature detectors need ``model.features`` or
+        a ``layer``; :class:`~uncertainty.ood.mc_dropout_mi.MCDropoutMI` dropout layers,
+        :class:`~uncertainty.ood.ensemble_disagreement.EnsembleDisagreement` an ensemble.
+        Called by :func:`~uncertainty.ood.make_detector`, :meth:`fit` and :meth:`score`; a
+        detector without a model (scoring precomputed outputs) passes."""
+        if self.model is None or not self.uses_model:
+            return
+        owner = type(self).__name__
+        if not self.applies_to(self.model):
+            raise ValueError(
+                f"The 'model' argument of {owner} ({self.name!r}) cannot be scored: "
+                f"{type(self.model).__name__} {self._cannot_score_reason()}"
+            )
+        wants = self.needs | self.fit_needs
+        if ("features" in wants and self.layer is None
+                and not callable(getattr(self.model, "features", None))):
+            names = [n for n, _ in self.model.named_modules() if n]
+            shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+            raise ValueError(
+                f"The 'layer' parameter of {owner} ({self.name!r}) is None, but the detector "
+                f"needs penultimate features and the model {type(self.model).__name__} has no "
+                "'features' method. "
+                f"Pass layer='<module name>' to record that module's output with a forward "
+                f"hook (modules of {type(self.model).__name__}: {shown or 'none'})."
+            )
+
+    @classmethod
+    def _cannot_score_reason(cls) -> str:
+        """Why :meth:`applies_to` is False (for :meth:`check_model`'s message)."""
+        return "is not a model this detector applies to."
+
     @property
     def requires_fit(self) -> bool:
         """Whether :meth:`fit` learns state that scoring needs."""
@@ -119,6 +152,7 @@ class OODDetector(Estimator, ABC):
             Batch size when ``loader`` is a tensor or dataset.
         """
         self._validate_params()
+        self.check_model()
         if not self.fit_needs:
             return self
         self._require_model(self.fit_needs, "fit")
@@ -156,6 +190,7 @@ class OODDetector(Estimator, ABC):
                 f"{tuple(x.shape)}): there is nothing to score."
             )
         self._validate_params()
+        self.check_model()
         self.check_fitted()
         expected = getattr(self, "input_shape_", None)
         if expected is not None and tuple(x.shape[1:]) != tuple(expected):

@@ -65,7 +65,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.validation import check_float
+from dunno.validation import check_float, check_inferred_classes
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood._gaussian import (
     DDU_JITTERS,
@@ -139,7 +139,9 @@ class DDU(OODDetector):
         if outputs.logits is not None:
             num_classes = outputs.logits.shape[1]
         else:
-            num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else 1
+            num_classes = (check_inferred_classes(int(labels.max()), len(labels),
+                                                  type(self).__name__)
+                           if labels is not None and len(labels) else 1)
         means, counts = class_means(feats, labels, num_classes, type(self).__name__)
         covs = class_covariances(feats, labels, means, counts)  # (C, F, F)
         if self.reg:

@@ -59,6 +59,11 @@ class EnsembleDisagreement(OODDetector):
         """Ensembles: models with ``member_logits``."""
         return callable(getattr(model, "member_logits", None))
 
+    @classmethod
+    def _cannot_score_reason(cls) -> str:
+        return ("is not an ensemble (no member_logits(x) -> (M, N, C)); use "
+                "dunno.ensemble.EnsembleClassifier (from `dunno train classifier --ensemble M`).")
+
     def _validate_params(self) -> None:
         super()._validate_params()
         check_int(self.batch_size, "batch_size", type(self).__name__, low=1)

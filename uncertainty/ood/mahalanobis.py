@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.validation import check_float
+from dunno.validation import check_float, check_inferred_classes
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood._gaussian import (
     class_means,
@@ -117,7 +117,8 @@ class Mahalanobis(OODDetector):
         if outputs.logits is not None:
             num_classes = outputs.logits.shape[1]
         elif labels is not None:
-            num_classes = int(labels.max()) + 1
+            num_classes = check_inferred_classes(int(labels.max()), len(labels),
+                                                 type(self).__name__)
         means, _ = class_means(feats, labels, num_classes or 1, type(self).__name__)
         cov = tied_covariance(feats, labels, means)  # (F, F)
         scale = float(torch.diagonal(cov).mean())

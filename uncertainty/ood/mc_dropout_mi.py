@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.validation import check_int, check_seed
+from dunno.validation import check_int, check_num_samples, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 
@@ -78,10 +78,18 @@ class MCDropoutMI(OODDetector):
         return isinstance(model, nn.Module) and any(
             getattr(layer, "p", 0) > 0 for _, layer in dropout_layers(model))
 
+    @classmethod
+    def _cannot_score_reason(cls) -> str:
+        return ("has no dropout layer with rate p > 0, so every pass gives the same output "
+                "and every score would be 0. Use a model trained with dropout "
+                "(dunno.nets backbones take dropout=p), or another detector.")
+
     def _validate_params(self) -> None:
         super()._validate_params()
         owner = type(self).__name__
-        check_int(self.num_samples, "num_samples", owner, low=1)
+        if self.model is not None and not self.applies_to(self.model):
+            self.check_model()
+        check_num_samples(self.num_samples, owner)  # at most MAX_NUM_SAMPLES
         check_seed(self.seed, owner)
         check_int(self.batch_size, "batch_size", owner, low=1)
         if self.mode not in ("full", "fast"):

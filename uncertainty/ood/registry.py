@@ -36,22 +36,12 @@ from uncertainty.ood._base import OODDetector
 __all__ = ["DETECTORS", "available_detectors", "make_detector", "register_detector"]
 
 
-def _check_detector(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, OODDetector)) or not cls.name:
-        raise ValueError(
-            f"register_detector needs an OODDetector subclass with a 'name'. Got {cls!r}."
-        )
-    if cls.name != name:
-        raise ValueError(
-            f"The OOD detector {cls.__name__} is named {cls.name!r}; it cannot be registered "
-            f"as {name!r}."
-        )
 
 
 #: Every detector by registry name (plugins of the entry-point group ``dunno.detectors``
 #: included).
 DETECTORS: Registry[type[OODDetector]] = Registry(
-    "OOD detector", "dunno.detectors", check=_check_detector
+    "OOD detector", "dunno.detectors", base=OODDetector
 )
 
 
@@ -74,7 +64,10 @@ def make_detector(name: str, model: nn.Module | None = None, *, density: Any = N
     the density-based detectors (``likelihood``, ``likelihood-ratio``, ``complexity``,
     ``typicality``). A detector rejects what it does not score through (RaPP and the density
     detectors take no classifier, the classifier detectors no density model), so that a caller
-    never believes a model was scored when it was not.
+    never believes a model was scored when it was not; likewise a detector that cannot score
+    ``model`` (``mc-dropout`` without dropout layers, ``ensemble-disagreement`` on a single
+    network, a feature detector on a model without ``features`` and no ``layer``) is refused
+    here, when it is built (:meth:`~uncertainty.ood._base.OODDetector.check_model`).
     """
     cls = DETECTORS.get(name)
     accepted = cls.param_names()
@@ -93,4 +86,6 @@ def make_detector(name: str, model: nn.Module | None = None, *, density: Any = N
                 f"{cls.__name__} does not score through a classifier; pass model=None."
             )
         return cls(density, **params) if cls.uses_density else cls(**params)
-    return cls(model, **params)
+    detector = cls(model, **params)
+    detector.check_model()
+    return detector

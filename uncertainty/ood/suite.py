@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dunno.data import ArrayDataset, load_dataset
+from dunno.data import ArrayDataset, is_user_data, load_dataset
 from dunno.devices import resolve_device
 from dunno.models import check_model_data, model_kind
 from dunno.validation import check_choice, check_int
@@ -125,7 +125,8 @@ def _load_out_set(spec, test: ArrayDataset, root) -> tuple[str, ArrayDataset]:
     if isinstance(spec, ArrayDataset):
         ds, name = spec, spec.info.name
     elif isinstance(spec, str):
-        ds, name = load_dataset(spec, "test", root, like=test), spec
+        split = "all" if is_user_data(spec) else "test"  # a user file is all OOD
+        ds, name = load_dataset(spec, split, root, like=test), spec
     else:
         raise ValueError(
             "Each OOD set must be a dataset spec (str) or an ArrayDataset. Got "
@@ -241,14 +242,16 @@ def _jsonable_params(det: OODDetector) -> dict[str, Any]:
     return {k: conv(v) for k, v in det.get_params().items()}
 
 
-def _check_graph_features(model: nn.Module, layer, dets) -> None:
+def _check_graph_features(model: nn.Module, layer, names: list[str]) -> None:
     """TorchScript and exported models keep only ``forward``: no ``features`` method and no
     sub-modules to hook, so the feature detectors cannot run on them."""
     kind = model_kind(model)
     if kind not in ("torchscript", "export") or callable(getattr(model, "features", None)):
         return
     what = "a TorchScript file" if kind == "torchscript" else "a torch.export program"
-    logit_only = [n for n, d in dets.items() if "features" not in (d.needs | d.fit_needs)]
+    unfitted = {n: DETECTORS[n]() for n in names if not DETECTORS[n].uses_density}
+    wants = {n: "features" in (d.needs | d.fit_needs) for n, d in unfitted.items()}
+    logit_only = [n for n, needs in wants.items() if not needs]
     if layer is not None:
         raise ValueError(
             f"The 'layer' parameter (--layer) {layer!r} needs forward hooks on the model's "
@@ -257,7 +260,7 @@ def _check_graph_features(model: nn.Module, layer, dets) -> None:
             "--model MODULE:FACTORY --weights FILE (Python: the nn.Module itself) to hook a "
             "layer."
         )
-    needing = [n for n, d in dets.items() if "features" in (d.needs | d.fit_needs)]
+    needing = [n for n, needs in wants.items() if needs]
     if needing:
         raise ValueError(
             f"The detectors {needing} need penultimate features, but the model is {what}, "
@@ -370,14 +373,14 @@ def run_ood(
 
     fit, test, oods = load_ood_data(in_data, out_sets, fit_split=fit_split, fit_size=fit_size,
                                     seed=seed, root=root)
-    dets = build_detectors(names, model, device=device, detector_params=detector_params,
-                           layer=layer, density=density, background=background,
-                           num_dims=math.prod(test.x.shape[1:]))
     if model is not None:  # the model fits the data: shapes, classes (before any work)
         for split in (fit, test):
             check_model_data(model, split.x, num_classes=test.info.num_classes,
                              labels=split.y, data_name=in_data, owner="run_ood")
-        _check_graph_features(model, layer, dets)
+        _check_graph_features(model, layer, names)
+    dets = build_detectors(names, model, device=device, detector_params=detector_params,
+                           layer=layer, density=density, background=background,
+                           num_dims=math.prod(test.x.shape[1:]))
     if model is not None:
         _check_shared_pass(model, layer, dets)
 

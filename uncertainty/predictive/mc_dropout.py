@@ -56,6 +56,7 @@ from dunno.validation import (
     check_float,
     check_hidden,
     check_int,
+    check_num_samples,
     check_seed,
 )
 from uncertainty.predictive._checks import as_features, as_regression_data
@@ -147,7 +148,7 @@ class MCDropout(Estimator):
                 f"The 'model' parameter of MCDropout must be a torch.nn.Module. "
                 f"Got {type(self.model).__name__} instead."
             )
-        check_int(self.num_samples, "num_samples", self, low=1)
+        check_num_samples(self.num_samples, self)  # at most MAX_NUM_SAMPLES
         check_choice(self.mode, "mode", self, ("full", "fast"))
         check_choice(self.task, "task", self, ("classification", "regression"))
         if self.noise_variance is not None:

@@ -23,18 +23,12 @@ from uncertainty.predictive.mdn import MDNRegressor
 __all__ = ["REGRESSORS", "available_regressors", "make_regressor", "register_regressor"]
 
 
-def _check_regressor(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, Regressor)) or cls.name != name:
-        raise ValueError(
-            f"A regression method registered as {name!r} must be a Regressor subclass "
-            f"(uncertainty.predictive.base) with name = {name!r}. Got {cls!r}."
-        )
 
 
 #: Regression methods by registry name (plugins of the entry-point group
 #: ``dunno.regressors`` after them).
 REGRESSORS: Registry[type[Regressor]] = Registry(
-    "regression method", "dunno.regressors", check=_check_regressor
+    "regression method", "dunno.regressors", base=Regressor
 )
 for _cls in (MCDropoutRegressor, DeepEnsembleRegressor, HeteroscedasticRegressor, MDNRegressor,
              BayesianMLPRegressor):

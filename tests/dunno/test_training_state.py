@@ -1,0 +1,145 @@
+"""Run fingerprints (dunno.training_state): --resume continues only its own run, in every
+training recipe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dunno.checkpoints import load_checkpoint
+from dunno.classify import ClassifierConfig, train_classifier
+from dunno.cli import main
+from dunno.ensemble import train_ensemble
+from dunno.errors import CheckpointError
+from dunno.training_state import RESUMABLE_KEYS, check_run_config, run_fingerprint
+
+pytestmark = pytest.mark.one_thread
+
+FAST = dict(backbone="lenet5", data="digits", epochs=1, batch_size=256, device="cpu")
+
+
+def test_fingerprint_is_stable_and_ignores_only_the_resumable_keys():
+    config = {"lr": 0.001, "seed": 0, "options": {"b": [1, 2], "a": None}, "epochs": 3}
+    same = {"epochs": 30, "device": "cuda", "options": {"a": None, "b": (1, 2)}, "seed": 0,
+            "lr": 0.001, "quiet": True}
+    assert run_fingerprint(config) == run_fingerprint(same)
+    assert len(run_fingerprint(config)) == 16
+    assert run_fingerprint(config) != run_fingerprint({**config, "lr": 0.002})
+    assert {"epochs", "max_minutes", "device", "quiet"} <= RESUMABLE_KEYS
+    assert not {"lr", "seed", "data", "batch_size", "options"} & RESUMABLE_KEYS
+
+
+def test_check_run_config_names_every_differing_key_with_both_values():
+    with pytest.raises(CheckpointError) as info:
+        check_run_config({"lr": 0.001, "data": "digits", "seed": 0},
+                         {"lr": 0.01, "data": "mine.npz", "seed": 0, "extra": 1}, "s.pt")
+    text = str(info.value)
+    assert "'s.pt' belongs to another run" in text
+    assert "data: 'digits' there, 'mine.npz' now" in text
+    assert "lr: 0.001 there, 0.01 now" in text and "extra: '<unset>' there, 1 now" in text
+    assert "seed" not in text.split("):")[1]
+    with pytest.raises(CheckpointError, match="'old.pt' records no run configuration"):
+        check_run_config(None, {"lr": 0.1}, "old.pt")
+
+
+def test_classifier_resume_refuses_another_config_and_keeps_the_run(tmp_path):
+    out = tmp_path / "run"
+    first = train_classifier(ClassifierConfig(**FAST), out=out, quiet=True)
+    state = torch.load(out / "training_state.pt", weights_only=True)
+    assert state["fingerprint"] == run_fingerprint(json.loads(state["run_config"]))
+    before = (out / "model.pt").read_bytes()
+    for change, message in [({"lr": 3e-3}, "lr: 0.001 there, 0.003 now"),
+                            ({"seed": 4}, "seed: 0 there, 4 now"),
+                            ({"data": "digits:n=100"}, "data: 'digits' there")]:
+        with pytest.raises(CheckpointError, match=message):
+            train_classifier(ClassifierConfig(**{**FAST, **change}), out=out, resume=True,
+                             quiet=True)
+    assert (out / "model.pt").read_bytes() == before  # nothing was overwritten
+    meta = load_checkpoint(out / "model.pt").meta
+    assert meta["training"]["lr"] == 1e-3
+    # the same run with more epochs is not a different run, but its cosine has ended
+    with pytest.raises(CheckpointError, match="finished its cosine schedule"):
+        train_classifier(ClassifierConfig(**{**FAST, "epochs": 2}), out=out, resume=True,
+                         quiet=True)
+    again = train_classifier(ClassifierConfig(**FAST), out=out, resume=True, quiet=True)
+    assert again.metrics["test_acc"] == first.metrics["test_acc"]
+
+
+def test_resume_on_a_replaced_user_file_of_the_same_name_is_refused(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=rng.random((120, 8, 8), dtype=np.float32), y=np.arange(120) % 3)
+    out = tmp_path / "run"
+    config = ClassifierConfig(**{**FAST, "data": str(data)})
+    train_classifier(config, out=out, quiet=True)
+    np.savez(data, x=rng.random((150, 8, 8), dtype=np.float32), y=np.arange(150) % 3)
+    with pytest.raises(CheckpointError, match=r"train_examples: 84 there, 1[0-9][0-9] now"):
+        train_classifier(config, out=out, resume=True, quiet=True)
+
+
+def test_a_constant_schedule_run_is_extended(tmp_path):
+    out = tmp_path / "run"
+    config = ClassifierConfig(**{**FAST, "schedule": "constant"})
+    train_classifier(config, out=out, quiet=True)
+    longer = train_classifier(ClassifierConfig(**{**FAST, "schedule": "constant", "epochs": 2}),
+                              out=out, resume=True, quiet=True)
+    assert [int(e["epoch"]) for e in longer.history.epochs] == [1, 2]
+
+
+def test_cli_resume_with_another_lr_is_one_line_naming_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "classifier", "--epochs", "1", "--batch-size", "256", "--out", str(out),
+            "--quiet", "--device", "cpu"]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main([*base, "--resume", "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "belongs to another run" in err
+    assert "lr: 0.001 there, 0.01 now" in err and "training_state.pt" in err
+
+
+def test_ensemble_resume_refuses_finished_members_of_another_run(tmp_path):
+    config = ClassifierConfig(**FAST)
+    train_ensemble(config, 1, out=tmp_path, quiet=True)
+    with pytest.raises(CheckpointError, match=r"member0.model\.pt' belongs to another run.*"
+                                              r"weight_decay: 0.0 there, 0.1 now"):
+        train_ensemble(ClassifierConfig(**{**FAST, "weight_decay": 0.1}), 1, out=tmp_path,
+                       resume=True, quiet=True)
+    again = train_ensemble(config, 1, out=tmp_path, resume=True, quiet=True)
+    assert again.metrics["member_test_acc"][0] > 0
+
+
+def test_density_resume_refuses_another_config(tmp_path):
+    from generative import train_density
+
+    kwargs = dict(options={"hidden": 8}, test=False, quiet=True, out=tmp_path, val_size=50,
+                  examples_per_epoch=200)
+    train_density("nade", "digits", 1, lr=3e-3, **kwargs)
+    with pytest.raises(CheckpointError, match=r"lr: 0.003 there, 0.001 now"):
+        train_density("nade", "digits", 2, lr=1e-3, resume=True, **kwargs)
+    with pytest.raises(CheckpointError, match=r"options: \{'hidden': 8\} there, "
+                                              r"\{'hidden': 16\} now"):
+        train_density("nade", "digits", 2, lr=3e-3, resume=True,
+                      **{**kwargs, "options": {"hidden": 16}})
+    _, longer = train_density("nade", "digits", 2, lr=3e-3, resume=True, **kwargs)
+    assert len(longer.epochs) == 2  # constant schedule: more epochs extend the run
+    cosine = {**kwargs, "out": tmp_path / "cosine", "schedule": "cosine"}
+    train_density("nade", "digits", 1, **cosine)
+    with pytest.raises(CheckpointError, match=r"finished its cosine schedule \(2 of 2 steps"):
+        train_density("nade", "digits", 2, resume=True, **cosine)
+
+
+def test_gan_resume_refuses_another_config(tmp_path):
+    from generative import train_gan
+
+    kwargs = dict(options={"latent_dim": 4, "hidden": [8]}, quiet=True, out=tmp_path)
+    train_gan("gan", "ring-of-gaussians:n=200", 1, batch_size=50, **kwargs)
+    with pytest.raises(CheckpointError, match=r"batch_size: 50 there, 40 now"):
+        train_gan("gan", "ring-of-gaussians:n=200", 2, batch_size=40, resume=True, **kwargs)
+    _, history = train_gan("gan", "ring-of-gaussians:n=200", 2, batch_size=50, resume=True,
+                           **kwargs)
+    assert len(history.epochs) == 2

@@ -21,6 +21,7 @@ Example::
 """
 
 from dunno.models.checks import check_model_data, model_input_shape, model_kind
+from dunno.models.detect import MODEL_FILE_KINDS, detect_model_file
 from dunno.models.factory import (
     import_factory,
     load_factory_model,
@@ -28,9 +29,7 @@ from dunno.models.factory import (
     read_safetensors,
 )
 from dunno.models.files import (
-    MODEL_FILE_KINDS,
     ExportedModel,
-    detect_model_file,
     load_any_model,
     load_model_file,
     read_model_metadata,

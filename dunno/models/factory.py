@@ -33,6 +33,7 @@ from torch import nn
 
 from dunno.checkpoints import FORMAT, safe_load
 from dunno.errors import CheckpointError
+from dunno.models.detect import detect_model_file
 
 __all__ = ["import_factory", "load_factory_model", "load_state_dict_file", "read_safetensors"]
 
@@ -125,8 +126,6 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict in a weights file (see the module docstring), without running code."""
-    from dunno.models.files import detect_model_file
-
     kind = detect_model_file(path)
     if kind == "safetensors":
         return read_safetensors(path)

@@ -44,6 +44,8 @@ from torch import nn
 
 from dunno.checkpoints import _atomic_write, load_checkpoint
 from dunno.errors import CheckpointError
+from dunno.models.detect import MODEL_FILE_KINDS, detect_model_file, zip_entries
+from dunno.models.factory import load_factory_model
 
 __all__ = [
     "MODEL_FILE_KINDS",
@@ -55,60 +57,9 @@ __all__ = [
     "save_model",
 ]
 
-#: What :func:`detect_model_file` returns for a model file.
-MODEL_FILE_KINDS = ("checkpoint", "torchscript", "export")
 #: The entry of a TorchScript / export archive that holds :func:`save_model`'s metadata.
 METADATA_NAME = "dunno.json"
 METADATA_FORMAT = "dunno-model"
-
-
-def _zip_entries(path: Path) -> list[str] | None:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return None
-
-
-def detect_model_file(path: str | os.PathLike) -> str:
-    """The kind of model file at ``path``, read from its content: ``"checkpoint"`` (a
-    ``torch.save`` archive or legacy pickle file: a project checkpoint or a state dict),
-    ``"torchscript"`` (an archive with ``code/`` and ``constants.pkl``), ``"export"`` (an
-    archive with an ``archive_format`` entry, as ``torch.export.save`` writes) or
-    ``"safetensors"``.
-
-    Raises :class:`~dunno.errors.CheckpointError` for a missing or empty file, or one that is
-    none of these.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Model file {str(path)!r} does not exist.")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"Model file {str(path)!r} is empty (0 bytes).")
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if head.startswith(b"PK"):
-        entries = _zip_entries(path)
-        if entries is None:
-            raise CheckpointError(f"Model file {str(path)!r} is a truncated or corrupt zip "
-                                  "archive.")
-        tails = {name.split("/", 1)[1] if "/" in name else name for name in entries}
-        if "archive_format" in tails or any(t.startswith("models/") for t in tails):
-            return "export"
-        if "constants.pkl" in tails and any(t.startswith("code/") for t in tails):
-            return "torchscript"
-        if "data.pkl" in tails:
-            return "checkpoint"
-        raise CheckpointError(f"Model file {str(path)!r} is a zip archive but neither a torch "
-                              "checkpoint, a TorchScript file nor a torch.export program.")
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    if head[:1] == b"\x80":  # a legacy (non-zip) torch.save pickle
-        return "checkpoint"
-    raise CheckpointError(
-        f"Model file {str(path)!r} is not a model file dunno reads (a project checkpoint, a "
-        "TorchScript file, a torch.export .pt2 program or, with --model, a weights file)."
-    )
 
 
 def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
@@ -130,7 +81,7 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
     model file: :func:`save_model`'s ``dunno.json`` entry of a TorchScript / export archive, or
     the ``meta`` of a project checkpoint. Reads JSON only."""
     path = Path(path)
-    entries = _zip_entries(path) or []
+    entries = zip_entries(path) or []
     for name in entries:
         if name.rsplit("/", 1)[-1] == METADATA_NAME and "/extra/" in f"/{name}":
             with zipfile.ZipFile(path) as archive:
@@ -263,8 +214,6 @@ def load_any_model(
         With ``dunno_info`` (``kind``, ``source``, and ``input_shape`` / ``num_classes`` when
         recorded).
     """
-    from dunno.models.factory import load_factory_model
-
     if (path is None) == (model is None):
         raise ValueError("load_any_model needs exactly one of 'path' (a model file) and "
                          f"'model' (package.module:factory). Got path={path!r}, "

@@ -15,7 +15,7 @@ torch tensor ``(N, ...)``  ``x``; labels from ``labels=`` (optional)
                            :class:`~dunno.data.ArrayDataset` and ``TensorDataset`` are read
                            as arrays (an unlabelled ArrayDataset has no labels)
 ``DataLoader`` / iterable  its batches ``(x, y)``, ``(x,)`` or ``x``, as they come (its own
-                           batch size and order)
+                           batch size and order); also a list of ``(x, y)`` tuples
 =========================  =================================================================
 
 Anything else (a list of numbers, a dict, a string) is a :class:`TypeError` naming the
@@ -48,10 +48,12 @@ from dunno.validation.tensors import check_finite_tensor
 
 __all__ = [
     "Batches",
+    "apply_batched",
     "as_arrays",
     "as_loader",
     "describe_kind",
     "is_numpy_input",
+    "model_dtype",
     "output_like",
 ]
 
@@ -132,6 +134,18 @@ def _to_numpy(value: Any) -> Any:
     return value
 
 
+def model_dtype(model: Any) -> torch.dtype | None:
+    """The floating dtype of ``model``'s first floating parameter or buffer (the ``dtype=``
+    that an entry point running the model passes), or ``None`` (no floating tensors, or not
+    an ``nn.Module``)."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
 # ---------------------------------------------------------------------- conversion of arrays
 def _tensor(value: Any, name: str, owner: object, dtype: torch.dtype | None) -> torch.Tensor:
     """A numpy array or tensor as a CPU-or-device tensor (numpy shares memory when it can)."""
@@ -204,9 +218,13 @@ def _is_array_dataset(data: Any) -> bool:
 
 
 def _is_batch_iterable(data: Any) -> bool:
+    """A DataLoader, a generator / iterable of batches, or a list of ``(x, y)`` / ``(x,)``
+    tuples (a list or tuple of arrays is a pair, never batches)."""
+    if isinstance(data, list | tuple):
+        return all(isinstance(b, tuple | list) for b in data) and not _is_pair(data)
     return isinstance(data, DataLoader | Batches) or (
         isinstance(data, Iterable)
-        and not isinstance(data, str | bytes | dict | list | tuple | set | np.ndarray)
+        and not isinstance(data, str | bytes | dict | set | np.ndarray)
     )
 
 
@@ -277,8 +295,10 @@ class Batches:
     def __init__(self, *, x=None, y=None, stream=None, batch_size: int, shuffle: bool = False,
                  generator: torch.Generator | None = None, name: str = "x",
                  label_name: str = "y", owner: object = None, dtype=None,
-                 finite: bool = True, has_labels: bool | None = None) -> None:
+                 finite: bool = True, has_labels: bool | None = None,
+                 require_labels: bool = False) -> None:
         self.x, self.y, self._stream = x, y, stream
+        self.require_labels = require_labels
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
         self.name, self.label_name, self.owner = name, label_name, owner
         self.dtype, self.finite = dtype, finite
@@ -327,6 +347,9 @@ class Batches:
                                                       self.dtype)
             if self._has_labels is False:
                 y = None
+            if y is None and self.require_labels:
+                raise ValueError(f"{_where(self.name, self.owner)} has no labels: its batches "
+                                 f"are x alone; expected ({self.name}, {self.label_name}).")
             _check_rows(x, y, self.name, self.label_name, self.owner, offset=seen)
             if self.finite:
                 _check_finite(x, self.name, self.owner, offset=seen)
@@ -412,12 +435,9 @@ def as_loader(data: Any, *, batch_size: int = 512, labels: Any = None, name: str
     else:
         raise TypeError(f"{_where(name, owner)} must be {_KINDS}. Got "
                         f"{_kind_for_message(data)} instead.")
-    batches = Batches(stream=stream, batch_size=batch_size, shuffle=shuffle,
-                      generator=generator, name=name, label_name=label_name, owner=owner,
-                      dtype=dtype, finite=finite, has_labels=has_labels)
-    if require_labels:
-        return _RequireLabels(batches)
-    return batches
+    return Batches(stream=stream, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                   name=name, label_name=label_name, owner=owner, dtype=dtype, finite=finite,
+                   has_labels=has_labels, require_labels=require_labels)
 
 
 def _kind_for_message(data: Any) -> str:
@@ -425,20 +445,6 @@ def _kind_for_message(data: Any) -> str:
         inner = ", ".join(type(v).__name__ for v in data[:3]) + (", ..." if len(data) > 3 else "")
         return f"a {type(data).__name__} of {len(data)} items ({inner})"
     return type(data).__name__
-
-
-class _RequireLabels(Batches):
-    """Batches of a stream that must carry labels."""
-
-    def __init__(self, inner: Batches) -> None:
-        self.__dict__.update(inner.__dict__)
-
-    def __iter__(self):
-        for x, y in super().__iter__():
-            if y is None:
-                raise ValueError(f"{_where(self.name, self.owner)} has no labels: its batches "
-                                 f"are x alone; expected ({self.name}, {self.label_name}).")
-            yield x, y
 
 
 def as_arrays(data: Any, *, labels: Any = None, name: str = "x", label_name: str = "y",
@@ -465,3 +471,21 @@ def as_arrays(data: Any, *, labels: Any = None, name: str = "x", label_name: str
         raise ValueError(f"{_where(name, owner)} yielded labels in some batches but not in "
                          "others.")
     return torch.cat(xs), (torch.cat(ys) if ys else None)
+
+
+def apply_batched(fn, data: Any, *, owner: object, batch_size: int = 512, name: str = "x",
+                  dtype: torch.dtype | None = None, device: torch.device | None = None) -> Any:
+    """``fn(x)`` of user data with numpy in, numpy out (e.g. a density model's ``log_prob``).
+
+    A tensor goes to ``fn`` whole, as it is (autograd intact: training losses take this
+    path), after the finite check. Other kinds are read by :func:`as_loader`, run batch by
+    batch without gradients (moved to ``device`` when given), concatenated along the first
+    axis and returned as :func:`output_like` the input.
+    """
+    if isinstance(data, torch.Tensor):
+        check_finite_tensor(data, name, owner)
+        return fn(data)
+    batches = as_loader(data, batch_size=batch_size, name=name, owner=owner, dtype=dtype)
+    with torch.no_grad():
+        out = [fn(x if device is None else x.to(device)) for x, _ in batches]
+    return output_like(torch.cat(out), data)

@@ -81,8 +81,8 @@ def _first_layer(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def _describe(data_name: str) -> str:
-    return f"the data {data_name!r}" if data_name else "the data"
+def _describe(data_name) -> str:
+    return f"the data {data_name!r}" if isinstance(data_name, str) and data_name else "the data"
 
 
 def _first_layer_error(model: nn.Module, shape: tuple[int, ...], data_name: str) -> str | None:

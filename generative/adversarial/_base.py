@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dunno.seeding import make_generator
 from dunno.validation import check_betas, check_choice, check_float, check_int, check_shape
 
 __all__ = [
@@ -169,12 +170,15 @@ class AdversarialModel(nn.Module):
         return self.discriminator(x)
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None,
-               batch_size: int = 1000) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None,
+               generator: torch.Generator | None = None, batch_size: int = 1000
+               ) -> torch.Tensor:
         """``n`` samples ``(n, *data_shape)`` in data space (images in [0, 1]) on the
         model's device, generated in eval mode (batch norm with running statistics, so a
-        sample does not depend on the rest of its batch). ``generator`` seeds the latents."""
+        sample does not depend on the rest of its batch).
+        ``seed`` (an int) or ``generator`` makes the draw reproducible (:mod:`dunno.seeding`)."""
         n = check_int(n, "n", f"{type(self).__name__}.sample", low=1)
+        generator = make_generator(seed, generator, owner=f"{type(self).__name__}.sample")
         z = self.sample_latent(n, generator)
         return self.decode(z, batch_size)
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dunno.inputs import apply_batched
+from dunno.seeding import make_generator
 from dunno.validation import check_image_shape, check_int
 from generative.fitting import DensityFitMixin
 
@@ -102,8 +104,14 @@ class AutoregressiveImageModel(DensityFitMixin, nn.Module):
             nll = F.cross_entropy(logits, target, reduction="none")  # (N, C, H, W)
         return -nll.flatten(1).sum(1)  # (N,)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        r"""Exact :math:`\log p(x)` in nats, ``(N,)``, for images ``x (N, C, H, W)``."""
+    def log_prob(self, x) -> torch.Tensor:
+        r"""Exact :math:`\log p(x)` in nats, ``(N,)``, for images ``x (N, C, H, W)``: a
+        tensor (differentiable), or any kind read by :mod:`dunno.inputs` (numpy in, numpy
+        out; Datasets and loaders are scored batch by batch). NaN / inf are refused."""
+        return apply_batched(self._log_prob, x, owner=f"{type(self).__name__}.log_prob",
+                             device=next(self.parameters()).device)
+
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
         u, target = self.preprocess(x)
         return self._log_prob_from_logits(self(u), target)
 
@@ -130,14 +138,17 @@ class AutoregressiveImageModel(DensityFitMixin, nn.Module):
         return (logits + gumbel).argmax(dim=-1).to(logits.dtype)
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``n`` images by ancestral sampling, one value at a time in the model's order.
+    def sample(self, n: int, *, seed: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` images by ancestral sampling, one value at a time in the model's order;
+        ``seed`` (an int) or ``generator`` makes the draw reproducible (:mod:`dunno.seeding`).
 
         Returns ``(n, C, H, W)`` floats holding 0/1 (binary) or 0..255 (8-bit) values, on
         the model's device. The network is re-run on the rows generated so far before each
         of the :math:`D` draws (outputs of row :math:`r` never depend on later rows).
         """
         n = check_int(n, "n", f"{type(self).__name__}.sample", low=1)
+        generator = make_generator(seed, generator, owner=f"{type(self).__name__}.sample")
         c, h, w = self.image_shape
         p = next(self.parameters())
         x = torch.zeros(n, c, h, w, dtype=p.dtype, device=p.device)  # (n, C, H, W)

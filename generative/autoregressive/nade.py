@@ -60,6 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
+from dunno.inputs import apply_batched
+from dunno.seeding import make_generator
 from dunno.validation import check_bool, check_int
 
 from ._base import AutoregressiveImageModel
@@ -210,11 +212,16 @@ class NADE(AutoregressiveImageModel):
             return self._unflatten(logits)
         return self._unflatten(self._ordered_logits(v, None), rows=u.shape[2])
 
-    def log_prob(self, x: torch.Tensor, order=None) -> torch.Tensor:
+    def log_prob(self, x, order=None) -> torch.Tensor:
         r"""Exact :math:`\log p(x)` in nats ``(N,)`` under the raster ordering, or under
-        ``order`` (a permutation of :math:`0..D-1`, for an order-agnostic NADE)."""
-        u, target = self.preprocess(x)
-        return self._log_prob_from_logits(self(u, order), target)
+        ``order`` (a permutation of :math:`0..D-1`, for an order-agnostic NADE). ``x``: a
+        tensor (differentiable) or any kind read by :mod:`dunno.inputs` (numpy in, numpy
+        out); NaN / inf are refused."""
+        def one(xb):
+            u, target = self.preprocess(xb)
+            return self._log_prob_from_logits(self(u, order), target)
+
+        return apply_batched(one, x, owner="NADE.log_prob", device=self.W.device)
 
     def ensemble_log_prob(
         self, x: torch.Tensor, num_orderings: int = 16, *,
@@ -272,11 +279,14 @@ class NADE(AutoregressiveImageModel):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         r"""Ancestral sampling in :math:`D` steps of :math:`O(H)` each, carrying the
         running sum :math:`a_{d+1} = a_d + W_{:,d} x_d`. Returns ``(n, C, H, W)`` 0/1 floats
-        (raster ordering)."""
+        (raster ordering);
+        ``seed`` (an int) or ``generator`` makes the draw reproducible (:mod:`dunno.seeding`)."""
         n = check_int(n, "n", "NADE.sample", low=1)
+        generator = make_generator(seed, generator, owner="NADE.sample")
         a = self.c.expand(n, self.hidden).clone()  # (n, H)
         v = torch.zeros(n, self.num_dims, dtype=self.W.dtype, device=self.W.device)  # (n, D)
         for d in range(self.num_dims):

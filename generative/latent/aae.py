@@ -63,6 +63,7 @@ from torch import nn
 
 from dunno.checkpoints import register_model
 from dunno.errors import NotFittedError
+from dunno.seeding import make_generator
 from dunno.validation import (
     check_choice,
     check_float,
@@ -436,11 +437,14 @@ class AdversarialAutoencoder(DensityFitMixin, nn.Module):
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None,
-               labels: torch.Tensor | None = None, mean: bool = True) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None,
+               generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+               mean: bool = True) -> torch.Tensor:
         r"""``n`` images ``(n, C, H, W)``: decoded prior draws, :math:`\sigma(G(z))` values in
         [0, 1] (``mean=False``: a Bernoulli draw of them). ``labels`` picks the mixture
-        component of each draw (semi-supervised variant)."""
+        component of each draw (semi-supervised variant).
+        ``seed`` (an int) or ``generator`` makes the draw reproducible (:mod:`dunno.seeding`)."""
+        generator = make_generator(seed, generator, owner="AdversarialAutoencoder.sample")
         if labels is not None:
             labels = self._check_labels(labels, n, "AdversarialAutoencoder.sample")
         probs = self.decode_mean(self.sample_prior(n, generator=generator, labels=labels))

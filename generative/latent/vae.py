@@ -84,6 +84,8 @@ from torch import nn
 
 from dunno.checkpoints import register_model
 from dunno.errors import CheckpointError
+from dunno.inputs import apply_batched
+from dunno.seeding import make_generator
 from dunno.validation import (
     check_choice,
     check_hidden,
@@ -326,10 +328,9 @@ class VAE(DensityFitMixin, nn.Module):
                   for _ in range(k)]
         return torch.stack(blocks).to(like.device)
 
-    @torch.no_grad()
-    def log_prob(self, x: torch.Tensor, num_samples: int = 5000, *,
-                 chunk_size: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def log_prob(self, x, num_samples: int = 5000, *, chunk_size: int | None = None,
+                 seed: int | None = None, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
         r"""Importance-sampled :math:`\log p(x)` in nats, ``(N,)``:
 
         .. math::
@@ -341,11 +342,18 @@ class VAE(DensityFitMixin, nn.Module):
         consistent as :math:`K \to \infty` (Burda et al. 2016). The :math:`K` =
         ``num_samples`` samples go through the decoder ``chunk_size`` at a time (default:
         as many as keep a ``(chunk, N, D)`` tensor under 4M elements); the answer is the same
-        for every chunk size given the same ``generator`` state.
+        for every chunk size given the same ``generator`` state (or ``seed``). ``x``: a tensor
+        or any kind read by :mod:`dunno.inputs` (numpy in, numpy out; NaN / inf refused).
         """
         k = check_int(num_samples, "num_samples", "VAE.log_prob", low=1)
         if chunk_size is not None:
             chunk_size = check_int(chunk_size, "chunk_size", "VAE.log_prob", low=1)
+        generator = make_generator(seed, generator, owner="VAE.log_prob")
+        with torch.no_grad():
+            return apply_batched(lambda xb: self._log_prob(xb, k, chunk_size, generator), x,
+                                 owner="VAE.log_prob", device=self.prior_loc.device)
+
+    def _log_prob(self, x, k: int, chunk_size: int | None, generator) -> torch.Tensor:
         u = self.check_images(x, "VAE.log_prob")
         n = u.shape[0]
         if chunk_size is None:
@@ -389,13 +397,15 @@ class VAE(DensityFitMixin, nn.Module):
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None,
-               mean: bool = False) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None,
+               generator: torch.Generator | None = None, mean: bool = False) -> torch.Tensor:
         """``n`` images ``(n, C, H, W)`` by ancestral sampling, ``z ~ p(z)`` then
         ``x ~ p(x | z)`` (0/1 values for the Bernoulli likelihood, [0, 1] values for the
         continuous Bernoulli); ``mean=True`` returns :math:`\\mathbb{E}[x \\mid z]` instead
-        of a draw (smoother pictures)."""
+        of a draw (smoother pictures).
+        ``seed`` (an int) or ``generator`` makes the draw reproducible (:mod:`dunno.seeding`)."""
         n = check_int(n, "n", "VAE.sample", low=1)
+        generator = make_generator(seed, generator, owner="VAE.sample")
         p = self.prior_loc
         eps = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype).to(p.device)
         logits = self._decode_flat(self.prior_loc + self.prior_scale * eps)  # (n, D)

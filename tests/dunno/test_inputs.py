@@ -14,6 +14,7 @@ from dunno.inputs import (
     as_loader,
     describe_kind,
     is_numpy_input,
+    model_dtype,
     output_like,
 )
 from dunno.validation import check_finite_tensor
@@ -66,6 +67,7 @@ def _kinds(x: np.ndarray, y: np.ndarray):
         "DataLoader": DataLoader(TensorDataset(tx, ty), batch_size=3),
         "DataLoader-map": DataLoader(MapDataset(x, y), batch_size=4),
         "generator": [(tx[:5], ty[:5]), (tx[5:], ty[5:])],
+        "batch-list": [(tx[:5], ty[:5]), [x[5:], y[5:]]],
     }
 
 
@@ -287,6 +289,14 @@ def test_empty_loader_is_refused_when_read():
         as_arrays(iter([]), owner=OWNER)
     with pytest.raises(ValueError, match="is empty: it yielded no examples"):
         as_arrays(Stream([]), owner=OWNER)
+    with pytest.raises(ValueError, match="is empty: it yielded no examples"):
+        as_arrays([], owner=OWNER)
+
+
+def test_model_dtype():
+    assert model_dtype(torch.nn.Linear(2, 2).double()) == torch.float64
+    assert model_dtype(torch.nn.ReLU()) is None
+    assert model_dtype(None) is None
 
 
 def test_scalars_are_refused():

@@ -250,7 +250,8 @@ def test_bad_arrays_are_refused_naming_the_argument_and_the_value():
                                          r".*dtype object"):
         nade.fit(np.array([object()] * 12, dtype=object).reshape(1, 12))
     with pytest.raises(ValueError, match=re.escape(
-            "The 'x' argument of NADE contains NaN or infinite values (e.g. nan in row 2).")):
+            "The 'x' argument of NADE.log_prob must be finite (no NaN or inf); found nan at "
+            "index (2, 3).")):
         nade.log_prob(torch.from_numpy(nan))
     # a flat vector has no one layout for RGB: images only
     rgb = PixelCNN((3, 2, 2), hidden=3, layers=0)

@@ -292,8 +292,10 @@ def test_bad_input_and_parameters_raise_clear_errors():
     nan[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="contains NaN"):
         vae.elbo(nan)
-    with pytest.raises(TypeError, match="must be a torch.Tensor"):
-        vae.log_prob(np.zeros((2, 1, 4, 4)))
+    with pytest.raises(TypeError, match="The 'x' argument of VAE.log_prob must be a numpy "
+                       "array, a torch tensor"):
+        vae.log_prob("images.png")
+    assert isinstance(vae.log_prob(np.zeros((2, 1, 4, 4)), 5), np.ndarray)  # numpy in and out
     with pytest.raises(ValueError, match="'likelihood' parameter of VAE"):
         VAE((1, 4, 4), likelihood="gaussian")
     with pytest.raises(ValueError, match="'latent_dim' parameter of VAE must be an int >= 1"):

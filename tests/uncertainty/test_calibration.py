@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from sklearn.isotonic import IsotonicRegression
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dunno.errors import CheckpointError, NotFittedError
 from uncertainty.calibration import (
@@ -230,7 +231,16 @@ def test_contract(name):
     torch.testing.assert_close(probs.sum(1), torch.ones(100))
     torch.testing.assert_close(torch.softmax(cal.transform(z), 1), cal.predict_proba(z))
     assert torch.equal(make_calibrator(name).fit(z, y).predict_proba(z), cal.predict_proba(z))
-    assert isinstance(cal.predict_proba(z.numpy()), torch.Tensor)
+    # numpy in, numpy out (same numbers); pairs / datasets / loaders fit the same map
+    probs_np = cal.predict_proba(z.numpy())
+    assert isinstance(probs_np, np.ndarray) and probs_np.dtype == np.float64
+    np.testing.assert_array_equal(probs_np, cal.predict_proba(z).numpy())
+    assert isinstance(cal.transform(z.numpy()), np.ndarray)
+    assert isinstance(cal.fit_transform(z.numpy(), y.numpy()), np.ndarray)
+    for data in ((z.numpy(), y.numpy()), TensorDataset(z, y), DataLoader(TensorDataset(z, y),
+                                                                          batch_size=64)):
+        other = make_calibrator(name).fit(data)
+        torch.testing.assert_close(other.predict_proba(z), cal.predict_proba(z))
 
 
 @pytest.mark.parametrize("name", list(CALIBRATORS))
@@ -367,13 +377,60 @@ def test_calibrated_classifier_caches_logits_and_predicts(tmp_path):
     assert model.training  # put back in its own mode
 
 
+def test_calibrated_classifier_from_numpy_gives_numpy(tmp_path):
+    torch.manual_seed(0)
+    model = CountingModel()
+    x, y = _labelled(model, 2000, seed=1)
+    x_np, y_np = x.double().numpy(), y.numpy()  # float64 numpy reaches the float32 model
+    clf = CalibratedClassifier(model, "temperature").fit(x_np, y_np)
+    assert clf.calibrator_.temperature_ == pytest.approx(3.0, rel=0.1)
+    ref = CalibratedClassifier(model, "temperature").fit([(x, y)])
+    assert clf.calibrator_.temperature_ == pytest.approx(ref.calibrator_.temperature_)
+    for data in ((x_np, y_np), TensorDataset(x, y), DataLoader(TensorDataset(x, y),
+                                                                batch_size=300)):
+        other = CalibratedClassifier(model, "temperature").fit(data)
+        assert other.calibrator_.temperature_ == pytest.approx(ref.calibrator_.temperature_)
+    x_test, _ = _labelled(model, 10, seed=2)
+    probs = clf.predict_proba(x_test.numpy())
+    assert isinstance(probs, np.ndarray) and probs.shape == (10, 3)
+    np.testing.assert_allclose(probs, clf.predict_proba(x_test).numpy(), rtol=1e-6)
+    pred = clf.predict(x_test.numpy())
+    assert isinstance(pred, np.ndarray) and pred.dtype == np.int64
+    np.testing.assert_array_equal(pred, probs.argmax(1))
+    assert isinstance(clf.predict_logits(x_test.numpy()), np.ndarray)
+    assert isinstance(clf.logits(x_test.numpy()), np.ndarray)
+    assert isinstance(clf.predict_proba(TensorDataset(x_test)), torch.Tensor)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_calibrated_classifier_refuses_non_finite_inputs(value):
+    model = CountingModel()
+    x = np.zeros((5, 6), dtype=np.float32)
+    x[2, 4] = value
+    with pytest.raises(ValueError, match=rf"The 'x' argument of CalibratedClassifier.fit must be "
+                       rf"finite \(no NaN or inf\); found {value} at index \(2, 4\)"):
+        CalibratedClassifier(model).fit(x, np.zeros(5, dtype=np.int64))
+    clf = CalibratedClassifier(model).fit(*_labelled(model, 50, seed=0))
+    with pytest.raises(ValueError, match="'x' argument of CalibratedClassifier.predict_proba must "
+                       "be finite"):
+        clf.predict_proba(x)
+    assert model.seen == 50
+
+
 def test_calibrated_classifier_errors():
     model = CountingModel()
     clf = CalibratedClassifier(model)
     with pytest.raises(NotFittedError):
         clf.predict_proba(torch.zeros(2, 6))
-    with pytest.raises(ValueError, match="yielded no batches"):
+    with pytest.raises(ValueError, match="The 'x' argument of CalibratedClassifier.fit is "
+                       "empty: it yielded no examples"):
         clf.fit([])
+    with pytest.raises(ValueError, match="The 'x' argument of CalibratedClassifier.fit has no "
+                       "labels"):
+        clf.fit(np.zeros((4, 6), dtype=np.float32))
+    with pytest.raises(TypeError, match="The 'x' argument of CalibratedClassifier.predict_proba "
+                       "must be a numpy array, a torch tensor"):
+        clf.fit(torch.zeros(4, 6), torch.zeros(4, dtype=torch.long)).predict_proba("x.png")
     with pytest.raises(ValueError, match="'model' parameter of CalibratedClassifier"):
         CalibratedClassifier("not a model").fit([])
     with pytest.raises(ValueError, match="'params' only with a method name"):
@@ -500,3 +557,21 @@ def test_a_calibrator_must_implement_fit_and_transform():
 
     with pytest.raises(TypeError, match="abstract.*_transform"):
         OnlyFit()
+
+
+@pytest.mark.parametrize("name", available_calibrators())
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_logits_are_refused_by_every_calibrator(name, value):
+    z, y = data_for(name)
+    bad = z.numpy().copy()
+    bad[9, 1] = value
+    for data, labels in ((bad, y.numpy()), ((bad, y), None),
+                         (DataLoader(TensorDataset(torch.from_numpy(bad), y), batch_size=50),
+                          None)):
+        with pytest.raises(ValueError, match="The 'logits' argument contains NaN or infinite "
+                           r"values \(in 1 of 600 rows\)"):
+            make_calibrator(name).fit(data, labels)
+    cal = make_calibrator(name).fit(z, y)
+    for method in (cal.predict_proba, cal.transform):
+        with pytest.raises(ValueError, match="The 'logits' argument contains NaN or infinite"):
+            method(bad)

@@ -12,6 +12,7 @@ from scipy.spatial.distance import cdist, mahalanobis
 from scipy.special import logsumexp, softmax
 from scipy.stats import multivariate_normal
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dunno import nets
 from dunno.errors import NotFittedError
@@ -610,8 +611,8 @@ def test_bad_input_errors():
     det = KNN(model, k=3).fit(_loader(x, y))
     with pytest.raises(ValueError, match="empty"):
         det.score(torch.zeros(0, D))
-    with pytest.raises(ValueError, match="must be a torch.Tensor"):
-        det.score(x.numpy())
+    with pytest.raises(TypeError, match="The 'x' argument of KNN.score must be a numpy array"):
+        det.score("x.png")
     with pytest.raises(ValueError, match=r"needs \['features'\] but the outputs lack"):
         det.score_outputs(ModelOutputs(logits=torch.zeros(3, 2)))
     with pytest.raises(ValueError, match="NaN or inf"):
@@ -733,3 +734,39 @@ def test_detector_contract_is_enforced_when_a_class_is_defined():
 
     with pytest.raises(TypeError, match="abstract"):
         NoScore()
+
+
+# --------------------------------------------------------------------------- every input kind
+@pytest.mark.parametrize("name", CLASSIFIER_DETECTORS)
+def test_contract_arrays_in_arrays_out(name, toy):
+    """numpy in -> numpy out; a pair, a TensorDataset and a DataLoader fit the same state."""
+    model, (x, y), x_test, _ = toy
+    ref = _make(name, model).fit(_loader(x, y)).score(x_test, batch_size=64)
+    for data in ((x.numpy(), y.numpy()), TensorDataset(x, y),
+                 DataLoader(TensorDataset(x, y), batch_size=64)):
+        scores = _make(name, model).fit(data).score(x_test.double().numpy(), batch_size=64)
+        assert isinstance(scores, np.ndarray) and scores.dtype == np.float64
+        np.testing.assert_allclose(scores, ref.numpy(), rtol=1e-4, atol=1e-6)
+    det = _make(name, model).fit(x.numpy(), y.numpy())
+    assert isinstance(det.score(TensorDataset(x_test)), torch.Tensor)
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_DETECTORS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_contract_non_finite_inputs_are_refused(name, value, toy):
+    model, (x, y), x_test, _ = toy
+    cls = type(_make(name, model)).__name__
+    bad = x.clone()
+    bad[7, 3] = value
+    with pytest.raises(ValueError, match=rf"The 'x' argument of {cls}.fit must be finite \(no "
+                       rf"NaN or inf\); found {value} at index \(7, 3\)"):
+        _make(name, model).fit(bad, y)
+    if _make(name, model).fit_needs:  # a fit-free detector does not read a loader at all
+        with pytest.raises(ValueError, match=rf"'x' argument of {cls}.fit must be finite"):
+            _make(name, model).fit(DataLoader(TensorDataset(bad, y), batch_size=64))
+    det = _make(name, model).fit(x, y)
+    bad_test = x_test.numpy().copy()
+    bad_test[5, 0] = value
+    with pytest.raises(ValueError, match=rf"The 'x' argument of {cls}.score must be finite \(no "
+                       rf"NaN or inf\); found {value} at index \(5, 0\)"):
+        det.score(bad_test)

@@ -75,6 +75,58 @@ def test_held_out_classes_and_user_arrays(model, tmp_path):
     assert [r["n_out"] for r in table.rows] == [20, len(test)]
 
 
+def test_run_ood_on_the_users_arrays_matches_the_spec_run(model):
+    fit, test = load_dataset(IN, "train"), load_dataset(IN, "test")
+    ood = load_dataset("digits:classes=5-9", "test")
+    ref = run_ood(model, IN, [ood], "msp,knn,mahalanobis", detector_params={"knn": {"k": 5}})
+    x_train, x_test, x_ood = (d.x.double().numpy() for d in (fit, test, ood))  # float64 numpy
+    table = run_ood(model, in_data=((x_train, fit.y.numpy()), x_test), out_sets={"mine": x_ood},
+                    detectors="msp,knn,mahalanobis", detector_params={"knn": {"k": 5}})
+    assert table.in_data == "in_data" and table.out_sets == ["mine"]
+    assert table.accuracy is None  # no test labels given
+    for r, q in zip(ref.rows, table.rows, strict=True):
+        assert r["detector"] == q["detector"] and q["ood_set"] == "mine"
+        assert q["auroc"] == pytest.approx(r["auroc"], abs=1e-6)
+    labelled = run_ood(model, in_data=((fit.x, fit.y.numpy()), (test.x.numpy(), test.y)),
+                       out_sets={"mine": torch.utils.data.TensorDataset(ood.x),
+                                 "noise": "gaussian-noise"}, detectors="msp")
+    assert labelled.accuracy == pytest.approx(ref.accuracy)
+    assert labelled.out_sets == ["mine", "noise"]
+    # the line: unlabelled arrays, every detector that can fit without labels
+    table = run_ood(model, in_data=(x_train, x_test), out_sets={"mine": x_ood})
+    assert "mahalanobis" not in table.detectors and "knn" in table.detectors
+    with pytest.raises(ValueError, match="'mahalanobis' fits one Gaussian per class and needs "
+                       "labelled fit data"):
+        run_ood(model, in_data=(x_train, x_test), out_sets={"mine": x_ood},
+                detectors="mahalanobis")
+
+
+def test_run_ood_refuses_bad_user_arrays(model):
+    x = load_dataset(IN, "test").x.numpy()
+    bad = x.copy()
+    bad[3, 0, 2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"The 'in_data\[1\]' argument of run_ood must be "
+                       r"finite \(no NaN or inf\); found nan at index \(3, 0, 2, 2\)"):
+        run_ood(model, in_data=(x, bad), out_sets={"mine": x}, detectors="msp")
+    with pytest.raises(ValueError, match=r"The 'out_sets\['mine'\]' argument of run_ood must "
+                       "be finite"):
+        run_ood(model, in_data=(x, x), out_sets={"mine": bad}, detectors="msp")
+    with pytest.raises(ValueError, match=r"OOD set 'mine' has inputs of shape \(1, 4, 8\)"):
+        run_ood(model, in_data=(x, x), out_sets={"mine": x[:, :, :4]}, detectors="msp")
+    with pytest.raises(ValueError, match="same input shape"):
+        run_ood(model, in_data=(x, x[:, :, :4]), out_sets={"mine": x}, detectors="msp")
+    with pytest.raises(ValueError, match="'fit_split' parameter of run_ood.*must stay 'train'"):
+        run_ood(model, in_data=(x, x), out_sets={"mine": x}, detectors="msp", fit_split="val")
+    with pytest.raises(ValueError, match="'in_data' argument of run_ood must be a dataset spec "
+                       r"\(str\) or the user's data as \(fit, test\).*Got ndarray"):
+        run_ood(model, in_data=x, out_sets={"mine": x}, detectors="msp")
+    with pytest.raises(ValueError, match="'out_sets' argument of run_ood is an empty dict"):
+        run_ood(model, in_data=(x, x), out_sets={}, detectors="msp")
+    with pytest.raises(ValueError, match=r"given by name as out_sets=\{name: data\}. Got "
+                       "ndarray"):
+        run_ood(model, in_data=(x, x), out_sets=[x], detectors="msp")
+
+
 def test_bad_ood_sets(model, tmp_path):
     np.savez(tmp_path / "big.npz", x=np.zeros((5, 1, 10, 10), dtype=np.float32))
     with pytest.raises(ValueError, match=r"shape \(1, 10, 10\).*shape \(1, 8, 8\)"):

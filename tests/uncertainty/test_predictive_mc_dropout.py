@@ -185,3 +185,75 @@ def test_fit_many_matches_fit_for_one_training_set():
         est.fit_many([(x, y), (x[:10], y[:10])])
     with pytest.raises(ValueError, match="override 'dropout' and 'tau'"):
         est.fit_many([(x, y)], [{"epochs": 3}])
+
+
+# ------------------------------------------------------------------ arrays and seeds
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_seed_and_generator_make_the_passes_reproducible(mode):
+    torch.manual_seed(0)
+    model = _head_dropout_net(0.5)
+    x = torch.randn(10, 4)
+    mc = MCDropout(model, num_samples=6, mode=mode)
+    a = mc.sample(x, seed=1)
+    assert torch.equal(a, mc.sample(x, seed=1))
+    assert not torch.equal(a, mc.sample(x, seed=2))
+    state = torch.random.get_rng_state()
+    mc.sample(x, seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())  # the global generator untouched
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    first = mc.sample(x, generator=g1)
+    assert torch.equal(first, mc.sample(x, generator=g2))
+    assert not torch.equal(first, mc.sample(x, generator=g1))
+    p1, p2 = mc.predict(x, seed=3), mc.predict(x, seed=3)
+    assert torch.equal(p1.samples, p2.samples)
+    with pytest.raises(ValueError, match="Pass either 'seed' or 'generator' to MCDropout.sample, "
+                       "not both"):
+        mc.sample(x, seed=1, generator=g1)
+    with pytest.raises(ValueError, match="'seed' parameter of MCDropout.predict must be an int "
+                       ">= 0. Got -3 instead"):
+        mc.predict(x, seed=-3)
+
+
+def test_numpy_in_numpy_out_and_non_finite_refused():
+    import numpy as np
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = _head_dropout_net(0.5)
+    x = torch.randn(10, 4)
+    mc = MCDropout(model, num_samples=4)
+    out = mc.sample(x.double().numpy(), seed=0)  # float64 numpy reaches the float32 model
+    assert isinstance(out, np.ndarray) and out.shape == (4, 10, 3)
+    np.testing.assert_allclose(out, mc.sample(x, seed=0).numpy(), rtol=1e-6)
+    for data in ((x, torch.zeros(10)), TensorDataset(x), DataLoader(TensorDataset(x),
+                                                                    batch_size=3)):
+        torch.testing.assert_close(mc.sample(data, seed=0), mc.sample(x, seed=0))
+    pred = mc.predict(x.numpy(), seed=0)
+    torch.testing.assert_close(pred.samples, torch.softmax(mc.sample(x, seed=0).double(), -1))
+    arrays = pred.to_numpy()
+    assert arrays["probs"].shape == (10, 3) and arrays["samples"].shape == (4, 10, 3)
+    np.testing.assert_array_equal(arrays["predictions"], arrays["probs"].argmax(1))
+    assert arrays["mutual_information"].shape == (10,)
+    bad = x.numpy().copy()
+    bad[6, 2] = np.inf
+    with pytest.raises(ValueError, match=r"The 'x' argument of MCDropout.sample must be finite "
+                       r"\(no NaN or inf\); found inf at index \(6, 2\)"):
+        mc.sample(bad)
+    with pytest.raises(ValueError, match="'x' argument of MCDropout.predict must be finite"):
+        mc.predict(bad)
+    with pytest.raises(ValueError, match="The 'x' argument of MCDropout.sample is empty"):
+        mc.sample(np.zeros((0, 4), dtype=np.float32))
+
+
+def test_ensembles_are_reproducible_from_their_seed():
+    from uncertainty.predictive import DeepEnsembleRegressor
+
+    torch.manual_seed(0)
+    x, y = torch.randn(30, 2), torch.randn(30, 1)
+
+    def fitted(seed):
+        est = DeepEnsembleRegressor(hidden=4, num_members=2, epochs=2, seed=seed)
+        return est.fit(x.numpy(), y.numpy()).predict_members(x.numpy())
+
+    a, b = fitted(0), fitted(0)
+    assert isinstance(a, __import__("numpy").ndarray)
+    assert (a == b).all() and not (a == fitted(1)).all()

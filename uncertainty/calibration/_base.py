@@ -11,9 +11,11 @@ Every calibrator follows scikit-learn's estimator style:
   regression) return log-probabilities, which are valid logits;
 * ``predict_proba(logits) -> (N, C)`` calibrated probabilities, rows summing to 1.
 
-Inputs may be torch tensors or numpy arrays on any device; outputs are torch tensors on the
-input's device with the input's floating dtype (float64 for integer input). The work is done
-in float64. Using a calibrator before ``fit`` raises :class:`~dunno.errors.NotFittedError`.
+Inputs may be torch tensors or numpy arrays on any device, ``(logits, labels)`` pairs, Datasets
+or DataLoaders (:mod:`dunno.inputs`); outputs are numpy arrays for numpy input, else torch
+tensors on the input's device, in the input's floating dtype (float64 for integer input). The
+work is done in float64. Using a calibrator before ``fit`` raises
+:class:`~dunno.errors.NotFittedError`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from dunno.errors import check_is_fitted
 from dunno.estimator import Estimator
+from dunno.inputs import as_arrays, output_like
 from dunno.validation import as_labels
 from uncertainty.calibration._checks import as_logits
 
@@ -49,16 +52,17 @@ class Calibrator(Estimator, ABC):
     _state_names: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ the contract
-    def fit(self, logits, labels, *, check_input: bool = True) -> Calibrator:
+    def fit(self, logits, labels=None, *, check_input: bool = True) -> Calibrator:
         """Learn the calibration map from held-out ``logits (N, C)`` and ``labels (N,)``.
 
         Parameters
         ----------
-        logits : Tensor or ndarray, shape (N, C)
+        logits : Tensor, ndarray, (logits, labels) pair, Dataset or DataLoader
             The model's raw outputs (before the softmax) on a calibration set that was
-            not used to train it.
+            not used to train it, ``(N, C)`` (any kind read by :mod:`dunno.inputs`; a pair,
+            Dataset or loader carries the labels too).
         labels : Tensor or ndarray, shape (N,)
-            Integer class indices in ``[0, C)``.
+            Integer class indices in ``[0, C)`` (with array ``logits``).
         check_input : bool
             Reject inputs that look like probabilities (default). ``False`` skips that check.
 
@@ -67,6 +71,9 @@ class Calibrator(Estimator, ABC):
         self
         """
         self._validate_params()
+        logits, labels = as_arrays(logits, labels=labels, name="logits", label_name="labels",
+                                   owner=f"{type(self).__name__}.fit", require_labels=True,
+                                   finite=False)  # as_logits refuses NaN / inf itself
         z = as_logits(logits, check_input=check_input)
         if self.binary_only and z.shape[1] != 2:
             raise ValueError(
@@ -88,19 +95,19 @@ class Calibrator(Estimator, ABC):
 
         Rescaled logits for the scaling methods, log-probabilities for the binning methods.
         """
-        z, like = self._prepare(logits, check_input)
-        return self._transform(z).to(like)
+        z, like = self._prepare(logits, check_input, "transform")
+        return output_like(self._transform(z).to(like), logits)
 
     def predict_proba(self, logits, *, check_input: bool = True) -> torch.Tensor:
         """Calibrated probabilities ``(N, C)``; every row sums to 1."""
-        z, like = self._prepare(logits, check_input)
-        return torch.softmax(self._transform(z), dim=1).to(like)
+        z, like = self._prepare(logits, check_input, "predict_proba")
+        return output_like(torch.softmax(self._transform(z), dim=1).to(like), logits)
 
-    def fit_transform(self, logits, labels, *, check_input: bool = True) -> torch.Tensor:
-        """``fit(logits, labels).transform(logits)``."""
-        return self.fit(logits, labels, check_input=check_input).transform(
-            logits, check_input=check_input
-        )
+    def fit_transform(self, logits, labels=None, *, check_input: bool = True) -> torch.Tensor:
+        """``fit(logits, labels).transform(logits)`` (numpy for numpy ``logits``)."""
+        self.fit(logits, labels, check_input=check_input)
+        z, _ = as_arrays(logits, name="logits", owner=f"{type(self).__name__}.fit_transform")
+        return output_like(self.transform(z, check_input=check_input), logits)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -153,9 +160,12 @@ class Calibrator(Estimator, ABC):
         :meth:`load_state_dict`) has run."""
         check_is_fitted(self, ["num_classes_", *self._state_names], "fit")
 
-    def _prepare(self, logits, check_input: bool) -> tuple[torch.Tensor, torch.dtype]:
+    def _prepare(self, logits, check_input: bool, method: str
+                 ) -> tuple[torch.Tensor, torch.dtype]:
         self.check_fitted()
-        raw = logits if isinstance(logits, torch.Tensor) else torch.as_tensor(logits)
+        raw, _ = as_arrays(logits, name="logits", owner=f"{type(self).__name__}.{method}",
+                           finite=False)  # as_logits refuses NaN / inf with its own message
+        logits = raw
         like = raw.dtype if raw.is_floating_point() else torch.float64
         z = as_logits(logits, check_input=check_input, num_classes=self.num_classes_)
         return z, like

@@ -1,12 +1,14 @@
 """Wrap a trained classifier (any ``nn.Module`` mapping inputs to logits) with a calibrator.
 
 >>> from uncertainty.calibration import CalibratedClassifier
->>> clf = CalibratedClassifier(model, method="temperature").fit(val_loader)
->>> probs = clf.predict_proba(x_test)                          # (N, C), calibrated
+>>> clf = CalibratedClassifier(model, method="temperature").fit(x_val, y_val)  # or a loader
+>>> probs = clf.predict_proba(x_test)              # (N, C), calibrated; numpy for numpy
 >>> clf.calibrator_.temperature_                               # the fitted T
 >>> clf.save("calibrator.pt"); CalibratedClassifier.load("calibrator.pt", model)
 
-``fit`` runs the model once over the calibration loader and caches the logits
+Every method reads its data through :mod:`dunno.inputs` (numpy arrays, tensors, ``(x, y)``
+pairs, Datasets, DataLoaders; numpy in, numpy out). ``fit`` runs the model once over the
+calibration data and caches the logits
 (``calibration_logits_``), so fitting (and :meth:`CalibratedClassifier.refit` with other
 methods) never repeats a forward pass.
 """
@@ -14,7 +16,6 @@ methods) never repeats a forward pass.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from torch import nn
 from dunno.devices import resolve_device
 from dunno.errors import check_is_fitted
 from dunno.estimator import Estimator
-from dunno.training import predict_logits
+from dunno.inputs import as_loader, model_dtype, output_like
 from dunno.validation import check_int
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.fingerprint import check_same_model, model_fingerprint
@@ -108,19 +109,17 @@ class CalibratedClassifier(Estimator):
         return make_calibrator(method, **(params or {}))
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, loader: Iterable, *, check_input: bool = True) -> CalibratedClassifier:
-        """Run the model once over ``loader`` (batches ``(x, y)``) and fit the calibrator.
+    def fit(self, x, y=None, *, check_input: bool = True) -> CalibratedClassifier:
+        """Run the model once over held-out ``x`` (with labels ``y``) and fit the calibrator.
 
-        ``loader`` must hold held-out data (not the training set): a calibration or
-        validation split.
+        ``x`` is any kind read by :mod:`dunno.inputs`: arrays with ``y`` (``fit(x_val,
+        y_val)``), an ``(x, y)`` pair, a labelled Dataset or a DataLoader of ``(x, y)``
+        batches. It must hold held-out data (not the training set): a calibration or
+        validation split. NaN / inf inputs are refused.
         """
         self._validate_params()
-        logits, labels = predict_logits(self.model, loader, device=self._device())
-        if labels is None:
-            raise ValueError(
-                "The 'loader' given to CalibratedClassifier.fit must yield (x, y) batches with "
-                "labels; it yielded bare inputs."
-            )
+        batches = self._batches(x, y, "fit", require_labels=True)
+        logits, labels = self._forward(batches)
         return self.fit_logits(logits, labels, check_input=check_input)
 
     def fit_logits(self, logits, labels, *, check_input: bool = True) -> CalibratedClassifier:
@@ -143,39 +142,72 @@ class CalibratedClassifier(Estimator):
                                check_input=check_input)
 
     # ------------------------------------------------------------------ prediction
-    @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's uncalibrated logits ``(N, C)`` for a batch ``x``, on the model's device."""
-        self._validate_params()
+    def _check_model(self) -> None:
+        """Refuse a model other than the one the calibrator was fitted for."""
         calibrator = getattr(self, "calibrator_", None)
         check_same_model(getattr(calibrator, "model_fingerprint_", None), self.model,
                          "the calibrator")
+
+    def _batches(self, x, y, method: str, *, require_labels: bool = False):
+        return as_loader(x, labels=y, batch_size=self.batch_size,
+                         owner=f"CalibratedClassifier.{method}", dtype=model_dtype(self.model),
+                         require_labels=require_labels)
+
+    @torch.no_grad()
+    def _forward(self, batches) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(N, C)`` (on the model's device) and labels (CPU, or None) of batches."""
         device = self._device()
         was_training = self.model.training
         self.model.eval()
+        out, labels = [], []
         try:
-            out = [self.model(x[i:i + self.batch_size].to(device))
-                   for i in range(0, len(x), self.batch_size)]
+            for xb, yb in batches:
+                out.append(self.model(xb.to(device)))
+                if yb is not None:
+                    labels.append(yb.cpu())
         finally:
             self.model.train(was_training)
-        if not out:
-            raise ValueError("The input 'x' is empty (0 rows).")
-        return torch.cat(out)
+        return torch.cat(out), (torch.cat(labels) if labels else None)
 
-    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x) -> torch.Tensor:
+        """The model's uncalibrated logits ``(N, C)`` for inputs ``x`` (any kind read by
+        :mod:`dunno.inputs`), on the model's device; numpy for numpy ``x``."""
+        self._validate_params()
+        self._check_model()
+        return output_like(self._forward(self._batches(x, None, "logits"))[0], x)
+
+    def _out_device(self, x) -> torch.device:
+        return x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+
+    def predict_logits(self, x) -> torch.Tensor:
         """Calibrated logits ``(N, C)`` (log-probabilities for the binning methods), on the
-        device of ``x``."""
+        device of a tensor ``x`` (CPU otherwise); numpy for numpy ``x``."""
         self.check_fitted()
-        return self.calibrator_.transform(self.logits(x), check_input=False).to(x.device)
+        self._validate_params()
+        self._check_model()
+        z = self._forward(self._batches(x, None, "predict_logits"))[0]
+        out = self.calibrator_.transform(z, check_input=False).to(self._out_device(x))
+        return output_like(out, x)
 
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Calibrated probabilities ``(N, C)`` on the device of ``x``; rows sum to 1."""
+    def predict_proba(self, x) -> torch.Tensor:
+        """Calibrated probabilities ``(N, C)``, rows summing to 1, on the device of a tensor
+        ``x`` (CPU otherwise); numpy for numpy ``x`` (any kind read by :mod:`dunno.inputs`)."""
         self.check_fitted()
-        return self.calibrator_.predict_proba(self.logits(x), check_input=False).to(x.device)
+        self._validate_params()
+        self._check_model()
+        z = self._forward(self._batches(x, None, "predict_proba"))[0]
+        out = self.calibrator_.predict_proba(z, check_input=False).to(self._out_device(x))
+        return output_like(out, x)
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted classes ``(N,)`` (argmax of the calibrated probabilities)."""
-        return self.predict_proba(x).argmax(dim=1)
+    def predict(self, x) -> torch.Tensor:
+        """Predicted classes ``(N,)`` (argmax of the calibrated probabilities); numpy for
+        numpy ``x``."""
+        self.check_fitted()
+        self._validate_params()
+        self._check_model()
+        z = self._forward(self._batches(x, None, "predict"))[0]
+        probs = self.calibrator_.predict_proba(z, check_input=False)
+        return output_like(probs.argmax(dim=1).to(self._out_device(x)), x)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:

@@ -35,6 +35,8 @@ import torch
 from torch import nn
 
 from dunno.estimator import Estimator
+from dunno.inputs import Batches, as_loader, model_dtype, output_like
+from dunno.validation import check_int
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
 
 __all__ = ["OODDetector"]
@@ -75,6 +77,8 @@ class OODDetector(Estimator, ABC):
     uses_model: ClassVar[bool] = True
     #: Whether the detector scores through a density model (``density=``, ``log_prob``).
     uses_density: ClassVar[bool] = False
+    #: Whether :meth:`fit` needs labelled data (class-conditional detectors).
+    fit_needs_labels: ClassVar[bool] = False
     #: Learned attributes that :meth:`score_outputs` requires.
     _state_names: ClassVar[tuple[str, ...]] = ()
     _wrapped_args: ClassVar[tuple[str, ...]] = ("model",)
@@ -141,24 +145,30 @@ class OODDetector(Estimator, ABC):
             )
 
     # ------------------------------------------------------------------ the contract
-    def fit(self, loader, *, batch_size: int = 512) -> OODDetector:
+    def fit(self, x, y=None, *, batch_size: int = 512) -> OODDetector:
         """Learn the detector's state from in-distribution training data; returns ``self``.
 
         Parameters
         ----------
-        loader : iterable of ``(x, y)`` batches, ArrayDataset or Tensor
-            In-distribution training data (labels are used where the detector needs them).
+        x : numpy array, tensor, (x, y) pair, Dataset or DataLoader
+            In-distribution training data, any kind read by :mod:`dunno.inputs` (labels are
+            used where the detector needs them). NaN / inf inputs are refused.
+        y : numpy array or tensor, optional
+            Labels ``(N,)`` of array ``x``.
         batch_size : int
-            Batch size when ``loader`` is a tensor or dataset.
+            Batch size when ``x`` is an array or a dataset (a DataLoader keeps its own).
         """
         self._validate_params()
         self.check_model()
         if not self.fit_needs:
+            if y is not None or x is not None:
+                self._data(x, y, "fit", batch_size)  # refuse bad data even when unused
             return self
         self._require_model(self.fit_needs, "fit")
-        outputs = self._extract(loader, self.fit_needs, batch_size)
+        batches = self._data(x, y, "fit", batch_size)
+        outputs = self._extract(batches, self.fit_needs, batch_size)
         self.fit_outputs(outputs)
-        shape = self._input_shape_from(loader)
+        shape = self._input_shape_from(batches)
         if shape is not None:
             self.input_shape_ = shape
         return self
@@ -177,30 +187,22 @@ class OODDetector(Estimator, ABC):
         self._fit(outputs)
         return self
 
-    def score(self, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-        """OOD scores ``(N,)`` float64 of inputs ``x (N, ...)``: higher = more OOD."""
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(
-                f"The 'x' argument of {type(self).__name__}.score must be a torch.Tensor of "
-                f"inputs (N, ...). Got {type(x).__name__} instead."
-            )
-        if x.dim() == 0 or len(x) == 0:
-            raise ValueError(
-                f"The 'x' argument of {type(self).__name__}.score is empty (shape "
-                f"{tuple(x.shape)}): there is nothing to score."
-            )
+    def score(self, x, *, batch_size: int = 512) -> torch.Tensor:
+        """OOD scores ``(N,)`` float64 of inputs ``x (N, ...)``: higher = more OOD.
+
+        ``x`` is any kind read by :mod:`dunno.inputs` (labels, if any, are ignored); numpy
+        in gives numpy out. NaN / inf inputs are refused.
+        """
         self._validate_params()
         self.check_model()
         self.check_fitted()
+        batches = self._data(x, None, "score", batch_size)
         expected = getattr(self, "input_shape_", None)
-        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-            raise ValueError(
-                f"{type(self).__name__} was fitted on inputs of shape {tuple(expected)} per "
-                f"example; 'x' has shape {tuple(x.shape[1:])} per example."
-            )
+        if expected is not None:
+            batches = _check_shape(batches, tuple(expected), type(self).__name__)
         self._require_model(self.needs, "score")
-        outputs = self._extract(x, self.needs, batch_size)
-        return self.score_outputs(outputs)
+        outputs = self._extract(batches, self.needs, batch_size)
+        return output_like(self.score_outputs(outputs), x)
 
     def score_outputs(self, outputs: ModelOutputs) -> torch.Tensor:
         """:meth:`score` from precomputed outputs (``needs`` must be present): ``(N,)``."""
@@ -230,6 +232,16 @@ class OODDetector(Estimator, ABC):
         return clone
 
     # ------------------------------------------------------------------ internals
+    def _data(self, x, y, method: str, batch_size: int) -> Batches:
+        """``x`` (and labels ``y``) read through :func:`dunno.inputs.as_loader`."""
+        check_int(batch_size, "batch_size", f"{type(self).__name__}.{method}", low=1)
+        dtype = model_dtype(self.model) if self.uses_model else None
+        if x is None:
+            raise ValueError(f"The 'x' argument of {type(self).__name__}.{method} is None; "
+                             "pass the data (an array, a pair, a Dataset or a DataLoader).")
+        return as_loader(x, labels=y, batch_size=batch_size, dtype=dtype,
+                         owner=f"{type(self).__name__}.{method}")
+
     def _extract(self, data, needs: frozenset[str], batch_size: int) -> ModelOutputs:
         """The outputs :meth:`fit` / :meth:`score` compute for ``needs`` (one pass)."""
         return extract_outputs(
@@ -238,12 +250,10 @@ class OODDetector(Estimator, ABC):
         )
 
     @staticmethod
-    def _input_shape_from(loader) -> tuple[int, ...] | None:
-        x = getattr(loader, "x", None)
+    def _input_shape_from(batches: Batches) -> tuple[int, ...] | None:
+        x = batches.x
         if x is None:
-            x = getattr(getattr(loader, "dataset", None), "x", None)
-        if isinstance(loader, torch.Tensor):
-            x = loader
+            x = getattr(batches.dataset, "x", None)
         return tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
 
     def _require_model(self, needs: frozenset[str], method: str) -> None:
@@ -272,9 +282,10 @@ class OODDetector(Estimator, ABC):
             )
         if len(outputs) == 0:
             raise ValueError(f"The 'outputs' given to {owner} are empty: nothing to score.")
-        for name in ("logits", "features", "log_prob"):
+        for name in ("logits", "features", "log_prob", "inputs"):
             value = getattr(outputs, name)
-            if name in needs and not bool(torch.isfinite(value).all()):
+            needed = name in needs or (name == "inputs" and "input" in needs)
+            if needed and not bool(torch.isfinite(value).all()):
                 raise ValueError(f"The '{name}' given to {owner} contain NaN or inf.")
         return outputs
 
@@ -294,3 +305,22 @@ class OODDetector(Estimator, ABC):
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
         """``(N,)`` scores, higher = more OOD, from validated outputs."""
 
+
+def _check_shape(batches: Batches, expected: tuple[int, ...], owner: str):
+    """``batches`` with every batch's per-example shape checked against ``expected`` (the
+    shape the detector was fitted on): up front for in-memory data, batch by batch else."""
+    def refuse(shape):
+        raise ValueError(f"{owner} was fitted on inputs of shape {expected} per example; 'x' "
+                         f"has shape {tuple(shape)} per example.")
+
+    if batches.in_memory:
+        if tuple(batches.x.shape[1:]) != expected:
+            refuse(batches.x.shape[1:])
+        return batches
+
+    def checked():
+        for xb, yb in batches:
+            if tuple(xb.shape[1:]) != expected:
+                refuse(xb.shape[1:])
+            yield xb, yb
+    return checked()

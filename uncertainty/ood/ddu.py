@@ -120,6 +120,7 @@ class DDU(OODDetector):
     """
 
     name = "ddu"
+    fit_needs_labels = True
     reference = "Mukhoti et al. 2021 (DDU), CVPR 2023"
     needs = frozenset({"features"})
     fit_needs = frozenset({"features"})

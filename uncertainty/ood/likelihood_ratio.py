@@ -235,13 +235,16 @@ class LikelihoodRatio(DensityDetector):
             return
         self.background_ = self._train_background(self._new_background(), outputs.inputs)
 
-    def fit(self, loader, *, batch_size: int = 512) -> LikelihoodRatio:
-        """Train the background model on ``loader``'s inputs (or adopt a trained one)."""
+    def fit(self, x, y=None, *, batch_size: int = 512) -> LikelihoodRatio:
+        """Train the background model on the inputs ``x`` (any kind read by
+        :mod:`dunno.inputs`), or adopt a trained one."""
         if not self.fit_background:
             self._validate_params()
+            if x is not None:
+                self._data(x, y, "fit", batch_size)  # bad data is refused even when unused
             self.background_ = self.background
             return self
-        return super().fit(loader, batch_size=batch_size)
+        return super().fit(x, y, batch_size=batch_size)
 
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
         lp_bg = self._log_prob_of(self.background_, outputs.inputs)

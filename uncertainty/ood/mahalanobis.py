@@ -89,6 +89,7 @@ class Mahalanobis(OODDetector):
     """
 
     name = "mahalanobis"
+    fit_needs_labels = True
     reference = "Lee et al. 2018, NeurIPS"
     fit_needs = frozenset({"features"})
     _state_names = ("means_", "covariance_", "cholesky_", "jitter_")

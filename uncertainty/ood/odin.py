@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from dunno.errors import check_is_fitted
+from dunno.inputs import as_loader, model_dtype
 from dunno.validation import check_bool, check_float, check_int, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, extract_outputs, model_device
@@ -195,29 +196,37 @@ class ODIN(OODDetector):
         return (getattr(self, "temperature_", self.temperature),
                 getattr(self, "epsilon_", self.epsilon))
 
-    def fit(self, loader, *, ood_loader=None, batch_size: int = 512) -> ODIN:
+    def fit(self, x, y=None, *, ood_loader=None, batch_size: int = 512) -> ODIN:
         """No-op unless ``tune=True``; then tune as in the module docstring.
 
         Parameters
         ----------
-        loader : loader, ArrayDataset or Tensor
-            In-distribution validation data (labels are not used).
-        ood_loader : loader, ArrayDataset or Tensor, optional
+        x : numpy array, tensor, (x, y) pair, Dataset or DataLoader
+            In-distribution validation data (labels are not used; any kind read by
+            :mod:`dunno.inputs`; NaN / inf refused).
+        y : array, optional
+            Labels of array ``x`` (not used).
+        ood_loader : the same kinds, optional
             A validation OOD set that is **not** a test OOD set; with it both
             :math:`T` and :math:`\\varepsilon` are tuned by AUROC.
         """
         self._validate_params()
         for attr in ("temperature_", "epsilon_"):
             self.__dict__.pop(attr, None)
+        batches = None if x is None else self._data(x, y, "fit", batch_size)
         if not self.tune:
             if ood_loader is not None:
                 raise ValueError("ODIN.fit got an 'ood_loader' but tune=False: nothing to tune.")
             return self
         self._require_model(frozenset({"input"}), "fit")
-        inputs = extract_outputs(None, loader, needs=("input",), batch_size=batch_size).inputs
+        if batches is None:
+            batches = self._data(x, y, "fit", batch_size)
+        inputs = extract_outputs(None, batches, needs=("input",), batch_size=batch_size).inputs
         ood = None
         if ood_loader is not None:
-            ood = extract_outputs(None, ood_loader, needs=("input",), batch_size=batch_size)
+            ood_batches = as_loader(ood_loader, batch_size=batch_size, name="ood_loader",
+                                    owner="ODIN.fit", dtype=model_dtype(self.model))
+            ood = extract_outputs(None, ood_batches, needs=("input",), batch_size=batch_size)
             ood = ood.inputs
         self._tune(inputs, ood)
         return self

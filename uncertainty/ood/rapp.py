@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from dunno.devices import resolve_device
+from dunno.inputs import as_arrays, model_dtype, output_like
 from dunno.validation import (
     check_bool,
     check_choice,
@@ -303,14 +304,16 @@ class RaPP(OODDetector):
         self.singular_values_ = s[keep]  # (r,)
 
     # ------------------------------------------------------------------ scoring
-    def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Both aggregations of inputs ``x (N, ...)``: ``{"sap": (N,), "nap": (N,)}``."""
+    def scores(self, x) -> dict[str, torch.Tensor]:
+        """Both aggregations of inputs ``x (N, ...)``: ``{"sap": (N,), "nap": (N,)}`` (any
+        kind read by :mod:`dunno.inputs`; numpy values for numpy ``x``; NaN / inf refused)."""
         self.check_fitted()
-        d = self._differences(self.autoencoder_, x.flatten(1))
-        return {"sap": rapp_sap_score(d),
-                "nap": rapp_nap_score(d, self.diff_mean_.to(d.device),
-                                      self.components_.to(d.device),
-                                      self.singular_values_.to(d.device))}
+        xs, _ = as_arrays(x, owner="RaPP.scores", dtype=model_dtype(self.autoencoder_))
+        d = self._differences(self.autoencoder_, xs.flatten(1))
+        return output_like({"sap": rapp_sap_score(d),
+                            "nap": rapp_nap_score(d, self.diff_mean_.to(d.device),
+                                                  self.components_.to(d.device),
+                                                  self.singular_values_.to(d.device))}, x)
 
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
         d = self._differences(self.autoencoder_, outputs.inputs.flatten(1))

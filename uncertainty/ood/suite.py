@@ -50,8 +50,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from dunno.data import ArrayDataset, is_user_data, load_dataset
+from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
 from dunno.devices import resolve_device
+from dunno.inputs import as_arrays, describe_kind, model_dtype
 from dunno.models import check_model_data, model_kind
 from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
@@ -81,13 +82,15 @@ def _names(value, what: str) -> list[str]:
 
 
 def resolve_detectors(detectors, *, classifier: bool = True, density: bool = False,
-                      model: nn.Module | None = None, layer: LayerSpec = None) -> list[str]:
+                      model: nn.Module | None = None, layer: LayerSpec = None,
+                      labels: bool = True) -> list[str]:
     """Registry names to run, in order, without duplicates.
 
     ``"all"``: the classifier detectors that apply to ``model`` (``mc-dropout`` needs dropout
     layers, ``ensemble-disagreement`` an ensemble, the feature detectors ``model.features`` or
-    a ``layer``) when there is a ``classifier``, plus the density-based ones when there is a
-    ``density`` model. Named detectors that cannot run raise instead.
+    a ``layer``, the class-conditional ones labelled fit data: ``labels``) when there is a
+    ``classifier``, plus the density-based ones when there is a ``density`` model. Named
+    detectors that cannot run raise instead.
     """
     if isinstance(detectors, str) and detectors.strip() == "all":
         has_features = layer is not None or callable(getattr(model, "features", None))
@@ -98,6 +101,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             unfitted = cls()
             needs = unfitted.needs | unfitted.fit_needs
             return (classifier and cls.applies_to(model)
+                    and (labels or not cls.fit_needs_labels)
                     and (has_features or model is None or "features" not in needs))
 
         return [n for n, cls in DETECTORS.items() if usable(cls)]
@@ -113,6 +117,12 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
                 f"The detector {name!r} scores through a density model; pass one (density=..., "
                 "or --density CKPT on the command line)."
             )
+        if DETECTORS[name].fit_needs_labels and not labels:
+            raise ValueError(
+                f"The detector {name!r} fits one Gaussian per class and needs labelled fit "
+                "data, but the fit data has no labels; pass them (in_data=((x_train, y_train), "
+                "x_test)) or run detectors that need none."
+            )
         if not DETECTORS[name].uses_density and not classifier:
             raise ValueError(
                 f"The detector {name!r} scores through a classifier, but none was given (a "
@@ -121,15 +131,33 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
     return list(dict.fromkeys(names))
 
 
-def _load_out_set(spec, test: ArrayDataset, root) -> tuple[str, ArrayDataset]:
+def _as_dataset(data, name: str, arg: str, dtype) -> ArrayDataset:
+    """User data of any kind read by :mod:`dunno.inputs` as an ArrayDataset named ``name``."""
+    if isinstance(data, ArrayDataset) and dtype is None:
+        return data
+    x, y = as_arrays(data, name=arg, owner="run_ood", dtype=dtype)
+    value_range = None
+    if x.is_floating_point():
+        value_range = (float(x.min()), float(x.max()))
+    kind = {4: "image", 3: "sequence"}.get(x.dim(), "vector")
+    info = DatasetInfo(name, kind, tuple(x.shape[1:]), value_range=value_range,
+                       description="user data given to run_ood")
+    return ArrayDataset(x, y, info)
+
+
+def _load_out_set(spec, test: ArrayDataset, root, dtype=None) -> tuple[str, ArrayDataset]:
+    name, spec = spec if isinstance(spec, tuple) else (None, spec)
     if isinstance(spec, ArrayDataset):
-        ds, name = spec, spec.info.name
+        ds, name = spec, name or spec.info.name
     elif isinstance(spec, str):
         split = "all" if is_user_data(spec) else "test"  # a user file is all OOD
-        ds, name = load_dataset(spec, split, root, like=test), spec
+        ds, name = load_dataset(spec, split, root, like=test), name or spec
+    elif name is not None and describe_kind(spec) != "unsupported":
+        ds = _as_dataset(spec, name, f"out_sets[{name!r}]", dtype)
     else:
         raise ValueError(
-            "Each OOD set must be a dataset spec (str) or an ArrayDataset. Got "
+            "Each OOD set must be a dataset spec (str) or an ArrayDataset, or user data "
+            "(numpy, tensor, Dataset, DataLoader) given by name as out_sets={name: data}. Got "
             f"{type(spec).__name__}."
         )
     if len(ds) == 0:
@@ -145,19 +173,44 @@ def _load_out_set(spec, test: ArrayDataset, root) -> tuple[str, ArrayDataset]:
     return name, ds
 
 
-def load_ood_data(in_data: str, out_sets, *, fit_split: str = "train",
-                  fit_size: int | None = None, seed: int = 0, root=None
+def load_ood_data(in_data, out_sets, *, fit_split: str = "train",
+                  fit_size: int | None = None, seed: int = 0, root=None, dtype=None
                   ) -> tuple[ArrayDataset, ArrayDataset, dict[str, ArrayDataset]]:
     """``(fit, test, oods)``: the fit split of ``in_data`` (a ``seed``-ed random subset of
     ``fit_size`` examples when given), its test split, and the OOD sets by name (specs are
     loaded with split ``test`` and the test split's shape; each must be non-empty and of the
-    in-distribution input shape)."""
-    fit = load_dataset(in_data, fit_split, root)
-    test = load_dataset(in_data, "test", root)
+    in-distribution input shape). ``in_data`` may be a spec or the user's ``(fit, test)``
+    data, and ``out_sets`` a dict ``{name: spec or data}`` (see :func:`run_ood`); user data
+    is cast to the floating ``dtype`` when given (the model's)."""
+    if isinstance(in_data, str):
+        fit = load_dataset(in_data, fit_split, root)
+        test = load_dataset(in_data, "test", root)
+    elif isinstance(in_data, tuple | list) and len(in_data) == 2:
+        if fit_split != "train":
+            raise ValueError(f"The 'fit_split' parameter of run_ood selects a split of a "
+                             f"dataset spec; with in_data=(fit, test) it must stay 'train'. "
+                             f"Got {fit_split!r} instead.")
+        fit = _as_dataset(in_data[0], "in_data (fit)", "in_data[0]", dtype)
+        test = _as_dataset(in_data[1], "in_data (test)", "in_data[1]", dtype)
+        if fit.x.shape[1:] != test.x.shape[1:]:
+            raise ValueError(f"The 'in_data' fit and test sets of run_ood must have the same "
+                             f"input shape. Got {tuple(fit.x.shape[1:])} and "
+                             f"{tuple(test.x.shape[1:])} instead.")
+    else:
+        raise ValueError("The 'in_data' argument of run_ood must be a dataset spec (str) or "
+                         "the user's data as (fit, test), each a numpy array, tensor, (x, y) "
+                         f"pair, Dataset or DataLoader. Got {type(in_data).__name__} instead.")
     if fit_size is not None and fit_size < len(fit):
         g = torch.Generator().manual_seed(seed)
         fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
-    oods = dict(_load_out_set(spec, test, root) for spec in _names(out_sets, "out_sets"))
+    if isinstance(out_sets, dict):
+        specs = [(str(name), spec) for name, spec in out_sets.items()]
+        if not specs:
+            raise ValueError("The 'out_sets' argument of run_ood is an empty dict: name at "
+                             "least one OOD set.")
+    else:
+        specs = _names(out_sets, "out_sets")
+    oods = dict(_load_out_set(spec, test, root, dtype) for spec in specs)
     return fit, test, oods
 
 
@@ -272,7 +325,7 @@ def _check_graph_features(model: nn.Module, layer, names: list[str]) -> None:
 
 def run_ood(
     model: nn.Module | None,
-    in_data: str,
+    in_data: str | tuple,
     out_sets,
     detectors="all",
     *,
@@ -296,12 +349,16 @@ def run_ood(
         A classifier mapping ``in_data`` inputs to logits ``(N, C)``; ``features`` (or
         ``layer``) for feature detectors. Moved to ``device``, run in eval mode, unchanged.
         ``None`` for a density-only run.
-    in_data : str
-        In-distribution dataset spec (``"mnist"``, ``"digits:classes=0-4"``, a user path).
-    out_sets : str or sequence
+    in_data : str or (fit, test)
+        In-distribution dataset spec (``"mnist"``, ``"digits:classes=0-4"``, a user path), or
+        the user's own data as a ``(fit, test)`` pair, each a numpy array, tensor, ``(x, y)``
+        pair, Dataset or DataLoader (:mod:`dunno.inputs`; NaN / inf refused):
+        ``run_ood(model, in_data=(x_train, x_test), out_sets={"mine": x_ood})``.
+    out_sets : str, sequence or dict
         OOD sets: specs (``"fashion-mnist,gaussian-noise,mnist:rotate=90"``, user paths,
-        ``"digits:classes=5-9"``) or :class:`~dunno.data.ArrayDataset` objects. Each must have
-        the in-distribution input shape and be non-empty.
+        ``"digits:classes=5-9"``) or :class:`~dunno.data.ArrayDataset` objects, or a dict
+        ``{name: spec or data}`` whose values may also be arrays, Datasets or DataLoaders.
+        Each must have the in-distribution input shape and be non-empty.
     detectors : "all", str or sequence of str
         Registry names (:data:`uncertainty.ood.DETECTORS`), comma-separated or a list.
         ``"all"``: every classifier detector (with ``model``) and every density-based one
@@ -368,15 +425,16 @@ def run_ood(
         density = density.to(device).eval()
     if background is not None:
         background = background.to(device).eval()
-    names = resolve_detectors(detectors, classifier=model is not None,
-                              density=density is not None, model=model, layer=layer)
-
     fit, test, oods = load_ood_data(in_data, out_sets, fit_split=fit_split, fit_size=fit_size,
-                                    seed=seed, root=root)
+                                    seed=seed, root=root, dtype=model_dtype(model))
+    names = resolve_detectors(detectors, classifier=model is not None,
+                              density=density is not None, model=model, layer=layer,
+                              labels=fit.has_labels)
+    in_name = in_data if isinstance(in_data, str) else "in_data"
     if model is not None:  # the model fits the data: shapes, classes (before any work)
         for split in (fit, test):
             check_model_data(model, split.x, num_classes=test.info.num_classes,
-                             labels=split.y, data_name=in_data, owner="run_ood")
+                             labels=split.y, data_name=in_name, owner="run_ood")
         _check_graph_features(model, layer, names)
     dets = build_detectors(names, model, device=device, detector_params=detector_params,
                            layer=layer, density=density, background=background,
@@ -385,7 +443,7 @@ def run_ood(
         _check_shared_pass(model, layer, dets)
 
     timings: dict[str, Any] = {"forward": {}, "fit": {}, "score": {}}
-    fit_key, test_key = f"{in_data} ({fit_split})", f"{in_data} (test)"
+    fit_key, test_key = f"{in_name} ({fit_split})", f"{in_name} (test)"
     fit_out = test_out = None
     ood_out: dict[str, ModelOutputs] = {}
     if any(not d.uses_density for d in dets.values()):
@@ -416,7 +474,7 @@ def run_ood(
     if test_out is not None and test_out.labels is not None:
         if test.info.num_classes is not None and test_out.logits.shape[1] != test.info.num_classes:
             raise ValueError(
-                f"The model outputs {test_out.logits.shape[1]} logits but {in_data!r} has "
+                f"The model outputs {test_out.logits.shape[1]} logits but {in_name!r} has "
                 f"{test.info.num_classes} classes: is this the model trained on it?"
             )
         accuracy = float((test_out.logits.argmax(1).cpu() == test_out.labels).double().mean())
@@ -448,7 +506,7 @@ def run_ood(
             })
 
     table = OODTable(
-        in_data=in_data, out_sets=list(oods), detectors=names, rows=rows, accuracy=accuracy,
+        in_data=in_name, out_sets=list(oods), detectors=names, rows=rows, accuracy=accuracy,
         fit_split=fit_split, n_fit=len(fit), n_test=len(test), timings=timings,
         own_passes=own, params={n: _jsonable_params(d) for n, d in dets.items()}, scores=scores,
     )

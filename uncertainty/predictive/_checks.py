@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dunno.inputs import as_arrays
 from dunno.validation import as_tensor
 
 __all__ = ["as_features", "as_regression_data"]
@@ -43,9 +44,13 @@ def _real_2d(value: Any, name: str, what: str) -> torch.Tensor:
     return t
 
 
-def as_features(x: Any, *, num_features: int | None = None, name: str = "x") -> torch.Tensor:
+def as_features(x: Any, *, num_features: int | None = None, name: str = "x",
+                owner: str | None = None) -> torch.Tensor:
     """Validate inputs ``(N, D)`` (a 1-D array is read as ``(N, 1)``); float32, finite.
-    ``num_features`` is the ``D`` seen in ``fit``."""
+    ``x`` is any kind read by :mod:`dunno.inputs` (labels of a pair or dataset are ignored);
+    ``num_features`` is the ``D`` seen in ``fit``; ``owner`` is named in messages."""
+    if not isinstance(x, list | tuple) or _is_data_pair(x):
+        x, _ = as_arrays(x, name=name, owner=owner)
     t = _real_2d(x, name, "a 2-D array of shape (N, D)")
     if num_features is not None and t.shape[1] != num_features:
         raise ValueError(
@@ -55,10 +60,20 @@ def as_features(x: Any, *, num_features: int | None = None, name: str = "x") -> 
     return t
 
 
-def as_regression_data(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _is_data_pair(value: Any) -> bool:
+    """A tuple / list ``(x, y)`` of arrays (read by :mod:`dunno.inputs`), not a nested list of
+    numbers (read as one array)."""
+    return bool(value) and isinstance(value[0], np.ndarray | torch.Tensor)
+
+
+def as_regression_data(x: Any, y: Any = None, owner: str | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a regression training set: ``x (N, D)``, ``y (N, O)`` (1-D ``y`` is read as
-    ``(N, 1)``), both finite float32 with the same number of rows."""
-    xt = as_features(x)
+    ``(N, 1)``), both finite float32 with the same number of rows. ``x`` may also be an
+    ``(x, y)`` pair, a Dataset or a DataLoader (:mod:`dunno.inputs`) with ``y=None``."""
+    if not isinstance(x, list | tuple) or _is_data_pair(x):
+        x, y = as_arrays(x, labels=y, owner=owner, require_labels=True)
+    xt = as_features(x, owner=owner)
     yt = _real_2d(y, "y", "a 1-D array (N,) or a 2-D array (N, O) of regression targets")
     if xt.shape[0] != yt.shape[0]:
         raise ValueError(

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from dunno.estimator import Estimator
+from dunno.inputs import as_arrays, output_like
 from uncertainty.predictive.prediction import RegressionPrediction
 
 __all__ = ["JointFit", "Regressor"]
@@ -32,9 +33,12 @@ class JointFit(Estimator, ABC):
     #: Hyper-parameters that :meth:`fit_many` may set per training set (``params=``).
     _per_dataset_params: ClassVar[tuple[str, ...]] = ()
 
-    def fit(self, x, y):
-        """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``."""
+    def fit(self, x, y=None):
+        """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``. ``x`` may be any
+        kind read by :mod:`dunno.inputs` (numpy, tensor, an ``(x, y)`` pair, a Dataset or a
+        DataLoader of ``(x, y)``); NaN / inf are refused."""
         self._validate_params()
+        x, y = as_arrays(x, labels=y, owner=f"{type(self).__name__}.fit", require_labels=True)
         self._fit_jointly([self], [(x, y)])
         return self
 
@@ -62,6 +66,8 @@ class JointFit(Estimator, ABC):
                 what = (f"can override {' and '.join(repr(a) for a in allowed)} per dataset "
                         "only" if allowed else "takes no per-dataset parameters")
                 raise ValueError(f"{owner} {what}. Got {unknown}.")
+        data = [as_arrays(d, name=f"data[{i}]", owner=owner, require_labels=True)
+                for i, d in enumerate(data)]
         estimators = [type(self)(**{**self.get_params(), **override}) for override in overrides]
         for est in estimators:
             est._validate_params()
@@ -85,6 +91,9 @@ class Regressor(JointFit):
         """The predictive distribution of ``x (N, D)``: mean, aleatoric and epistemic
         variance, exact ``log_prob(y)``."""
 
-    def log_prob(self, x, y) -> torch.Tensor:
-        """Predictive log-density of ``y (N, O)`` given ``x``, float64 ``(N,)``, nats."""
-        return self.predict(x).log_prob(y)
+    def log_prob(self, x, y=None) -> torch.Tensor:
+        """Predictive log-density of ``y (N, O)`` given ``x``, float64 ``(N,)``, nats (``x``
+        may be an ``(x, y)`` pair, a Dataset or a loader with ``y=None``); numpy for numpy."""
+        owner = f"{type(self).__name__}.log_prob"
+        xs, ys = as_arrays(x, labels=y, owner=owner, require_labels=True)
+        return output_like(self.predict(xs).log_prob(ys), x)

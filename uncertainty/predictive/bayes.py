@@ -42,6 +42,8 @@ from pyro.infer.autoguide.initialization import init_to_value
 from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
+from dunno.inputs import output_like
+from dunno.seeding import sampling_rng
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
 from dunno.validation import check_choice, check_float, check_hidden, check_int, check_seed
@@ -204,12 +206,19 @@ class BayesianMLPRegressor(Regressor):
             est.history_ = history
             est.n_features_in_, est.n_outputs_ = xs.shape[2], ys.shape[2]
 
+    def sample(self, x, *, seed: int | None = None, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``S`` posterior draws: network outputs ``(S, N, O)`` and noise scales ``(S,)``
+        (numpy for numpy ``x``); ``seed`` / ``generator`` make them reproducible
+        (:mod:`dunno.seeding`)."""
+        return output_like(self._sample(x, seed, generator, "BayesianMLPRegressor.sample"), x)
+
     @torch.no_grad()
-    def sample(self, x) -> tuple[torch.Tensor, torch.Tensor]:
-        """``S`` posterior draws: network outputs ``(S, N, O)`` and noise scales ``(S,)``."""
+    def _sample(self, x, seed, generator, owner: str) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_fitted()
-        x = as_features(x, num_features=self.n_features_in_)
-        with pyro.get_param_store().scope(self.param_state_):
+        x = as_features(x, num_features=self.n_features_in_, owner=owner)
+        with pyro.get_param_store().scope(self.param_state_), \
+                sampling_rng(seed, generator, owner=owner):
             predictive = Predictive(self.model_, guide=self.guide_,
                                     num_samples=self.num_samples,
                                     return_sites=("_RETURN", "sigma"))
@@ -219,9 +228,11 @@ class BayesianMLPRegressor(Regressor):
         sigma = draws["sigma"].reshape(self.num_samples, self.model_.num_models)
         return out[:, k], sigma[:, k]
 
-    def predict(self, x) -> RegressionPrediction:
-        r"""Equal-weight mixture of the ``S`` draws :math:`\mathcal{N}(f_s(x), \sigma_s^2)`."""
-        means, sigma = self.sample(x)
+    def predict(self, x, *, seed: int | None = None, generator: torch.Generator | None = None
+                ) -> RegressionPrediction:
+        r"""Equal-weight mixture of the ``S`` draws :math:`\mathcal{N}(f_s(x), \sigma_s^2)`
+        (``seed`` / ``generator``: as :meth:`sample`)."""
+        means, sigma = self._sample(x, seed, generator, "BayesianMLPRegressor.predict")
         means = means.double()
         var = (sigma.double() ** 2).view(-1, 1, 1).expand_as(means)
         return RegressionPrediction.from_samples(means, var)

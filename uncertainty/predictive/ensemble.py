@@ -50,6 +50,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from dunno.ensemble import EnsembleClassifier, mixture_log_probs
+from dunno.inputs import as_arrays, output_like
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
 from dunno.validation import (
@@ -191,9 +192,9 @@ class DeepEnsemble(JointFit):
     # ------------------------------------------------------------------ fitting
     def _validate(self, x, y):
         if self.task == "classification":
-            if not isinstance(x, torch.Tensor):
-                x = torch.as_tensor(x)
-            x = x.detach().float()
+            x, y = as_arrays(x, labels=y, owner=f"{type(self).__name__}.fit",
+                             dtype=torch.float32, require_labels=True)
+            x = x.float()
             if x.ndim < 2 or x.shape[0] == 0:
                 raise ValueError(
                     f"The 'x' argument of {type(self).__name__}.fit must be a non-empty batch "
@@ -202,7 +203,7 @@ class DeepEnsemble(JointFit):
             if not bool(torch.isfinite(x).all()):
                 raise ValueError("The 'x' argument contains NaN or infinite values.")
             return x, as_labels(y, x.shape[0], name="y")
-        return as_regression_data(x, y)
+        return as_regression_data(x, y, owner=f"{type(self).__name__}.fit")
 
     def _trial(self, member: nn.Module, x: torch.Tensor) -> tuple[bool, str]:
         """Whether ``vmap`` handles ``member`` (a train-mode and an eval-mode pass on 2 rows)."""
@@ -327,17 +328,21 @@ class DeepEnsemble(JointFit):
                                       state={"member": member}, quiet=True))
         return [m.eval() for m in members], histories
 
-    def fit(self, x, y) -> DeepEnsemble:
+    def fit(self, x, y=None) -> DeepEnsemble:
         """Train the ``M`` members on ``x (N, ...)`` and ``y`` (regression ``(N, O)`` or
-        ``(N,)``; classification integer labels ``(N,)``); returns ``self``."""
+        ``(N,)``; classification integer labels ``(N,)``); returns ``self``. ``x`` may be any
+        kind read by :mod:`dunno.inputs` (an ``(x, y)`` pair, a Dataset or a DataLoader with
+        ``y=None``). Training is reproducible: the same ``seed``, the same members."""
         return super().fit(x, y)
 
     # ------------------------------------------------------------------ inference
     def _check_x(self, x) -> torch.Tensor:
         self.check_fitted()
         if self.task == "regression":
-            return as_features(x, num_features=self.input_shape_[0])
-        x = torch.as_tensor(x).detach().float()
+            return as_features(x, num_features=self.input_shape_[0],
+                               owner=f"{type(self).__name__}.predict")
+        x, _ = as_arrays(x, owner=f"{type(self).__name__}.predict", dtype=torch.float32)
+        x = x.float()
         if tuple(x.shape[1:]) != self.input_shape_:
             raise ValueError(
                 f"The 'x' argument must have shape (N, {', '.join(map(str, self.input_shape_))})"
@@ -345,10 +350,14 @@ class DeepEnsemble(JointFit):
             )
         return x
 
-    @torch.no_grad()
     def predict_members(self, x, *, vectorized: bool | None = None) -> torch.Tensor:
         """Raw outputs of every member, ``(M, N, K)``: one ``vmap`` pass over the stacked
-        parameters, or a loop over members (``vectorized=False``; default: as fitted)."""
+        parameters, or a loop over members (``vectorized=False``; default: as fitted).
+        Numpy for numpy ``x``."""
+        return output_like(self._members_out(x, vectorized), x)
+
+    @torch.no_grad()
+    def _members_out(self, x, vectorized: bool | None) -> torch.Tensor:
         x = self._check_x(x)
         use_vmap = self.vectorized_ if vectorized is None else bool(vectorized)
         if not use_vmap:
@@ -372,7 +381,7 @@ class DeepEnsemble(JointFit):
                 ) -> RegressionPrediction | ClassificationPrediction:
         """The uniform mixture of the members (see the module docstring). Classification:
         ``probs`` is :meth:`predict_proba`, ``samples (M, N, C)`` the members' softmaxes."""
-        out = self.predict_members(x, vectorized=vectorized).double()
+        out = self._members_out(x, vectorized).double()
         if self.task == "classification":
             return ClassificationPrediction(mixture_log_probs(out).exp(),
                                             torch.softmax(out, dim=-1))
@@ -389,10 +398,10 @@ class DeepEnsemble(JointFit):
     def predict_proba(self, x, *, vectorized: bool | None = None) -> torch.Tensor:
         """Mixture class probabilities ``(N, C)`` float64 (classification):
         ``exp(mixture_log_probs(member logits))``, the softmax of :meth:`to_module`'s
-        output."""
+        output. Numpy for numpy ``x``."""
         self._require_classification("predict_proba")
-        out = self.predict_members(x, vectorized=vectorized).double()  # (M, N, C)
-        return mixture_log_probs(out).exp()
+        out = self._members_out(x, vectorized).double()  # (M, N, C)
+        return output_like(mixture_log_probs(out).exp(), x)
 
     def to_module(self) -> EnsembleClassifier:
         """The fitted classification ensemble as a :class:`dunno.ensemble.EnsembleClassifier`

@@ -46,6 +46,8 @@ import torch.nn.functional as F
 from dunno.data.base import ArrayDataset, DatasetInfo
 from dunno.data.loaders import make_loader
 from dunno.estimator import Estimator
+from dunno.inputs import as_arrays
+from dunno.seeding import make_generator
 from dunno.training import fit as fit_loop
 from dunno.training import seed_everything
 from dunno.validation import as_labels, check_float, check_hidden, check_int, check_seed
@@ -220,18 +222,22 @@ class HeteroscedasticRegressor(Regressor):
             est.history_ = history
             est.n_features_in_, est.n_outputs_ = xs.shape[2], o
 
-    def _outputs(self, x) -> torch.Tensor:
+    def _outputs(self, x, seed=None, generator=None) -> torch.Tensor:
         """``(T, N, 2 O)`` outputs of ``T`` dropout passes (one pass without dropout)."""
         self.check_fitted()
-        x = as_features(x, num_features=self.n_features_in_)
+        x = as_features(x, num_features=self.n_features_in_,
+                        owner="HeteroscedasticRegressor.predict")
         if self.dropout == 0:
             with torch.no_grad():
                 return self.model_.eval()(x).unsqueeze(0)
-        return MCDropout(self.model_, self.num_samples, task="regression").sample(x)
+        return MCDropout(self.model_, self.num_samples, task="regression").sample(
+            x, seed=seed, generator=generator)
 
-    def predict(self, x) -> RegressionPrediction:
-        """The mixture of the ``T`` passes' Gaussians :math:`\\mathcal{N}(\\mu_t, \\sigma^2_t)`."""
-        out = self._outputs(x).double()
+    def predict(self, x, *, seed: int | None = None, generator: torch.Generator | None = None
+                ) -> RegressionPrediction:
+        """The mixture of the ``T`` passes' Gaussians :math:`\\mathcal{N}(\\mu_t, \\sigma^2_t)`
+        (``seed`` / ``generator``: the dropout masks, :mod:`dunno.seeding`)."""
+        out = self._outputs(x, seed, generator).double()
         o = self.n_outputs_
         var = out[..., o:].clamp(*LOG_VAR_BOUNDS).exp()
         return RegressionPrediction.from_samples(out[..., :o], var)
@@ -289,11 +295,15 @@ class HeteroscedasticClassifier(Estimator):
         check_float(self.weight_decay, "weight_decay", self, low=0.0)
         check_seed(self.seed, self)
 
-    def fit(self, x, labels) -> HeteroscedasticClassifier:
-        """Train on ``x (N, D)`` and integer ``labels (N,)``; returns ``self``."""
+    def fit(self, x, labels=None) -> HeteroscedasticClassifier:
+        """Train on ``x (N, D)`` and integer ``labels (N,)``; returns ``self``. ``x`` may be
+        any kind read by :mod:`dunno.inputs` (a pair, Dataset or loader with
+        ``labels=None``); NaN / inf are refused."""
         self._validate_params()
         hidden = check_hidden(self.hidden, self)
-        x = as_features(x)
+        x, labels = as_arrays(x, labels=labels, label_name="labels", require_labels=True,
+                              owner="HeteroscedasticClassifier.fit")
+        x = as_features(x, owner="HeteroscedasticClassifier.fit")
         y = as_labels(labels, x.shape[0])
         c = max(int(y.max()) + 1, 2)
         seed_everything(self.seed)
@@ -321,17 +331,24 @@ class HeteroscedasticClassifier(Estimator):
         return self
 
     @torch.no_grad()
-    def predict(self, x) -> ClassificationPrediction:
-        """``samples (T, N, C)``: per dropout pass, the softmax averaged over noise draws."""
+    def predict(self, x, *, seed: int | None = None, generator: torch.Generator | None = None
+                ) -> ClassificationPrediction:
+        """``samples (T, N, C)``: per dropout pass, the softmax averaged over noise draws.
+        ``seed`` / ``generator`` make the dropout masks and the noise reproducible
+        (:mod:`dunno.seeding`)."""
         self.check_fitted()
-        x = as_features(x, num_features=self.n_features_in_)
+        x = as_features(x, num_features=self.n_features_in_,
+                        owner="HeteroscedasticClassifier.predict")
+        generator = make_generator(seed, generator, owner="HeteroscedasticClassifier.predict")
         if self.dropout == 0:
             out = self.model_.eval()(x).unsqueeze(0)
         else:
-            out = MCDropout(self.model_, self.num_samples, task="regression").sample(x)
+            out = MCDropout(self.model_, self.num_samples, task="regression").sample(
+                x, generator=generator)
         c = self.classes_
         out = out.double()
         std = torch.exp(0.5 * out[..., c:].clamp(*LOG_VAR_BOUNDS))  # (T, N, C)
-        eps = torch.randn(self.noise_samples, *out[..., :c].shape, dtype=out.dtype)
+        eps = torch.randn(self.noise_samples, *out[..., :c].shape, dtype=out.dtype,
+                          generator=generator)
         probs = torch.softmax(out[..., :c].unsqueeze(0) + std.unsqueeze(0) * eps, dim=-1)
         return ClassificationPrediction.from_samples(probs.mean(dim=0))  # (T, N, C)

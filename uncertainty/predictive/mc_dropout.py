@@ -50,6 +50,8 @@ import torch
 from torch import nn
 
 from dunno.estimator import Estimator
+from dunno.inputs import as_arrays, model_dtype, output_like
+from dunno.seeding import sampling_rng
 from dunno.validation import (
     check_bool,
     check_choice,
@@ -100,6 +102,12 @@ def mc_dropout_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes.items():
             m.train(training)
+
+
+def _device(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 class MCDropout(Estimator):
@@ -198,17 +206,25 @@ class MCDropout(Estimator):
         )
 
     # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def sample(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw model outputs of ``T`` stochastic passes, ``(T, N, ...)``."""
+    def sample(self, x, *, seed: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw model outputs of ``T`` stochastic passes, ``(T, N, ...)``.
+
+        ``x`` is any kind read by :mod:`dunno.inputs` (numpy in, numpy out; NaN / inf
+        refused). ``seed`` or ``generator`` makes the dropout masks reproducible
+        (:func:`dunno.seeding.sampling_rng`; default: torch's global generator).
+        """
         self._validate_params()
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(
-                f"The 'x' argument of MCDropout.sample must be a torch.Tensor. "
-                f"Got {type(x).__name__} instead."
-            )
-        if x.shape[0] == 0:
-            raise ValueError("The 'x' argument of MCDropout.sample is empty (0 rows).")
+        xs, _ = as_arrays(x, owner="MCDropout.sample", dtype=model_dtype(self.model))
+        return output_like(self._sample(xs, seed, generator, "MCDropout.sample"), x)
+
+    @torch.no_grad()
+    def _sample(self, x: torch.Tensor, seed, generator, owner: str) -> torch.Tensor:
+        with sampling_rng(seed, generator, owner=owner, devices=[x.device, _device(self.model)]):
+            return self._sample_all(x)
+
+    def _sample_all(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(_device(self.model))
         chunk = self.batch_size or x.shape[0]
         parts = [self._sample_chunk(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
@@ -230,14 +246,19 @@ class MCDropout(Estimator):
             for m, training in modes.items():
                 m.train(training)
 
-    def predict(self, x: torch.Tensor) -> ClassificationPrediction | RegressionPrediction:
-        """The MC predictive distribution of ``x``.
+    def predict(self, x, *, seed: int | None = None, generator: torch.Generator | None = None
+                ) -> ClassificationPrediction | RegressionPrediction:
+        """The MC predictive distribution of ``x`` (any kind read by :mod:`dunno.inputs`;
+        the prediction holds tensors).
 
         Classification: the softmax of each pass, ``ClassificationPrediction(probs (N, C),
         samples (T, N, C))``. Regression: the ``T`` outputs ``(T, N, D)`` as an equal-weight
         mixture with ``noise_variance`` (or, without it, mean and epistemic variance only).
+        ``seed`` / ``generator``: as :meth:`sample`.
         """
-        out = self.sample(x)
+        self._validate_params()
+        xs, _ = as_arrays(x, owner="MCDropout.predict", dtype=model_dtype(self.model))
+        out = self._sample(xs, seed, generator, "MCDropout.predict")
         if self.task == "classification":
             if out.ndim != 3:
                 raise ValueError(
@@ -455,12 +476,19 @@ class MCDropoutRegressor(Regressor):
         return MCDropout(self.model_, self.num_samples, task="regression",
                          noise_variance=1.0 / self.tau_)
 
-    def sample(self, x) -> torch.Tensor:
-        """``T`` MC outputs ``(T, N, O)`` (network means, without observation noise)."""
+    def sample(self, x, *, seed: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``T`` MC outputs ``(T, N, O)`` (network means, without observation noise); numpy
+        for numpy ``x``; ``seed`` / ``generator`` as :meth:`MCDropout.sample`."""
         sampler = self._sampler()
-        return sampler.sample(as_features(x, num_features=self.n_features_in_))
+        xs = as_features(x, num_features=self.n_features_in_, owner="MCDropoutRegressor.sample")
+        return output_like(sampler.sample(xs, seed=seed, generator=generator), x)
 
-    def predict(self, x) -> RegressionPrediction:
-        r"""Mixture of the ``T`` passes, each :math:`\mathcal{N}(\hat y_t, \tau^{-1})`."""
+    def predict(self, x, *, seed: int | None = None, generator: torch.Generator | None = None
+                ) -> RegressionPrediction:
+        r"""Mixture of the ``T`` passes, each :math:`\mathcal{N}(\hat y_t, \tau^{-1})`;
+        ``seed`` / ``generator`` as :meth:`MCDropout.sample`."""
         sampler = self._sampler()
-        return sampler.predict(as_features(x, num_features=self.n_features_in_))
+        xs = as_features(x, num_features=self.n_features_in_,
+                         owner="MCDropoutRegressor.predict")
+        return sampler.predict(xs, seed=seed, generator=generator)

@@ -24,6 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from dunno.inputs import output_like
+from dunno.seeding import make_generator
 from dunno.validation import check_float, check_hidden, check_int, check_seed
 from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import stack_training_sets, train_stacked
@@ -130,37 +132,44 @@ class MDNRegressor(Regressor):
             est.history_ = history
             est.n_features_in_, est.n_outputs_ = xs.shape[2], d
 
-    @torch.no_grad()
     def mixture(self, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``weights (N, K)``, ``means (N, K, D)`` and ``variances (N, K, D)`` of ``x``."""
+        """``weights (N, K)``, ``means (N, K, D)`` and ``variances (N, K, D)`` of ``x``
+        (numpy for numpy ``x``)."""
+        return output_like(self._mixture(x, "MDNRegressor.mixture"), x)
+
+    @torch.no_grad()
+    def _mixture(self, x, owner: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         self.check_fitted()
-        x = as_features(x, num_features=self.n_features_in_)
+        x = as_features(x, num_features=self.n_features_in_, owner=owner)
         out = self.model_.eval()(x).double()
         logits, means, log_vars = split_mdn_output(out, self.num_components, self.n_outputs_)
         return torch.softmax(logits, dim=-1), means, log_vars.exp()
 
     def predict(self, x) -> RegressionPrediction:
         """The mixture, with mean, aleatoric and epistemic variance (module docstring)."""
-        return RegressionPrediction.from_components(*self.mixture(x))
+        return RegressionPrediction.from_components(*self._mixture(x, "MDNRegressor.predict"))
 
     def mode(self, x) -> torch.Tensor:
         """Mean of the most probable component, ``(N, D)``: Bishop's (1994) approximation of
         the most likely value, which unlike the mixture mean stays on one branch of a
-        multi-valued mapping."""
-        weights, means, _ = self.mixture(x)
+        multi-valued mapping. Numpy for numpy ``x``."""
+        weights, means, _ = self._mixture(x, "MDNRegressor.mode")
         index = weights.argmax(dim=1)  # (N,)
-        return means[torch.arange(means.shape[0]), index]
+        return output_like(means[torch.arange(means.shape[0]), index], x)
 
     @torch.no_grad()
-    def sample(self, x, num_samples: int = 1, *, generator: torch.Generator | None = None
-               ) -> torch.Tensor:
-        """``num_samples`` draws from the mixture for each row of ``x``, ``(S, N, D)``."""
+    def sample(self, x, num_samples: int = 1, *, seed: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``num_samples`` draws from the mixture for each row of ``x``, ``(S, N, D)`` (numpy
+        for numpy ``x``); ``seed`` / ``generator`` make them reproducible
+        (:mod:`dunno.seeding`)."""
         num_samples = check_int(num_samples, "num_samples", self, low=1)
-        weights, means, variances = self.mixture(x)
+        generator = make_generator(seed, generator, owner="MDNRegressor.sample")
+        weights, means, variances = self._mixture(x, "MDNRegressor.sample")
         n = weights.shape[0]
         comp = torch.multinomial(weights, num_samples, replacement=True,
                                  generator=generator).T  # (S, N)
         rows = torch.arange(n).expand(num_samples, n)
         mu, var = means[rows, comp], variances[rows, comp]  # (S, N, D)
         noise = torch.randn(mu.shape, dtype=mu.dtype, generator=generator)
-        return mu + var.sqrt() * noise
+        return output_like(mu + var.sqrt() * noise, x)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = ["ClassificationPrediction", "RegressionPrediction"]
@@ -179,6 +180,18 @@ class ClassificationPrediction:
         votes = self.samples.argmax(dim=2)  # (T, N)
         counts = torch.nn.functional.one_hot(votes, self.probs.shape[1]).sum(dim=0)  # (N, C)
         return 1.0 - counts.max(dim=1).values.double() / votes.shape[0]
+
+    def to_numpy(self) -> dict[str, np.ndarray | None]:
+        """The prediction as numpy arrays (for numpy users): ``probs``, ``samples`` (or None),
+        ``predictions``, ``confidence``, ``entropy``, ``expected_entropy``,
+        ``mutual_information``."""
+        names = ("probs", "samples", "predictions", "confidence", "entropy",
+                 "expected_entropy", "mutual_information")
+        return {n: _numpy(getattr(self, n)) for n in names}
+
+
+def _numpy(value):
+    return None if value is None else value.detach().cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -354,6 +367,12 @@ class RegressionPrediction:
             )
         mu = self.mean.double()
         return (-0.5 * (_LOG_2PI + var.log() + (y - mu) ** 2 / var)).sum(dim=1)
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The prediction as numpy arrays (for numpy users): ``mean``, ``aleatoric_var``,
+        ``epistemic_var``, ``variance``, ``std``."""
+        names = ("mean", "aleatoric_var", "epistemic_var", "variance", "std")
+        return {n: _numpy(getattr(self, n)) for n in names}
 
     def scaled(self, loc, scale) -> RegressionPrediction:
         """The prediction for ``loc + scale * y`` (e.g. back to original units from

@@ -20,7 +20,12 @@ Example::
     model = load_any_model(model="mypackage.nets:build", weights="weights.pt")
 """
 
-from dunno.models.checks import check_model_data, model_input_shape, model_kind
+from dunno.models.checks import (
+    check_compiled_features,
+    check_model_data,
+    model_input_shape,
+    model_kind,
+)
 from dunno.models.detect import MODEL_FILE_KINDS, detect_model_file
 from dunno.models.factory import (
     import_factory,
@@ -39,6 +44,7 @@ from dunno.models.files import (
 __all__ = [
     "MODEL_FILE_KINDS",
     "ExportedModel",
+    "check_compiled_features",
     "check_model_data",
     "detect_model_file",
     "import_factory",

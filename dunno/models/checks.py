@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["check_model_data", "model_input_shape", "model_kind"]
+__all__ = ["check_compiled_features", "check_model_data", "model_input_shape", "model_kind"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _RECORDED_IN = {"checkpoint": "checkpoint", "torchscript": "TorchScript file",
@@ -194,3 +194,34 @@ def check_model_data(
                              f"model outputs only {width} logits (classes 0..{width - 1}).")
     return width
 
+
+
+def check_compiled_features(model: nn.Module, layer, feature_users: list[str],
+                            logit_users: list[str]) -> None:
+    """Refuse feature access on a TorchScript or ``torch.export`` model without a
+    ``features`` method: such a model runs as one compiled graph, with no sub-modules to hook.
+
+    ``layer`` is the requested hook (``None``: ``model.features``); ``feature_users`` /
+    ``logit_users`` name the detectors (or other consumers) that need features / only logits,
+    listed in the message. A ValueError names the layer or the detectors and what to use
+    instead.
+    """
+    kind = model_kind(model)
+    if kind not in ("torchscript", "export") or callable(getattr(model, "features", None)):
+        return
+    what = "a TorchScript file" if kind == "torchscript" else "a torch.export program"
+    if layer is not None:
+        raise ValueError(
+            f"The 'layer' parameter (--layer) {layer!r} needs forward hooks on the model's "
+            f"modules, but the model is {what}, which runs as one compiled graph. Use the "
+            "logit-based detectors (e.g. msp, energy, maxlogit, odin), or load the model with "
+            "--model MODULE:FACTORY --weights FILE (Python: the nn.Module itself) to hook a "
+            "layer."
+        )
+    if feature_users:
+        raise ValueError(
+            f"The detectors {list(feature_users)} need penultimate features, but the model is "
+            f"{what}, which exposes only its logits (no features method, no layers to hook). "
+            f"Use the logit-based detectors ({', '.join(logit_users) or 'msp, energy, maxlogit'})"
+            " or load the model with --model MODULE:FACTORY --weights FILE and pass --layer."
+        )

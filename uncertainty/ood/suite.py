@@ -53,7 +53,7 @@ from torch import nn
 from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
 from dunno.devices import resolve_device
 from dunno.inputs import as_arrays, describe_kind, model_dtype
-from dunno.models import check_model_data, model_kind
+from dunno.models import check_compiled_features, check_model_data
 from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood._base import OODDetector
@@ -295,34 +295,6 @@ def _jsonable_params(det: OODDetector) -> dict[str, Any]:
     return {k: conv(v) for k, v in det.get_params().items()}
 
 
-def _check_graph_features(model: nn.Module, layer, names: list[str]) -> None:
-    """TorchScript and exported models keep only ``forward``: no ``features`` method and no
-    sub-modules to hook, so the feature detectors cannot run on them."""
-    kind = model_kind(model)
-    if kind not in ("torchscript", "export") or callable(getattr(model, "features", None)):
-        return
-    what = "a TorchScript file" if kind == "torchscript" else "a torch.export program"
-    unfitted = {n: DETECTORS[n]() for n in names if not DETECTORS[n].uses_density}
-    wants = {n: "features" in (d.needs | d.fit_needs) for n, d in unfitted.items()}
-    logit_only = [n for n, needs in wants.items() if not needs]
-    if layer is not None:
-        raise ValueError(
-            f"The 'layer' parameter (--layer) {layer!r} needs forward hooks on the model's "
-            f"modules, but the model is {what}, which runs as one compiled graph. Use the "
-            "logit-based detectors (e.g. msp, energy, maxlogit, odin), or load the model with "
-            "--model MODULE:FACTORY --weights FILE (Python: the nn.Module itself) to hook a "
-            "layer."
-        )
-    needing = [n for n, needs in wants.items() if needs]
-    if needing:
-        raise ValueError(
-            f"The detectors {needing} need penultimate features, but the model is {what}, "
-            "which exposes only its logits (no features method, no layers to hook). Use the "
-            f"logit-based detectors ({', '.join(logit_only) or 'msp, energy, maxlogit'}) or "
-            "load the model with --model MODULE:FACTORY --weights FILE and pass --layer."
-        )
-
-
 def run_ood(
     model: nn.Module | None,
     in_data: str | tuple,
@@ -435,7 +407,10 @@ def run_ood(
         for split in (fit, test):
             check_model_data(model, split.x, num_classes=test.info.num_classes,
                              labels=split.y, data_name=in_name, owner="run_ood")
-        _check_graph_features(model, layer, names)
+        needs = {n: DETECTORS[n]().needs | DETECTORS[n]().fit_needs for n in names
+                 if not DETECTORS[n].uses_density}
+        check_compiled_features(model, layer, [n for n in needs if "features" in needs[n]],
+                                [n for n in needs if "features" not in needs[n]])
     dets = build_detectors(names, model, device=device, detector_params=detector_params,
                            layer=layer, density=density, background=background,
                            num_dims=math.prod(test.x.shape[1:]))

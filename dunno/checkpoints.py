@@ -259,6 +259,9 @@ def save_checkpoint(
     extra : dict, optional
         Tensors or plain values stored beside the weights.
     """
+    check = getattr(model, "check_checkpointable", None)
+    if callable(check):  # e.g. an ensemble of members that cannot be rebuilt from a config
+        check()
     try:
         config_text = json.dumps(config, sort_keys=True)
         meta_text = json.dumps(meta or {}, sort_keys=True)
@@ -288,7 +291,12 @@ def load_checkpoint(
     """Read a checkpoint written by :func:`save_checkpoint` (never executes code)."""
     payload = safe_load(path, map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a dunno checkpoint (no '{FORMAT}' header).")
+        raise CheckpointError(
+            f"{str(path)!r} is not a dunno checkpoint (no '{FORMAT}' header). A state dict of "
+            "your own model loads with --model package.module:factory --weights FILE "
+            "(dunno.models.load_any_model); dunno.models.save_model(model, path, "
+            "example_input=...) writes a file that loads without your code."
+        )
     if payload.get("version") != VERSION:
         raise CheckpointError(
             f"{str(path)!r} has checkpoint version {payload.get('version')}; this version of "

@@ -43,10 +43,19 @@ import torch.distributed as dist
 from torch import nn
 
 from dunno import distributed
-from dunno.checkpoints import build_model, load_checkpoint, register_model, save_checkpoint
+from dunno.checkpoints import (
+    MODELS,
+    build_model,
+    load_checkpoint,
+    register_model,
+    registered_models,
+    save_checkpoint,
+)
 from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
+from dunno.errors import CheckpointError
+from dunno.models import check_model_data
 from dunno.outputs import run_output_dir
 from dunno.training import evaluate_classifier
 from dunno.training_state import check_run_config
@@ -71,12 +80,14 @@ def mixture_log_probs(member_logits: torch.Tensor) -> torch.Tensor:
         ``(N, C)`` :math:`\log \frac1M \sum_m \mathrm{softmax}(f_m)`, in the dtype of
         ``member_logits`` (valid logits: their softmax is the mixture itself).
     """
-    if member_logits.ndim != 3 or member_logits.shape[0] < 1:
+    if not torch.jit.is_tracing() and (member_logits.ndim != 3 or member_logits.shape[0] < 1):
         raise ValueError(
             f"The 'member_logits' of mixture_log_probs must have shape (M, N, C) with M >= 1. "
             f"Got {tuple(member_logits.shape)} instead."
         )
     log_probs = torch.log_softmax(member_logits, dim=-1)  # (M, N, C)
+    if torch.jit.is_tracing():  # log M as traced ops (the traced shape is a tensor)
+        return torch.logsumexp(log_probs, dim=0) - torch.ones_like(log_probs[:, :1]).sum(0).log()
     return torch.logsumexp(log_probs, dim=0) - math.log(member_logits.shape[0])  # (N, C)
 
 
@@ -111,6 +122,25 @@ class EnsembleClassifier(nn.Module):
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Each member's logits, ``(M, N, C)``."""
         return torch.stack([m(x) for m in self.members])
+
+    def check_checkpointable(self) -> None:
+        """Raise :class:`~dunno.errors.CheckpointError` unless every member can be rebuilt
+        from a checkpoint (a registered ``arch`` and a ``config``); called by
+        :func:`dunno.checkpoints.save_checkpoint`, so an ensemble of the user's own models is
+        refused at save time instead of failing to load. Such an ensemble is saved with
+        :func:`dunno.models.save_model` (TorchScript or ``torch.export``)."""
+        for k, member in enumerate(self.members):
+            arch = getattr(member, "arch", "nets")
+            config = getattr(member, "config", None)
+            if not isinstance(config, dict) or (arch not in MODELS
+                                                and arch not in registered_models()):
+                raise CheckpointError(
+                    f"Member {k} of the EnsembleClassifier ({type(member).__name__}) has no "
+                    "'config' of a registered model builder, so a checkpoint of this ensemble "
+                    "could not be loaded. Save it with dunno.models.save_model(ensemble, path, "
+                    "example_input=x) instead (TorchScript or torch.export; loads without "
+                    "your code)."
+                )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Log of the mixture's class probabilities, ``(N, C)``."""
@@ -208,6 +238,9 @@ def _train_ensemble(config: ClassifierConfig, num_members: int, out, root, resum
                 check_run_config(finished.meta.get("training"), asdict(member_config),
                                  str(member_dir / "model.pt"))
                 members[k] = finished.build().to(device).eval()
+                data = load_dataset(config.data, "test", root)  # the same spec, other content?
+                check_model_data(members[k], data.x, num_classes=data.info.num_classes,
+                                 data_name=config.data, owner=f"train_ensemble (member {k})")
                 continue
             members[k] = train_classifier(member_config, out=member_dir, root=root,
                                           resume=resume, quiet=quiet).model

@@ -361,6 +361,24 @@ CASES = [
      ["'x'", "MSP.score", "NaN", "found nan"]),
     ("ood-knn-nan-input", lambda c: make_detector("knn", c.plain, k=2, layer="1").fit(
         [(X, Y)]).score(_with_nan(X)), V, ["'x'", "KNN.score", "NaN", "found nan"]),
+    # --- NaN and mismatched arrays at every entry point (numpy in)
+    ("cal-wrapper-nan-x", lambda c: CalibratedClassifier(c.plain).fit(_with_nan(X).numpy(),
+                                                                      Y_NP), V,
+     ["'x'", "CalibratedClassifier.fit", "nan", "(3, 1)"]),
+    ("cal-wrapper-predict-nan", lambda c: c.clf.predict_proba(_with_nan(X).numpy()), V,
+     ["'x'", "CalibratedClassifier.predict_proba", "nan", "(3, 1)"]),
+    ("cal-wrapper-lengths", lambda c: CalibratedClassifier(c.plain).fit(X.numpy(), Y_NP[:5]),
+     V, ["'x'", "'y'", str(N), "5"]),
+    ("cal-wrapper-no-labels", lambda c: CalibratedClassifier(c.plain).fit(X.numpy()), V,
+     ["'x'", "CalibratedClassifier.fit", "no labels"]),
+    ("ood-odin-nan-input", lambda c: make_detector("odin", c.plain).score(_with_nan(X)), V,
+     ["'x'", "ODIN.score", "nan", "(3, 1)"]),
+    ("ood-rapp-nan-input", lambda c: make_detector("rapp").fit(X.numpy()).score(
+        _with_nan(X).numpy()), V, ["'x'", "RaPP.score", "nan", "(3, 1)"]),
+    ("ood-knn-fit-nan", lambda c: make_detector("knn", c.plain, k=2, layer="1").fit(
+        (_with_nan(X).numpy(), Y_NP)), V, ["'x'", "KNN.fit", "nan", "(3, 1)"]),
+    ("mcd-predict-nan", lambda c: MCDropout(_dropout(), 5).predict(_with_nan(X).numpy()), V,
+     ["'x'", "MCDropout.predict", "nan", "(3, 1)"]),
     # --- checkpoints
     ("ckpt-missing", lambda c: load_model(c.root / "missing.pt"), CheckpointError,
      ["missing.pt", "does not exist"]),

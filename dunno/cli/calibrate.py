@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import USER_DATA_HELP, add_common, print_split
+from dunno.cli.common import (
+    USER_DATA_HELP,
+    add_common,
+    add_model_options,
+    load_cli_model,
+    print_split,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -18,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser("calibrate", help="fit post-hoc calibrators to a trained classifier",
                               description=__doc__)
-    p.add_argument("--checkpoint", required=True, help="classifier checkpoint (model.pt)")
+    add_model_options(p)
     p.add_argument("--data", required=True,
                    help="dataset spec the model was trained on (the same spec gives the same "
                    "split)" + USER_DATA_HELP)
@@ -41,7 +47,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
     from dunno.outputs import check_output_dir
     from evaluation.benchmarks.calibration import write_calibration_report
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out)  # before any work, not after it
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device=device)
+    model = load_cli_model(args, device)
     print_split(args.data, args.data_dir)
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,

@@ -12,12 +12,23 @@ __all__ = [
     "add_common",
     "add_data_dir",
     "add_device",
+    "add_model_options",
     "add_quiet",
+    "load_cli_model",
     "print_split",
 ]
 
 USER_DATA_HELP = ("; user data (a folder or .npz/.npy) is split by the documented rule, "
                   "fractions and seed as spec options: mine.npz:val=0.15:test=0.15:split_seed=0")
+
+MODEL_HELP = """\
+A classifier is given either as a FILE -- a dunno checkpoint (dunno train classifier), a
+TorchScript file (torch.jit.save) or a torch.export program (.pt2; dunno.models.save_model
+writes either for any nn.Module) -- or as --model package.module:factory --weights FILE: the
+named module of your own code is imported (it must be installed or on the Python path; the
+current directory is searched last; path/to/file.py:factory also works), factory(**options)
+builds the model and the weights (torch.save(model.state_dict()) or .safetensors) are loaded
+with a strict key check. No code stored in any file is ever run."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -59,6 +70,53 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", default=None,
                         help="no progress bars (None: bars only on a terminal)")
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, flag: str = "--checkpoint",
+                      what: str = "the classifier") -> None:
+    """The classifier options, defined once: ``FLAG FILE`` (``--checkpoint``, or
+    ``--classifier`` where ``--checkpoint`` names another model), ``--model
+    package.module:factory``, ``--weights FILE`` and ``--model-option KEY=VALUE`` (see
+    :data:`MODEL_HELP`); :func:`load_cli_model` reads them."""
+    group = parser.add_argument_group("model", MODEL_HELP)
+    group.add_argument(flag, dest="model_file", default=None, metavar="FILE",
+                       help=f"{what}: a dunno checkpoint, TorchScript file or torch.export "
+                       "program (.pt2)")
+    group.add_argument("--model", dest="model_factory", default=None,
+                       metavar="MODULE:FACTORY",
+                       help=f"{what} built by your own code: package.module:factory (with "
+                       "--weights)")
+    group.add_argument("--weights", default=None, metavar="FILE",
+                       help="with --model: the state dict (torch.save or .safetensors)")
+    group.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="with --model: a keyword argument of the factory, repeatable")
+    parser.set_defaults(model_flag=flag)
+
+
+def load_cli_model(args: argparse.Namespace, device, *, required: bool = True):
+    """The classifier named by :func:`add_model_options`' options, in eval mode on
+    ``device`` (:func:`dunno.models.load_any_model`); ``None`` when none was given and
+    ``required`` is false. A ValueError names the options for a combination that is wrong."""
+    from dunno.config import parse_options
+    from dunno.models import load_any_model
+
+    flag, file, factory = args.model_flag, args.model_file, args.model_factory
+    if file is not None and factory is not None:
+        raise ValueError(f"Give the classifier either as {flag} FILE or as --model "
+                         f"MODULE:FACTORY --weights FILE, not both. Got {flag} {file!r} and "
+                         f"--model {factory!r}.")
+    if factory is None and (args.weights is not None or args.model_option):
+        raise ValueError(f"--weights and --model-option go with --model MODULE:FACTORY. Got "
+                         f"--weights {args.weights!r} without --model (a {flag} file holds its "
+                         "own weights).")
+    if file is None and factory is None:
+        if required:
+            raise ValueError(f"A classifier is needed: {flag} FILE, or --model "
+                             "MODULE:FACTORY --weights FILE.")
+        return None
+    options = parse_options(args.model_option, "--model-option")
+    return load_any_model(file, model=factory, weights=args.weights,
+                          model_options=options or None, device=device)
 
 
 def add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:

@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from dunno.cli.common import add_common
+from dunno.cli.common import add_common, add_model_options, load_cli_model
 
 __all__ = ["add_parser", "run"]
 
@@ -58,8 +58,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        "features (cFID, classifier score, precision/recall), or by mode "
                        "coverage on the ring of Gaussians.")
     e.add_argument("--checkpoint", required=True, help="a GAN checkpoint (model.pt)")
-    e.add_argument("--classifier", default=None,
-                   help="classifier checkpoint with features(x), e.g. runs/lenet5-mnist/model.pt")
+    add_model_options(e, flag="--classifier",
+                      what="the classifier with features(x) (image GANs), e.g. "
+                      "runs/lenet5-mnist/model.pt")
     e.add_argument("--data", default=None, help="real data (None: what the GAN saw)")
     e.add_argument("-n", "--num-samples", type=int, default=None,
                    help="samples per set (None: 10000 images, 2500 2-D points)")
@@ -155,7 +156,19 @@ def run_eval(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ValueError(f"--compare must look like NAME=CHECKPOINT. Got {item!r}.")
         compare[key] = value
-    result = evaluate_gan(args.checkpoint, classifier=args.classifier, data=args.data,
+    from dunno.devices import resolve_device
+    from dunno.models import model_kind
+
+    classifier = load_cli_model(args, resolve_device(args.device), required=False)
+    if classifier is not None and not callable(getattr(classifier, "features", None)):
+        raise ValueError(
+            f"gan eval scores samples in a classifier's feature space, but the --classifier / "
+            f"--model given ({type(classifier).__name__}, a {model_kind(classifier)}) has no "
+            "features(x) method; TorchScript and torch.export files keep only forward. Use a "
+            "dunno checkpoint (dunno train classifier) or --model MODULE:FACTORY --weights "
+            "FILE for a model with a features method."
+        )
+    result = evaluate_gan(args.checkpoint, classifier=classifier, data=args.data,
                           num_samples=args.num_samples, k=args.k, compare=compare,
                           seed=args.seed, device=args.device, root=args.data_dir)
     report = result.report

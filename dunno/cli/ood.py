@@ -14,7 +14,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from dunno.cli.common import USER_DATA_HELP, add_data_dir, add_device, print_split
+from dunno.cli.common import (
+    USER_DATA_HELP,
+    add_data_dir,
+    add_device,
+    add_model_options,
+    load_cli_model,
+    print_split,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -73,8 +80,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "ood", help="OOD-detection benchmark: every detector against every OOD set",
         description=__doc__)
-    p.add_argument("--checkpoint", default=None,
-                   help="a dunno classifier checkpoint (optional with --density)")
+    add_model_options(p, what="the classifier (optional with --density)")
     p.add_argument("--density", default=None, metavar="CKPT",
                    help="a density-model checkpoint of the in-distribution data (dunno density "
                    "train): adds likelihood, likelihood-ratio, complexity and typicality to the "
@@ -137,16 +143,16 @@ def run(args: argparse.Namespace) -> int:
     from evaluation.benchmarks.ood import density_inputs_for, write_ood_report
     from uncertainty.ood import run_ood
 
-    if args.checkpoint is None and args.density is None:
-        raise ValueError("dunno ood needs --checkpoint (a classifier), --density (a density "
-                         "model), or both.")
+    if args.model_file is None and args.model_factory is None and args.density is None:
+        raise ValueError("dunno ood needs a classifier (--checkpoint FILE, or --model "
+                         "MODULE:FACTORY --weights FILE), --density (a density model), or both.")
     if args.background is not None and args.density is None:
         raise ValueError("--background is the likelihood-ratio's background model; it needs "
                          "--density too.")
     if args.report_dir is not None:
         check_output_dir(args.report_dir)  # before any scoring, not after it
     device = resolve_device(args.device)
-    model = None if args.checkpoint is None else load_model(args.checkpoint, device=device)
+    model = load_cli_model(args, device, required=False)
     density = None if args.density is None else load_model(args.density, device=device)
     background = None if args.background is None else load_model(args.background,
                                                                  device=device)

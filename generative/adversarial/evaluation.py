@@ -43,6 +43,7 @@ from dunno.checkpoints import load_checkpoint, load_model
 from dunno.data import load_dataset
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError, DataError
+from dunno.models import check_model_data
 from dunno.validation import check_int
 from evaluation.metrics import (
     best_mapping_accuracy,
@@ -210,6 +211,8 @@ def evaluate_gan(
     if tuple(test.info.shape) != model.data_shape:
         raise DataError(f"The model makes {model.data_shape} images but '{data}' holds "
                         f"{tuple(test.info.shape)} images.")
+    check_model_data(classifier, test.x, num_classes=test.info.num_classes, data_name=data,
+                     owner="evaluate_gan")
     n = min(num_samples, len(test))
     g = torch.Generator().manual_seed(seed)
     test_x = test.x[torch.randperm(len(test), generator=g)[:n].sort().values]

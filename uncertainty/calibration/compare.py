@@ -41,6 +41,7 @@ from torch import nn
 
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
+from dunno.models import check_model_data
 from dunno.reporting import format_table
 from dunno.training import predict_logits
 from dunno.validation import check_choice, check_int
@@ -224,6 +225,9 @@ def run_calibration(
     num_classes = pool.info.num_classes
     if num_classes is None:
         raise ValueError(f"'{data_spec}' is not a labelled classification dataset.")
+    for split in (pool, test):  # the model fits the data: shapes, classes (before any work)
+        check_model_data(model, split.x, num_classes=num_classes, labels=split.y,
+                         data_name=data_spec, owner="run_calibration")
     names = _methods(methods, num_classes)
     unknown = sorted(set(method_params) - set(names))
     if unknown:

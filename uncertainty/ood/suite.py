@@ -53,6 +53,7 @@ from torch import nn
 from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
 from dunno.devices import resolve_device
 from dunno.inputs import as_arrays, describe_kind, model_dtype
+from dunno.models import check_compiled_features, check_model_data
 from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood._base import OODDetector
@@ -402,6 +403,14 @@ def run_ood(
                               density=density is not None, model=model, layer=layer,
                               labels=fit.has_labels)
     in_name = in_data if isinstance(in_data, str) else "in_data"
+    if model is not None:  # the model fits the data: shapes, classes (before any work)
+        for split in (fit, test):
+            check_model_data(model, split.x, num_classes=test.info.num_classes,
+                             labels=split.y, data_name=in_name, owner="run_ood")
+        needs = {n: DETECTORS[n]().needs | DETECTORS[n]().fit_needs for n in names
+                 if not DETECTORS[n].uses_density}
+        check_compiled_features(model, layer, [n for n in needs if "features" in needs[n]],
+                                [n for n in needs if "features" not in needs[n]])
     dets = build_detectors(names, model, device=device, detector_params=detector_params,
                            layer=layer, density=density, background=background,
                            num_dims=math.prod(test.x.shape[1:]))

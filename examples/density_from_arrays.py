@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.manual_seed(args.seed)
     nade = NADE(x.shape[1], hidden=64).fit(x_train, epochs=args.epochs,
                                            max_minutes=args.minutes, lr=3e-3, seed=args.seed)
-    with torch.no_grad():
-        lp = nade.log_prob(torch.from_numpy(x_test)).numpy()  # (N,) nats
-        lp_shuffled = nade.log_prob(torch.from_numpy(x_shuffled)).numpy()
+    lp = nade.log_prob(x_test)  # (N,) numpy, nats
+    lp_shuffled = nade.log_prob(x_shuffled)
     h = nade.history_
     print(f"NADE: {len(h.epochs)} epochs, train NLL {h['loss'][0]:.1f} -> {h['loss'][-1]:.1f} "
           f"nats; test log p(x) {lp.mean():.1f} nats, shuffled {lp_shuffled.mean():.1f}")
@@ -62,8 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     vae = VAE((1, 8, 8), latent_dim=8, hidden=(128,)).fit(
         x_train, epochs=args.epochs, max_minutes=args.minutes, lr=3e-3, seed=args.seed)
     g = torch.Generator().manual_seed(args.seed)
-    vae_lp = vae.log_prob(torch.from_numpy(x_test), 100 if args.smoke else 1000,
-                          generator=g).numpy()
+    vae_lp = vae.log_prob(x_test, 100 if args.smoke else 1000, generator=g)  # numpy
     print(f"VAE: {len(vae.history_.epochs)} epochs; test log p(x) >= {vae_lp.mean():.1f} nats "
           "(importance-sampled)")
     auroc = float(np.mean(lp[:, None] > lp_shuffled[None, :]))

@@ -103,6 +103,9 @@ def ctx(tmp_path_factory) -> SimpleNamespace:
     np.savez(root / "nan.npz", x=x_nan, y=np.arange(40) % 2)
     np.savez(root / "mixed.npz", x=x_nan[:, :, :4], y=np.arange(40) % 2, x_train=x_nan)
     (root / "a_file").write_text("not a directory")
+    np.savez(root / "big_images.npz", x=rng.random((40, 1, 28, 28)).astype(np.float32),
+             y=np.arange(40) % 2)
+    torch.save(net.state_dict(), root / "state_dict.pt")
     run = root / "run"  # a finished one-epoch run, for --resume with another config
     assert main(["train", "classifier", "--data", "digits", "--epochs", "1", "--out", str(run),
                  "--quiet", "--device", "cpu"]) == 0
@@ -379,6 +382,12 @@ CASES = [
         (_with_nan(X).numpy(), Y_NP)), V, ["'x'", "KNN.fit", "nan", "(3, 1)"]),
     ("mcd-predict-nan", lambda c: MCDropout(_dropout(), 5).predict(_with_nan(X).numpy()), V,
      ["'x'", "MCDropout.predict", "nan", "(3, 1)"]),
+    # --- model / data mismatch, checked before any pass over the data
+    ("model-data-input-shape", lambda c: __import__("dunno.models", fromlist=["x"])
+     .check_model_data(c.net, torch.rand(4, 1, 28, 28)), V, ["(1, 8, 8)", "(1, 28, 28)"]),
+    ("model-data-classes", lambda c: __import__("dunno.models", fromlist=["x"])
+     .check_model_data(c.net, torch.rand(4, 1, 8, 8), num_classes=5), V,
+     ["10 logits", "5 classes"]),
     # --- checkpoints
     ("ckpt-missing", lambda c: load_model(c.root / "missing.pt"), CheckpointError,
      ["missing.pt", "does not exist"]),
@@ -450,6 +459,22 @@ CLI_CASES = [
     ("cli-ood-npz-nan", lambda c: ["ood", "--checkpoint", c.ckpt, "--in",
                                    str(c.root / "nan.npz"), "--out", "gaussian-noise",
                                    "--detectors", "msp"], ["nan.npz", "NaN"]),
+    ("cli-calibrate-model-data-shape", lambda c: ["calibrate", "--checkpoint", c.ckpt,
+                                                  "--data", str(c.root / "big_images.npz"),
+                                                  "--out", str(c.root / "o6")],
+     ["(1, 8, 8)", "(1, 28, 28)", "big_images.npz"]),
+    ("cli-ood-model-data-classes", lambda c: ["ood", "--checkpoint", c.ckpt, "--in",
+                                              "digits:classes=0-4", "--out", "gaussian-noise",
+                                              "--detectors", "msp"],
+     ["10 logits", "5 classes", "digits:classes=0-4"]),
+    ("cli-calibrate-state-dict", lambda c: ["calibrate", "--checkpoint",
+                                            str(c.root / "state_dict.pt"), "--data", "digits",
+                                            "--out", str(c.root / "o7")],
+     ["state_dict.pt", "not a dunno checkpoint", "--model"]),
+    ("cli-calibrate-weights-without-model", lambda c: ["calibrate", "--weights",
+                                                       str(c.root / "state_dict.pt"), "--data",
+                                                       "digits", "--out", str(c.root / "o8")],
+     ["--weights", "state_dict.pt", "--model"]),
     ("cli-calibrate-npz-mixed", lambda c: ["calibrate", "--checkpoint", c.ckpt, "--data",
                                            str(c.root / "mixed.npz"), "--out",
                                            str(c.root / "o5")], ["mixed.npz", "x_train"]),

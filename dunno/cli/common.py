@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 
 __all__ = [
     "ArgumentParser",
@@ -16,6 +17,7 @@ __all__ = [
     "add_quiet",
     "load_cli_model",
     "print_split",
+    "run_subcommand",
 ]
 
 USER_DATA_HELP = ("; user data (a folder or .npz/.npy) is split by the documented rule, "
@@ -117,6 +119,16 @@ def load_cli_model(args: argparse.Namespace, device, *, required: bool = True):
     options = parse_options(args.model_option, "--model-option")
     return load_any_model(file, model=factory, weights=args.weights,
                           model_options=options or None, device=device)
+
+
+def run_subcommand(args: argparse.Namespace, dest: str, commands: dict) -> int:
+    """Run ``commands[args.<dest>](args)`` for a command group (``density``, ``gan``); without
+    a subcommand, print the group's help on stderr and return 2."""
+    command = commands.get(getattr(args, dest, None))
+    if command is None:
+        args.group_parser.print_help(sys.stderr)
+        return 2
+    return command(args)
 
 
 def add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:

@@ -12,12 +12,11 @@ score writes scores.npy (per-image NLL, nats) and score.json to --out when given
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dunno.cli.common import add_data_dir, add_device
+from dunno.cli.common import add_data_dir, add_device, run_subcommand
 
 __all__ = ["add_parser", "run"]
 
@@ -104,11 +103,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``density train | score | sample``; returns the exit status."""
-    commands = {"train": run_train, "score": run_score, "sample": run_sample}
-    if args.density_command not in commands:
-        args.group_parser.print_help(sys.stderr)
-        return 2
-    return commands[args.density_command](args)
+    return run_subcommand(args, "density_command",
+                          {"train": run_train, "score": run_score, "sample": run_sample})
 
 
 def run_train(args: argparse.Namespace) -> int:

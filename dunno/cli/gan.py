@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from dunno.cli.common import add_common, add_model_options, load_cli_model
+from dunno.cli.common import add_common, add_model_options, load_cli_model, run_subcommand
 
 __all__ = ["add_parser", "run"]
 
@@ -77,11 +76,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``gan train | eval``; returns the exit status."""
-    commands = {"train": run_train, "eval": run_eval}
-    if args.gan_command not in commands:
-        args.group_parser.print_help(sys.stderr)
-        return 2
-    return commands[args.gan_command](args)
+    return run_subcommand(args, "gan_command", {"train": run_train, "eval": run_eval})
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dunno.cli.common import (
     USER_DATA_HELP,
     add_common,
     add_model_options,
+    check_trained_split,
     load_cli_model,
     print_split,
 )
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # before any work, not after it
     device = resolve_device(args.device)
     model = load_cli_model(args, device)
+    check_trained_split(model, args.data, "--data", args.data_dir)
     print_split(args.data, args.data_dir)
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,

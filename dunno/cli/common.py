@@ -11,6 +11,7 @@ __all__ = [
     "ArgumentParser",
     "HelpFormatter",
     "add_common",
+    "check_trained_split",
     "add_data_dir",
     "add_device",
     "add_model_options",
@@ -119,6 +120,16 @@ def load_cli_model(args: argparse.Namespace, device, *, required: bool = True):
     options = parse_options(args.model_option, "--model-option")
     return load_any_model(file, model=factory, weights=args.weights,
                           model_options=options or None, device=device)
+
+
+def check_trained_split(model, spec: str, flag: str, root=None) -> None:
+    """Refuse user data ``spec`` split differently from the data the model was trained on
+    (:func:`dunno.data.check_same_split`, from the checkpoint's recorded spec and rule)."""
+    from dunno.data import check_same_split
+
+    info = getattr(model, "dunno_info", None) or {}
+    check_same_split(spec, info.get("trained_on"), info.get("split_rule"), flag=flag,
+                     root=root)
 
 
 def run_subcommand(args: argparse.Namespace, dest: str, commands: dict) -> int:

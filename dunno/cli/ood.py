@@ -19,6 +19,7 @@ from dunno.cli.common import (
     add_data_dir,
     add_device,
     add_model_options,
+    check_trained_split,
     load_cli_model,
     print_split,
 )
@@ -158,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
                                                                  device=device)
     if model is not None and args.detectors.strip() == "all":
         _note_skipped(model, density is not None, args.layer)
+    if model is not None:
+        check_trained_split(model, args.in_data, "--in", args.data_dir)
     print_split(args.in_data, args.data_dir, "in-distribution data")
     table = run_ood(model, args.in_data, args.out_sets, args.detectors, density=density,
                     density_inputs=density_inputs_for(density), background=background,

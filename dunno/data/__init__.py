@@ -18,6 +18,7 @@ from dunno.data.idx import read_idx
 from dunno.data.loaders import BatchLoader, make_loader
 from dunno.data.registry import (
     available_datasets,
+    check_same_split,
     dataset_status,
     describe_split,
     is_user_data,
@@ -35,6 +36,7 @@ __all__ = [
     "available_datasets",
     "data_dir",
     "dataset_status",
+    "check_same_split",
     "describe_split",
     "fetch_file",
     "gaussian_blur",

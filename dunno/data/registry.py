@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -370,6 +371,34 @@ def describe_split(spec: str, root=None) -> str | None:
     base, opts = parse_spec(spec)
     sizes, rule = user.describe_user_split(base, **_user_options(opts))
     return f"{spec}: " + ", ".join(f"{s} {n}" for s, n in sizes.items()) + f" ({rule})"
+
+
+def check_same_split(spec: str, trained_on: str | None, trained_rule: str | None, *,
+                     flag: str = "--data", root=None) -> None:
+    """Refuse user data ``spec`` whose splits differ from those of the run that trained the
+    model (``trained_on`` and ``trained_rule``, recorded in its checkpoint).
+
+    The same file split by other fractions or another seed (``mine.npz:val=0.3`` after
+    training on ``mine.npz``), or a file whose contents changed, gives validation and test
+    examples that may be training examples of the model: calibration fitted on them, or OOD
+    detectors scored on them, would report numbers that do not hold. Registered datasets have
+    fixed splits and pass; so does user data other than the training file, and a model with no
+    recorded rule (a TorchScript file, a factory).
+    """
+    if not trained_on or not trained_rule or not is_user_data(spec) or not is_user_data(
+            trained_on):
+        return
+    base_now, opts = parse_spec(spec)
+    base_then, _ = parse_spec(trained_on)
+    if Path(base_now).expanduser().resolve() != Path(base_then).expanduser().resolve():
+        return
+    _, rule = user.describe_user_split(base_now, **_user_options(opts))
+    if rule != trained_rule:
+        raise DataError(
+            f"{flag} {spec!r} splits {base_now!r} differently from the run that trained the "
+            f"model (trained on {trained_on!r}: {trained_rule}; now: {rule}), so its val/test "
+            f"examples may be training examples of the model. Pass {trained_on!r}."
+        )
 
 
 def _user_options(opts: dict) -> dict:

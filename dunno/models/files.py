@@ -73,6 +73,9 @@ def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
     classes = meta.get("num_classes")
     if isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1:
         out["num_classes"] = classes
+    for key in ("trained_on", "split_rule"):  # what the training run's splits were
+        if isinstance(meta.get(key), str):
+            out[key] = meta[key]
     return out
 
 

@@ -494,6 +494,34 @@ def test_cli_prints_split_sizes_and_splits_differ(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"in-distribution data {spec}: train 28, val 6, test 6" in printed
 
+    # the same file split another way would calibrate / score on training examples: refused
+    for command in (["calibrate", "--checkpoint", str(out / "model.pt"), "--data",
+                     spec + ":val=0.3", "--out", str(tmp_path / "cal2"), "--device", "cpu"],
+                    ["ood", "--checkpoint", str(out / "model.pt"), "--in", spec + ":split_seed=1",
+                     "--out", "gaussian-noise", "--detectors", "msp", "--device", "cpu"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"splits '{spec}' differently from the run that trained the model" in err
+        assert f"Pass '{spec}'." in err
+
+
+def test_check_same_split_passes_the_same_rule_and_other_files(tmp_path):
+    from dunno.data import check_same_split, describe_split
+
+    rng = np.random.default_rng(13)
+    spec, other = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    for path in (spec, other):
+        np.savez(path, x=rng.random((30, 8, 8)).astype(np.float32), y=np.arange(30) % 3)
+    rule = describe_split(spec).split(" (", 1)[1][:-1]
+    check_same_split(spec, spec, rule)  # the very same split
+    check_same_split(other, spec, rule)  # another file: its own splits
+    check_same_split("digits", spec, rule)  # registered data: fixed splits
+    check_same_split(spec + ":val=0.2", spec, None)  # nothing recorded: nothing to compare
+    with pytest.raises(DataError, match=r"--data '.*a\.npz:val=0\.2' splits '.*a\.npz' "
+                                        r"differently .* now: .*val=0\.2"):
+        check_same_split(spec + ":val=0.2", spec, rule)
+
 
 # --------------------------------------------------------------------------- resource bombs
 @pytest.mark.parametrize("spec, message", [

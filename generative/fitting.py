@@ -35,6 +35,7 @@ current weights (a second call continues from them, with fresh optimisers and a 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -100,7 +101,7 @@ def density_step(model, optimizers: dict[str, torch.optim.Optimizer], *,
     return step
 
 
-class DensityFitMixin:
+class DensityFitMixin(ABC):
     """``fit(x, ...)`` for an ``nn.Module`` density model (see the module docstring).
 
     A subclass implements ``_fit_images(x, owner)``: its own validation of ``x`` (shape,
@@ -110,8 +111,9 @@ class DensityFitMixin:
     #: the per-epoch records of the last :meth:`fit` (set by it)
     history_: History
 
-    def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _fit_images(self, x: torch.Tensor, owner: str) -> torch.Tensor:
+        """Validate ``x`` for this model; float images ``(N, C, H, W)``."""
 
     def _fit_labels(self, labels: torch.Tensor | None, n: int,
                     owner: str) -> torch.Tensor | None:

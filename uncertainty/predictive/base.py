@@ -20,9 +20,19 @@ import torch
 
 from dunno.estimator import Estimator
 from dunno.inputs import as_arrays, output_like
+from dunno.validation import check_float, check_int
 from uncertainty.predictive.prediction import RegressionPrediction
 
-__all__ = ["JointFit", "Regressor"]
+__all__ = ["JointFit", "Regressor", "check_training_params"]
+
+
+def check_training_params(estimator: Estimator) -> None:
+    """The optimisation hyper-parameters the predictive estimators share: ``epochs`` and
+    ``batch_size`` ints >= 1, ``lr`` > 0, ``weight_decay`` >= 0."""
+    check_int(estimator.epochs, "epochs", estimator, low=1)
+    check_int(estimator.batch_size, "batch_size", estimator, low=1)
+    check_float(estimator.lr, "lr", estimator, low=0.0, low_open=True)
+    check_float(estimator.weight_decay, "weight_decay", estimator, low=0.0)
 
 
 class JointFit(Estimator, ABC):

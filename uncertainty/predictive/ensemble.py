@@ -64,7 +64,7 @@ from dunno.validation import (
 )
 from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import IndexBatches, mlp
-from uncertainty.predictive.base import JointFit, Regressor
+from uncertainty.predictive.base import JointFit, Regressor, check_training_params
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 
 __all__ = ["DeepEnsemble", "DeepEnsembleRegressor", "gaussian_variance"]
@@ -139,10 +139,7 @@ class DeepEnsemble(JointFit):
     def _validate_params(self) -> None:
         check_int(self.num_members, "num_members", self, low=1)
         check_choice(self.task, "task", self, ("regression", "classification"))
-        check_int(self.epochs, "epochs", self, low=1)
-        check_int(self.batch_size, "batch_size", self, low=1)
-        check_float(self.lr, "lr", self, low=0.0, low_open=True)
-        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_training_params(self)
         check_bool(self.adversarial, "adversarial", self)
         check_float(self.epsilon, "epsilon", self, low=0.0)
         check_choice(self.vectorize, "vectorize", self, ("auto", True, False))

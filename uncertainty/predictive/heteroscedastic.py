@@ -53,7 +53,7 @@ from dunno.training import seed_everything
 from dunno.validation import as_labels, check_float, check_hidden, check_int, check_seed
 from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import mlp, stack_training_sets, train_stacked
-from uncertainty.predictive.base import Regressor
+from uncertainty.predictive.base import Regressor, check_training_params
 from uncertainty.predictive.mc_dropout import MCDropout
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 
@@ -193,10 +193,7 @@ class HeteroscedasticRegressor(Regressor):
         check_float(self.dropout, "dropout", self, low=0.0, high=1.0, high_open=True)
         check_float(self.beta, "beta", self, low=0.0, high=1.0)
         check_int(self.num_samples, "num_samples", self, low=1)
-        check_int(self.epochs, "epochs", self, low=1)
-        check_int(self.batch_size, "batch_size", self, low=1)
-        check_float(self.lr, "lr", self, low=0.0, low_open=True)
-        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_training_params(self)
         check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:
@@ -289,10 +286,7 @@ class HeteroscedasticClassifier(Estimator):
         check_float(self.dropout, "dropout", self, low=0.0, high=1.0, high_open=True)
         check_int(self.noise_samples, "noise_samples", self, low=1)
         check_int(self.num_samples, "num_samples", self, low=1)
-        check_int(self.epochs, "epochs", self, low=1)
-        check_int(self.batch_size, "batch_size", self, low=1)
-        check_float(self.lr, "lr", self, low=0.0, low_open=True)
-        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_training_params(self)
         check_seed(self.seed, self)
 
     def fit(self, x, labels=None) -> HeteroscedasticClassifier:

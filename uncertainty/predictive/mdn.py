@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 from dunno.inputs import output_like
 from dunno.seeding import make_generator
-from dunno.validation import check_float, check_hidden, check_int, check_seed
+from dunno.validation import check_hidden, check_int, check_seed
 from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import stack_training_sets, train_stacked
-from uncertainty.predictive.base import Regressor
+from uncertainty.predictive.base import Regressor, check_training_params
 from uncertainty.predictive.prediction import RegressionPrediction
 
 __all__ = ["MDNRegressor", "mdn_log_prob", "mdn_nll", "split_mdn_output"]
@@ -106,10 +106,7 @@ class MDNRegressor(Regressor):
     def _validate_params(self) -> None:
         check_hidden(self.hidden, self)
         check_int(self.num_components, "num_components", self, low=1)
-        check_int(self.epochs, "epochs", self, low=1)
-        check_int(self.batch_size, "batch_size", self, low=1)
-        check_float(self.lr, "lr", self, low=0.0, low_open=True)
-        check_float(self.weight_decay, "weight_decay", self, low=0.0)
+        check_training_params(self)
         check_seed(self.seed, self)
 
     def _fit_jointly(self, estimators, data) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from dunno.data import images, noise, toy, transforms, uci, user
+from dunno.data import images, letters, noise, toy, transforms, uci, user
 from dunno.data.base import ArrayDataset, DatasetInfo, RegressionDataset
 from dunno.errors import DataError
 
@@ -254,6 +254,11 @@ for _kind in ("gaussian", "uniform"):
     _register(_Entry(f"{_kind}-noise", f"synthetic {_kind} noise (OOD set), shaped like the "
                      "in-distribution data", "synthetic", _noise_loader(_kind),
                      options=("shape", "n", "seed")))
+_register(_Entry("letters", "A-Z a-z rendered from matplotlib's DejaVu fonts, jittered and "
+                 "centred like MNIST (near-OOD set; test split only, n=10000)", "synthetic",
+                 lambda split, root, opts, **_: letters.load_letters(
+                     split, _as_int(opts, "n", 1) if "n" in opts else 10000, _seed(opts)),
+                 options=("n", "seed")))
 _TOYS = {
     "two-moons": "two interleaving half circles (2-D, 2 classes)",
     "ring-of-gaussians": "8 Gaussians on a ring of radius 2, std 0.02 (2-D)",

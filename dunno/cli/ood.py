@@ -95,9 +95,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", dest="out_sets", required=True, metavar="SET[,SET...]",
                    help="OOD sets: dataset specs (fashion-mnist, gaussian-noise, "
                    "mnist:rotate=90, mnist:invert, digits:classes=5-9) or user paths")
-    p.add_argument("--detectors", default="all", metavar="NAME[,NAME...]|all",
+    p.add_argument("--detectors", default="all", metavar="NAME[,NAME...]|all|default",
                    help="registry names, comma-separated, or all: every one of "
-                   f"{', '.join(DETECTORS)} that applies to the models given")
+                   f"{', '.join(DETECTORS)} that applies to the models given; default: the "
+                   "recommended detector (combined, its components chosen from "
+                   "in-distribution data alone)")
     p.add_argument("--param", action="append", default=[], metavar="DET.NAME=VALUE",
                    help="detector hyper-parameter, repeatable (e.g. knn.k=10)")
     p.add_argument("--fit-split", default="train", choices=FIT_SPLITS,

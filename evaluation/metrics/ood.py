@@ -65,6 +65,7 @@ __all__ = [
     "aupr_in",
     "aupr_out",
     "auroc",
+    "auroc_standard_error",
     "detection_error",
     "fpr_at_tpr",
     "ood_metrics",
@@ -171,6 +172,36 @@ def auroc(scores_in, scores_out) -> float:
         scores_out: ``(N_out,)`` scores of OOD samples.
     """
     return _ranked(scores_in, scores_out).auroc()
+
+
+def auroc_standard_error(value: float, n_in: int, n_out: int) -> float:
+    r"""The standard error of an AUROC ``value`` measured on ``n_in`` in-distribution and
+    ``n_out`` OOD samples, by Hanley & McNeil's approximation ("The meaning and use of the
+    area under a receiver operating characteristic (ROC) curve", Radiology 1982), with OOD the
+    positive class:
+
+    .. math::
+
+        \mathrm{SE}^2 = \frac{A(1 - A) + (N_\text{out} - 1)(Q_1 - A^2)
+        + (N_\text{in} - 1)(Q_2 - A^2)}{N_\text{in} N_\text{out}},
+        \qquad Q_1 = \frac{A}{2 - A},\; Q_2 = \frac{2A^2}{1 + A}.
+
+    At :math:`A = 1/2` it is the exact null variance of the Mann–Whitney statistic,
+    :math:`(N_\text{in} + N_\text{out} + 1) / (12 N_\text{in} N_\text{out})`; at
+    :math:`A \in \{0, 1\}` it is 0.
+    """
+    a = float(value)
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"The 'value' argument of auroc_standard_error must be an AUROC in "
+                         f"[0, 1]. Got {value!r} instead.")
+    for name, n in (("n_in", n_in), ("n_out", n_out)):
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"The '{name}' argument of auroc_standard_error must be an int >= "
+                             f"1. Got {n!r} instead.")
+    q1, q2 = a / (2.0 - a), 2.0 * a * a / (1.0 + a)
+    var = (a * (1.0 - a) + (n_out - 1) * (q1 - a * a) + (n_in - 1) * (q2 - a * a)) / (
+        n_in * n_out)
+    return math.sqrt(max(var, 0.0))
 
 
 def aupr_in(scores_in, scores_out) -> float:

@@ -200,3 +200,25 @@ def test_cuda_tensors_give_the_cpu_values():
     probs = torch.softmax(torch.randn(800, 5, dtype=torch.float64), dim=1)
     labels = torch.randint(0, 5, (800,))
     assert calibration_metrics(probs.cuda(), labels.cuda()) == calibration_metrics(probs, labels)
+
+
+def test_auroc_standard_error_hanley_mcneil():
+    from evaluation.metrics.ood import auroc_standard_error
+
+    # at A = 1/2 it is the exact null variance of Mann-Whitney's U / (n_in n_out)
+    for n_in, n_out in ((5000, 5000), (7, 3), (1, 1)):
+        assert auroc_standard_error(0.5, n_in, n_out) == pytest.approx(
+            ((n_in + n_out + 1) / (12 * n_in * n_out)) ** 0.5, rel=1e-12)
+    assert auroc_standard_error(1.0, 10, 20) == 0.0 == auroc_standard_error(0.0, 10, 20)
+    # hand-worked at A = 0.75, 5000 + 5000: Q1 = 0.6, Q2 = 0.642857...
+    var = (0.75 * 0.25 + 4999 * (0.6 - 0.5625) + 4999 * (2 * 0.5625 / 1.75 - 0.5625)) / 25e6
+    assert auroc_standard_error(0.75, 5000, 5000) == pytest.approx(var ** 0.5, rel=1e-12)
+    # a simulation of binormal scores agrees to within its own noise
+    rng = np.random.default_rng(0)
+    aurocs = [auroc(rng.normal(0, 1, 200), rng.normal(1, 1, 300)) for _ in range(400)]
+    assert np.std(aurocs) == pytest.approx(auroc_standard_error(np.mean(aurocs), 200, 300),
+                                           rel=0.15)
+    with pytest.raises(ValueError, match="'value' argument of auroc_standard_error"):
+        auroc_standard_error(1.5, 10, 10)
+    with pytest.raises(ValueError, match="'n_out' argument of auroc_standard_error"):
+        auroc_standard_error(0.9, 10, 0)

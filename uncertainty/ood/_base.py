@@ -85,6 +85,10 @@ class OODDetector(Estimator, ABC):
     #: Hyper-parameters read only when scoring: detectors differing only in these can share
     #: one fit (:meth:`fitted_variant`).
     score_time_params: ClassVar[tuple[str, ...]] = ()
+    #: Other settings worth comparing when a detector is chosen from in-distribution data
+    #: (:func:`uncertainty.ood.selection.select_detector` tries each next to the defaults),
+    #: e.g. RaPP's ``({"mode": "sap"},)``.
+    variants: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     def __init__(self, model: nn.Module | None = None, *, layer: LayerSpec = None) -> None:
         self.model = model

@@ -188,6 +188,7 @@ class RaPP(OODDetector):
     uses_model = False
     _wrapped_args = ("autoencoder",)
     score_time_params = ("mode",)
+    variants = ({"mode": "sap"},)
     _state_names = ("autoencoder_", "diff_mean_", "components_", "singular_values_")
 
     def __init__(

@@ -33,10 +33,14 @@ from torch import nn
 from dunno.registry import Registry
 from uncertainty.ood._base import OODDetector
 
-__all__ = ["DETECTORS", "available_detectors", "make_detector", "register_detector"]
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "available_detectors", "make_detector",
+           "register_detector", "resolve_alias"]
 
-
-
+#: What the name ``"default"`` stands for (``run_ood(..., detectors="default")``, ``dunno ood
+#: --detectors default``, ``make_detector("default", model)``): the recommended detector,
+#: :class:`~uncertainty.ood.combined.Combined` with the components chosen from
+#: in-distribution data alone (:mod:`uncertainty.ood.selection`, ``benchmarks/select_default.py``).
+DEFAULT_DETECTOR = "combined"
 
 #: Every detector by registry name (plugins of the entry-point group ``dunno.detectors``
 #: included).
@@ -45,9 +49,17 @@ DETECTORS: Registry[type[OODDetector]] = Registry(
 )
 
 
+def resolve_alias(name: str) -> str:
+    """``"default"`` -> :data:`DEFAULT_DETECTOR`; any other name unchanged."""
+    return DEFAULT_DETECTOR if name == "default" else name
+
+
 def register_detector(cls: type[OODDetector]) -> type[OODDetector]:
     """Add ``cls`` to :data:`DETECTORS` under ``cls.name`` (usable as a class decorator);
-    a name taken by another class is refused."""
+    a name taken by another class, or the alias ``"default"``, is refused."""
+    if getattr(cls, "name", None) == "default":
+        raise ValueError(f"The detector name 'default' of {cls.__name__} is taken: it stands "
+                         f"for the recommended detector ({DEFAULT_DETECTOR!r}).")
     return DETECTORS.register(obj=cls)
 
 
@@ -58,7 +70,8 @@ def available_detectors() -> list[str]:
 
 def make_detector(name: str, model: nn.Module | None = None, *, density: Any = None,
                   **params: Any) -> OODDetector:
-    """A new, unfitted detector ``name`` (see :data:`DETECTORS`) with ``params``.
+    """A new, unfitted detector ``name`` (see :data:`DETECTORS`; ``"default"`` is
+    :data:`DEFAULT_DETECTOR`) with ``params``.
 
     ``model`` is the classifier; ``density`` the density model (anything with ``log_prob``) of
     the density-based detectors (``likelihood``, ``likelihood-ratio``, ``complexity``,
@@ -69,7 +82,7 @@ def make_detector(name: str, model: nn.Module | None = None, *, density: Any = N
     network, a feature detector on a model without ``features`` and no ``layer``) is refused
     here, when it is built (:meth:`~uncertainty.ood._base.OODDetector.check_model`).
     """
-    cls = DETECTORS.get(name)
+    cls = DETECTORS.get(resolve_alias(name))
     accepted = cls.param_names()
     unknown = sorted(set(params) - set(accepted))
     if unknown:

@@ -58,7 +58,7 @@ from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
-from uncertainty.ood.registry import DETECTORS, make_detector
+from uncertainty.ood.registry import DEFAULT_DETECTOR, DETECTORS, make_detector, resolve_alias
 from uncertainty.ood.table import OODTable
 
 __all__ = ["FIT_SPLITS", "DensityInputs", "build_detectors", "load_ood_data",
@@ -90,7 +90,8 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
     layers, ``ensemble-disagreement`` an ensemble, the feature detectors ``model.features`` or
     a ``layer``, the class-conditional ones labelled fit data: ``labels``) when there is a
     ``classifier``, plus the density-based ones when there is a ``density`` model. Named
-    detectors that cannot run raise instead.
+    detectors that cannot run raise instead. ``"default"`` names the recommended detector,
+    :data:`~uncertainty.ood.registry.DEFAULT_DETECTOR` (``combined``).
     """
     if isinstance(detectors, str) and detectors.strip() == "all":
         has_features = layer is not None or callable(getattr(model, "features", None))
@@ -105,12 +106,12 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
                     and (has_features or model is None or "features" not in needs))
 
         return [n for n, cls in DETECTORS.items() if usable(cls)]
-    names = _names(detectors, "detectors")
+    names = [resolve_alias(n) for n in _names(detectors, "detectors")]
     for name in names:
         if name not in DETECTORS:
             raise ValueError(
                 f"Unknown OOD detector {name!r} in 'detectors'. Available: "
-                f"{', '.join(DETECTORS)} or 'all'."
+                f"{', '.join(DETECTORS)}, 'default' ({DEFAULT_DETECTOR}) or 'all'."
             )
         if DETECTORS[name].uses_density and not density:
             raise ValueError(
@@ -331,10 +332,12 @@ def run_ood(
         ``"digits:classes=5-9"``) or :class:`~dunno.data.ArrayDataset` objects, or a dict
         ``{name: spec or data}`` whose values may also be arrays, Datasets or DataLoaders.
         Each must have the in-distribution input shape and be non-empty.
-    detectors : "all", str or sequence of str
+    detectors : "all", "default", str or sequence of str
         Registry names (:data:`uncertainty.ood.DETECTORS`), comma-separated or a list.
         ``"all"``: every classifier detector (with ``model``) and every density-based one
-        (with ``density``).
+        (with ``density``). ``"default"`` (alone or in a list): the recommended detector,
+        ``combined`` with the components chosen from in-distribution data alone
+        (:mod:`uncertainty.ood.selection`).
     density : nn.Module, optional
         A density model of ``in_data`` (``log_prob(x) -> (N,)`` nats: NADE, PixelCNN,
         PixelRNN, VAE) for the density-based detectors. It scores each dataset once, as

@@ -104,3 +104,40 @@ def test_backbone_sweep_smoke(tmp_path, capsys):
                                          "--device", "cpu", "--out", str(tmp_path)])
     assert [r["backbone"] for r in rows] == ["lenet5"] and 0.0 <= rows[0]["test_acc"] <= 1.0
     assert (tmp_path / "backbones.csv").is_file()
+
+
+def test_default_summary_reports_the_default_against_target_4():
+    from uncertainty.ood import OODTable
+
+    ood_table = _load("ood_table")
+
+    def table(aurocs):
+        rows = [{"detector": d, "ood_set": o, "auroc": a, "aupr_in": a, "aupr_out": a,
+                 "fpr95": 0.0, "detection_error": 0.0, "n_in": 1, "n_out": 1}
+                for d, per_set in aurocs.items() for o, a in per_set.items()]
+        params = {"combined": {"components": ["knn"], "reduce": "max"}}
+        return OODTable("x", [], list(aurocs), rows, 0.9, "train", 1, 1, {}, [], params)
+
+    tables = {"mnist": table({"combined": {"a": 0.995, "b": 0.985}, "msp": {"a": 0.999,
+                                                                          "b": 0.999}}),
+              "fashion-mnist": table({"combined": {"a": 0.999}, "msp": {"a": 0.90}})}
+    summary = ood_table.default_summary(tables)
+    assert [r["detector"] for r in summary["rows"]] == ["combined", "msp"]
+    assert summary["rows"][0]["mnist"] == pytest.approx(98.5)
+    assert summary["rows"][1]["worst"] == pytest.approx(90.0)
+    assert summary["target"] == "missed" and summary["params"]["reduce"] == "max"
+    assert summary["below_target"] == [{"in": "mnist", "out": "b", "auroc": pytest.approx(98.5)}]
+    assert "letters" in ood_table.SETTINGS["mnist"] and "letters" in ood_table.SETTINGS[
+        "fashion-mnist"]
+
+
+def test_select_default_smoke(model, tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", model, arch="nets", config=model.config)
+    report = _load("select_default").run_selection(
+        tmp_path / "out", data=(IN,), checkpoints={IN: str(path)}, components=["msp", "knn"],
+        kinds=("permute", "noise"), quiet=True)
+    assert report["default"]["candidate"] == report["merged"]["selected"]
+    assert len(report["merged"]["rows"]) == 4 and report["merged"]["kinds"] == [
+        f"{IN}/permute", f"{IN}/noise"]
+    assert (tmp_path / "out" / "selection-seed0.md").is_file()
+    assert (tmp_path / "out" / "selection-seed0.json").is_file()

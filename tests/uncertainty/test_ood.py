@@ -484,7 +484,8 @@ def test_combined_shares_one_rapp_fit_and_fisher_sums(toy):
     model, (x, y), x_test, _ = toy
     rapp = {"hidden": (6, 3), "epochs": 5}
     det = Combined(model, components=("energy", ("rapp", rapp),
-                                      ("rapp", {**rapp, "mode": "sap"}))).fit(_loader(x, y))
+                                      ("rapp", {**rapp, "mode": "sap"})),
+                   reduce="fisher").fit(_loader(x, y))
     labels = list(det.detectors_)
     assert labels == ["energy", "rapp(epochs=5,hidden=(6, 3))",
                       "rapp(epochs=5,hidden=(6, 3),mode=sap)"]

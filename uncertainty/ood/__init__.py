@@ -16,8 +16,10 @@
 
 Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
 ``mahalanobis``, ``ddu``, ``knn``, ``featurenorm``, ``rapp`` and ``combined`` (conformal
-p-values of kNN and RaPP, combined by Fisher's method: the one detector with AUROC >= 99% on
-all four LeNet-5 anchor rows); the density-based ``likelihood``, ``likelihood-ratio`` (Ren et
+p-values of several detectors, by default the maximum over ODIN, kNN and RaPP-SAP: the
+recommended detector, also named ``default``, its components chosen from in-distribution data
+and synthetic outliers alone by :func:`~uncertainty.ood.selection.select_detector`); the
+density-based ``likelihood``, ``likelihood-ratio`` (Ren et
 al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality`` (Nalisnick et al. 2019b), which
 score through a density model (``make_detector("likelihood-ratio", density=nade)``, see
 :mod:`uncertainty.ood._density`); each module holds the pure score function
@@ -72,6 +74,7 @@ from uncertainty.ood.registry import (
     make_detector,
     register_detector,
 )
+from uncertainty.ood.selection import Selection, select_detector
 from uncertainty.ood.suite import run_ood
 from uncertainty.ood.table import OODTable
 from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
@@ -136,4 +139,6 @@ __all__ = [
     "rapp_sap_score",
     "register_detector",
     "run_ood",
+    "Selection",
+    "select_detector",
 ]

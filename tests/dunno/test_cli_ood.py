@@ -105,3 +105,15 @@ def test_errors(capsys, checkpoint):
     assert main(["ood", "--checkpoint", str(checkpoint), "--background", str(checkpoint),
                  "--in", IN, "--out", "gaussian-noise"]) == 2
     assert "needs --density too" in capsys.readouterr().err
+
+
+def test_the_default_detector_from_the_command_line(checkpoint, tmp_path):
+    rc = main(["ood", "--checkpoint", str(checkpoint), "--in", IN, "--out", "gaussian-noise",
+               "--detectors", "default", "--param", 'default.components=["msp", "knn"]',
+               "--param", "default.reduce=fisher", "--report-dir", str(tmp_path / "r"),
+               "--device", "cpu", "--no-histograms"])
+    assert rc == 0
+    report = json.loads((tmp_path / "r" / "ood.json").read_text())
+    assert report["detectors"] == ["combined"]
+    assert report["params"]["combined"]["components"] == ["msp", "knn"]
+    assert report["params"]["combined"]["reduce"] == "fisher"

@@ -222,3 +222,12 @@ def test_run_ood_with_the_default_detector():
                     detector_params={"combined": {"components": ("msp", "knn")}})
     assert table.detectors == ["combined"]
     assert table.params["combined"]["components"] == ["msp", "knn"]
+
+
+def test_default_parameters_go_to_the_default_detector():
+    from uncertainty.ood.suite import build_detectors
+
+    dets = build_detectors(["combined"], None, detector_params={"default": {"reduce": "fisher"}})
+    assert dets["combined"].reduce == "fisher"
+    with pytest.raises(ValueError, match="both 'default' and 'combined'"):
+        build_detectors(["combined"], None, detector_params={"default": {}, "combined": {}})

@@ -226,6 +226,11 @@ def build_detectors(names: list[str], model: nn.Module | None, *,
     ``background`` model (then not re-trained) and the likelihood's ``num_dims`` (bits/dim).
     Hyper-parameters are checked here, before any forward pass."""
     detector_params = dict(detector_params or {})
+    if "default" in detector_params:  # the alias names the default detector's parameters
+        if DEFAULT_DETECTOR in detector_params:
+            raise ValueError(f"'detector_params' sets both 'default' and {DEFAULT_DETECTOR!r}, "
+                             "the same detector; name it once.")
+        detector_params[DEFAULT_DETECTOR] = detector_params.pop("default")
     unknown = sorted(set(detector_params) - set(names))
     if unknown:
         raise ValueError(f"'detector_params' names detectors that are not run: {unknown}.")

@@ -88,7 +88,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
 
     ``"all"``: the classifier detectors that apply to ``model`` (``mc-dropout`` needs dropout
     layers, ``ensemble-disagreement`` an ensemble, the feature detectors ``model.features`` or
-    a ``layer``, the class-conditional ones labelled fit data: ``labels``) when there is a
+    a ``layer`` that they accept, the class-conditional ones labelled fit data) when there is a
     ``classifier``, plus the density-based ones when there is a ``density`` model. Named
     detectors that cannot run raise instead.
     """
@@ -102,7 +102,16 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             needs = unfitted.needs | unfitted.fit_needs
             return (classifier and cls.applies_to(model)
                     and (labels or not cls.fit_needs_labels)
-                    and (has_features or model is None or "features" not in needs))
+                    and (has_features or model is None or "features" not in needs)
+                    and takes_layer(cls))
+
+        def takes_layer(cls) -> bool:  # e.g. GradNorm refuses a hooked layer
+            try:
+                if model is not None and layer is not None and "layer" in cls.param_names():
+                    cls(model, layer=layer).check_model()
+            except ValueError:
+                return False
+            return True
 
         return [n for n, cls in DETECTORS.items() if usable(cls)]
     names = _names(detectors, "detectors")
@@ -119,7 +128,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             )
         if DETECTORS[name].fit_needs_labels and not labels:
             raise ValueError(
-                f"The detector {name!r} fits one Gaussian per class and needs labelled fit "
+                f"The detector {name!r} learns per-class statistics and needs labelled fit "
                 "data, but the fit data has no labels; pass them (in_data=((x_train, y_train), "
                 "x_test)) or run detectors that need none."
             )

@@ -215,11 +215,10 @@ def test_contract_shape_finite_sign(name, toy):
 def test_contract_outputs_path_equals_score(name, toy):
     model, (x, y), x_test, _ = toy
     det = _make(name, model).fit(_loader(x, y))
-    # the shared pass runs the detector's model where the detector re-applies its head
-    source = det.model if det.reapplies_head else model
-    train = extract_outputs(source, _loader(x, y), needs=("logits", "features", "input"))
     shared = _make(name, model)
-    shared.model = source
+    # the shared pass runs the detector's own model where the detector re-applies its head
+    source = shared.model if shared.reapplies_head else model
+    train = extract_outputs(source, _loader(x, y), needs=("logits", "features", "input"))
     shared.fit_outputs(train)
     test = extract_outputs(source, x_test, needs=("logits", "features", "input"))
     torch.testing.assert_close(shared.score_outputs(test), det.score(x_test, batch_size=64))

@@ -17,9 +17,9 @@ then re-apply the classifier's head and score with the energy,
 :math:`s(x) = -T \log \sum_c \exp(\mathrm{head}(\tilde h(x))_c / T)`. ``fit`` learns nothing.
 
 **Default** ``percentile = 90`` for all three: the setting of the reference code's CIFAR-10 /
-CIFAR-100 configurations (ASH-S@90) and OpenOOD's default (which runs ASH-B at 90 on its CIFAR
-and ImageNet benchmarks). On ImageNet ResNet-50 the paper picks lower pruning levels for ASH-P
-and ASH-B (60-65); set ``percentile`` for such models.
+CIFAR-100 configurations (ASH-S@90) and OpenOOD's configured default (its ASH is ASH-B at 90).
+On ImageNet ResNet-50 the paper picks lower pruning levels for ASH-P and ASH-B (60-65); set
+``percentile`` for such models.
 
 **Features.** ASH assumes non-negative (post-ReLU) activations, where zero means "inactive".
 Ties at the cut (e.g. many zeros) are broken towards the lower feature index, which only

@@ -12,7 +12,9 @@ ReAct truncates every activation at a threshold :math:`c` before the classifier'
 
 with :math:`c` the :math:`p`-th percentile of **all** penultimate activations of the
 in-distribution training data (every entry of the ``(N, F)`` feature matrix; numpy's linear
-interpolation). The default :math:`p = 90` and :math:`T = 1` are the paper's (and OpenOOD's).
+interpolation), estimated on whatever ``fit`` is given (the training split in
+:func:`~uncertainty.ood.run_ood`; ``fit_split="val"`` uses the validation split, as OpenOOD
+does). The default :math:`p = 90` and :math:`T = 1` are the paper's (and OpenOOD's).
 
 ReAct is written for non-negative (post-ReLU) features, where clipping only removes the
 abnormally large tail. With signed features the same formula is applied as written

@@ -129,7 +129,7 @@ def test_she_by_hand():
     logits = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
     det = SHE().fit_outputs(ModelOutputs(logits=logits, features=feats, labels=labels))
     np.testing.assert_allclose(det.patterns_.numpy(), [[2.0, 0.0], [0.0, 2.0]])
-    assert det.pattern_counts_.tolist() == [2, 1]
+    assert det.pattern_counts_.tolist() == [2, 1] and det.fallback_classes_ == []
     query = ModelOutputs(features=torch.tensor([[1.0, 1.0], [2.0, 3.0]]),
                          logits=torch.tensor([[0.0, 5.0], [1.0, -1.0]]))  # predicted 1, 0
     # -<(1, 1), (0, 2)> = -2 ; -<(2, 3), (2, 0)> = -4
@@ -137,21 +137,29 @@ def test_she_by_hand():
     assert she_score(query.features, query.logits, det.patterns_).tolist() == [-2.0, -4.0]
 
 
-def test_she_refuses_what_it_cannot_memorise():
-    feats, logits = torch.randn(4, 3), torch.tensor([[1.0, 0.0]] * 4)  # always predicts 0
-    with pytest.raises(ValueError, match=r"SHE stores the mean feature .* classes \[1\] have "
-                                         "none"):
+def test_she_class_never_classified_right_and_refusals():
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
+    logits = torch.tensor([[1.0, 0.0]] * 4)  # always predicts 0: class 1 is never right
+    outputs = ModelOutputs(logits=logits, features=feats, labels=torch.tensor([0, 0, 1, 1]))
+    det = SHE().fit_outputs(outputs)
+    # class 0 from its correct examples; class 1 (no T_1) from all its examples, and listed
+    np.testing.assert_allclose(det.patterns_.numpy(), [[2.0, 0.0], [0.0, 3.0]])
+    assert det.pattern_counts_.tolist() == [2, 2]
+    assert det.fallback_classes_ == [1]
+    full = SHE().fit_outputs(ModelOutputs(logits=torch.eye(2).repeat(2, 1), features=feats,
+                                          labels=torch.tensor([0, 1, 0, 1])))
+    assert full.fallback_classes_ == []
+    with pytest.raises(ValueError, match=r"needs at least one training example of every "
+                                         r"class; classes \[1\] have none"):
         SHE().fit_outputs(ModelOutputs(logits=logits, features=feats,
-                                       labels=torch.tensor([0, 1, 0, 1])))
+                                       labels=torch.zeros(4, dtype=torch.long)))
     with pytest.raises(ValueError, match="SHE stores one pattern per class .* no labels"):
         SHE().fit_outputs(ModelOutputs(logits=logits, features=feats))
     with pytest.raises(ValueError, match=r"class indices in \[0, 1\]"):
         SHE().fit_outputs(ModelOutputs(logits=logits, features=feats,
                                        labels=torch.tensor([0, 1, 2, 0])))
-    det = SHE().fit_outputs(ModelOutputs(logits=torch.eye(2).repeat(2, 1), features=feats,
-                                         labels=torch.tensor([0, 1, 0, 1])))
     with pytest.raises(ValueError, match="fitted on 2 classes; the logits have 3"):
-        det.score_outputs(ModelOutputs(logits=torch.zeros(2, 3), features=torch.zeros(2, 3)))
+        full.score_outputs(ModelOutputs(logits=torch.zeros(2, 3), features=torch.zeros(2, 3)))
     assert SHE.fit_needs_labels and "she" not in resolve_detectors("all", model=None,
                                                                     labels=False)
 
@@ -270,7 +278,7 @@ def test_the_new_detectors_share_the_suites_single_pass():
     model = nets.create("lenet5", 1, 5, input_size=8)
     train = load_dataset("digits:classes=0-4", "train")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(40):  # full batch: every class gets correctly classified examples for SHE
+    for _ in range(40):  # full batch, a few seconds: a classifier worth detecting OOD with
         opt.zero_grad()
         nn.functional.cross_entropy(model(train.x), train.y).backward()
         opt.step()

@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dunno.data import colour
 
@@ -72,7 +73,12 @@ def install(root: Path, monkeypatch, seed: int = 0) -> dict:
 
     written: dict = {}
     # CIFAR-10: five training batches and a test batch in one archive
-    batches = [(images(CIFAR10_TRAIN), rng.integers(0, 10, CIFAR10_TRAIN)) for _ in range(5)]
+    n = 5 * CIFAR10_TRAIN
+    labels = rng.integers(0, 10, n)
+    train_index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[N_VAL:]
+    labels[train_index.sort().values.numpy()] = np.arange(n - N_VAL) % 10  # every class trains
+    batches = [(images(CIFAR10_TRAIN), labels[i * CIFAR10_TRAIN:(i + 1) * CIFAR10_TRAIN])
+               for i in range(5)]
     test = (images(CIFAR10_TEST), rng.integers(0, 10, CIFAR10_TEST))
     members = {f"cifar-10-batches-bin/data_batch_{i + 1}.bin": cifar_records(x, y)
                for i, (x, y) in enumerate(batches)}
@@ -113,3 +119,30 @@ def install(root: Path, monkeypatch, seed: int = 0) -> dict:
                   "test": [("test_32x32.mat", SVHN_TEST)]}})
     written["svhn"] = svhn
     return written
+
+
+def install_mnist(root: Path, monkeypatch, n: int = 6, seed: int = 0) -> np.ndarray:
+    """Write tiny MNIST IDX files under ``root/mnist`` (``n`` images per part) and patch their
+    checksums in; returns the test images ``(n, 28, 28)`` uint8."""
+    import gzip
+    import struct
+
+    from dunno.data import images as images_module
+
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    hashes, test = {}, None
+    for part in ("train", "t10k"):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        for kind, array, dims in (("images-idx3", x, 3), ("labels-idx1", y, 1)):
+            path = folder / f"{part}-{kind}-ubyte.gz"
+            header = struct.pack(">BBBB", 0, 0, 0x08, dims) + struct.pack(
+                ">" + "I" * array.ndim, *array.shape)
+            with gzip.open(path, "wb") as handle:
+                handle.write(header + array.tobytes())
+            hashes[path.name] = sha256(path)
+        test = x
+    monkeypatch.setitem(images_module.IDX_SETS["mnist"], "files", hashes)
+    return test

@@ -351,3 +351,43 @@ def test_real_files_when_present(data_dir, name, sizes):
         pytest.skip(f"the {name} files are not under $DUNNO_DATA")
     got = tuple(len(load_dataset(name, s, data_dir)) for s in ("train", "val", "test"))
     assert got == sizes
+
+
+# --------------------------------------------------------------------------- image helpers
+def test_channel_stats_by_hand_and_against_numpy():
+    from dunno.data import channel_stats
+
+    x = torch.zeros(2, 2, 1, 2)
+    x[0, 0] = torch.tensor([[0.0, 1.0]])
+    x[1, 0] = torch.tensor([[0.0, 1.0]])  # channel 0: 0, 1, 0, 1 -> mean 1/2, std 1/2
+    x[:, 1] = 0.25  # channel 1: constant -> std 0
+    assert channel_stats(x) == ([0.5, 0.25], [0.5, 0.0])
+    rng = np.random.default_rng(0)
+    big = rng.random((2500, 3, 4, 5)).astype(np.float32)  # more than one 1024-image chunk
+    mean, std = channel_stats(torch.from_numpy(big))
+    np.testing.assert_allclose(mean, big.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, big.astype(np.float64).std(axis=(0, 2, 3)), rtol=1e-10)
+    with pytest.raises(ValueError, match="holds no images"):
+        channel_stats(torch.zeros(0, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"must be images of shape \(N, C, H, W\)"):
+        channel_stats(torch.zeros(3, 2, 2))
+
+
+def test_resize_images_bilinear_half_pixel_and_grey_to_rgb():
+    from dunno.data import resize_images
+
+    x = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])  # (1, 1, 2, 2)
+    out = resize_images(x, 4)
+    # output column j samples input position (j + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25,
+    # clamped to the edge pixels: values 0, 0.25, 0.75, 1 in every row
+    torch.testing.assert_close(out[0, 0], torch.tensor([[0.0, 0.25, 0.75, 1.0]] * 4))
+    rgb = resize_images(torch.rand(3, 1, 28, 28), 32, channels=3)
+    assert rgb.shape == (3, 3, 32, 32)
+    assert torch.equal(rgb[:, 0], rgb[:, 1]) and torch.equal(rgb[:, 1], rgb[:, 2])
+    assert 0.0 <= float(rgb.min()) and float(rgb.max()) <= 1.0
+    same = torch.rand(2, 3, 32, 32)
+    assert torch.equal(resize_images(same, 32, channels=3), same)
+    with pytest.raises(ValueError, match="repeats a single grey channel"):
+        resize_images(same, 16, channels=1)
+    with pytest.raises(ValueError, match="'size' argument of resize_images"):
+        resize_images(same, 0)

@@ -125,7 +125,7 @@ def test_openood_protocol_groups_and_published_columns():
     only_far = openood.grouped_rows(table, near=("tin",), far=("svhn",))[0]
     assert only_far["near mean"] is None and only_far["far mean"] == pytest.approx(90)
     assert set(openood.OPENOOD_V15_CIFAR10) == {"msp", "maxlogit", "energy", "odin",
-                                                "mahalanobis", "knn"}
+                                                "mahalanobis", "knn", "react", "dice", "scale"}
 
 
 def test_ood_table_in_cifar10_smoke_on_tiny_files(tmp_path, monkeypatch):
@@ -140,7 +140,8 @@ def test_ood_table_in_cifar10_smoke_on_tiny_files(tmp_path, monkeypatch):
     report = _load("ood_table").main(["--in", "cifar10", "--smoke", "--data-dir", str(root),
                                       "--out", str(out), "--quiet"])
     detectors = [r["detector"] for r in report["rows"]]
-    assert detectors == ["msp", "maxlogit", "energy", "mahalanobis", "knn"]
+    assert detectors == ["msp", "maxlogit", "energy", "mahalanobis", "knn", "react", "dice",
+                         "scale"]
     for row in report["rows"]:
         per_set = [row[s] for s in ("svhn", "mnist", "gaussian-noise")]
         assert row["far mean"] == pytest.approx(sum(per_set) / 3)

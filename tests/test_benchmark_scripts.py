@@ -45,7 +45,7 @@ def test_bench_ood_shared_main_with_a_density_model(tmp_path, capsys):
     from generative import train_density
 
     nade, _ = train_density("nade", IN, epochs=2, batch_size=50, lr=1e-2, test=False,
-                            options={"hidden": 8}, seed=0, quiet=True)
+                            options={"hidden": 8}, seed=0)
     path = save_checkpoint(tmp_path / "nade.pt", nade, arch=nade.arch, config=nade.config)
     report = _load("bench_ood_shared").main([
         "--density", str(path), "--background", str(path), "--in", IN, "--out",

@@ -104,3 +104,12 @@ def test_backbone_sweep_smoke(tmp_path, capsys):
                                          "--device", "cpu", "--out", str(tmp_path)])
     assert [r["backbone"] for r in rows] == ["lenet5"] and 0.0 <= rows[0]["test_acc"] <= 1.0
     assert (tmp_path / "backbones.csv").is_file()
+
+
+def test_bench_logging_smoke_times_every_setting_on_the_same_training(capsys):
+    rows = _load("bench_logging").main(["--smoke"])
+    assert [r["setting"] for r in rows][0] == "off" and rows[0]["ratio"] == 1.0
+    assert len(rows) == 6 and all(r["best_s"] > 0 for r in rows)
+    assert rows[3]["hook ms/epoch"] > 0 and rows[2]["hook ms/epoch"] == 0  # history: in the hook
+    printed = capsys.readouterr().out
+    assert "terminal bar" in printed and "us/step" in printed

@@ -374,8 +374,7 @@ def run_ood(
     seed : int
         Seed of the ``fit_size`` subset.
     progress : bool, optional
-        Report the shared passes, the detectors and their own passes on stderr
-        (:mod:`dunno.progress`); ``None``: as the enclosing call asked (off by default).
+        Report the passes and the detectors on stderr (:mod:`dunno.progress`; None: inherit).
 
     Returns
     -------

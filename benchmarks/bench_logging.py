@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.data, args.epochs, args.repeat = "digits:n=120", 1, 1
+        args.data, args.epochs, args.repeat, args.batch_size = "digits:n=120", 1, 1, 64
     torch.set_num_threads(args.threads)
     config = ClassifierConfig(backbone=args.backbone, data=args.data, epochs=args.epochs,
                               batch_size=args.batch_size, seed=0, device="cpu")

@@ -172,16 +172,23 @@ def test_ood_reports_its_passes_and_the_detectors(tmp_path, capsys, lenet):
     assert capsys.readouterr().err == ""
 
 
-def test_calibrate_all_reports_every_calibrator(tmp_path, capsys, lenet):
+def test_calibrate_reports_its_passes_and_every_calibrator(tmp_path, capsys, lenet):
+    from dunno.checkpoints import load_model
+    from uncertainty.calibration import run_calibration
+
     assert main(["calibrate", "--checkpoint", str(lenet), "--data", "digits", "--method",
-                 "all", "--out", str(tmp_path / "cal"), "--device", "cpu"]) == 0
+                 "temperature", "--out", str(tmp_path / "cal"), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert re.search(r"^logits digits \(val\): 1/1 batch \(100%\) in ", err, re.M)
+    assert re.search(r"^calibrators \(fit, evaluate\): 1/1 method \(100%\) in .*"
+                     r"method temperature$", err, re.M)
+    # --method all, as a library call (the same reports; no figures written)
+    result = run_calibration(load_model(lenet), "digits", "all", progress=True)
+    err = capsys.readouterr().err
     final = re.search(r"^calibrators \(fit, evaluate\): (\d+)/(\d+) method \(100%\) in .*"
                       r"method (\w+)$", err, re.M)
-    assert final and final.group(1) == final.group(2) and int(final.group(1)) >= 5
-    written = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    assert final.group(3) == list(written["after"])[-1]  # the last one fitted
+    assert final and int(final.group(1)) == int(final.group(2)) == len(result.after) >= 5
+    assert final.group(3) == list(result.after)[-1]  # the last one fitted
 
 
 def test_uci_history_tensorboard_and_progress(tmp_path, capsys, data_dir):

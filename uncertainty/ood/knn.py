@@ -46,8 +46,9 @@ def _rounding_bound(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     :math:`\gamma = 1.25\,(F + 2)\,u_{32}` (Higham's :math:`\gamma_F` for an inner product of
     length :math:`F`, plus the rounding of float64 inputs to float32, with a margin)."""
     gamma = 1.25 * (queries.shape[1] + 2) * torch.finfo(torch.float32).eps / 2
-    bank_norm = float(bank.to(torch.float64).norm(dim=1).max()) if len(bank) else 0.0
-    return gamma * queries.to(torch.float64).norm(dim=1) * bank_norm
+    # the norms in the vectors' own dtype, rounded up by far more than their rounding error
+    bank_norm = float(bank.norm(dim=1).max()) * 1.001 if len(bank) else 0.0
+    return gamma * queries.norm(dim=1).to(torch.float64) * 1.001 * bank_norm
 
 
 def top_similarities(
@@ -68,7 +69,7 @@ def top_similarities(
         bank: ``(M, F)``, ``M >= k``.
         k: how many neighbours.
         chunk: queries per block (default: as many as keep one ``(chunk, M)`` float32 block
-            at 16 MiB).
+            at 16 MiB, at most 256).
 
     Returns:
         ``(values, indices)``: ``(N, k)`` float64 products, largest first, and their bank rows
@@ -79,7 +80,7 @@ def top_similarities(
         raise ValueError(f"The 'k' parameter must be in [1, {m}] (the bank size). "
                          f"Got {k!r} instead.")
     if chunk is None:
-        chunk = max(1, BLOCK_BYTES // (4 * m))
+        chunk = min(256, max(1, BLOCK_BYTES // (4 * m)))
     queries = queries.to(bank.device)
     bank32 = bank.to(torch.float32)
     bound = _rounding_bound(queries, bank)  # (N,)
@@ -91,7 +92,8 @@ def top_similarities(
         q64 = q.to(torch.float64)
         approx = (q.to(torch.float32) @ bank32.T).topk(spare, dim=1)  # (B, spare) each
         cand = approx.indices  # (B, spare)
-        exact = torch.einsum("bf,bsf->bs", q64, bank[cand].to(torch.float64))  # (B, spare)
+        rows = bank.index_select(0, cand.flatten()).view(*cand.shape, -1)  # (B, spare, F)
+        exact = torch.bmm(rows.to(torch.float64), q64[:, :, None])[..., 0]  # (B, spare)
         top = exact.topk(k, dim=1)
         val, idx = top.values, cand.gather(1, top.indices)
         if spare < m:  # prove that no product outside the candidates is in the top k

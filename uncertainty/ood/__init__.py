@@ -69,15 +69,15 @@ from uncertainty.ood.rapp import (
     rapp_nap_score,
     rapp_sap_score,
 )
-from uncertainty.ood.relative_mahalanobis import (
-    RelativeMahalanobis,
-    relative_mahalanobis_score,
-)
 from uncertainty.ood.registry import (
     DETECTORS,
     available_detectors,
     make_detector,
     register_detector,
+)
+from uncertainty.ood.relative_mahalanobis import (
+    RelativeMahalanobis,
+    relative_mahalanobis_score,
 )
 from uncertainty.ood.suite import run_ood
 from uncertainty.ood.table import OODTable

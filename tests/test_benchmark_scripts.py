@@ -104,3 +104,14 @@ def test_backbone_sweep_smoke(tmp_path, capsys):
                                          "--device", "cpu", "--out", str(tmp_path)])
     assert [r["backbone"] for r in rows] == ["lenet5"] and 0.0 <= rows[0]["test_acc"] <= 1.0
     assert (tmp_path / "backbones.csv").is_file()
+
+
+def test_bench_knn_search_matches_the_exact_search(tmp_path, capsys):
+    rows = _load("bench_knn_search").main(["--bank", "300", "--queries", "40", "--dim", "12",
+                                           "--k", "5", "--repeat", "1",
+                                           "--json", str(tmp_path / "knn.json")])
+    assert [r["dtype"] for r in rows] == ["float32", "float64"]
+    for row in rows:
+        assert row["current vs exact"] == 0.0
+        assert row["previous s"] > 0 and row["current s"] > 0
+    assert (tmp_path / "knn.json").is_file() and "ratio" in capsys.readouterr().out

@@ -344,6 +344,14 @@ def test_top_similarities_are_the_float64_top_k(dtype):
         np.testing.assert_allclose(exact.gather(1, index).numpy(), values.numpy(), atol=1e-13)
     with pytest.raises(ValueError, match="'k' parameter must be in \\[1, 500\\]"):
         top_similarities(queries, bank, 501)
+    # where float32 products may run in TF32 the bound widens, and the result stays exact
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        values, _ = top_similarities(queries, bank, 9)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    np.testing.assert_allclose(values.numpy(), exact.topk(9, dim=1).values.numpy(), atol=1e-13)
 
 
 def test_knn_score_is_the_exact_kth_neighbour_of_float32_features():

@@ -40,12 +40,21 @@ def normalize_features(features: torch.Tensor, eps: float = 1e-12) -> torch.Tens
     return features / features.norm(dim=1, keepdim=True).clamp_min(eps)
 
 
+#: Unit roundoff of the float32 matrix product's inputs for each
+#: ``torch.get_float32_matmul_precision()``: exact float32, TF32 (10-bit mantissa), bfloat16.
+_INPUT_ROUNDOFF = {"highest": 2.0**-24, "high": 2.0**-11, "medium": 2.0**-8}
+
+
 def _rounding_bound(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     r"""Per-query bound ``(N,)`` on :math:`|\mathrm{fl}_{32}(q^\top b) - q^\top b|` over the
     bank: :math:`\gamma\,\lVert q\rVert \max_j \lVert b_j\rVert` with
-    :math:`\gamma = 1.25\,(F + 2)\,u_{32}` (Higham's :math:`\gamma_F` for an inner product of
-    length :math:`F`, plus the rounding of float64 inputs to float32, with a margin)."""
-    gamma = 1.25 * (queries.shape[1] + 2) * torch.finfo(torch.float32).eps / 2
+    :math:`\gamma = 1.25\,(F u_{32} + 2 u_{\text{in}})`: Higham's :math:`\gamma_F` for a
+    float32 inner product of length :math:`F`, plus the rounding of both inputs to what the
+    product reads (:math:`u_{\text{in}} = 2^{-24}`; :math:`2^{-11}` or :math:`2^{-8}` when
+    ``torch.set_float32_matmul_precision`` allows TF32 or bfloat16), with a margin."""
+    u32 = 2.0**-24
+    u_in = max(u32, _INPUT_ROUNDOFF.get(torch.get_float32_matmul_precision(), 2.0**-8))
+    gamma = 1.25 * (queries.shape[1] * u32 + 2 * u_in)
     # the norms in the vectors' own dtype, rounded up by far more than their rounding error
     bank_norm = float(bank.norm(dim=1).max()) * 1.001 if len(bank) else 0.0
     return gamma * queries.norm(dim=1).to(torch.float64) * 1.001 * bank_norm

@@ -31,8 +31,10 @@ __all__ = ["KNN", "knn_score", "normalize_features", "top_similarities"]
 
 #: Spare candidates per row that the float32 pass keeps for the float64 re-ranking.
 SPARE_CANDIDATES = 8
-#: Bytes of one ``(chunk, M)`` float32 similarity block when ``chunk`` is not given.
-BLOCK_BYTES = 2**24
+#: Bytes of one ``(chunk, M)`` float32 similarity block when ``chunk`` is not given (at most
+#: :data:`MAX_CHUNK` queries per block).
+BLOCK_BYTES = 2**28
+MAX_CHUNK = 1024
 
 
 def normalize_features(features: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -66,8 +68,9 @@ def top_similarities(
     r"""The ``k`` largest inner products :math:`q^\top b_j` of every query with the bank,
     exactly (as float64 arithmetic on the given vectors ranks them).
 
-    Each block of queries is multiplied with the bank in float32 and the ``k + 8`` largest
-    products are kept; these are recomputed in float64 and the top ``k`` taken. With
+    Feature columns that are zero in every bank row (ReLU units that never fire in training)
+    add exactly nothing to any product and are left out. Each block of queries is multiplied
+    with the bank in float32 and the ``k + 8`` largest products are kept; these are recomputed in float64 and the top ``k`` taken. With
     :math:`\delta` the float32 rounding bound of :func:`_rounding_bound`, a row is exact when
     its ``k``-th and last float32 candidate differ by more than :math:`2\delta` (no product
     outside the candidates can then reach the float64 top ``k``); other rows (near-ties,
@@ -78,7 +81,7 @@ def top_similarities(
         bank: ``(M, F)``, ``M >= k``.
         k: how many neighbours.
         chunk: queries per block (default: as many as keep one ``(chunk, M)`` float32 block
-            at 16 MiB, at most 256).
+            at 256 MiB, at most 1024).
 
     Returns:
         ``(values, indices)``: ``(N, k)`` float64 products, largest first, and their bank rows
@@ -89,8 +92,11 @@ def top_similarities(
         raise ValueError(f"The 'k' parameter must be in [1, {m}] (the bank size). "
                          f"Got {k!r} instead.")
     if chunk is None:
-        chunk = min(256, max(1, BLOCK_BYTES // (4 * m)))
+        chunk = min(MAX_CHUNK, max(1, BLOCK_BYTES // (4 * m)))
     queries = queries.to(bank.device)
+    live = torch.nonzero(bank.abs().amax(dim=0) > 0).flatten()  # columns not all zero
+    if 0 < len(live) < bank.shape[1]:
+        bank, queries = bank[:, live], queries[:, live]
     bank32 = bank.to(torch.float32)
     bound = _rounding_bound(queries, bank)  # (N,)
     spare = min(m, k + SPARE_CANDIDATES)

@@ -10,10 +10,10 @@ Without ``--checkpoint`` the features are synthetic ReLU features (a random low-
 Gaussian noise, a quarter of the units dead) at MNIST's size: a bank of 55 000 x 84 and
 10 000 queries; with one, the bank is the model's features of the training split and the
 queries those of the test split. For float32 and float64 features it prints the best of
-``--repeat`` wall times of both searches, the ratio (previous / current, > 1: the current one
-is faster), how many k-th-neighbour distances differ and by how much, and the largest
-difference of each from the exact float64 search (the k-th largest float64 cosine, its
-distance recomputed).
+``--repeat`` wall times of both searches (run alternately), the ratio (previous / current,
+> 1: the current one is faster), how many k-th-neighbour distances differ and by how much,
+and the largest difference of each from the exact float64 search (the k-th largest float64
+cosine, its distance recomputed).
 """
 
 from __future__ import annotations
@@ -65,13 +65,18 @@ def exact_knn_score(features: torch.Tensor, bank: torch.Tensor, k: int,
     return torch.cat(out)
 
 
-def _best(fn, repeat: int) -> tuple[float, torch.Tensor]:
-    best, result = float("inf"), None
+def _alternating_best(fns: dict[str, Any], repeat: int
+                      ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Best wall time of each function over ``repeat`` rounds, the functions alternating
+    within each round (so that a change of machine load hits all of them)."""
+    best = {name: float("inf") for name in fns}
+    results = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, results
 
 
 def time_searches(bank: torch.Tensor, queries: torch.Tensor, k: int = 50,
@@ -83,11 +88,11 @@ def time_searches(bank: torch.Tensor, queries: torch.Tensor, k: int = 50,
         b = normalize_features(bank.to(dtype))
         q = queries.to(dtype)
         exact = exact_knn_score(q, b, k)
-        # alternate so that a change of machine load hits both
-        t_old, old = _best(lambda b=b, q=q: previous_knn_score(q, b, k), repeat)
-        t_new, new = _best(lambda b=b, q=q: knn_score(q, b, k, normalized_bank=True), repeat)
-        t_old2, _ = _best(lambda b=b, q=q: previous_knn_score(q, b, k), repeat)
-        t_old = min(t_old, t_old2)
+        times, out = _alternating_best({
+            "previous": lambda b=b, q=q: previous_knn_score(q, b, k),
+            "current": lambda b=b, q=q: knn_score(q, b, k, normalized_bank=True)}, repeat)
+        t_old, t_new, old, new = times["previous"], times["current"], out["previous"], \
+            out["current"]
         rows.append({
             "dtype": str(dtype).replace("torch.", ""),
             "previous s": t_old, "current s": t_new, "ratio": t_old / t_new,

@@ -72,10 +72,10 @@ def top_similarities(
     add exactly nothing to any product and are left out. Each block of queries is multiplied
     with the bank in float32 and the ``k + 8`` largest products are kept; these are
     recomputed in float64 and the top ``k`` taken. With :math:`\delta` the float32 rounding
-    bound of :func:`_rounding_bound`, a row is exact when
-    its ``k``-th and last float32 candidate differ by more than :math:`2\delta` (no product
-    outside the candidates can then reach the float64 top ``k``); other rows (near-ties,
-    duplicated bank rows) are searched again over the whole bank in float64.
+    bound of :func:`_rounding_bound`, a row is exact when its ``k``-th and last float32
+    candidate differ by more than :math:`2\delta` (no product outside the candidates can
+    then reach the float64 top ``k``); other rows (near-ties, duplicated bank rows) are
+    searched again over the whole bank in float64.
 
     Args:
         queries: ``(N, F)``.

@@ -326,7 +326,7 @@ def test_nnguide_against_numpy_and_its_bank_subset():
 def test_top_similarities_are_the_float64_top_k(dtype):
     g = torch.Generator().manual_seed(0)
     bank = torch.randn(500, 7, generator=g).relu().to(dtype)
-    bank[:, 3] = 0  # a unit dead in every bank row: left out of the products
+    bank[:, 3] = 0  # a unit dead in every bank row
     bank[100:140] = bank[7]  # duplicated rows: exact ties, searched again in float64
     # near-ties that float32 products cannot order: rows a few float32 ulps apart (float32),
     # or closer than float32 resolves (float64)

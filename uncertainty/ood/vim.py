@@ -30,7 +30,7 @@ the paper code's ``energy - vlogit`` (higher = more OOD).
 
 **Dimension** :math:`D`: the paper's code uses 1000 for :math:`F \ge 2048` and 512 otherwise
 (ViT's :math:`F = 768`); for :math:`F < 768` the default here is :math:`\lfloor F/2 \rfloor`
-(42 for LeNet-5's 84 features, the value OpenOOD's ViM configuration uses). ``dim`` overrides
+(42 for LeNet-5's 84 features, the ``dim`` of OpenOOD's ViM configuration). ``dim`` overrides
 it; it must satisfy :math:`1 \le D < F`.
 
 The head must act on the features the detector reads: ``model.features`` with ``model.head``

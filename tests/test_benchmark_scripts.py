@@ -173,3 +173,14 @@ def test_ood_table_in_cifar10_smoke_on_tiny_files(tmp_path, monkeypatch):
     first = {r["detector"]: r["svhn"] for r in report["rows"] if r["detector"] in ("msp", "knn")}
     assert {r["detector"]: r["svhn"] for r in again["rows"]} == pytest.approx(first)
     assert again["training"] == {"checkpoint": str(model_file)}
+
+
+def test_bench_knn_search_matches_the_exact_search(tmp_path, capsys):
+    rows = _load("bench_knn_search").main(["--bank", "300", "--queries", "40", "--dim", "12",
+                                           "--k", "5", "--repeat", "1",
+                                           "--json", str(tmp_path / "knn.json")])
+    assert [r["dtype"] for r in rows] == ["float32", "float64"]
+    for row in rows:
+        assert row["current vs exact"] == 0.0
+        assert row["previous s"] > 0 and row["current s"] > 0
+    assert (tmp_path / "knn.json").is_file() and "ratio" in capsys.readouterr().out

@@ -34,7 +34,7 @@ from dunno.registry import Registry
 from uncertainty.ood._base import OODDetector
 
 __all__ = ["DEFAULT_DETECTOR", "DETECTORS", "available_detectors", "make_detector",
-           "register_detector", "resolve_alias"]
+           "register_detector", "resolve_alias", "resolve_alias_params"]
 
 #: What the name ``"default"`` stands for (``run_ood(..., detectors="default")``, ``dunno ood
 #: --detectors default``, ``make_detector("default", model)``): the recommended detector,
@@ -52,6 +52,18 @@ DETECTORS: Registry[type[OODDetector]] = Registry(
 def resolve_alias(name: str) -> str:
     """``"default"`` -> :data:`DEFAULT_DETECTOR`; any other name unchanged."""
     return DEFAULT_DETECTOR if name == "default" else name
+
+
+def resolve_alias_params(detector_params: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``detector_params`` (``{detector: {param: value}}``) with the key
+    ``"default"`` renamed to :data:`DEFAULT_DETECTOR`; naming both is refused."""
+    out = dict(detector_params or {})
+    if "default" in out:
+        if DEFAULT_DETECTOR in out:
+            raise ValueError(f"'detector_params' sets both 'default' and {DEFAULT_DETECTOR!r}, "
+                             "the same detector; name it once.")
+        out[DEFAULT_DETECTOR] = out.pop("default")
+    return out
 
 
 def register_detector(cls: type[OODDetector]) -> type[OODDetector]:

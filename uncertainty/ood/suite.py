@@ -54,11 +54,12 @@ from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
 from dunno.devices import resolve_device
 from dunno.inputs import as_arrays, describe_kind, model_dtype
 from dunno.models import check_compiled_features, check_model_data
+from dunno.progress import Progress, reports_progress
 from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
-from uncertainty.ood.registry import DEFAULT_DETECTOR, DETECTORS, make_detector, resolve_alias
+from uncertainty.ood.registry import DETECTORS, make_detector, resolve_alias, resolve_alias_params
 from uncertainty.ood.table import OODTable
 
 __all__ = ["FIT_SPLITS", "DensityInputs", "build_detectors", "load_ood_data",
@@ -88,10 +89,10 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
 
     ``"all"``: the classifier detectors that apply to ``model`` (``mc-dropout`` needs dropout
     layers, ``ensemble-disagreement`` an ensemble, the feature detectors ``model.features`` or
-    a ``layer``, the class-conditional ones labelled fit data: ``labels``) when there is a
+    a ``layer``, the activation-shaping ones ``model.features`` + ``model.head`` and no
+    ``layer``, the class-conditional ones labelled fit data: ``labels``) when there is a
     ``classifier``, plus the density-based ones when there is a ``density`` model. Named
-    detectors that cannot run raise instead. ``"default"`` names the recommended detector,
-    :data:`~uncertainty.ood.registry.DEFAULT_DETECTOR` (``combined``).
+    detectors that cannot run raise instead; ``"default"`` is ``combined``.
     """
     if isinstance(detectors, str) and detectors.strip() == "all":
         has_features = layer is not None or callable(getattr(model, "features", None))
@@ -103,7 +104,8 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             needs = unfitted.needs | unfitted.fit_needs
             return (classifier and cls.applies_to(model)
                     and (labels or not cls.fit_needs_labels)
-                    and (has_features or model is None or "features" not in needs))
+                    and (has_features or model is None or "features" not in needs)
+                    and not (cls.reapplies_head and layer is not None))
 
         return [n for n, cls in DETECTORS.items() if usable(cls)]
     names = [resolve_alias(n) for n in _names(detectors, "detectors")]
@@ -111,7 +113,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
         if name not in DETECTORS:
             raise ValueError(
                 f"Unknown OOD detector {name!r} in 'detectors'. Available: "
-                f"{', '.join(DETECTORS)}, 'default' ({DEFAULT_DETECTOR}) or 'all'."
+                f"{', '.join(DETECTORS)}, 'default' ({resolve_alias('default')}) or 'all'."
             )
         if DETECTORS[name].uses_density and not density:
             raise ValueError(
@@ -120,7 +122,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             )
         if DETECTORS[name].fit_needs_labels and not labels:
             raise ValueError(
-                f"The detector {name!r} fits one Gaussian per class and needs labelled fit "
+                f"The detector {name!r} learns per-class statistics and needs labelled fit "
                 "data, but the fit data has no labels; pass them (in_data=((x_train, y_train), "
                 "x_test)) or run detectors that need none."
             )
@@ -225,12 +227,7 @@ def build_detectors(names: list[str], model: nn.Module | None, *,
     settings wherever a detector takes them: ``layer``, ``device``, the likelihood ratio's
     ``background`` model (then not re-trained) and the likelihood's ``num_dims`` (bits/dim).
     Hyper-parameters are checked here, before any forward pass."""
-    detector_params = dict(detector_params or {})
-    if "default" in detector_params:  # the alias names the default detector's parameters
-        if DEFAULT_DETECTOR in detector_params:
-            raise ValueError(f"'detector_params' sets both 'default' and {DEFAULT_DETECTOR!r}, "
-                             "the same detector; name it once.")
-        detector_params[DEFAULT_DETECTOR] = detector_params.pop("default")
+    detector_params = resolve_alias_params(detector_params)
     unknown = sorted(set(detector_params) - set(names))
     if unknown:
         raise ValueError(f"'detector_params' names detectors that are not run: {unknown}.")
@@ -274,19 +271,19 @@ def _check_shared_pass(model: nn.Module | None, layer, detectors: dict[str, OODD
         )
 
 
-def _forward(model, ds, needs, layer, batch_size) -> tuple[ModelOutputs, float]:
+def _forward(model, ds, needs, layer, batch_size, name: str) -> tuple[ModelOutputs, float]:
     t0 = time.perf_counter()
     outputs = extract_outputs(model, ds, needs=needs | {"input"}, layer=layer,
-                              batch_size=batch_size)
+                              batch_size=batch_size, desc=f"{'+'.join(sorted(needs))} {name}")
     if outputs.logits is not None and outputs.logits.device.type == "cuda":
         torch.cuda.synchronize(outputs.logits.device)
     return outputs, time.perf_counter() - t0
 
 
-def _density_forward(density, ds, batch_size) -> tuple[ModelOutputs, float]:
+def _density_forward(density, ds, batch_size, name: str) -> tuple[ModelOutputs, float]:
     t0 = time.perf_counter()
     outputs = extract_outputs(None, ds, needs={"log_prob", "input"}, density=density,
-                              batch_size=batch_size)
+                              batch_size=batch_size, desc=f"log p(x) {name}")
     return outputs, time.perf_counter() - t0
 
 
@@ -301,6 +298,7 @@ def _jsonable_params(det: OODDetector) -> dict[str, Any]:
     return {k: conv(v) for k, v in det.get_params().items()}
 
 
+@reports_progress
 def run_ood(
     model: nn.Module | None,
     in_data: str | tuple,
@@ -318,6 +316,7 @@ def run_ood(
     detector_params: dict[str, dict[str, Any]] | None = None,
     layer: LayerSpec = None,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> OODTable:
     """Evaluate every detector on every OOD set against ``in_data``'s test split.
 
@@ -338,11 +337,9 @@ def run_ood(
         ``{name: spec or data}`` whose values may also be arrays, Datasets or DataLoaders.
         Each must have the in-distribution input shape and be non-empty.
     detectors : "all", "default", str or sequence of str
-        Registry names (:data:`uncertainty.ood.DETECTORS`), comma-separated or a list.
-        ``"all"``: every classifier detector (with ``model``) and every density-based one
-        (with ``density``). ``"default"`` (alone or in a list): the recommended detector,
-        ``combined`` with the components chosen from in-distribution data alone
-        (:mod:`uncertainty.ood.selection`).
+        Registry names (:data:`uncertainty.ood.DETECTORS`; ``"default"``: ``combined``, the
+        recommended one), comma-separated or a list. ``"all"``: every classifier detector
+        (with ``model``) and every density-based one (with ``density``).
     density : nn.Module, optional
         A density model of ``in_data`` (``log_prob(x) -> (N,)`` nats: NADE, PixelCNN,
         PixelRNN, VAE) for the density-based detectors. It scores each dataset once, as
@@ -376,6 +373,8 @@ def run_ood(
         detector.
     seed : int
         Seed of the ``fit_size`` subset.
+    progress : bool, optional
+        Report the passes and the detectors on stderr (:mod:`dunno.progress`; None: inherit).
 
     Returns
     -------
@@ -433,11 +432,13 @@ def run_ood(
         needs = frozenset({"logits"})
         if any("features" in (d.needs | d.fit_needs) for d in dets.values()):
             needs = needs | {"features"}
-        fit_out, timings["forward"][fit_key] = _forward(model, fit, needs, layer, batch_size)
-        test_out, timings["forward"][test_key] = _forward(model, test, needs, layer, batch_size)
+        fit_out, timings["forward"][fit_key] = _forward(model, fit, needs, layer, batch_size,
+                                                        fit_key)
+        test_out, timings["forward"][test_key] = _forward(model, test, needs, layer, batch_size,
+                                                          test_key)
         for name, ds in oods.items():
             ood_out[name], timings["forward"][name] = _forward(model, ds, needs, layer,
-                                                               batch_size)
+                                                               batch_size, name)
     dens_fit = dens_test = None
     dens_ood: dict[str, ModelOutputs] = {}
     if any(d.uses_density for d in dets.values()):
@@ -446,12 +447,12 @@ def run_ood(
 
         timings["density"] = {}
         dens_fit, timings["density"][fit_key] = _density_forward(
-            density, prepared(fit, fit_split), batch_size)
+            density, prepared(fit, fit_split), batch_size, fit_key)
         dens_test, timings["density"][test_key] = _density_forward(
-            density, prepared(test, "test"), batch_size)
+            density, prepared(test, "test"), batch_size, test_key)
         for name, ds in oods.items():
             dens_ood[name], timings["density"][name] = _density_forward(
-                density, prepared(ds, "test"), batch_size)
+                density, prepared(ds, "test"), batch_size, name)
 
     accuracy = None
     if test_out is not None and test_out.labels is not None:
@@ -463,7 +464,7 @@ def run_ood(
         accuracy = float((test_out.logits.argmax(1).cpu() == test_out.labels).double().mean())
 
     rows, scores, own = [], {}, []
-    for name, det in dets.items():
+    for name, det in Progress(dets.items(), desc="detectors (fit, score)", unit="detector"):
         if det.uses_density:
             d_fit, d_test, d_ood = dens_fit, dens_test, dens_ood
         else:

@@ -17,8 +17,8 @@
 Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
 ``gen`` (Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``,
 ``knn``, ``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021),
-``rapp`` and ``combined`` (conformal p-values of several detectors, by default the maximum
-over ODIN, kNN and RaPP-SAP: the recommended detector, also named ``default``, its components
+``rapp`` and ``combined`` (conformal p-values of several detectors, by default Fisher's sum
+over GEN, kNN and RaPP-SAP: the recommended detector, also named ``default``, its components
 chosen from in-distribution data and synthetic outliers alone by
 :func:`~uncertainty.ood.selection.select_detector`); the density-based ``likelihood``,
 ``likelihood-ratio`` (Ren et

@@ -7,7 +7,11 @@ VAE's importance-sampled bound -- per-example scores to .npy) or draw a PNG grid
 train writes to --out: model.pt (checkpoint), training_state.pt (--resume), history.json,
 learning_curve.csv and .png (train and validation NLL in nats per epoch), summary.json (test
 NLL in nats and bits/dim, minutes, images/s), test_scores.npy and, with --samples, samples.png.
-score writes scores.npy (per-image NLL, nats) and score.json to --out when given."""
+score writes scores.npy (per-image NLL, nats) and score.json to --out when given.
+
+bits/dim is reported for discrete likelihoods only (binary and 8-bit pixels): a model of
+continuous values (the continuous-Bernoulli VAE) has a log-density, which can be positive
+and is no code length, so it is reported in nats only."""
 
 from __future__ import annotations
 
@@ -18,7 +22,11 @@ from typing import Any
 
 from dunno.cli.common import add_data_dir, add_device, run_subcommand
 
-__all__ = ["add_parser", "run"]
+__all__ = ["CONTINUOUS_NOTE", "add_parser", "run"]
+
+#: what train and score print instead of bits/dim for a continuous likelihood
+CONTINUOUS_NOTE = ("continuous likelihood: log-density in nats, no bits/dim (not a code "
+                   "length; can be negative)")
 
 _OPTION_HELP = ("model option, repeatable (hidden=500, layers=7, pixels=8bit, gated=true, "
                 "order_agnostic=true; VAE: latent_dim=50, hidden=[512,512], net=conv, "
@@ -171,8 +179,11 @@ def _summary_line(metrics: dict[str, Any]) -> str:
     line = (f"{metrics['model']} on {metrics['data']}: {metrics['epochs']} epochs in "
             f"{metrics['train_minutes']:.1f} min ({metrics['train_images_per_s']:.0f} images/s)")
     if metrics.get("test_nll_nats") is not None:
-        line += (f"; test NLL {metrics['test_nll_nats']:.2f} nats "
-                 f"({metrics['test_bits_per_dim']:.4f} bits/dim)")
+        line += f"; test NLL {metrics['test_nll_nats']:.2f} nats"
+        if metrics.get("test_bits_per_dim") is not None:
+            line += f" ({metrics['test_bits_per_dim']:.4f} bits/dim)"
+        else:
+            line += f" ({CONTINUOUS_NOTE})"
     if metrics.get("test_recon_nats") is not None:
         line += f"; test reconstruction cross-entropy {metrics['test_recon_nats']:.2f} nats"
     return line
@@ -200,6 +211,8 @@ def run_score(args: argparse.Namespace) -> int:
     keys = ("data", "split", "n", "nll_nats", "bits_per_dim", "recon_nats", "samples_k",
             "images_per_s")
     print(format_table([{k: summary[k] for k in keys if k in summary}]))
+    if summary.get("likelihood") == "continuous":
+        print(f"{type(model).__name__}: {CONTINUOUS_NOTE}")
     return 0
 
 

@@ -34,9 +34,11 @@ al. (2017, Table 1); the other methods (heteroscedastic, mdn, bnn) with both, fo
 
 * ``mc-dropout`` -- Gal's grid search over ``dropout_rates.txt`` x ``tau_values.txt`` on
   the last 20% of each training set (``tau`` converted to standardised units per split:
-  ``tau * y_std**2``), scored with 100 MC samples, then a refit on the whole training set
-  with the selected pair; dropout on inputs and hidden layer, weight decay
-  ``l**2 (1 - p) / (2 N tau)`` with ``l = 1e-2``, Adam 1e-3, batch 128; test LL from
+  ``tau * y_std**2``, also in the weight decay, where Gal's code keeps original units: a
+  decay ``1 / y_std**2`` times Gal's, both below 4e-5 of the loss at ``l = 1e-2``; see
+  :mod:`uncertainty.predictive.mc_dropout`), scored with 100 MC samples, then a refit on
+  the whole training set with the selected pair; dropout on inputs and hidden layer, weight
+  decay ``l**2 (1 - p) / (2 N tau)`` with ``l = 1e-2``, Adam 1e-3, batch 128; test LL from
   T = 1000 MC samples (Gal: 10 000). Training length: Gal trains ``40 x epochx`` epochs;
   here every network gets about 10 000 optimiser steps -- ``epochs = clip(ceil(10000 /
   batches_per_epoch), 40, 4000)`` (yacht 4000 ... protein 40) -- which fits the CPU budget

@@ -118,8 +118,36 @@ class ToyEnsemble(nn.Module):
         return torch.logsumexp(lp, 0) - math.log(lp.shape[0])
 
 
+class ReluToyNet(nn.Module):
+    """ToyNet's classes behind ReLU features, for the activation-shaping detectors (which assume
+    post-ReLU features and re-apply ``head``): ``features_j = relu(+-x_0 + x_{1 + j mod 7})``,
+    ``+`` for units 0-7 (class 1), ``-`` for 8-15 (class 0); the head weighs each class's units
+    by distinct weights ``(j + 1) / 18`` (distinct, so DICE's contributions do not tie)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(D, 2 * D)
+        self.head = nn.Linear(2 * D, 2)
+        with torch.no_grad():
+            self.body.weight.zero_()
+            self.body.bias.zero_()
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            for j in range(2 * D):
+                self.body.weight[j, 0] = 1.0 if j < D else -1.0
+                self.body.weight[j, 1 + j % (D - 1)] = 1.0
+                self.head.weight[1 if j < D else 0, j] = (j % D + 1) / 18
+
+    def features(self, x):
+        return torch.relu(self.body(x))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
 #: Detectors that need a model of a particular kind for the contract.
-CONTRACT_MODELS = {"mc-dropout": DropoutToyNet, "ensemble-disagreement": ToyEnsemble}
+CONTRACT_MODELS = {"mc-dropout": DropoutToyNet, "ensemble-disagreement": ToyEnsemble,
+                   **{name: ReluToyNet for name in DETECTORS if DETECTORS[name].reapplies_head}}
 
 
 def _toy_data(n, seed):
@@ -187,9 +215,12 @@ def test_contract_shape_finite_sign(name, toy):
 def test_contract_outputs_path_equals_score(name, toy):
     model, (x, y), x_test, _ = toy
     det = _make(name, model).fit(_loader(x, y))
-    train = extract_outputs(model, _loader(x, y), needs=("logits", "features", "input"))
-    shared = _make(name, model).fit_outputs(train)
-    test = extract_outputs(model, x_test, needs=("logits", "features", "input"))
+    shared = _make(name, model)
+    # the shared pass runs the detector's own model where the detector re-applies its head
+    source = shared.model if shared.reapplies_head else model
+    train = extract_outputs(source, _loader(x, y), needs=("logits", "features", "input"))
+    shared.fit_outputs(train)
+    test = extract_outputs(source, x_test, needs=("logits", "features", "input"))
     torch.testing.assert_close(shared.score_outputs(test), det.score(x_test, batch_size=64))
 
 

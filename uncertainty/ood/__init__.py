@@ -27,6 +27,11 @@ epistemic uncertainty of :mod:`uncertainty.predictive`. The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
 :mod:`uncertainty.ood.outputs`.
 
+The activation-shaping detectors ``react`` (Sun et al. 2021), ``dice`` (Sun & Li 2022),
+``ash-p``, ``ash-b``, ``ash-s`` (Djurisic et al. 2023) and ``scale`` (Xu et al. 2024) modify the
+penultimate features (or the last layer's weights) and score the energy of the re-applied
+``model.head`` (:mod:`uncertainty.ood._shaping`).
+
 The OOD suite, every detector against every OOD set from one shared forward pass per dataset
 (:mod:`uncertainty.ood.suite`), returns an :class:`OODTable` (:mod:`uncertainty.ood.table`)::
 
@@ -36,9 +41,11 @@ The OOD suite, every detector against every OOD set from one shared forward pass
 """
 
 from uncertainty.ood._base import OODDetector
+from uncertainty.ood.ash import ASHB, ASHP, ASHS, ash_features, ash_score
 from uncertainty.ood.combined import Combined, conformal_neg_log_p
 from uncertainty.ood.complexity import InputComplexity, complexity_score, compressed_bits
 from uncertainty.ood.ddu import DDU, ddu_score
+from uncertainty.ood.dice import DICE, dice_mask, dice_score
 from uncertainty.ood.energy import Energy, energy_score
 from uncertainty.ood.ensemble_disagreement import (
     EnsembleDisagreement,
@@ -66,25 +73,42 @@ from uncertainty.ood.rapp import (
     rapp_nap_score,
     rapp_sap_score,
 )
+from uncertainty.ood.react import ReAct, react_score, react_threshold
 from uncertainty.ood.registry import (
     DETECTORS,
     available_detectors,
     make_detector,
     register_detector,
 )
+from uncertainty.ood.scale import SCALE, scale_features, scale_score
 from uncertainty.ood.suite import run_ood
 from uncertainty.ood.table import OODTable
 from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
 
 # The built-in detectors, in the order tables list them (a detector of another distribution
 # registers through the entry-point group "dunno.detectors", see uncertainty.ood.registry).
-for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm, RaPP,
-                  Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
+for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm,
+                  ReAct, DICE, ASHP, ASHB, ASHS, SCALE,  # activation shaping
+                  RaPP, Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
                   InputComplexity, Typicality):
     register_detector(_detector)
 del _detector
 
 __all__ = [
+    "ASHB",
+    "ASHP",
+    "ASHS",
+    "DICE",
+    "ReAct",
+    "SCALE",
+    "ash_features",
+    "ash_score",
+    "dice_mask",
+    "dice_score",
+    "react_score",
+    "react_threshold",
+    "scale_features",
+    "scale_score",
     "DDU",
     "EnsembleDisagreement",
     "MCDropoutMI",

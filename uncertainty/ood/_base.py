@@ -79,6 +79,9 @@ class OODDetector(Estimator, ABC):
     uses_density: ClassVar[bool] = False
     #: Whether :meth:`fit` needs labelled data (class-conditional detectors).
     fit_needs_labels: ClassVar[bool] = False
+    #: Whether the detector re-applies ``model.head`` to modified features (ReAct, DICE, ASH,
+    #: SCALE): its features must be the head's input, so it cannot take a ``layer``.
+    reapplies_head: ClassVar[bool] = False
     #: Learned attributes that :meth:`score_outputs` requires.
     _state_names: ClassVar[tuple[str, ...]] = ()
     _wrapped_args: ClassVar[tuple[str, ...]] = ("model",)

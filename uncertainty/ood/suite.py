@@ -88,7 +88,8 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
 
     ``"all"``: the classifier detectors that apply to ``model`` (``mc-dropout`` needs dropout
     layers, ``ensemble-disagreement`` an ensemble, the feature detectors ``model.features`` or
-    a ``layer``, the class-conditional ones labelled fit data: ``labels``) when there is a
+    a ``layer``, the activation-shaping ones ``model.features`` + ``model.head`` and no
+    ``layer``, the class-conditional ones labelled fit data: ``labels``) when there is a
     ``classifier``, plus the density-based ones when there is a ``density`` model. Named
     detectors that cannot run raise instead.
     """
@@ -102,7 +103,8 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             needs = unfitted.needs | unfitted.fit_needs
             return (classifier and cls.applies_to(model)
                     and (labels or not cls.fit_needs_labels)
-                    and (has_features or model is None or "features" not in needs))
+                    and (has_features or model is None or "features" not in needs)
+                    and not (cls.reapplies_head and layer is not None))
 
         return [n for n, cls in DETECTORS.items() if usable(cls)]
     names = _names(detectors, "detectors")

@@ -39,6 +39,7 @@ from generative.latent import VAE, AdversarialAutoencoder
 from generative.pixels import prepare_images, random_subset
 
 __all__ = [
+    "CONTINUOUS_NOTE",
     "DENSITY_MODEL_TYPES",
     "draw_samples",
     "has_code_length",
@@ -50,6 +51,11 @@ __all__ = [
 
 #: the model classes the density recipes train and score
 DENSITY_MODEL_TYPES = (AutoregressiveImageModel, VAE, AdversarialAutoencoder)
+
+
+#: what is reported instead of bits/dim for a continuous likelihood (``dunno density``)
+CONTINUOUS_NOTE = ("continuous likelihood: log-density in nats, no bits/dim (not a code "
+                   "length; can be negative)")
 
 
 def has_code_length(model) -> bool:

@@ -22,11 +22,7 @@ from typing import Any
 
 from dunno.cli.common import add_data_dir, add_device, run_subcommand
 
-__all__ = ["CONTINUOUS_NOTE", "add_parser", "run"]
-
-#: what train and score print instead of bits/dim for a continuous likelihood
-CONTINUOUS_NOTE = ("continuous likelihood: log-density in nats, no bits/dim (not a code "
-                   "length; can be negative)")
+__all__ = ["add_parser", "run"]
 
 _OPTION_HELP = ("model option, repeatable (hidden=500, layers=7, pixels=8bit, gated=true, "
                 "order_agnostic=true; VAE: latent_dim=50, hidden=[512,512], net=conv, "
@@ -176,6 +172,8 @@ def _write_training_outputs(model, history, config, out: Path, samples: int) -> 
 
 
 def _summary_line(metrics: dict[str, Any]) -> str:
+    from generative.scoring import CONTINUOUS_NOTE
+
     line = (f"{metrics['model']} on {metrics['data']}: {metrics['epochs']} epochs in "
             f"{metrics['train_minutes']:.1f} min ({metrics['train_images_per_s']:.0f} images/s)")
     if metrics.get("test_nll_nats") is not None:
@@ -194,7 +192,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     from dunno.outputs import check_output_dir
     from dunno.reporting import format_table, write_json
-    from generative.scoring import load_density_model, score_density
+    from generative.scoring import CONTINUOUS_NOTE, load_density_model, score_density
 
     if args.out is not None:
         check_output_dir(args.out)  # before the scoring, not after it

@@ -345,8 +345,7 @@ def test_bench_vae_smoke_times_both_loops():
 def test_continuous_likelihood_reports_nats_only(tmp_path, capsys):
     """A continuous-Bernoulli VAE has a log-density (can be positive): no bits/dim anywhere,
     a clear error from bits_per_dim, and a note where the CLI would print it."""
-    from dunno.cli.density import CONTINUOUS_NOTE
-    from generative.scoring import has_code_length
+    from generative.scoring import CONTINUOUS_NOTE, has_code_length
 
     out = tmp_path / "cb"
     model, history = train_density(

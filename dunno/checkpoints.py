@@ -39,6 +39,7 @@ __all__ = [
     "MODELS",
     "Checkpoint",
     "atomic_save",
+    "atomic_write_bytes",
     "atomic_write_text",
     "build_model",
     "load_checkpoint",
@@ -183,8 +184,13 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file (report, JSON, CSV) atomically."""
-    return _atomic_write(path, lambda handle: handle.write(text), "w")
+    """Write a text file (report, JSON, CSV) atomically (UTF-8)."""
+    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), "wb")
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write a binary file (a figure) atomically."""
+    return _atomic_write(path, lambda handle: handle.write(data), "wb")
 
 
 # ----------------------------------------------------------------------------- reading

@@ -28,7 +28,7 @@ def roc_pr_curves(
         detectors: mapping ``name -> (scores_in, scores_out)`` (higher score = more OOD; see
             :mod:`evaluation.metrics.ood`).
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
 
     Returns:
         The figure (two axes: ROC with AUROC in the legend, PR with AUPR-Out in the legend).
@@ -79,7 +79,7 @@ def ood_score_histogram(
         bins: number of histogram bins over the range of all scores (default 50).
         in_label, out_label: legend entries.
         title: title prefix.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
     """
     _check_path_early(path)
     bins = check_int(bins, "bins", "ood_score_histogram", low=1)

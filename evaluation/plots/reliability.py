@@ -37,7 +37,7 @@ def reliability_diagram(
         labels: ``(N,)`` integer labels.
         n_bins: number of equal-width bins (default 15).
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
 
     Returns:
         The figure (two axes: reliability, histogram).

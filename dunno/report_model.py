@@ -173,6 +173,8 @@ def _text(report: Report) -> str:
     lines: list[str] = []
     several = len(report.sections) > 1
     for section in report.sections:
+        if not any(isinstance(b, str | Table) for b in section.blocks):
+            continue  # figures only: nothing to print
         if several and section.title:
             lines += [f"== {section.title} =="]
         for block in section.blocks:
@@ -211,6 +213,7 @@ caption{text-align:left;font-weight:600;padding:.3em 0}
 th,td{border:1px solid #c6cdd5;padding:4px 10px}
 thead th{background:#e8eef6}
 th.group{background:#cfdcee;text-align:center}
+td.txt{white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tbody tr:nth-child(even){background:#f5f8fb}
 figure{margin:1em 0;display:inline-block;vertical-align:top}

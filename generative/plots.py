@@ -3,7 +3,8 @@ plots, GAN losses and InfoGAN code sweeps.
 
 As in :mod:`evaluation.plots`, every function returns a :class:`matplotlib.figure.Figure`
 built directly (no ``pyplot``) and saves it when given ``path=`` (``.png``, ``.svg`` or
-``.pdf``, through :func:`evaluation.plots.save_figure`); matplotlib is imported inside the functions only.
+``.pdf``, through :func:`evaluation.plots.save_figure`); matplotlib is imported inside the
+functions only.
 """
 
 from __future__ import annotations

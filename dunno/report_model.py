@@ -171,10 +171,10 @@ def _markdown(report: Report, figures: bool = True) -> str:
 
 def _text(report: Report) -> str:
     lines: list[str] = []
-    several = len(report.sections) > 1
-    for section in report.sections:
-        if not any(isinstance(b, str | Table) for b in section.blocks):
-            continue  # figures only: nothing to print
+    printed = [s for s in report.sections  # a section of figures only prints nothing
+               if any(isinstance(b, str | Table) for b in s.blocks)]
+    several = len(printed) > 1
+    for section in printed:
         if several and section.title:
             lines += [f"== {section.title} =="]
         for block in section.blocks:

@@ -83,11 +83,13 @@ class Column:
         return f"{self.group}: {self.label}" if self.group else self.label
 
     def value(self, row: dict[str, Any], key: str | None = None) -> Any:
-        """The shown value of ``row[key or self.key]`` (scaled; ``None`` when missing)."""
+        """The shown value of ``row[key or self.key]`` (scaled, to 12 significant digits so
+        that ``0.8765 * 100`` shows as ``87.65``; ``None`` when missing)."""
         value = row.get(self.key if key is None else key)
         if isinstance(value, bool) or not isinstance(value, int | float) or self.scale == 1.0:
             return value
-        return value * self.scale
+        scaled = value * self.scale
+        return float(f"{scaled:.12g}") if math.isfinite(scaled) else scaled
 
     def cell(self, row: dict[str, Any]) -> str:
         """The shown text of this column in ``row``."""

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from evaluation.benchmarks.uci import uci_report, write_uci_report
+    from evaluation.benchmarks.predictive import uci_report, write_uci_report
     from uncertainty.predictive import run_uci
 
     if args.threads < 1:

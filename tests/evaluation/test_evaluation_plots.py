@@ -139,8 +139,64 @@ def test_training_history(tmp_path):
     assert len(loss_ax.get_lines()) == 2 and len(other_ax.get_lines()) == 1
 
 
+MAGIC = {".png": PNG_MAGIC, ".pdf": b"%PDF-"}
+
+
+def _has_magic(path):
+    head = path.read_bytes()[:256]
+    if path.suffix.lower() == ".svg":  # XML declaration, then the svg element
+        return head.startswith(b"<?xml") and b"<svg" in path.read_bytes()[:2000]
+    return head.startswith(MAGIC[path.suffix.lower()])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf", ".PDF"])
+def test_every_figure_saves_as_png_svg_and_pdf(tmp_path, rng, suffix):
+    from generative.latent.traversal import plot_traversal
+    from generative.plots import learning_curve_plot, sample_grid
+
+    probs = rng.dirichlet(np.ones(3), size=50)
+    labels = rng.integers(0, 3, 50)
+    images = torch.rand(4, 1, 8, 8)
+    draw = {
+        "reliability": lambda p: plots.reliability_diagram(probs, labels, path=p),
+        "roc": lambda p: plots.roc_pr_curves({"a": (rng.normal(0, 1, 30),
+                                                    rng.normal(1, 1, 30))}, path=p),
+        "grid": lambda p: plots.image_grid(images, path=p),
+        "samples": lambda p: sample_grid(images, path=p),
+        "curve": lambda p: learning_curve_plot([{"epoch": 1, "loss": 2.0, "val_loss": 1.5}],
+                                               path=p),
+        "traversal": lambda p: plot_traversal(images, 2, p),
+    }
+    for name, plot in draw.items():
+        path = tmp_path / f"{name}{suffix}"
+        plot(path)
+        assert path.is_file() and _has_magic(path), name
+    # written atomically: no temporary file is left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}{suffix}" for n in draw)
+
+
+def test_save_figure_refuses_other_suffixes(tmp_path):
+    from generative.latent.traversal import plot_traversal
+    from generative.plots import learning_curve_plot
+
+    fig = plots.image_grid(torch.rand(1, 1, 4, 4))
+    for path in (tmp_path / "x.jpg", tmp_path / "x", tmp_path / "x.png.txt"):
+        with pytest.raises(ValueError, match=r"'path' argument must end in .png, .svg or "
+                           r"\.pdf; got '.*x"):
+            plots.save_figure(fig, path)
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
+        plots.reliability_diagram(np.full((2, 2), 0.5), [0, 1], path=tmp_path / "x.eps")
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
+        learning_curve_plot([{"epoch": 1, "loss": 1.0}], path=tmp_path / "x.gif")
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
+        plot_traversal(torch.rand(2, 1, 4, 4), 2, tmp_path / "x.jpeg")
+    with pytest.raises(ValueError, match="file path"):
+        plots.save_figure(fig, None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_plot_arguments(tmp_path):
-    with pytest.raises(ValueError, match="must end in .png or .svg"):
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
         plots.ood_score_histogram([0.0], [1.0], path=tmp_path / "x.jpg")
     assert not (tmp_path / "x.jpg").exists()
     with pytest.raises(ValueError, match="non-empty mapping"):

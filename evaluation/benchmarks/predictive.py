@@ -1,4 +1,5 @@
-"""The files of ``dunno uci --out``: ``uci_<method>.csv``, ``.json`` (per-split values too),
+"""The files of ``dunno uci --out`` (the UCI regression benchmark of the predictive-uncertainty
+regressors): ``uci_<method>.csv``, ``.json`` (per-split values too),
 ``.md`` and the report (:func:`uci_report`: ``report.md``, ``report.html``,
 ``report.json``). The benchmark itself is :func:`uncertainty.predictive.run_uci`."""
 

@@ -70,6 +70,6 @@ def run(args: argparse.Namespace) -> int:
         device=device, batch_size=args.batch_size,
     )
     files = write_calibration_report(result, args.out)
-    print_report(args, calibration_report(result))
+    print_report(args, calibration_report(result, figures=True))
     say(args, f"wrote {len(files)} files to {args.out} (report: report.html)")
     return 0

@@ -178,5 +178,5 @@ def run_eval(args: argparse.Namespace) -> int:
                           seed=args.seed, device=args.device, root=args.data_dir)
     if args.out is not None:
         write_gan_eval_report(result, args.out)
-    print_report(args, gan_eval_report(result.report))
+    print_report(args, gan_eval_report(result.report, figures=args.out is not None))
     return 0

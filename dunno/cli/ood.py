@@ -147,7 +147,12 @@ def run(args: argparse.Namespace) -> int:
     from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
     from dunno.outputs import check_output_dir
-    from evaluation.benchmarks.ood import density_inputs_for, ood_report, write_ood_report
+    from evaluation.benchmarks.ood import (
+        density_inputs_for,
+        ood_figures,
+        ood_report,
+        write_ood_report,
+    )
     from uncertainty.ood import run_ood
 
     if args.model_file is None and args.model_factory is None and args.density is None:
@@ -174,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
                     fit_split=args.fit_split, fit_size=args.fit_size,
                     detector_params=_parse_detector_params(args.param), layer=args.layer,
                     seed=args.seed)
-    print_report(args, ood_report(table))
+    figures = [] if args.report_dir is None else ood_figures(
+        table, histograms=not args.no_histograms)
+    print_report(args, ood_report(table, figures))  # the report that --report-dir writes
     if args.report_dir is not None:
         files = write_ood_report(table, args.report_dir, histograms=not args.no_histograms)
         say(args, f"wrote {len(files)} files to {args.report_dir} (report: report.html)")

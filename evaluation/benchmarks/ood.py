@@ -28,7 +28,21 @@ from uncertainty.ood import OODTable
 from uncertainty.ood.suite import DensityInputs
 from uncertainty.ood.table import COLUMNS
 
-__all__ = ["density_inputs_for", "ood_report", "write_ood_report"]
+__all__ = ["density_inputs_for", "ood_figures", "ood_report", "write_ood_report"]
+
+
+def ood_figures(table: OODTable, *, histograms: bool = True) -> list[Figure]:
+    """The figures :func:`write_ood_report` draws, by file name: ``roc_<set>.png`` per OOD
+    set and, with ``histograms``, ``hist_<detector>_<set>.png``."""
+    figures = []
+    for set_name in table.out_sets:
+        figures.append(Figure(f"roc_{_slug(set_name)}.png",
+                              f"ROC and PR curves: {table.in_data} vs {set_name}"))
+        if histograms:
+            figures += [Figure(f"hist_{det}_{_slug(set_name)}.png",
+                               f"{det} scores: {table.in_data} (test) vs {set_name}")
+                        for det in table.detectors]
+    return figures
 
 
 def ood_report(table: OODTable, figures: list[Figure] | tuple = ()) -> Report:
@@ -91,13 +105,11 @@ def write_ood_report(table: OODTable, out: str | Path, *, histograms: bool = Tru
         write_csv(table.table_rows(), out / "ood.csv", COLUMNS),
         write_csv(table.pivot("auroc"), out / "auroc.csv"),
     ]
-    figures: list[Figure] = []
     for set_name in table.out_sets:
         pairs = {d: (table.scores[d]["in"], table.scores[d][set_name]) for d in table.detectors}
         path = out / f"roc_{_slug(set_name)}.png"
         roc_pr_curves(pairs, title=f"{table.in_data} vs {set_name}", path=path)
         files.append(path)
-        figures.append(Figure(path.name, f"ROC and PR curves: {table.in_data} vs {set_name}"))
         if histograms:
             for det in table.detectors:
                 path = out / f"hist_{det}_{_slug(set_name)}.png"
@@ -111,9 +123,7 @@ def write_ood_report(table: OODTable, out: str | Path, *, histograms: bool = Tru
                         title=f"{det}", path=path,
                     )
                 files.append(path)
-                figures.append(Figure(path.name, f"{det} scores: {table.in_data} (test) vs "
-                                      f"{set_name}"))
-    files += write_report(ood_report(table, figures), out)
+    files += write_report(ood_report(table, ood_figures(table, histograms=histograms)), out)
     files.append(out / "ood.json")
     write_json({**table.to_dict(), "files": [str(p) for p in files]}, out / "ood.json")
     return files

@@ -41,7 +41,9 @@ def test_reliability_diagram(tmp_path, rng):
     assert top.get_ylabel() == "Accuracy" and hist.get_xlabel() == "Confidence"
     assert hist.get_ylabel() == "Count"
     legend = [t.get_text() for t in top.get_legend().get_texts()]
-    assert any(f"ECE = {expected_calibration_error(probs, labels):.4f}" in t for t in legend)
+    # the legend in percent, as every table shows ECE
+    assert any(f"ECE = {100 * expected_calibration_error(probs, labels):.2f}%" in t
+               for t in legend)
     # one accuracy bar and one gap bar per non-empty bin on top, one count bar below
     filled = int((reliability_table(probs, labels).counts > 0).sum())
     assert len(top.patches) == 2 * filled and len(hist.patches) == filled
@@ -66,7 +68,7 @@ def test_roc_pr_curves(tmp_path, rng):
     assert roc_ax.get_xlabel().startswith("False positive rate")
     assert pr_ax.get_ylabel() == "Precision (OOD)"
     labels = [t.get_text() for t in roc_ax.get_legend().get_texts()]
-    assert labels[0].startswith(f"msp (AUROC {auroc(*detectors['msp']):.3f}")
+    assert labels[0].startswith(f"msp (AUROC {100 * auroc(*detectors['msp']):.2f}%")
     assert len(pr_ax.get_lines()) == 2 and len(roc_ax.get_lines()) == 3  # + chance line
 
 
@@ -75,7 +77,7 @@ def test_ood_score_histogram(tmp_path, rng):
     fig = plots.ood_score_histogram(s_in, s_out, bins=20, path=tmp_path / "hist.png")
     assert _is_png(tmp_path / "hist.png")
     (ax,) = fig.axes
-    assert f"AUROC {auroc(s_in, s_out):.3f}" in ax.get_title()
+    assert f"AUROC {100 * auroc(s_in, s_out):.2f}%" in ax.get_title()
     assert ax.get_ylabel() == "Density" and len(ax.patches) == 40
     plots.ood_score_histogram([1.0, 1.0], [1.0], bins=3)  # constant scores still draw
 

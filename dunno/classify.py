@@ -24,17 +24,24 @@ from dunno.outputs import run_output_dir
 from dunno.schedules import LearningRateSchedule
 from dunno.training import History, classifier_step, evaluate_classifier, fit, seed_everything
 from dunno.training_state import data_identity
-from dunno.validation import check_choice, check_float, check_int
+from dunno.validation import check_bool, check_choice, check_float, check_int
 
-__all__ = ["ClassifierConfig", "random_crop", "train_classifier"]
+__all__ = ["ClassifierConfig", "augmentation_for", "random_crop", "random_flip",
+           "train_classifier"]
 
 
 @dataclass
 class ClassifierConfig(RunConfig):
     """Hyper-parameters of :func:`train_classifier` (unknown keys are rejected).
 
-    ``augment=None`` means "the usual for the data": random 28x28 crops from the image
-    padded by 2 pixels for 28x28 inputs, nothing for smaller images such as ``digits``.
+    ``augment=None`` means "the usual for the data" (:func:`augmentation_for`): for CIFAR-10/100
+    random 32x32 crops from the image zero-padded by 4 pixels plus random horizontal flips
+    (the standard CIFAR augmentation); otherwise random crops from the image padded by 2
+    pixels for inputs of 28x28 and larger, nothing for smaller images such as ``digits``.
+    ``crop_padding`` and ``flip`` override the padding and the flips (``crop_padding=0``: no
+    crops). ``normalize=None`` means: on for backbones with ``mean`` / ``std`` options
+    (``resnet18-cifar``), which are then set to the training split's per-channel statistics
+    (:func:`dunno.data.channel_stats`) unless ``options`` gives them.
     """
 
     backbone: str = "lenet5"
@@ -47,6 +54,9 @@ class ClassifierConfig(RunConfig):
     schedule: str = "cosine"
     dropout: float | None = None
     augment: bool | None = None
+    crop_padding: int | None = None
+    flip: bool | None = None
+    normalize: bool | None = None
     patience: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -60,6 +70,37 @@ class ClassifierConfig(RunConfig):
         check_float(self.lr, "lr", self, low=0.0, low_open=True)
         check_choice(self.optimizer, "optimizer", self, ("adam", "sgd"))
         check_choice(self.schedule, "schedule", self, ("cosine", "constant"))
+        if self.crop_padding is not None:
+            check_int(self.crop_padding, "crop_padding", self, low=0)
+        for name in ("augment", "flip", "normalize"):
+            if getattr(self, name) is not None:
+                check_bool(getattr(self, name), name, self)
+
+
+def augmentation_for(config: ClassifierConfig, info) -> tuple[int, bool]:
+    """``(crop_padding, flip)`` of a run of ``config`` on data described by ``info`` (a
+    :class:`~dunno.data.DatasetInfo`): ``augment=False`` gives ``(0, False)``; otherwise the
+    data's own recipe (``info.extras["augmentation"]``: padding 4 and flips for CIFAR) or,
+    without one, padding 2 for images of 28x28 and larger, then the config's ``crop_padding``
+    / ``flip`` where given."""
+    if config.augment is False:
+        return 0, False
+    usual = info.extras.get("augmentation") or {}
+    large = info.shape[-2] >= 28
+    padding = usual.get("crop_padding", 2 if large or config.augment else 0)
+    flip = usual.get("flip", False)
+    if config.crop_padding is not None:
+        padding = config.crop_padding
+    if config.flip is not None:
+        flip = config.flip
+    return padding, flip
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2, independently.
+    ``x (N, C, H, W)`` -> ``(N, C, H, W)``."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5  # (N,)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -73,6 +114,38 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     cols = (ox[:, None] + torch.arange(w))[:, None, :]  # (N, 1, W)
     batch = torch.arange(n)[:, None, None]
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def _augmentation(padding: int, flip: bool, seed: int):
+    """The batch transform: random crops from images padded by ``padding`` (none for 0),
+    then random flips; ``None`` when neither. Seeded by ``seed + 1`` (crops; as before the
+    flips existed) and ``seed + 2`` (flips)."""
+    if not padding and not flip:
+        return None
+    crop_gen = torch.Generator().manual_seed(seed + 1)
+    flip_gen = torch.Generator().manual_seed(seed + 2)
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        if padding:
+            x = random_crop(x, padding, crop_gen)
+        return random_flip(x, flip_gen) if flip else x
+
+    return transform
+
+
+def _normalisation(config: ClassifierConfig, options: dict, train) -> None:
+    """Set ``options["mean"]`` / ``["std"]`` to ``train``'s per-channel statistics when the
+    backbone normalises its inputs and ``config.normalize`` does not say no."""
+    from dunno import nets
+    from dunno.data import channel_stats
+
+    takes = {"mean", "std"} <= set(nets.default_options(config.backbone))
+    if config.normalize and not takes:
+        raise ValueError(f"The 'normalize' parameter of ClassifierConfig needs a backbone with "
+                         f"'mean' / 'std' options (resnet18-cifar); {config.backbone!r} has "
+                         "none. Got True instead.")
+    if takes and config.normalize is not False and "mean" not in options:
+        options["mean"], options["std"] = channel_stats(train.x)
 
 
 @dataclass
@@ -139,6 +212,7 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
     options = dict(config.options or {})
     if config.dropout is not None:
         options["dropout"] = config.dropout
+    _normalisation(config, options, train)
     c, h, w = train.info.shape
     model = nets.create(
         config.backbone, c, train.info.num_classes, input_size=(h, w), **options
@@ -147,9 +221,7 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
     if config.compile:
         model = torch.compile(model)
     model = distributed.wrap_model(model, device)
-    augment = config.augment if config.augment is not None else (h >= 28)
-    crop_gen = torch.Generator().manual_seed(config.seed + 1)
-    transform = (lambda x: random_crop(x, 2, crop_gen)) if augment else None
+    transform = _augmentation(*augmentation_for(config, train.info), config.seed)
 
     loader = make_loader(train, config.batch_size, shuffle=True, seed=config.seed,
                          transform=transform)

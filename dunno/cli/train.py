@@ -32,7 +32,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--dropout", type=float, default=None,
                    help="dropout rate before the head (None: the backbone's own)")
     c.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random-crop augmentation (None: on for 28x28, off for digits)")
+                   help="data augmentation (None: the data's usual: random crops with padding "
+                   "4 + horizontal flips for cifar10/cifar100, crops with padding 2 for 28x28 "
+                   "and larger, none for digits)")
+    c.add_argument("--crop-padding", type=int, default=None, metavar="P",
+                   help="random crops from the image zero-padded by P pixels (0: no crops; "
+                   "None: the data's usual)")
+    c.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (None: the data's usual: on for CIFAR)")
+    c.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-channel input normalisation by the training split's mean and std, "
+                   "inside the network (None: on for backbones with mean/std options, "
+                   "resnet18-cifar)")
     c.add_argument("--patience", type=int, default=None,
                    help="early-stopping patience in epochs on the validation NLL (None: no "
                    "early stopping)")
@@ -86,7 +97,8 @@ def _run(args: argparse.Namespace) -> int:
         backbone=args.backbone, data=args.data, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         optimizer=args.optimizer, schedule=args.schedule, dropout=args.dropout,
-        augment=args.augment, patience=args.patience, seed=args.seed, device=args.device,
+        augment=args.augment, crop_padding=args.crop_padding, flip=args.flip,
+        normalize=args.normalize, patience=args.patience, seed=args.seed, device=args.device,
         options=parse_options(args.option), amp=args.amp, compile=args.compile,
     )
     out = Path(args.out)

@@ -19,6 +19,7 @@ from dunno.cli.common import (
     load_cli_model,
     print_report,
     print_split,
+    progress_of,
     say,
 )
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,
         calibration_split=args.calibration_split, seed=args.seed, root=args.data_dir,
-        device=device, batch_size=args.batch_size,
+        device=device, batch_size=args.batch_size, progress=progress_of(args),
     )
     files = write_calibration_report(result, args.out)
     print_report(args, calibration_report(result, figures=True))

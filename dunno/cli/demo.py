@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import add_common, add_format, print_report, say
+from dunno.cli.common import add_common, add_format, print_report, progress_of, say
 
 __all__ = ["add_parser", "run"]
 
@@ -25,8 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from evaluation.benchmarks.demo import run_demo
 
-    result = run_demo(out=args.out, device=args.device, quiet=args.quiet, smoke=args.smoke,
-                      root=args.data_dir)
+    result = run_demo(out=args.out, device=args.device, progress=progress_of(args),
+                      smoke=args.smoke, root=args.data_dir)
     print_report(args, result.document)
     say(args, f"report: {result.report} and {result.report.with_suffix('.html')}")
     return 0

@@ -17,14 +17,14 @@ from typing import Any
 
 from dunno.cli.common import (
     USER_DATA_HELP,
-    add_data_dir,
-    add_device,
+    add_common,
     add_format,
     add_model_options,
     check_trained_split,
     load_cli_model,
     print_report,
     print_split,
+    progress_of,
     say,
 )
 
@@ -122,8 +122,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-histograms", action="store_true",
                    help="skip the per-detector score histograms")
     add_format(p)
-    add_data_dir(p)
-    add_device(p)
+    add_common(p)
     p.set_defaults(run=run)
     return p
 
@@ -178,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                     root=args.data_dir, device=device, batch_size=args.batch_size,
                     fit_split=args.fit_split, fit_size=args.fit_size,
                     detector_params=_parse_detector_params(args.param), layer=args.layer,
-                    seed=args.seed)
+                    seed=args.seed, progress=progress_of(args))
     figures = [] if args.report_dir is None else ood_figures(
         table, histograms=not args.no_histograms)
     print_report(args, ood_report(table, figures))  # the report that --report-dir writes

@@ -11,6 +11,8 @@ parser's default) and ``run(args) -> int`` (the exit status):
 * ``gan train | eval`` -- GANs and their sample-quality metrics.
 * ``uci`` -- the UCI regression benchmark.
 * ``demo`` -- the end-to-end tour on the bundled ``digits`` data.
+* ``report`` -- rebuild a run's report (``report.md``, ``report.html``) from its
+  ``report.json``, or put several runs side by side.
 
 Command modules only parse arguments, call the library and write files; each option is
 defined once, in its command's module or in :mod:`dunno.cli.common`, and ``--help`` shows
@@ -22,7 +24,11 @@ Exit status:
 * 2 -- the command line or its inputs are wrong: argparse's usage errors (an unknown command,
   a bad flag value), a command group without its subcommand (its usage is printed), and
   errors the user can fix -- bad data, a bad or missing checkpoint, bad values, a missing input
-  file -- printed as one line on stderr, without a traceback.
+  file, a missing optional extra (``--tensorboard`` without ``tensorboard``) -- printed as one
+  line on stderr, without a traceback.
+
+Progress goes to stderr (:mod:`dunno.progress`: a bar on a terminal, plain flushed lines in a
+log); ``--quiet`` silences it. stdout holds only the command's results.
 * 1 -- the operating system refused (any other ``OSError``: a file where a directory is
   expected, permission denied, disk full): one line on stderr naming the path.
 * 130 -- interrupted.
@@ -35,11 +41,12 @@ import importlib
 import os
 import sys
 
-from dunno.cli.common import ArgumentParser
+from dunno.cli.common import ArgumentParser, quiet_switch
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("datasets", "train", "calibrate", "ood", "density", "gan", "uci", "demo")
+COMMANDS = ("datasets", "train", "calibrate", "ood", "density", "gan", "uci", "demo",
+            "report")
 
 
 def _version() -> str:
@@ -68,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dunno`` console script; returns the exit status."""
-    from dunno.errors import CheckpointError, DataError, NotFittedError
+    from dunno.errors import CheckpointError, DataError, MissingDependencyError, NotFittedError
 
     args = build_parser().parse_args(argv)
     if getattr(args, "needs_subcommand", False) and not getattr(args, "list", False):
@@ -76,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prefix = f"dunno {getattr(args, 'prog', args.command)}: error:"
     try:
-        return args.run(args)
-    except (DataError, CheckpointError, NotFittedError, ValueError, FileNotFoundError) as err:
+        with quiet_switch(args):
+            return args.run(args)
+    except (DataError, CheckpointError, NotFittedError, ValueError, FileNotFoundError,
+            MissingDependencyError) as err:
         print(f"{prefix} {_one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "ArgumentParser",
@@ -14,11 +16,18 @@ __all__ = [
     "check_trained_split",
     "add_data_dir",
     "add_device",
+    "add_format",
     "add_model_options",
     "add_quiet",
+    "add_tensorboard",
     "load_cli_model",
+    "open_run_log",
+    "print_report",
     "print_split",
+    "progress_of",
+    "quiet_switch",
     "run_subcommand",
+    "say",
 ]
 
 USER_DATA_HELP = ("; user data (a folder or .npz/.npy) is split by the documented rule, "
@@ -71,8 +80,75 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", default=None,
-                        help="no progress bars (None: bars only on a terminal)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress reports on stderr (default: a bar on a terminal, "
+                        "plain flushed lines otherwise, e.g. in a nohup log)")
+
+
+def add_tensorboard(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+                        help="also write TensorBoard events to DIR: losses, metrics and "
+                        "learning rate per epoch, figures and image grids (needs pip install "
+                        "'dunno[tensorboard]')")
+
+
+def progress_of(args: argparse.Namespace) -> bool:
+    """``progress=`` for a command's library calls: on unless ``--quiet``."""
+    return not getattr(args, "quiet", False)
+
+
+@contextmanager
+def quiet_switch(args: argparse.Namespace) -> Iterator[None]:
+    """``--quiet`` turns the global quiet switch of :mod:`dunno.progress` on for the command
+    (restored afterwards), so no pass of it reports."""
+    from dunno.progress import set_quiet
+
+    if not getattr(args, "quiet", False):
+        yield
+        return
+    previous = set_quiet(True)
+    try:
+        yield
+    finally:
+        set_quiet(previous)
+
+
+def open_run_log(args: argparse.Namespace, history_path, *, resume: bool = False,
+                 rename=None, group: str | None = None):
+    """The :class:`dunno.runlog.RunLog` of a training command: ``history_path`` written as
+    the run goes and, with ``--tensorboard DIR``, TensorBoard events (a missing
+    ``tensorboard`` package fails here, before any work, naming the extra to install)."""
+    from dunno.runlog import RunLog, TensorBoardLog
+
+    logdir = getattr(args, "tensorboard", None)
+    tensorboard = None if logdir is None else TensorBoardLog(logdir)
+    return RunLog(history_path, tensorboard, resume=resume, rename=rename, group=group)
+
+
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format table | md | csv | json``: how an evaluating command prints its tables on
+    stdout (:func:`print_report`). The report files are written the same either way."""
+    from dunno.tables import FORMATS
+
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="stdout: aligned text tables, Markdown, CSV (the main table) or "
+                        "JSON (the whole report record); with md/csv/json, the other lines "
+                        "go to stderr, so stdout parses")
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A line that is not a table (split sizes, 'wrote N files'): stdout with ``--format
+    table``, stderr with md / csv / json so that stdout holds only the tables."""
+    stream = sys.stdout if getattr(args, "format", "table") == "table" else sys.stderr
+    print(text, file=stream)
+
+
+def print_report(args: argparse.Namespace, report) -> None:
+    """Print a :class:`dunno.reporting.Report` on stdout in ``args.format`` -- the same
+    tables as its ``report.md`` / ``report.html``."""
+    from dunno.reporting import render_report
+
+    print(render_report(report, getattr(args, "format", "table")))
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, flag: str = "--checkpoint",
@@ -150,11 +226,15 @@ def add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
     add_quiet(parser)
 
 
-def print_split(spec: str, root=None, what: str = "data") -> None:
-    """Print the split sizes and the split rule of user data ``spec`` (one line; nothing
-    for a registered dataset, whose splits are fixed and documented)."""
+def print_split(spec: str, root=None, what: str = "data", args=None) -> None:
+    """Print the split sizes and the split rule of user data ``spec`` (one line, through
+    :func:`say` when ``args`` is given; nothing for a registered dataset, whose splits are
+    fixed and documented)."""
     from dunno.data import describe_split
 
     line = describe_split(spec, root)
     if line is not None:
-        print(f"{what} {line}")
+        if args is None:
+            print(f"{what} {line}")
+        else:
+            say(args, f"{what} {line}")

@@ -4,10 +4,12 @@ Train a density model (autoregressive: NADE, PixelCNN, Row LSTM, Diagonal BiLSTM
 latent-variable: VAE, AAE), score a checkpoint (NLL in nats and bits/dim -- exact, or the
 VAE's importance-sampled bound -- per-example scores to .npy) or draw a PNG grid of samples.
 
-train writes to --out: model.pt (checkpoint), training_state.pt (--resume), history.json,
-learning_curve.csv and .png (train and validation NLL in nats per epoch), summary.json (test
-NLL in nats and bits/dim, minutes, images/s), test_scores.npy and, with --samples, samples.png.
-score writes scores.npy (per-image NLL, nats) and score.json to --out when given.
+train writes to --out: model.pt (checkpoint), training_state.pt (--resume), history.csv (a
+row per epoch as it trains), history.json, learning_curve.csv and .png (train and validation
+NLL in nats per epoch), summary.json (test NLL in nats and bits/dim, minutes, images/s),
+test_scores.npy and, with --samples, samples.png.
+score writes scores.npy (per-image NLL, nats), score.json and the report (report.md, a
+self-contained report.html, report.json) to --out when given.
 
 bits/dim is reported for discrete likelihoods only (binary and 8-bit pixels): a model of
 continuous values (the continuous-Bernoulli VAE) has a log-density, which can be positive
@@ -20,7 +22,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dunno.cli.common import add_data_dir, add_device, run_subcommand
+from dunno.cli.common import (
+    add_data_dir,
+    add_device,
+    add_format,
+    add_quiet,
+    add_tensorboard,
+    open_run_log,
+    print_report,
+    progress_of,
+    run_subcommand,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -87,7 +99,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="score a seeded random subset of this many images")
     s.add_argument("--seed", type=int, default=0,
                    help="seed of the subset and of the VAE's importance samples")
-    s.add_argument("--out", default=None, help="output directory (None: print only)")
+    s.add_argument("--out", default=None,
+                   help="output directory: scores.npy, score.json, report.md / .html / .json "
+                   "(None: print only)")
+    add_format(s)
     s.set_defaults(needs_subcommand=False, prog="density score")
     g = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint",
                        description="A PNG grid of seeded ancestral samples from a checkpoint.")
@@ -102,6 +117,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         add_data_dir(q)
     for q in (t, s, g):
         add_device(q)
+    for q in (t, s):
+        add_quiet(q)
+    add_tensorboard(t)
     return p
 
 
@@ -115,11 +133,12 @@ def run_train(args: argparse.Namespace) -> int:
     """The --out folder is checked writable and locked for the whole command."""
     from dunno.outputs import run_output_dir
 
-    with run_output_dir(args.out or f"runs/density-{args.model}"):
-        return _run_train(args)
+    out = Path(args.out or f"runs/density-{args.model}")
+    with run_output_dir(out), open_run_log(args, out / "history.csv", resume=args.resume) as log:
+        return _run_train(args, log)
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace, log) -> int:
     from dunno.config import parse_options
     from generative.training import DensityConfig, train_density
 
@@ -135,8 +154,16 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples must be an int >= 0. Got {args.samples} instead.")
     out = Path(args.out or f"runs/density-{args.model}")
     model, history = train_density(config=config, out=out, root=args.data_dir,
-                                   resume=args.resume)
+                                   resume=args.resume, progress=progress_of(args),
+                                   on_epoch_end=lambda model, epoch, record: log.epoch(epoch,
+                                                                                       record))
     _write_training_outputs(model, history, config, out, args.samples)
+    log.write_all(history.epochs)  # the whole run, resumed parts included
+    if log.tensorboard is not None:
+        from evaluation.benchmarks.tensorboard_logs import log_density_end
+
+        log_density_end(log.tensorboard, model, history, data=config.data, root=args.data_dir,
+                        num_samples=args.samples or 64, seed=config.seed)
     print(_summary_line(history.metrics))
     return 0
 
@@ -188,11 +215,12 @@ def _summary_line(metrics: dict[str, Any]) -> str:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from dunno.outputs import check_output_dir
-    from dunno.reporting import format_table, write_json
-    from generative.scoring import CONTINUOUS_NOTE, load_density_model, score_density
+    from evaluation.benchmarks.generative import (
+        density_score_report,
+        write_density_score_report,
+    )
+    from generative.scoring import load_density_model, score_density
 
     if args.out is not None:
         check_output_dir(args.out)  # before the scoring, not after it
@@ -200,17 +228,10 @@ def run_score(args: argparse.Namespace) -> int:
     nll, summary = score_density(model, args.data, args.split, binarize=args.binarize,
                                  batch_size=args.batch_size, device=args.device,
                                  root=args.data_dir, samples_k=args.samples_k, size=args.size,
-                                 seed=args.seed)
+                                 seed=args.seed, progress=progress_of(args))
     if args.out is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        np.save(out / "scores.npy", nll)
-        write_json(summary, out / "score.json")
-    keys = ("data", "split", "n", "nll_nats", "bits_per_dim", "recon_nats", "samples_k",
-            "images_per_s")
-    print(format_table([{k: summary[k] for k in keys if k in summary}]))
-    if summary.get("likelihood") == "continuous":
-        print(f"{type(model).__name__}: {CONTINUOUS_NOTE}")
+        write_density_score_report(nll, summary, args.out)
+    print_report(args, density_score_report(summary))
     return 0
 
 

@@ -5,7 +5,8 @@ Fit a predictive-uncertainty regressor (:data:`uncertainty.predictive.REGRESSORS
 split of the chosen UCI datasets and print RMSE and test log-likelihood (mean ± standard error,
 original units) next to the published numbers, with a verdict per dataset
 (:mod:`uncertainty.predictive.uci` documents the protocol and the budgets). With --out, write
-``uci_<method>.csv``, ``.json`` (per-split values too) and ``.md``."""
+``uci_<method>.csv``, ``.json`` (per-split values too) and ``.md``, and
+``history_<method>.csv``: a row per training epoch of each dataset, as the benchmark runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dunno.cli.common import add_data_dir
+from dunno.cli.common import (
+    add_data_dir,
+    add_format,
+    add_quiet,
+    add_tensorboard,
+    open_run_log,
+    print_report,
+    progress_of,
+    say,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -42,39 +52,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_data_dir(p)
     p.add_argument("--seed", type=int, default=0, help="seed of every fit")
     p.add_argument("--out", default=None,
-                   help="folder for the CSV / JSON / Markdown (None: print only)")
+                   help="folder for the CSV / JSON / Markdown and report.md / .html / .json "
+                   "(None: print only)")
+    add_format(p)
     p.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
     p.add_argument("--param", action="append", default=[], type=_parse_param,
                    metavar="KEY=VALUE", help="override a hyper-parameter (JSON value), "
                    "repeatable")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (these networks are tiny)")
+    add_quiet(p)
+    add_tensorboard(p)
     p.set_defaults(run=run)
     return p
-
-
-def _write_tables(table, out) -> None:
-    from dunno.checkpoints import atomic_write_text
-    from dunno.reporting import write_csv, write_json
-
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_csv(table.rows, folder / f"uci_{table.method}.csv", table.columns)
-    write_json(table.as_dict(), folder / f"uci_{table.method}.json")
-    atomic_write_text(table.to_markdown(), folder / f"uci_{table.method}.md")
 
 
 def run(args: argparse.Namespace) -> int:
     """With --out, the folder is checked writable and locked before the first fit."""
     from dunno.outputs import run_output_dir
 
-    with run_output_dir(args.out):
-        return _run(args)
+    history = None if args.out is None else Path(args.out) / f"history_{args.method}.csv"
+    with run_output_dir(args.out), open_run_log(args, history) as log:
+        return _run(args, log)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, log) -> int:
     import torch
 
+    from evaluation.benchmarks.predictive import uci_report, write_uci_report
     from uncertainty.predictive import run_uci
 
     if args.threads < 1:
@@ -83,10 +88,16 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     table = run_uci(args.method, args.dataset, splits=args.splits, root=args.data_dir,
                     seed=args.seed, quick=args.quick, params=dict(args.param) or None,
-                    progress=True)
+                    progress=progress_of(args),
+                    on_epoch_end=lambda name, epoch, record: log.epoch(
+                        epoch, {"dataset": name, **record}, prefix=f"{name}/"))
     if args.out is not None:
-        _write_tables(table, args.out)
-    print(table.to_text())
-    print(f"total {table.minutes:.1f} min; " + ", ".join(
-        f"{k} {v}" for k, v in sorted(table.summary().items())))
+        write_uci_report(table, args.out)
+    if log.tensorboard is not None:
+        from evaluation.benchmarks.tensorboard_logs import log_uci_table
+
+        log_uci_table(log.tensorboard, table)
+    print_report(args, uci_report(table))
+    if args.out is not None:
+        say(args, f"wrote the tables and the report to {args.out} (report: report.html)")
     return 0

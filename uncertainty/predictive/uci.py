@@ -75,9 +75,8 @@ coverage instead.
 from __future__ import annotations
 
 import math
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +86,8 @@ import torch
 from dunno.data import load_dataset
 from dunno.data.files import data_dir
 from dunno.data.uci import UCI_SETS, canonical, uci_hyperparameters
-from dunno.reporting import format_table, markdown_table
+from dunno.progress import Progress, reporting, write_line
+from dunno.tables import Column, Table, render_table
 from evaluation.metrics import (
     gaussian_interval,
     gaussian_mixture_nll,
@@ -264,38 +264,44 @@ class UCITable:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def display_rows(self) -> list[dict[str, Any]]:
-        """Rows with ``mean ± se`` strings, for the text and Markdown tables."""
-        out = []
+    def report_table(self) -> Table:
+        """The table of every rendering (:mod:`dunno.tables`): RMSE and test LL as mean ±
+        standard error (original units, three decimals, the published numbers alike), the
+        95% interval coverage in percent, the CRPS (``nan`` where not computed) and the verdict
+        against each anchor."""
+        columns = [Column("dataset", "dataset"), Column("n_splits", "splits"),
+                   Column("rmse", "RMSE", digits=3, se="rmse_se"),
+                   Column("test_ll", "test LL", "nats", 3, se="test_ll_se"),
+                   Column("cov95", "95% coverage", "%", 2, 100.0),
+                   Column("crps", "CRPS", digits=3, se="crps_se")]
+        rows = []
         for row in self.rows:
-            shown = {
-                "dataset": row["dataset"],
-                "splits": row["n_splits"],
-                "RMSE": f"{row['rmse']:.3f} ± {row['rmse_se']:.3f}",
-                "test LL": f"{row['test_ll']:.3f} ± {row['test_ll_se']:.3f}",
-                "cov95": f"{row['cov95']:.3f}",
-                "CRPS": (f"{row['crps']:.3f} ± {row['crps_se']:.3f}"
-                         if math.isfinite(row["crps"]) else "n/a"),
-            }
+            shown = dict(row)
             for anchor in self.anchors:
                 (r, r_se), (ll, ll_se) = PUBLISHED[anchor][row["folder"]]
-                shown[f"{anchor} RMSE"] = f"{r:.2f} ± {r_se:.2f}"
-                shown[f"{anchor} LL"] = f"{ll:.2f} ± {ll_se:.2f}"
-                shown[f"vs {anchor}"] = row[f"vs_{anchor}"]
-            shown["min"] = f"{row['minutes']:.1f}"
-            out.append(shown)
-        return out
+                shown.update({f"{anchor}_rmse": r, f"{anchor}_rmse_se": r_se,
+                              f"{anchor}_ll": ll, f"{anchor}_ll_se": ll_se})
+            rows.append(shown)
+        for anchor in self.anchors:
+            columns += [Column(f"{anchor}_rmse", f"{anchor} RMSE", digits=3,
+                               se=f"{anchor}_rmse_se"),
+                        Column(f"{anchor}_ll", f"{anchor} LL", "nats", 3, se=f"{anchor}_ll_se"),
+                        Column(f"vs_{anchor}", f"vs {anchor}")]
+        columns.append(Column("minutes", "minutes", digits=1))
+        return Table(f"uci_{self.method}", columns, rows, index=("dataset",))
+
+    def verdicts(self) -> str:
+        """One line: the verdict counts and the total minutes."""
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.summary().items()))
+        return (f"Verdicts on the test LL (within = inside 2 standard errors of the "
+                f"difference): {counts or 'none'}. Total {self.minutes:.1f} min.")
 
     def to_text(self) -> str:
-        return format_table(self.display_rows())
+        return render_table(self.report_table(), "table")
 
     def to_markdown(self) -> str:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.summary().items()))
-        return (
-            f"### UCI regression: {self.method}\n\n{markdown_table(self.display_rows())}\n\n"
-            f"Verdicts on the test LL (within = inside 2 standard errors of the difference): "
-            f"{counts}. Total {self.minutes:.1f} min.\n"
-        )
+        return (f"### UCI regression: {self.method}\n\n"
+                f"{render_table(self.report_table(), 'md')}\n\n{self.verdicts()}\n")
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "anchors": list(self.anchors), "rows": self.rows,
@@ -346,7 +352,9 @@ def _dataset_names(datasets) -> list[str]:
 
 def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, root=None,
             seed: int = 0, quick: bool = False,
-            params: dict[str, Any] | None = None, progress: bool = False) -> UCITable:
+            params: dict[str, Any] | None = None, progress: bool | None = None,
+            on_epoch_end: Callable[[str, int, dict[str, float]], None] | None = None
+            ) -> UCITable:
     """Run ``method`` (a :data:`uncertainty.predictive.REGRESSORS` name) on UCI datasets.
 
     Parameters
@@ -362,8 +370,14 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         Tiny budgets (smoke tests; the numbers mean nothing).
     params : dict, optional
         Overrides of :func:`default_params` for every dataset.
-    progress : bool
-        Print one line per dataset to stderr.
+    progress : bool, optional
+        Report on stderr (:mod:`dunno.progress`): the epochs of each dataset's training run
+        (all its splits train together), the predictions split by split, and one line per
+        dataset with its scores. ``None``: as the enclosing call asked (off by default).
+    on_epoch_end : callable, optional
+        ``on_epoch_end(dataset, epoch, record)`` after every epoch of each dataset's
+        training run (the record of :func:`dunno.training.fit`: ``loss``, ``lr``, ...), e.g.
+        to write a history file as the benchmark runs.
 
     Returns
     -------
@@ -374,7 +388,12 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         raise ValueError(
             f"Unknown regression method {method!r}. Available: {', '.join(REGRESSORS)}."
         )
-    names = _dataset_names(datasets)
+    with reporting(progress, owner="run_uci"):
+        return _run_uci(method, _dataset_names(datasets), splits, root, seed, quick, params,
+                        on_epoch_end)
+
+
+def _run_uci(method, names, splits, root, seed, quick, params, on_epoch_end) -> UCITable:
     anchors = ANCHORS[method]
     table = UCITable(method, anchors=anchors)
     t_start = time.perf_counter()
@@ -393,12 +412,17 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         if method == "mc-dropout":
             taus = base["tau"] if isinstance(base["tau"], list | tuple) else [base["tau"]]
             per_split = [{"tau": [t * float(tr.y_std) ** 2 for t in taus]} for tr in trains]
-        fitted = make_regressor(method, **base).fit_many(data, per_split)
+        hook = None if on_epoch_end is None else (
+            lambda epoch, record, name=name: on_epoch_end(name, epoch, record))
+        fitted = make_regressor(method, **base).fit_many(data, per_split, on_epoch_end=hook)
         values: dict[str, list[float]] = {"rmse": [], "test_ll": [], "cov95": [], "crps": []}
-        for est, tr, te in zip(fitted, trains, tests, strict=True):
+        predicting = Progress(fitted, desc=f"uci {method} {name}: predict", unit="split",
+                              leave=False)  # the dataset's line below ends it
+        for est, tr, te in zip(predicting, trains, tests, strict=True):
             pred = est.predict(te.x).scaled(tr.y_mean.double(), tr.y_std.double())
             for key, value in zip(values, _scores(pred, te.y_original), strict=True):
                 values[key].append(value)
+        predicting.close()
         minutes = (time.perf_counter() - t0) / 60.0
         row: dict[str, Any] = {"dataset": DATASETS[name], "folder": name, "n_splits": len(ks)}
         for key in ("rmse", "test_ll", "crps"):
@@ -415,11 +439,10 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
             row[f"vs_{anchor}"] = verdict(row["test_ll"], row["test_ll_se"], ll_pub, ll_pub_se)
         table.rows.append(row)
         table.splits[name] = values
-        if progress:
-            verdicts = " ".join(f"vs {a}: {row[f'vs_{a}']}" for a in anchors)
-            print(f"[uci {method}] {DATASETS[name]:<9} RMSE {row['rmse']:.3f} ± "
-                  f"{row['rmse_se']:.3f}  LL {row['test_ll']:.3f} ± {row['test_ll_se']:.3f}  "
-                  f"{verdicts}  ({minutes:.1f} min)", file=sys.stderr, flush=True)
+        verdicts = " ".join(f"vs {a}: {row[f'vs_{a}']}" for a in anchors)
+        write_line(f"[uci {method}] {DATASETS[name]:<9} RMSE {row['rmse']:.3f} ± "
+                   f"{row['rmse_se']:.3f}  LL {row['test_ll']:.3f} ± {row['test_ll_se']:.3f}  "
+                   f"{verdicts}  ({minutes:.1f} min)")
     table.minutes = (time.perf_counter() - t_start) / 60.0
     return table
 

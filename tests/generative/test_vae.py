@@ -349,7 +349,7 @@ def test_continuous_likelihood_reports_nats_only(tmp_path, capsys):
 
     out = tmp_path / "cb"
     model, history = train_density(
-        "vae", "digits", 1, out=out, quiet=True, lr=3e-3, samples_k=5, val_samples_k=3,
+        "vae", "digits", 1, out=out, lr=3e-3, samples_k=5, val_samples_k=3,
         test_size=20, options={"latent_dim": 2, "hidden": [16],
                                "likelihood": "continuous-bernoulli"})
     assert model.pixels == "grey" and not has_code_length(model)

@@ -97,7 +97,7 @@ def train_lenet(data: str, out: Path, *, seed: int = 0, device: str = "cpu", roo
         return load_model(ckpt, device=device), {"reused": str(ckpt)}
     config = ClassifierConfig(backbone="lenet5", data=data, epochs=5, batch_size=128, lr=1e-3,
                               schedule="constant", augment=False, seed=seed, device=device)
-    result = train_classifier(config, out=out, root=root, quiet=quiet)
+    result = train_classifier(config, out=out, root=root, progress=not quiet)
     return result.model, result.metrics
 
 
@@ -210,7 +210,7 @@ def _ddu_resnet(out: Path, *, seeds, epochs: int, device: str, root, quiet: bool
             config = ClassifierConfig(
                 backbone="resnet", data="fashion-mnist", epochs=epochs, batch_size=128, lr=1e-3,
                 schedule="cosine", seed=seed, device=device, options=dict(DDU_RESNET))
-            result = train_classifier(config, out=ckpt.parent, root=root, quiet=True)
+            result = train_classifier(config, out=ckpt.parent, root=root)
             model, metrics = result.model, result.metrics
         run: dict[str, Any] = {"seed": seed, "training": metrics,
                                "train_seconds": time.perf_counter() - t0, "tables": {}}

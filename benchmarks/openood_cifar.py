@@ -142,7 +142,7 @@ def _model(checkpoint, out: Path, seed: int, device: str, root, smoke: bool, qui
         return load_model(run / "model.pt", device=device), {"reused": str(run / "model.pt")}
     overrides = {k: SMOKE[k] for k in ("epochs", "batch_size", "lr")} if smoke else {}
     config = ClassifierConfig(**{**RECIPE, **overrides, "seed": seed, "device": device})
-    result = train_classifier(config, out=run, root=root, quiet=quiet)
+    result = train_classifier(config, out=run, root=root, progress=not quiet)
     return result.model, result.metrics
 
 

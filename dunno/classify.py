@@ -9,6 +9,7 @@ The result is a checkpoint (weights + the JSON config that rebuilds the backbone
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,8 @@ def train_classifier(
     out: str | Path | None = None,
     root=None,
     resume: bool = False,
-    quiet: bool | None = None,
+    progress: bool | None = None,
+    on_epoch_end: Callable[[torch.nn.Module, int, dict[str, float]], None] | None = None,
     **overrides,
 ) -> TrainedClassifier:
     """Train ``config.backbone`` on ``config.data`` and evaluate it on the test split.
@@ -184,17 +186,23 @@ def train_classifier(
     :data:`dunno.training_state.RESUMABLE_KEYS` (else a CheckpointError naming the differing
     keys); more ``epochs`` re-plan the cosine schedule from the current learning rate
     (:mod:`dunno.schedules`), a finished cosine run is not extended (ValueError).
+
+    ``progress`` reports the training on stderr (:func:`dunno.training.fit`; ``None``: as the
+    enclosing call asked, off by default); ``on_epoch_end(model, epoch, record)`` runs after
+    every epoch with the epoch record of :func:`dunno.training.fit` (``loss``, ``acc``,
+    ``val_loss``, ``val_acc``, ``lr``, ``seconds``, ...), e.g. a
+    :class:`dunno.runlog.RunLog` writing ``history.csv`` as the run goes.
     """
     config = config or ClassifierConfig()
     if overrides:
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
     with run_output_dir(out):
-        return _train_classifier(config, out, root, resume, quiet)
+        return _train_classifier(config, out, root, resume, progress, on_epoch_end)
 
 
 def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
-                      quiet: bool | None) -> TrainedClassifier:
+                      progress: bool | None, on_epoch_end) -> TrainedClassifier:
     from dunno import nets
 
     device = resolve_device(config.device)
@@ -249,8 +257,10 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
         step, loader, epochs=config.epochs, state=state, validate=validate,
         monitor="val_loss", patience=config.patience, seed=None,
         checkpoint_path=None if out_dir is None else out_dir / "training_state.pt",
-        resume=resume, run_config={**asdict(config), **data_identity(train)}, quiet=quiet,
-        desc=config.backbone,
+        resume=resume, run_config={**asdict(config), **data_identity(train)},
+        progress=progress, desc=config.backbone,
+        on_epoch_end=None if on_epoch_end is None else (
+            lambda epoch, record: on_epoch_end(net, epoch, record)),
     )
     minutes = (time.perf_counter() - t0) / 60
     test_m = evaluate_classifier(net, make_loader(test, 1000), device=device)

@@ -45,7 +45,7 @@ def test_bench_ood_shared_main_with_a_density_model(tmp_path, capsys):
     from generative import train_density
 
     nade, _ = train_density("nade", IN, epochs=2, batch_size=50, lr=1e-2, test=False,
-                            options={"hidden": 8}, seed=0, quiet=True)
+                            options={"hidden": 8}, seed=0)
     path = save_checkpoint(tmp_path / "nade.pt", nade, arch=nade.arch, config=nade.config)
     report = _load("bench_ood_shared").main([
         "--density", str(path), "--background", str(path), "--in", IN, "--out",
@@ -106,6 +106,15 @@ def test_backbone_sweep_smoke(tmp_path, capsys):
     assert (tmp_path / "backbones.csv").is_file()
 
 
+def test_bench_logging_smoke_times_every_setting_on_the_same_training(capsys):
+    rows = _load("bench_logging").main(["--smoke"])
+    assert [r["setting"] for r in rows][0] == "off" and rows[0]["ratio"] == 1.0
+    assert len(rows) == 6 and all(r["best_s"] > 0 for r in rows)
+    assert rows[3]["hook ms/epoch"] > 0 and rows[2]["hook ms/epoch"] == 0  # history: in the hook
+    printed = capsys.readouterr().out
+    assert "terminal bar" in printed and "us/step" in printed
+
+
 def test_openood_protocol_groups_and_published_columns():
     from uncertainty.ood import OODTable
 
@@ -164,3 +173,14 @@ def test_ood_table_in_cifar10_smoke_on_tiny_files(tmp_path, monkeypatch):
     first = {r["detector"]: r["svhn"] for r in report["rows"] if r["detector"] in ("msp", "knn")}
     assert {r["detector"]: r["svhn"] for r in again["rows"]} == pytest.approx(first)
     assert again["training"] == {"checkpoint": str(model_file)}
+
+
+def test_bench_knn_search_matches_the_exact_search(tmp_path, capsys):
+    rows = _load("bench_knn_search").main(["--bank", "300", "--queries", "40", "--dim", "12",
+                                           "--k", "5", "--repeat", "1",
+                                           "--json", str(tmp_path / "knn.json")])
+    assert [r["dtype"] for r in rows] == ["float32", "float64"]
+    for row in rows:
+        assert row["current vs exact"] == 0.0
+        assert row["previous s"] > 0 and row["current s"] > 0
+    assert (tmp_path / "knn.json").is_file() and "ratio" in capsys.readouterr().out

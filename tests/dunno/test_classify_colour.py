@@ -83,7 +83,7 @@ def test_normalisation_is_the_training_splits_channel_statistics(tiny):
     root, _ = tiny
     config = ClassifierConfig(backbone="resnet18-cifar", data="cifar10", epochs=1, batch_size=8,
                               lr=0.01, optimizer="sgd", weight_decay=5e-4, device="cpu")
-    result = train_classifier(config, root=root, quiet=True)
+    result = train_classifier(config, root=root)
     train = load_dataset("cifar10", "train", root)
     x = train.x.double()
     mean = x.mean(dim=(0, 2, 3))
@@ -104,7 +104,7 @@ def test_normalisation_is_the_training_splits_channel_statistics(tiny):
     assert options == {}
     with pytest.raises(ValueError, match="'normalize' parameter of ClassifierConfig needs a "
                                          "backbone with 'mean' / 'std' options"):
-        train_classifier(config, root=root, quiet=True, backbone="lenet5", normalize=True)
+        train_classifier(config, root=root, backbone="lenet5", normalize=True)
 
 
 def test_cli_train_on_cifar10_then_ood_against_cifar100_and_svhn(tiny, tmp_path, capsys):

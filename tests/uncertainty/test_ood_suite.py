@@ -95,7 +95,7 @@ def test_run_ood_on_the_users_arrays_matches_the_spec_run(model):
     # the line: unlabelled arrays, every detector that can fit without labels
     table = run_ood(model, in_data=(x_train, x_test), out_sets={"mine": x_ood})
     assert "mahalanobis" not in table.detectors and "knn" in table.detectors
-    with pytest.raises(ValueError, match="'mahalanobis' fits one Gaussian per class and needs "
+    with pytest.raises(ValueError, match="'mahalanobis' learns per-class statistics and needs "
                        "labelled fit data"):
         run_ood(model, in_data=(x_train, x_test), out_sets={"mine": x_ood},
                 detectors="mahalanobis")
@@ -198,7 +198,7 @@ def nade():
     from generative import train_density
 
     model, _ = train_density("nade", IN, epochs=3, batch_size=50, lr=1e-2, test=False,
-                             options={"hidden": 16}, seed=0, quiet=True)
+                             options={"hidden": 16}, seed=0)
     return model.eval()
 
 

@@ -15,7 +15,9 @@
     scores = ddu.score_outputs(test)
 
 Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
-``mahalanobis``, ``ddu``, ``knn``, ``featurenorm``, ``rapp`` and ``combined`` (conformal
+``gen`` (Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``,
+``knn``, ``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021),
+``rapp`` and ``combined`` (conformal
 p-values of kNN and RaPP, combined by Fisher's method: the one detector with AUROC >= 99% on
 all four LeNet-5 anchor rows); the density-based ``likelihood``, ``likelihood-ratio`` (Ren et
 al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality`` (Nalisnick et al. 2019b), which
@@ -23,7 +25,9 @@ score through a density model (``make_detector("likelihood-ratio", density=nade)
 :mod:`uncertainty.ood._density`); each module holds the pure score function
 (``energy_score(logits, temperature)``) next to its class. ``mc-dropout`` (MC-Dropout mutual
 information) and ``ensemble-disagreement`` (deep-ensemble mutual information) score the
-epistemic uncertainty of :mod:`uncertainty.predictive`. The contract is in
+epistemic uncertainty of :mod:`uncertainty.predictive`. Three more feature detectors:
+``relative-mahalanobis`` (Ren et al. 2021), ``vim`` (virtual-logit matching, Wang et al. 2022)
+and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023). The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
 :mod:`uncertainty.ood.outputs`.
 
@@ -53,6 +57,9 @@ from uncertainty.ood.ensemble_disagreement import (
 )
 from uncertainty.ood.entropy import Entropy, entropy_score
 from uncertainty.ood.featurenorm import FeatureNorm, feature_norm_score
+from uncertainty.ood.gen import GEN, gen_score
+from uncertainty.ood.gradnorm import GradNorm, gradnorm_score
+from uncertainty.ood.kl_matching import KLMatching, class_log_templates, kl_matching_score
 from uncertainty.ood.knn import KNN, knn_score, normalize_features
 from uncertainty.ood.likelihood import Likelihood, likelihood_score
 from uncertainty.ood.likelihood_ratio import (
@@ -64,6 +71,7 @@ from uncertainty.ood.mahalanobis import Mahalanobis, mahalanobis_score
 from uncertainty.ood.maxlogit import MaxLogit, max_logit_score
 from uncertainty.ood.mc_dropout_mi import MCDropoutMI, mutual_information_score
 from uncertainty.ood.msp import MSP, msp_score
+from uncertainty.ood.nnguide import NNGuide, nnguide_score
 from uncertainty.ood.odin import ODIN, odin_score
 from uncertainty.ood.outputs import ModelOutputs, extract_outputs, forward_outputs
 from uncertainty.ood.rapp import (
@@ -80,15 +88,23 @@ from uncertainty.ood.registry import (
     make_detector,
     register_detector,
 )
+from uncertainty.ood.relative_mahalanobis import (
+    RelativeMahalanobis,
+    relative_mahalanobis_score,
+)
 from uncertainty.ood.scale import SCALE, scale_features, scale_score
+from uncertainty.ood.she import SHE, she_patterns, she_score
 from uncertainty.ood.suite import run_ood
 from uncertainty.ood.table import OODTable
 from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
+from uncertainty.ood.vim import ViM, vim_score
 
 # The built-in detectors, in the order tables list them (a detector of another distribution
 # registers through the entry-point group "dunno.detectors", see uncertainty.ood.registry).
-for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm,
+for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, GEN, KLMatching, Mahalanobis, DDU, KNN,
+                  FeatureNorm, SHE, GradNorm,
                   ReAct, DICE, ASHP, ASHB, ASHS, SCALE,  # activation shaping
+                  RelativeMahalanobis, ViM, NNGuide,  # feature statistics, subspaces, guidance
                   RaPP, Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
                   InputComplexity, Typicality):
     register_detector(_detector)
@@ -109,6 +125,16 @@ __all__ = [
     "react_threshold",
     "scale_features",
     "scale_score",
+    "GEN",
+    "GradNorm",
+    "KLMatching",
+    "SHE",
+    "class_log_templates",
+    "gen_score",
+    "gradnorm_score",
+    "kl_matching_score",
+    "she_patterns",
+    "she_score",
     "DDU",
     "EnsembleDisagreement",
     "MCDropoutMI",
@@ -136,6 +162,9 @@ __all__ = [
     "FeatureNorm",
     "Mahalanobis",
     "MaxLogit",
+    "NNGuide",
+    "RelativeMahalanobis",
+    "ViM",
     "ModelOutputs",
     "OODDetector",
     "OODTable",
@@ -153,6 +182,9 @@ __all__ = [
     "make_detector",
     "max_logit_score",
     "msp_score",
+    "nnguide_score",
+    "relative_mahalanobis_score",
+    "vim_score",
     "normalize_features",
     "odin_score",
     "rapp_differences",

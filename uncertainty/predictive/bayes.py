@@ -273,7 +273,7 @@ class BayesianMLPRegressor(Regressor):
         check_int(self.num_samples, "num_samples", self, low=1)
         check_seed(self.seed, self)
 
-    def _fit_jointly(self, estimators, data) -> None:
+    def _fit_jointly(self, estimators, data, on_epoch_end=None) -> None:
         hidden = check_hidden(self.hidden, self, allow_empty=True)
         xs, ys = stack_training_sets(  # (M, N, D), (M, N, O)
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
@@ -295,7 +295,8 @@ class BayesianMLPRegressor(Regressor):
                 value = svi.step(xs[:, index], ys[:, index], index, self.local_reparam)
                 return {"elbo": value / (n * m_count)}
 
-            history = fit_loop(step, loader, epochs=self.epochs, quiet=True)
+            history = fit_loop(step, loader, epochs=self.epochs, progress_by="epochs",
+                               desc=type(self).__name__, on_epoch_end=on_epoch_end)
         for s, est in enumerate(estimators):
             est.model_, est.param_state_ = model, state
             est.model_index_ = s

@@ -50,6 +50,7 @@ from dunno.checkpoints import register_model
 from dunno.validation import check_int
 
 from ._base import LEVELS, AutoregressiveImageModel
+from ._diagonal import DiagonalRecursion
 from .masks import MaskedConv2d, channel_groups, shift_down
 
 __all__ = ["DiagonalBiLSTM", "RowLSTM", "skew", "unskew"]
@@ -79,6 +80,12 @@ def _lstm_gates(
     o, f, i, g = z.chunk(4, dim=dim)
     c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _conv1x1(conv: MaskedConv2d, x: torch.Tensor) -> torch.Tensor:
+    """A masked 1x1 convolution on features laid out as ``(in, P)`` -> ``(out, P)``."""
+    weight = (conv.weight * conv.mask).flatten(1)  # (out, in)
+    return torch.addmm(conv.bias.unsqueeze(1), weight, x)
 
 
 def _state_groups(hidden: int, colors: int, copies: int) -> torch.Tensor:
@@ -117,10 +124,13 @@ class _RowLSTMLayer(nn.Module):
 class _DiagonalBiLSTMLayer(nn.Module):
     """Diagonal BiLSTM with a residual connection: ``(N, 2h, H, W) -> (N, 2h, H, W)``.
 
-    Both directions run in the same loop over the columns of the skewed map, laid out as
-    ``(S, 2, N, H, 4h)`` so that every step reads contiguous memory; the 2x1 state-to-state
-    convolution of each direction is one batched matrix product of ``[h(r-1), h(r)]``
-    (``(2, N H, 2h)``) with its kernel ``(2, 2h, 4h)``.
+    Works on the residual stream laid out as ``(H, W, N, 2h)`` in memory (the output is an
+    ``(N, 2h, H, W)`` view of such a tensor, so that stacked layers pass it on without a
+    copy). The input-to-state 1x1 convolution of both directions is one batched matrix
+    product on the pixels gathered into the packed diagonal order of each direction, the
+    column recursion is :class:`~._diagonal.DiagonalRecursion` on the valid cells only,
+    and the two directions are scattered back to the image with the right-to-left output
+    shifted down one row.
     """
 
     def __init__(self, hidden: int, colors: int):
@@ -138,36 +148,17 @@ class _DiagonalBiLSTMLayer(nn.Module):
         )
         self.out = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors=colors)
 
-    def _column_lstm(self, columns: torch.Tensor) -> torch.Tensor:
-        """Column-wise LSTM over the skewed gates ``(S, 2, N, H, 4h)`` (two directions) ->
-        hidden states ``(S, 2, N, H, h)``."""
-        _, _, n, rows, _ = columns.shape
-        hd = self.hidden
-        h = columns.new_zeros(2, n, rows, hd)  # (2, N, H, h)
-        c = columns.new_zeros(2, n, rows, hd)
-        outputs = []
-        for column in columns.unbind(0):  # left to right, (2, N, H, 4h)
-            # the state at row r sees the previous column at rows r - 1 and r
-            above = F.pad(h, (0, 0, 1, 0))[:, :, :rows]  # (2, N, H, h)
-            prev = torch.cat([above, h], dim=-1).view(2, n * rows, 2 * hd)
-            z = column + torch.bmm(prev, self.state_to_state).view(2, n, rows, 4 * hd)
-            h, c = _lstm_gates(z, c, dim=-1)
-            outputs.append(h)
-        return torch.stack(outputs)  # (S, 2, N, H, h)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, rows, w = x.shape
+        n, ch, rows, w = x.shape
         hd = self.hidden
-        gates = self.input_to_state(x).view(n, 2, 4 * hd, rows, w)  # (N, 2, 4h, H, W)
-        l2r = gates[:, 0]
-        r2l = gates[:, 1].flip(-1)  # mirror so that both run left to right
-        skewed = torch.stack([skew(l2r), skew(r2l)], dim=1)  # (N, 2, 4h, H, S)
-        columns = skewed.permute(4, 1, 0, 3, 2).contiguous()  # (S, 2, N, H, 4h)
-        hid = self._column_lstm(columns).permute(2, 1, 4, 3, 0)  # (N, 2, h, H, S)
-        out_l2r = unskew(hid[:, 0], w)  # (N, h, H, W)
-        out_r2l = unskew(hid[:, 1], w).flip(-1)  # (N, h, H, W): has seen (r, > c)
-        combined = out_l2r + shift_down(out_r2l)  # right-to-left moved below its context
-        return x + self.out(combined)
+        xs = x.permute(1, 2, 3, 0).contiguous()  # (2h, H, W, N); no copy after a layer
+        conv = self.input_to_state
+        w_is = (conv.weight * conv.mask).view(2, 4 * hd, ch)  # (2, 4h, 2h)
+        kernel = torch.cat([w_is, self.state_to_state.transpose(1, 2)], dim=2)  # (2, 4h, 4h)
+        combined = DiagonalRecursion.apply(xs, kernel, conv.bias.view(2, 4 * hd))
+        y = xs.view(ch, -1) + _conv1x1(self.out, combined.reshape(hd, -1))
+        y = y.view(ch, rows, w, n)  # (2h, H, W, N)
+        return y.permute(3, 0, 1, 2)  # (N, 2h, H, W) view
 
 
 class _PixelRNN(AutoregressiveImageModel):
@@ -260,3 +251,17 @@ class DiagonalBiLSTM(_PixelRNN):
     def __init__(self, image_shape=(1, 28, 28), pixels: str = "binary", hidden: int = 16,
                  layers: int = 7, output_hidden: int | None = None, kernel_size: int = 7):
         super().__init__(image_shape, pixels, hidden, layers, output_hidden, kernel_size)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        # the layers hand on (N, 2h, H, W) views of (2h, H, W, N) memory; the 1x1 output
+        # layers are matrix products in that layout (same parameters as self.output)
+        x = self.layers(self.input_conv(u))
+        n, ch, h, w = x.shape
+        feats = x.permute(1, 2, 3, 0).reshape(ch, h * w * n)  # (2h, H W N)
+        _, first, _, last = self.output
+        hid = _conv1x1(first, torch.relu(feats)).relu_()
+        out = _conv1x1(last, hid)  # (C * L, H W N)
+        c = self.image_shape[0]
+        if self.pixels == "binary":
+            return out.view(c, h, w, n).permute(3, 0, 1, 2)  # (N, C, H, W)
+        return out.view(c, LEVELS, h, w, n).permute(4, 1, 0, 2, 3)  # (N, 256, C, H, W)

@@ -189,22 +189,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--layers", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size", type=int, default=28, help="image height and width")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.smoke:
-        args.batch, args.hidden, args.layers, args.rounds = 4, 4, 2, 1
+        args.batch, args.hidden, args.layers, args.rounds, args.size = 4, 4, 2, 1, 8
     options = {"hidden": args.hidden, "layers": args.layers}
+    shape = (1, args.size, args.size)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); Diagonal BiLSTM "
-          f"hidden {args.hidden}, {args.layers} layers, batch {args.batch}, binary 28x28")
+          f"hidden {args.hidden}, {args.layers} layers, batch {args.batch}, binary "
+          f"{args.size}x{args.size}")
     load_before = os.getloadavg()[0]
-    check = compare(options, min(args.batch, 16))
+    check = compare(options, min(args.batch, 16), shape)
     print(f"same parameters: max |log p difference| {check['log_prob_max_abs_diff']:.2e} "
           f"nats ({check['log_prob_max_rel_diff']:.1e} relative), max relative gradient "
           f"difference {check['grad_max_rel_diff']:.1e}")
-    result = throughput(options, args.batch, args.rounds)
+    result = throughput(options, args.batch, args.rounds, shape)
     print(format_table([
         {"implementation": "reference (skewed columns)", "step_s": result["reference_s"],
          "cpu_s": result["reference_cpu_s"], "images/s": result["reference_images_per_s"]},

@@ -1,5 +1,5 @@
 """The reproduction and timing scripts of benchmarks/ (OOD anchor table, shared-vs-naive OOD
-passes, backbone sweep), loaded by path and run at tiny sizes."""
+passes, backbone sweep, Diagonal BiLSTM throughput), loaded by path and run at tiny sizes."""
 
 from __future__ import annotations
 
@@ -104,3 +104,12 @@ def test_backbone_sweep_smoke(tmp_path, capsys):
                                          "--device", "cpu", "--out", str(tmp_path)])
     assert [r["backbone"] for r in rows] == ["lenet5"] and 0.0 <= rows[0]["test_acc"] <= 1.0
     assert (tmp_path / "backbones.csv").is_file()
+
+
+def test_bench_pixelrnn_smoke_agrees_with_the_reference(capsys):
+    result = _load("bench_pixelrnn").main(["--smoke"])
+    assert result["check"]["log_prob_max_rel_diff"] < 1e-5
+    assert result["check"]["grad_max_rel_diff"] < 1e-4
+    assert result["new_s"] > 0 and result["reference_s"] > 0
+    assert result["ratio"] == result["reference_s"] / result["new_s"]
+    assert "speed-up" in capsys.readouterr().out

@@ -31,8 +31,29 @@ convolution, :math:`K^{ss}` a 2x1 convolution over the previous column's state, 
 at :math:`(r, c)` combines its left neighbour :math:`(r, c-1)` and the pixel above
 :math:`(r-1, c)`. A second LSTM does the same on the left-right mirrored map; its output at
 :math:`(r, c)` has seen pixels to the right in row :math:`r`, so it is shifted down one row
-before being added to the left-to-right output. Unskewing restores :math:`H \times W`. The
-receptive field covers the whole past (no blind spot).
+before being added to the left-to-right output. Unskewing restores :math:`H \times W`. (The
+layer computes exactly this, diagonal by diagonal on the pixels only, without forming the
+skewed map: :mod:`~generative.autoregressive._diagonal`.)
+
+*Receptive field and its blind spot.* The left-to-right state at :math:`(r, c)` sees the
+layer's input at every :math:`(r', c')` with :math:`r' \le r, c' \le c`; the shifted
+right-to-left output at :math:`(r, c)` is the state at :math:`(r - 1, c)`, which sees
+:math:`r' \le r - 1, c' \ge c`. Every earlier pixel is reached except one: the output at
+:math:`(r, c)` never depends on the last pixel of the previous row, :math:`(r - 1, W - 1)`,
+when :math:`c < W - 1 - k/2` (:math:`k` the odd width of the masked-A input convolution,
+:math:`k/2` rounded down; :math:`c < W - 4` for the default 7). The only path to pixels
+right of column :math:`c` in earlier rows is the right-to-left LSTM, taken one row up, so
+it must pass through a feature of row :math:`\le r - 1`; but no feature of row
+:math:`r - 1` or above depends on :math:`(r - 1, W - 1)` (the masked input convolution
+gives a feature only pixels of earlier rows and pixels to its left in its own row, and no
+pixel lies right of column :math:`W - 1`; the LSTMs and the 1x1 layers never pass
+information up a row). The features that do depend on it are in rows :math:`\ge r`, in row
+:math:`r` only at columns :math:`\ge W - 1 - k/2` (the input convolution's reach), which
+the left-to-right LSTM at :math:`(r, c)` sees only for :math:`c \ge W - 1 - k/2`. Stacking
+layers does not change this, since no layer moves information to an earlier row or to the
+left within a row. The paper's architecture (the same masked 7x7 input convolution and
+the same one-row shift of the right-to-left map) has the same blind spot, although the
+paper describes the Diagonal BiLSTM's receptive field as the whole available context.
 
 References:
     van den Oord, Kalchbrenner & Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML 2016.
@@ -43,7 +64,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
@@ -51,25 +71,42 @@ from dunno.validation import check_int
 
 from ._base import LEVELS, AutoregressiveImageModel
 from ._diagonal import DiagonalRecursion
-from .masks import MaskedConv2d, channel_groups, shift_down
+from .masks import MaskedConv2d, channel_groups
 
 __all__ = ["DiagonalBiLSTM", "RowLSTM", "skew", "unskew"]
+
+
+def _check_4d(x, owner: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"The 'x' argument of {owner} must be a 4-D tensor (N, C, H, W); "
+                         f"got {got}.")
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W) -> (N, C, H, W + H - 1)``: row ``r`` shifted right by ``r`` (zeros
     elsewhere), so column ``j`` holds the anti-diagonal ``{(r, j - r)}``."""
-    h = x.shape[2]
-    # unbind (not x[:, :, r]): one backward node for all rows instead of one full-size
-    # zero gradient per row
-    rows = [F.pad(row, (r, h - 1 - r)) for r, row in enumerate(x.unbind(2))]
-    return torch.stack(rows, dim=2)  # (N, C, H, W + H - 1)
+    _check_4d(x, "skew")
+    n, c, h, w = x.shape
+    s = w + h - 1
+    out = x.new_zeros(n, c, h, s)
+    # row r of the image starts at element r * s + r of the skewed row-major map
+    out.as_strided((n, c, h, w), (c * h * s, h * s, s + 1, 1)).copy_(x)
+    return out
 
 
 def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
     """Inverse of :func:`skew`: ``(N, C, H, W + H - 1) -> (N, C, H, W)``."""
-    rows = [row[..., r : r + width] for r, row in enumerate(x.unbind(2))]
-    return torch.stack(rows, dim=2)  # (N, C, H, W)
+    _check_4d(x, "unskew")
+    width = check_int(width, "width", "unskew", low=1)
+    n, c, h, s = x.shape
+    if s != width + h - 1:
+        raise ValueError(
+            f"The 'x' argument of unskew must have width + H - 1 = {width + h - 1} columns "
+            f"for width {width}; got shape {tuple(x.shape)}."
+        )
+    x = x.contiguous()
+    return x.as_strided((n, c, h, width), (c * h * s, h * s, s + 1, 1), x.storage_offset())
 
 
 def _lstm_gates(
@@ -124,13 +161,14 @@ class _RowLSTMLayer(nn.Module):
 class _DiagonalBiLSTMLayer(nn.Module):
     """Diagonal BiLSTM with a residual connection: ``(N, 2h, H, W) -> (N, 2h, H, W)``.
 
-    Works on the residual stream laid out as ``(H, W, N, 2h)`` in memory (the output is an
-    ``(N, 2h, H, W)`` view of such a tensor, so that stacked layers pass it on without a
-    copy). The input-to-state 1x1 convolution of both directions is one batched matrix
-    product on the pixels gathered into the packed diagonal order of each direction, the
-    column recursion is :class:`~._diagonal.DiagonalRecursion` on the valid cells only,
-    and the two directions are scattered back to the image with the right-to-left output
-    shifted down one row.
+    Works on the residual stream laid out as ``(2h, H, W, N)`` in memory: the output is an
+    ``(N, 2h, H, W)`` view of such a tensor, so stacked layers hand it on without a copy
+    (any other layout is copied once). Both directions' input-to-state (masked 1x1) and
+    state-to-state (2x1) kernels and the input-to-state bias form one ``(2, 4h, 4h + 1)``
+    kernel applied diagonal by diagonal by :class:`~._diagonal.DiagonalRecursion` (pixels
+    only, hand-written backward), which also shifts the right-to-left output down a row and
+    adds the two; the masked 1x1 output convolution and the residual are one matrix
+    product.
     """
 
     def __init__(self, hidden: int, colors: int):
@@ -156,8 +194,9 @@ class _DiagonalBiLSTMLayer(nn.Module):
         w_is = (conv.weight * conv.mask).view(2, 4 * hd, ch)  # (2, 4h, 2h)
         kernel = torch.cat([w_is, self.state_to_state.transpose(1, 2)], dim=2)  # (2, 4h, 4h)
         combined = DiagonalRecursion.apply(xs, kernel, conv.bias.view(2, 4 * hd))
-        y = xs.view(ch, -1) + _conv1x1(self.out, combined.reshape(hd, -1))
-        y = y.view(ch, rows, w, n)  # (2h, H, W, N)
+        w_out = (self.out.weight * self.out.mask).view(ch, hd)
+        y = torch.addmm(xs.view(ch, -1), w_out, combined.reshape(hd, -1))  # x + out(comb)
+        y = y.add_(self.out.bias.unsqueeze(1)).view(ch, rows, w, n)  # (2h, H, W, N)
         return y.permute(3, 0, 1, 2)  # (N, 2h, H, W) view
 
 

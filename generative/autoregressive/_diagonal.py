@@ -88,6 +88,15 @@ def _fill(buf, xs, hpad, step, hd, width, n):
         buf[:, cx + hd : cx + 2 * hd].copy_(hpad[:, :, (shift + 1) * n : (shift + 1 + rows) * n])
 
 
+def _padded(like, hd, cols, n):
+    """``(2, h, cols + 2 N)`` with zero first and last ``N`` columns (the rest is written
+    by the caller)."""
+    out = like.new_empty(2, hd, cols + 2 * n)
+    out[:, :, :n].zero_()
+    out[:, :, cols + n :].zero_()
+    return out
+
+
 def _forward(xs, kernel, hd):
     """``kernel (2, 4h, F + 1)``: ``[K^{is} | K^{ss} | b]`` with the ``g`` rows multiplied
     by -2 (see the module docstring). Returns the combined output and, per step, ``s =
@@ -98,31 +107,33 @@ def _forward(xs, kernel, hd):
     steps = diagonal_steps(height, width)
     buf_all = xs.new_empty(2, cx + 2 * hd + 1, min(height, width) * n)
     buf_all[:, -1].fill_(1)
-    # the r2l output of pixel (r, c) is added at (r + 1, c): one spare row at the bottom
-    combined = xs.new_zeros(hd, height + 1, width, n)
+    combined = xs.new_zeros(hd, height, width, n)
     saved = []
     hpad = cpad = None
     for step in steps:
-        rows, _lo, shift, base0, base1 = step
+        rows, lo, shift, base0, base1 = step
         cols = rows * n
+        below = rows - (1 if lo + rows == height else 0)  # cells with a row below
         buf = buf_all[:, :, :cols]
         _fill(buf, xs, hpad, step, hd, width, n)
         s = torch.bmm(kernel, buf).sigmoid_()  # (2, 4h, n_d N)
         o, f, i, s_g = s.split(hd, dim=1)
         c_prev = None if cpad is None else cpad[:, :, (shift + 1) * n : (shift + 1) * n + cols]
-        cpad = xs.new_zeros(2, hd, cols + 2 * n)
+        cpad = _padded(xs, hd, cols, n)
         c = cpad[:, :, n : n + cols]
         torch.addcmul(i, i, s_g, value=-2, out=c)  # i * g
         if c_prev is not None:
             c.addcmul_(f, c_prev)
         t = torch.mul(c, -2).sigmoid_()
-        hpad = xs.new_zeros(2, hd, cols + 2 * n)
+        hpad = _padded(xs, hd, cols, n)
         h = hpad[:, :, n : n + cols]
         torch.addcmul(o, o, t, value=-2, out=h)  # o * tanh(c)
         _diag(combined, 0, base0, rows, width).add_(h[0].view(hd, rows, n))
-        _diag(combined, 1, base1 + width, rows, width).add_(h[1].view(hd, rows, n))
+        # the r2l output of pixel (r, c) is added at (r + 1, c); the last row's is dropped
+        _diag(combined, 1, base1 + width, below, width).add_(
+            h[1, :, : below * n].view(hd, below, n))
         saved.append((s, cpad, t, hpad))
-    return combined[:, :height], saved
+    return combined, saved
 
 
 def _backward(grad, xs, kernel4, saved, hd):
@@ -149,7 +160,7 @@ def _backward(grad, xs, kernel4, saved, hd):
         cols = rows * n
         s, _, t, _ = saved[d]
         o, f, i, s_g = s.split(hd, dim=1)
-        # dL/dh: the output (r2l: one row down; the last row's went to the spare row)
+        # dL/dh: the output (r2l: one row down; the last row's was dropped)
         gh = ghpad[:, :, n : n + cols]
         gh[0].view(hd, rows, n).copy_(_diag(grad, 0, base0, rows, width))
         below = rows - (1 if lo + rows == height else 0)
@@ -176,7 +187,9 @@ def _backward(grad, xs, kernel4, saved, hd):
             _, prev_cpad, _, prev_hpad = saved[d - 1]
             window = slice((shift + 1) * n, (shift + 1) * n + cols)
             torch.mul(gc, prev_cpad[:, :, window], out=u_f)
-            carry_pad = xs.new_zeros(prev_cpad.shape)
+            carry_pad = xs.new_empty(prev_cpad.shape)
+            carry_pad[:, :, : window.start].zero_()
+            carry_pad[:, :, window.stop :].zero_()
             torch.mul(gc, f, out=carry_pad[:, :, window])
             carry = carry_pad[:, :, n : prev_cpad.shape[-1] - n]
         else:

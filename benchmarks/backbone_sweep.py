@@ -31,7 +31,7 @@ def run_backbone_sweep(data: str = "digits", epochs: int = 30, *, backbones=None
     for name in backbones or nets.available():
         config = ClassifierConfig(backbone=name, data=data, epochs=epochs,
                                   batch_size=batch_size, lr=lr, seed=seed, device=device)
-        result = train_classifier(config, root=root, quiet=True,
+        result = train_classifier(config, root=root,
                                   out=None if out is None else Path(out) / name)
         rows.append({
             "backbone": name,

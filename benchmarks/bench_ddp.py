@@ -39,10 +39,10 @@ def _epoch_throughput(data: str, n: int, batch: int) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = make_loader(ds, batch, shuffle=True, seed=0)
     step = classifier_step(model, opt)
-    fit(step, loader, epochs=1, quiet=True)  # warm-up
+    fit(step, loader, epochs=1)  # warm-up
     distributed.barrier()
     t0 = time.perf_counter()
-    fit(step, loader, epochs=1, quiet=True)
+    fit(step, loader, epochs=1)
     distributed.barrier()
     seconds = time.perf_counter() - t0
     if info.enabled:

@@ -149,7 +149,7 @@ def time_epochs(data: ArrayDataset, rounds: int = 2, batch_size: int = 256,
         losses["tutorial"] = total / count
 
         t0 = time.perf_counter()
-        history = fit(our_step, loader(), epochs=1, state={"vae": ours}, quiet=True)
+        history = fit(our_step, loader(), epochs=1, state={"vae": ours})
         times["ours"].append(time.perf_counter() - t0)
         losses["ours"] = history["loss"][-1]
     pyro.clear_param_store()

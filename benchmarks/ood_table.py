@@ -6,6 +6,10 @@ numbers measured with pytorch-ood 0.4 around the same LeNet-5 recipe.
     python benchmarks/ood_table.py --out runs/ood-benchmark            # ~10 min CPU
     python benchmarks/ood_table.py --out runs/ood-benchmark --timing   # + naive timing
     python benchmarks/ood_table.py --out runs/ood-benchmark --no-lenet --ddu-resnet
+    python benchmarks/ood_table.py --in cifar10 --out runs/openood-cifar10 --device cuda
+
+``--in cifar10`` runs the OpenOOD v1.5 protocol instead (``benchmarks/openood_cifar.py``:
+a CIFAR-10 ResNet-18, near = CIFAR-100, far = SVHN, MNIST, noise, next to OpenOOD's numbers).
 
 **Recipe** (the anchors'): LeNet-5 (conv 6/16, fc 120/84/10, ReLU, 84-d penultimate
 features) trained 5 epochs with Adam (lr 1e-3, constant), batch 128, no augmentation, seeded
@@ -93,7 +97,7 @@ def train_lenet(data: str, out: Path, *, seed: int = 0, device: str = "cpu", roo
         return load_model(ckpt, device=device), {"reused": str(ckpt)}
     config = ClassifierConfig(backbone="lenet5", data=data, epochs=5, batch_size=128, lr=1e-3,
                               schedule="constant", augment=False, seed=seed, device=device)
-    result = train_classifier(config, out=out, root=root, quiet=quiet)
+    result = train_classifier(config, out=out, root=root, progress=not quiet)
     return result.model, result.metrics
 
 
@@ -206,7 +210,7 @@ def _ddu_resnet(out: Path, *, seeds, epochs: int, device: str, root, quiet: bool
             config = ClassifierConfig(
                 backbone="resnet", data="fashion-mnist", epochs=epochs, batch_size=128, lr=1e-3,
                 schedule="cosine", seed=seed, device=device, options=dict(DDU_RESNET))
-            result = train_classifier(config, out=ckpt.parent, root=root, quiet=True)
+            result = train_classifier(config, out=ckpt.parent, root=root)
             model, metrics = result.model, result.metrics
         run: dict[str, Any] = {"seed": seed, "training": metrics,
                                "train_seconds": time.perf_counter() - t0, "tables": {}}
@@ -264,6 +268,9 @@ def _markdown(report: dict[str, Any], tables: dict[str, OODTable]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python benchmarks/ood_table.py --out runs/ood-benchmark``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _openood_in_data(argv) == "cifar10":  # the OpenOOD v1.5 protocol: openood_cifar.py
+        return _load_sibling("openood_cifar").main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ood-benchmark")
     parser.add_argument("--seed", type=int, default=0)
@@ -284,6 +291,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             ddu_resnet=args.ddu_resnet, resnet_epochs=args.resnet_epochs,
                             resnet_seeds=tuple(args.resnet_seeds),
                             lenet=not args.no_lenet)
+
+
+
+# --------------------------------------------------------------------------- OpenOOD CIFAR-10
+def _openood_in_data(argv: list[str]) -> str | None:
+    """The value of ``--in`` in ``argv`` (``--in cifar10`` runs ``openood_cifar.py``)."""
+    for i, arg in enumerate(argv):
+        if arg == "--in" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--in="):
+            return arg.partition("=")[2]
+    return None
+
+
+def _load_sibling(name: str):
+    """The module ``benchmarks/<name>.py`` next to this file, loaded by path."""
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ The result is a checkpoint (weights + the JSON config that rebuilds the backbone
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,24 @@ from dunno.outputs import run_output_dir
 from dunno.schedules import LearningRateSchedule
 from dunno.training import History, classifier_step, evaluate_classifier, fit, seed_everything
 from dunno.training_state import data_identity
-from dunno.validation import check_choice, check_float, check_int
+from dunno.validation import check_bool, check_choice, check_float, check_int
 
-__all__ = ["ClassifierConfig", "random_crop", "train_classifier"]
+__all__ = ["ClassifierConfig", "augmentation_for", "random_crop", "random_flip",
+           "train_classifier"]
 
 
 @dataclass
 class ClassifierConfig(RunConfig):
     """Hyper-parameters of :func:`train_classifier` (unknown keys are rejected).
 
-    ``augment=None`` means "the usual for the data": random 28x28 crops from the image
-    padded by 2 pixels for 28x28 inputs, nothing for smaller images such as ``digits``.
+    ``augment=None`` means "the usual for the data" (:func:`augmentation_for`): for CIFAR-10/100
+    random 32x32 crops from the image zero-padded by 4 pixels plus random horizontal flips
+    (the standard CIFAR augmentation); otherwise random crops from the image padded by 2
+    pixels for inputs of 28x28 and larger, nothing for smaller images such as ``digits``.
+    ``crop_padding`` and ``flip`` override the padding and the flips (``crop_padding=0``: no
+    crops). ``normalize=None`` means: on for backbones with ``mean`` / ``std`` options
+    (``resnet18-cifar``), which are then set to the training split's per-channel statistics
+    (:func:`dunno.data.channel_stats`) unless ``options`` gives them.
     """
 
     backbone: str = "lenet5"
@@ -47,6 +55,9 @@ class ClassifierConfig(RunConfig):
     schedule: str = "cosine"
     dropout: float | None = None
     augment: bool | None = None
+    crop_padding: int | None = None
+    flip: bool | None = None
+    normalize: bool | None = None
     patience: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -60,6 +71,37 @@ class ClassifierConfig(RunConfig):
         check_float(self.lr, "lr", self, low=0.0, low_open=True)
         check_choice(self.optimizer, "optimizer", self, ("adam", "sgd"))
         check_choice(self.schedule, "schedule", self, ("cosine", "constant"))
+        if self.crop_padding is not None:
+            check_int(self.crop_padding, "crop_padding", self, low=0)
+        for name in ("augment", "flip", "normalize"):
+            if getattr(self, name) is not None:
+                check_bool(getattr(self, name), name, self)
+
+
+def augmentation_for(config: ClassifierConfig, info) -> tuple[int, bool]:
+    """``(crop_padding, flip)`` of a run of ``config`` on data described by ``info`` (a
+    :class:`~dunno.data.DatasetInfo`): ``augment=False`` gives ``(0, False)``; otherwise the
+    data's own recipe (``info.extras["augmentation"]``: padding 4 and flips for CIFAR) or,
+    without one, padding 2 for images of 28x28 and larger, then the config's ``crop_padding``
+    / ``flip`` where given."""
+    if config.augment is False:
+        return 0, False
+    usual = info.extras.get("augmentation") or {}
+    large = info.shape[-2] >= 28
+    padding = usual.get("crop_padding", 2 if large or config.augment else 0)
+    flip = usual.get("flip", False)
+    if config.crop_padding is not None:
+        padding = config.crop_padding
+    if config.flip is not None:
+        flip = config.flip
+    return padding, flip
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2, independently.
+    ``x (N, C, H, W)`` -> ``(N, C, H, W)``."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5  # (N,)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -73,6 +115,38 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     cols = (ox[:, None] + torch.arange(w))[:, None, :]  # (N, 1, W)
     batch = torch.arange(n)[:, None, None]
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def _augmentation(padding: int, flip: bool, seed: int):
+    """The batch transform: random crops from images padded by ``padding`` (none for 0),
+    then random flips; ``None`` when neither. Seeded by ``seed + 1`` (crops; as before the
+    flips existed) and ``seed + 2`` (flips)."""
+    if not padding and not flip:
+        return None
+    crop_gen = torch.Generator().manual_seed(seed + 1)
+    flip_gen = torch.Generator().manual_seed(seed + 2)
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        if padding:
+            x = random_crop(x, padding, crop_gen)
+        return random_flip(x, flip_gen) if flip else x
+
+    return transform
+
+
+def _normalisation(config: ClassifierConfig, options: dict, train) -> None:
+    """Set ``options["mean"]`` / ``["std"]`` to ``train``'s per-channel statistics when the
+    backbone normalises its inputs and ``config.normalize`` does not say no."""
+    from dunno import nets
+    from dunno.data import channel_stats
+
+    takes = {"mean", "std"} <= set(nets.default_options(config.backbone))
+    if config.normalize and not takes:
+        raise ValueError(f"The 'normalize' parameter of ClassifierConfig needs a backbone with "
+                         f"'mean' / 'std' options (resnet18-cifar); {config.backbone!r} has "
+                         "none. Got True instead.")
+    if takes and config.normalize is not False and "mean" not in options:
+        options["mean"], options["std"] = channel_stats(train.x)
 
 
 @dataclass
@@ -92,7 +166,8 @@ def train_classifier(
     out: str | Path | None = None,
     root=None,
     resume: bool = False,
-    quiet: bool | None = None,
+    progress: bool | None = None,
+    on_epoch_end: Callable[[torch.nn.Module, int, dict[str, float]], None] | None = None,
     **overrides,
 ) -> TrainedClassifier:
     """Train ``config.backbone`` on ``config.data`` and evaluate it on the test split.
@@ -111,17 +186,23 @@ def train_classifier(
     :data:`dunno.training_state.RESUMABLE_KEYS` (else a CheckpointError naming the differing
     keys); more ``epochs`` re-plan the cosine schedule from the current learning rate
     (:mod:`dunno.schedules`), a finished cosine run is not extended (ValueError).
+
+    ``progress`` reports the training on stderr (:func:`dunno.training.fit`; ``None``: as the
+    enclosing call asked, off by default); ``on_epoch_end(model, epoch, record)`` runs after
+    every epoch with the epoch record of :func:`dunno.training.fit` (``loss``, ``acc``,
+    ``val_loss``, ``val_acc``, ``lr``, ``seconds``, ...), e.g. a
+    :class:`dunno.runlog.RunLog` writing ``history.csv`` as the run goes.
     """
     config = config or ClassifierConfig()
     if overrides:
         config = ClassifierConfig.from_dict({**asdict(config), **overrides})
     config.validate()
     with run_output_dir(out):
-        return _train_classifier(config, out, root, resume, quiet)
+        return _train_classifier(config, out, root, resume, progress, on_epoch_end)
 
 
 def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
-                      quiet: bool | None) -> TrainedClassifier:
+                      progress: bool | None, on_epoch_end) -> TrainedClassifier:
     from dunno import nets
 
     device = resolve_device(config.device)
@@ -139,6 +220,7 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
     options = dict(config.options or {})
     if config.dropout is not None:
         options["dropout"] = config.dropout
+    _normalisation(config, options, train)
     c, h, w = train.info.shape
     model = nets.create(
         config.backbone, c, train.info.num_classes, input_size=(h, w), **options
@@ -147,9 +229,7 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
     if config.compile:
         model = torch.compile(model)
     model = distributed.wrap_model(model, device)
-    augment = config.augment if config.augment is not None else (h >= 28)
-    crop_gen = torch.Generator().manual_seed(config.seed + 1)
-    transform = (lambda x: random_crop(x, 2, crop_gen)) if augment else None
+    transform = _augmentation(*augmentation_for(config, train.info), config.seed)
 
     loader = make_loader(train, config.batch_size, shuffle=True, seed=config.seed,
                          transform=transform)
@@ -177,8 +257,10 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
         step, loader, epochs=config.epochs, state=state, validate=validate,
         monitor="val_loss", patience=config.patience, seed=None,
         checkpoint_path=None if out_dir is None else out_dir / "training_state.pt",
-        resume=resume, run_config={**asdict(config), **data_identity(train)}, quiet=quiet,
-        desc=config.backbone,
+        resume=resume, run_config={**asdict(config), **data_identity(train)},
+        progress=progress, desc=config.backbone,
+        on_epoch_end=None if on_epoch_end is None else (
+            lambda epoch, record: on_epoch_end(net, epoch, record)),
     )
     minutes = (time.perf_counter() - t0) / 60
     test_m = evaluate_classifier(net, make_loader(test, 1000), device=device)

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_amp", "resolve_device"]
 
 _PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -47,3 +47,20 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     ):
         raise ValueError("device='mps' was requested but MPS is not available here.")
     return torch.device(device)
+
+
+def resolve_amp(amp: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` in ``{None, "bf16", "fp16", "auto"}`` on ``device``."""
+    if amp is None or amp == "none":
+        return None
+    if amp not in ("bf16", "fp16", "auto"):
+        raise ValueError(
+            f"The 'amp' parameter must be None, 'bf16', 'fp16' or 'auto'. Got {amp!r} instead."
+        )
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on the CPU.")
+    return torch.bfloat16 if amp == "bf16" else torch.float16

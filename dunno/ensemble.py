@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,8 @@ def train_ensemble(
     out: str | Path | None = None,
     root=None,
     resume: bool = False,
-    quiet: bool | None = None,
+    progress: bool | None = None,
+    on_epoch_end: Callable[[nn.Module, int, dict[str, float]], None] | None = None,
     **overrides,
 ) -> TrainedEnsemble:
     """Train a deep ensemble of ``num_members`` classifiers (see the module docstring).
@@ -202,6 +204,9 @@ def train_ensemble(
         Reuse finished members (``out/member<k>/model.pt``) and resume the others from
         their training state -- each only if it was trained with this configuration (else
         a CheckpointError naming the differing keys; see :func:`train_classifier`).
+    progress, on_epoch_end :
+        As for :func:`train_classifier`, for every member; the epoch records passed to
+        ``on_epoch_end`` carry the member's index as ``member``.
 
     ``out`` is checked writable and locked for the whole run
     (:func:`dunno.outputs.run_output_dir`), each member's folder too.
@@ -212,11 +217,18 @@ def train_ensemble(
     config.validate()
     check_int(num_members, "num_members", "train_ensemble", low=1)
     with run_output_dir(out):
-        return _train_ensemble(config, num_members, out, root, resume, quiet)
+        return _train_ensemble(config, num_members, out, root, resume, progress, on_epoch_end)
+
+
+def _member_hook(on_epoch_end, k: int):
+    """``on_epoch_end`` with ``member = k`` added to each record (None stays None)."""
+    if on_epoch_end is None:
+        return None
+    return lambda model, epoch, record: on_epoch_end(model, epoch, {"member": k, **record})
 
 
 def _train_ensemble(config: ClassifierConfig, num_members: int, out, root, resume: bool,
-                    quiet: bool | None) -> TrainedEnsemble:
+                    progress: bool | None, on_epoch_end) -> TrainedEnsemble:
     device = resolve_device(config.device)
     info = distributed.setup(device)
     if info.enabled and device.type == "cuda":
@@ -243,7 +255,8 @@ def _train_ensemble(config: ClassifierConfig, num_members: int, out, root, resum
                                  data_name=config.data, owner=f"train_ensemble (member {k})")
                 continue
             members[k] = train_classifier(member_config, out=member_dir, root=root,
-                                          resume=resume, quiet=quiet).model
+                                          resume=resume, progress=progress,
+                                          on_epoch_end=_member_hook(on_epoch_end, k)).model
     minutes = (time.perf_counter() - t0) / 60
 
     if info.enabled:  # every rank builds the members it did not train, then receives them

@@ -3,6 +3,7 @@
 __all__ = [
     "CheckpointError",
     "DataError",
+    "MissingDependencyError",
     "NotFittedError",
     "OutputLockedError",
     "PluginError",
@@ -24,6 +25,11 @@ class DataError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, corrupt or for another architecture."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency (an extra of the ``dunno`` distribution, e.g. ``tensorboard``)
+    is not installed; the message names the ``pip install`` that adds it."""
 
 
 class OutputLockedError(BlockingIOError):

@@ -14,19 +14,21 @@ stochastic passes, the heteroscedastic classifier's logit noise, every generativ
 :func:`make_generator` gives the ``torch.Generator`` for samplers that pass one to
 ``torch.randn`` and friends; :func:`sampling_rng` is the context for samplers that cannot (the
 dropout layers use the global generator): it forks torch's global state, seeds it, and
-restores it on exit.
+restores it on exit. :func:`seed_everything` seeds every generator before a training run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 
 from dunno.validation import check_seed, owner_name
 
-__all__ = ["make_generator", "sampling_rng"]
+__all__ = ["make_generator", "sampling_rng", "seed_everything"]
 
 _MAX_SEED = 2**62
 
@@ -74,3 +76,17 @@ def sampling_rng(seed: int | None = None, generator: torch.Generator | None = No
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(int(seed))
         yield
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's, torch's (CPU and CUDA) and Pyro's random generators."""
+    check_seed(seed, "seed_everything")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        import pyro
+
+        pyro.set_rng_seed(seed)
+    except ImportError:  # pragma: no cover - pyro is a hard dependency
+        pass

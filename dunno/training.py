@@ -8,12 +8,14 @@ all fit the same loop::
     step = lambda batch: {"elbo_loss": svi.step(batch[0])}    # Pyro
     step = gan.step                                           # returns {"d_loss", "g_loss"}
 
-The loop adds what every method needs: seeding, a tqdm progress bar (quiet when stderr is
-not a terminal), a validation hook, early stopping with best-weight restore, and atomic
-per-epoch training-state checkpoints from which an interrupted run resumes exactly (model
-and optimiser states, history, RNG states and the loader's shuffling state; see
-:mod:`dunno.training_state`), and a training-time budget (``max_seconds``) that stops between
-steps and survives a resume.
+The loop adds what every method needs: seeding, progress reports (:mod:`dunno.progress`: a bar
+over the steps of each epoch and one summary line per epoch, or one bar over the epochs), the
+learning rate of every optimiser in each epoch record, a validation hook, early stopping with
+best-weight restore, atomic per-epoch training-state checkpoints from which an interrupted
+run resumes exactly (model and optimiser states, history, RNG states and the loader's
+shuffling state; see :mod:`dunno.training_state`), a training-time budget (``max_seconds``)
+that stops between steps and survives a resume, and an ``on_epoch_end`` hook (the recipes
+write ``history.csv`` and TensorBoard events through it: :mod:`dunno.runlog`).
 """
 
 from __future__ import annotations
@@ -21,29 +23,35 @@ from __future__ import annotations
 import copy
 import math
 import os
-import random
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dunno import distributed
+from dunno.devices import resolve_amp
+from dunno.progress import (
+    Progress,
+    format_duration,
+    format_values,
+    progress_enabled,
+    reporting,
+    write_line,
+)
+from dunno.seeding import seed_everything
 from dunno.training_state import (
     load_training_state,
     object_state,
     restore_object,
     save_training_state,
+    training_state_file,
 )
-from dunno.validation import check_choice, check_float, check_int, check_seed
+from dunno.validation import check_choice, check_float, check_int
 
 __all__ = [
     "History",
@@ -51,26 +59,12 @@ __all__ = [
     "evaluate_classifier",
     "fit",
     "predict_logits",
-    "resolve_amp",
-    "seed_everything",
-    "training_state_file",
+    "resolve_amp",  # from dunno.devices
+    "seed_everything",  # from dunno.seeding
+    "training_state_file",  # from dunno.training_state
 ]
 
 StepResult = float | torch.Tensor | Mapping[str, float | torch.Tensor]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's, torch's (CPU and CUDA) and Pyro's random generators."""
-    check_seed(seed, "seed_everything")
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    try:
-        import pyro
-
-        pyro.set_rng_seed(seed)
-    except ImportError:  # pragma: no cover - pyro is a hard dependency
-        pass
 
 
 @dataclass
@@ -124,19 +118,6 @@ def _to_floats(result: StepResult) -> dict[str, float]:
     return out
 
 
-@contextmanager
-def training_state_file(out: str | Path | None, prefix: str = "dunno-") -> Iterator[Path]:
-    """The ``training_state.pt`` path for :func:`fit`: inside ``out`` (created) so that a run
-    can resume, or, with ``out=None``, inside a temporary directory removed on exit."""
-    if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        yield folder / "training_state.pt"
-        return
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        yield Path(tmp) / "training_state.pt"
-
-
 def fit(
     step: Callable[[Any], StepResult],
     train_loader: Iterable,
@@ -152,7 +133,8 @@ def fit(
     checkpoint_path: str | os.PathLike | None = None,
     resume: bool = False,
     run_config: Mapping[str, Any] | None = None,
-    quiet: bool | None = None,
+    progress: bool | None = None,
+    progress_by: str = "steps",
     desc: str = "train",
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     max_seconds: float | None = None,
@@ -190,8 +172,16 @@ def fit(
     run_config : dict, optional
         The recipe's configuration, saved with its fingerprint in every state; ``resume``
         refuses a state of another one (:func:`dunno.training_state.check_run_config`).
-    quiet : bool, optional
-        Hide the progress bar; default: hidden unless stderr is a terminal.
+    progress : bool, optional
+        Report progress on stderr (:mod:`dunno.progress`: a bar on a terminal, plain lines
+        otherwise); ``None``: as the enclosing call asked (off by default). Validation
+        passes report inside the epoch and leave no line of their own.
+    progress_by : {"steps", "epochs"}
+        ``"steps"``: a bar over each epoch's steps, then one line per epoch that stays
+        (``desc epoch 3/20: loss ...  val_loss ...  lr ...  (12.3s)``); ``"epochs"``: one bar
+        over the epochs, for runs of many short epochs (the predictive regressors).
+    desc : str
+        The name shown in the progress reports.
     on_epoch_end : callable, optional
         ``on_epoch_end(epoch, record)`` after each epoch, before the training state is
         saved (it may add entries to ``record``).
@@ -208,13 +198,15 @@ def fit(
 
     Every epoch record holds the epoch's mean step outputs (``loss``, ...), the validation
     values, ``seconds`` (the epoch's duration, validation included) and the run's totals so
-    far, ``train_seconds`` (time inside ``step``) and ``examples``.
+    far, ``train_seconds`` (time inside ``step``) and ``examples``, and ``lr``: the learning
+    rate the epoch started with (the first parameter group's), of the one optimiser in
+    ``state`` (``lr_<name>`` for each of several).
 
     Under ``torchrun`` (see :mod:`dunno.distributed`) the same call trains data-parallel:
     epoch metrics are summed over ranks before averaging, so every rank records the same
     history and takes the same early-stopping decision (``validate`` should therefore
     compute the same value on every rank, e.g. over the full validation set); only rank 0
-    writes the training-state checkpoint and shows a progress bar. Modules wrapped in
+    writes the training-state checkpoint and reports progress. Modules wrapped in
     ``DistributedDataParallel`` are saved and restored unwrapped, so a run can resume with
     another world size. A time budget is measured on each rank; the ranks agree on when it
     is spent only if their steps take the same time, so prefer ``epochs`` under torchrun.
@@ -227,13 +219,12 @@ def fit(
     check_choice(mode, "mode", "fit", ("min", "max"))
     check_int(patience, "patience", "fit", low=1, allow_none=True)
     check_float(max_seconds, "max_seconds", "fit", low=0.0, low_open=True, allow_none=True)
+    check_choice(progress_by, "progress_by", "fit", ("steps", "epochs"))
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a 'checkpoint_path' to resume from.")
     state = dict(state or {})
     modules = {k: v for k, v in state.items() if isinstance(v, nn.Module)}
-    if quiet is None:
-        quiet = not sys.stderr.isatty()
-    quiet = quiet or not distributed.is_main_process()
+    show = distributed.is_main_process() and progress_enabled(progress)
     if seed is not None:
         seed_everything(seed)
 
@@ -251,6 +242,9 @@ def fit(
         if run.history.stopped_early:
             start_epoch = epochs + 1
     history = run.history
+    optimizers = {k: v for k, v in state.items() if isinstance(v, torch.optim.Optimizer)}
+    by_epochs = Progress(total=epochs, initial=start_epoch - 1, desc=desc, unit="epoch",
+                         enabled=show and progress_by == "epochs")
 
     for epoch in range(start_epoch, epochs + 1):
         if max_seconds is not None and history.epochs and history.train_seconds >= max_seconds:
@@ -258,23 +252,34 @@ def fit(
             break
         history.stopped_for_budget = False
         t0 = clock()
+        rates = {"lr" if len(optimizers) == 1 else f"lr_{name}": opt.param_groups[0]["lr"]
+                 for name, opt in optimizers.items() if opt.param_groups}
         for module in modules.values():
             module.train()
-        record = _train_epoch(step, train_loader, history, epoch, epochs, max_seconds, clock,
-                              None if quiet else desc)
-        if validate is not None:
-            for module in modules.values():
-                module.eval()
-            with torch.no_grad():
-                record.update({k: float(v) for k, v in validate().items()})
-            for module in modules.values():
-                module.train()
+        steps = Progress(total=len(train_loader) if hasattr(train_loader, "__len__") else None,
+                         desc=f"{desc} {epoch}/{epochs}", unit="step", leave=False,
+                         enabled=show and progress_by == "steps")
+        with steps, reporting(show, transient=True):
+            record = _train_epoch(step, train_loader, history, epoch, max_seconds, clock,
+                                  steps)
+            if validate is not None:
+                for module in modules.values():
+                    module.eval()
+                with torch.no_grad():
+                    record.update({k: float(v) for k, v in validate().items()})
+                for module in modules.values():
+                    module.train()
+        record.update({k: float(v) for k, v in rates.items()})
         record["seconds"] = clock() - t0
         history.epochs.append(record)
         if validate is not None or patience is not None:
             run.update(record, monitor, epoch, modules if restore_best else {}, patience)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
+        write_line(_epoch_line(desc, epoch, epochs, record),
+                   enabled=show and progress_by == "steps")
+        by_epochs.set_postfix(_shown(record))
+        by_epochs.update(1)
         if checkpoint_path is not None and distributed.is_main_process():
             save_training_state(checkpoint_path, state, generator, run_config, epoch=epoch,
                                 **run.values())
@@ -283,6 +288,7 @@ def fit(
         if history.stopped_early or history.stopped_for_budget:
             break
 
+    by_epochs.close()
     if restore_best and run.best_weights:
         for name, module in modules.items():
             restore_object(module, run.best_weights[name])
@@ -291,20 +297,28 @@ def fit(
     return history
 
 
-def _train_epoch(step, loader, history: History, epoch: int, epochs: int,
-                 max_seconds: float | None, clock, desc: str | None) -> dict[str, float]:
+#: epoch-record entries that the per-epoch progress line leaves out (totals, timings)
+_NOT_SHOWN = frozenset({"epoch", "seconds", "train_seconds", "examples", "minutes"})
+
+
+def _shown(record: Mapping[str, float]) -> dict[str, float]:
+    return {k: v for k, v in record.items() if k not in _NOT_SHOWN}
+
+
+def _epoch_line(desc: str, epoch: int, epochs: int, record: Mapping[str, float]) -> str:
+    """``"lenet5 epoch 3/20: loss 0.1234  acc 0.9612  val_loss ...  lr 0.001  (4.2s)"``."""
+    return (f"{desc} epoch {epoch}/{epochs}: {format_values(_shown(record))}  "
+            f"({format_duration(record['seconds'])})")
+
+
+def _train_epoch(step, loader, history: History, epoch: int, max_seconds: float | None,
+                 clock, bar: Progress) -> dict[str, float]:
     """One pass of ``step`` over ``loader`` (fewer batches once ``max_seconds`` of step time
-    are spent, at least one); updates the totals of ``history``; returns the epoch record."""
+    are spent, at least one); updates the totals of ``history`` and the progress ``bar``;
+    returns the epoch record."""
     sums: dict[str, float] = {}
     count = 0
-    iterator = loader
-    bar = None
-    if desc is not None:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(loader, desc=f"{desc} {epoch}/{epochs}", leave=False)
-        iterator = bar
-    for batch in iterator:
+    for batch in loader:
         if count and max_seconds is not None and history.train_seconds >= max_seconds:
             history.stopped_for_budget = True
             break
@@ -322,10 +336,8 @@ def _train_epoch(step, loader, history: History, epoch: int, epochs: int,
                 )
             sums[key] = sums.get(key, 0.0) + value * n
         count += n
-        if bar is not None:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()})
-    if bar is not None:
-        bar.close()
+        bar.set_postfix(values)
+        bar.update(1)
     if distributed.current().enabled:
         totals = distributed.all_reduce_sums({**sums, "__count__": float(count)})
         count = int(totals.pop("__count__"))
@@ -439,34 +451,19 @@ def classifier_step(
     return step
 
 
-def resolve_amp(amp: str | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` in ``{None, "bf16", "fp16", "auto"}`` on ``device``."""
-    if amp is None or amp == "none":
-        return None
-    if amp not in ("bf16", "fp16", "auto"):
-        raise ValueError(
-            f"The 'amp' parameter must be None, 'bf16', 'fp16' or 'auto'. Got {amp!r} instead."
-        )
-    if amp == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on the CPU.")
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, loader: Iterable, *, device: str | torch.device = "cpu"
+    model: nn.Module, loader: Iterable, *, device: str | torch.device = "cpu",
+    progress: bool | None = None, desc: str = "logits",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``model`` in eval mode over ``loader``; returns ``logits (N, C)`` and labels
-    ``(N,)`` (``None`` when the loader yields bare inputs), both on the CPU."""
+    ``(N,)`` (``None`` when the loader yields bare inputs), both on the CPU. ``progress``
+    reports the pass as ``desc`` (:mod:`dunno.progress`; ``None``: as the caller asked)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     logits, labels = [], []
-    for batch in loader:
+    for batch in Progress(loader, desc=desc, unit="batch", enabled=progress):
         x = batch[0] if isinstance(batch, list | tuple) else batch
         logits.append(model(x.to(device)).float().cpu())
         if isinstance(batch, list | tuple) and len(batch) > 1:

@@ -15,7 +15,10 @@ import ast
 import hashlib
 import json
 import random
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +41,7 @@ __all__ = [
     "run_fingerprint",
     "save_training_state",
     "set_rng_state",
+    "training_state_file",
 ]
 
 TRAINING_STATE_FORMAT = "dunno-training-state"
@@ -195,3 +199,16 @@ def load_training_state(path, states: Mapping[str, Any], generator=None,
     if generator is not None and saved.get("loader_rng") is not None:
         generator.set_state(saved["loader_rng"])
     return saved
+
+
+@contextmanager
+def training_state_file(out: str | Path | None, prefix: str = "dunno-") -> Iterator[Path]:
+    """The ``training_state.pt`` path for :func:`fit`: inside ``out`` (created) so that a run
+    can resume, or, with ``out=None``, inside a temporary directory removed on exit."""
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder / "training_state.pt"
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp) / "training_state.pt"

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         config = ClassifierConfig(backbone="lenet5", data=args.data, batch_size=32,
                                   epochs=2 if args.smoke else args.epochs, device=args.device)
-        model = train_classifier(config, out=out / "classifier", quiet=True).model
+        model = train_classifier(config, out=out / "classifier").model
 
     # 1. The Python API: calibrate a trained model in five lines.
     val_loader = make_loader(load_dataset(args.data, "val"), batch_size=500)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         density, history = train_density(
             "nade", binary, 2 if args.smoke else 200, out=out / "nade",
             max_minutes=args.minutes, lr=3e-3 if args.smoke else 2e-3, schedule="cosine",
-            seed=args.seed, options={"hidden": args.hidden}, quiet=True,
+            seed=args.seed, options={"hidden": args.hidden},
             test=not args.smoke)
     background = None if args.background is None else load_model(args.background)
 

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # 1. train (dynamic binarisation; the epoch with the best validation NLL is kept)
     model, history = train_density(
         "nade", args.data, args.epochs, out=args.out, max_minutes=args.minutes, lr=args.lr,
-        schedule="cosine", seed=args.seed, options={"hidden": args.hidden}, quiet=True,
+        schedule="cosine", seed=args.seed, options={"hidden": args.hidden},
     )
     metrics = history.metrics
     print(f"NADE-{args.hidden} on {args.data}: {metrics['epochs']} epochs in "

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # 1. train (ELBO, dynamic binarisation; the epoch with the best validation IWAE is kept)
     model, history = train_density(
         "vae", args.data, args.epochs, out=out, max_minutes=args.minutes, lr=args.lr,
-        batch_size=args.batch_size, schedule="cosine", seed=args.seed, quiet=True,
+        batch_size=args.batch_size, schedule="cosine", seed=args.seed,
         samples_k=args.samples_k, val_samples_k=10 if args.smoke else 100,
         test_size=args.test_size,
         options={"latent_dim": args.latent, "hidden": args.hidden,

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         config = ClassifierConfig(backbone="lenet5", data=args.data, batch_size=32,
                                   epochs=2 if args.smoke else args.epochs, device=args.device)
-        model = train_classifier(config, out=out / "classifier", quiet=True).model
+        model = train_classifier(config, out=out / "classifier").model
 
     # 1. The Python API: one detector, fit on training data, score any batch.
     train = load_dataset(args.data, "train")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         config = ClassifierConfig(backbone="resnet", data=args.data, batch_size=32,
                                   epochs=2 if args.smoke else args.epochs, schedule="cosine",
                                   device=args.device, options=options)
-        resnet = train_classifier(config, out=out / "sn-resnet", quiet=True).model
+        resnet = train_classifier(config, out=out / "sn-resnet").model
     ddu = {}
     fit_loader = make_loader(train, batch_size=256)
     for label, layer in [("penultimate", None),

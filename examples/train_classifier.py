@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     config = ClassifierConfig(backbone=args.backbone, data=args.data,
                               epochs=3 if args.smoke else args.epochs,
                               batch_size=args.batch_size, seed=args.seed)
-    result = train_classifier(config, out=args.out, quiet=True)
+    result = train_classifier(config, out=args.out)
     print(f"{args.backbone} on {args.data}: test accuracy {result.metrics['test_acc']:.4f}, "
           f"test NLL {result.metrics['test_nll']:.4f} nats")
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # 1. the ring of 8 Gaussians
     _, ring = _train_with_plots("gan", "ring-of-gaussians", out / "ring",
                                 epochs=10 if args.smoke else args.ring_epochs,
-                                batch_size=100, seed=args.seed, quiet=True)
+                                batch_size=100, seed=args.seed)
     m = ring.metrics
     print(f"GAN on the ring of 8 Gaussians: {m['epochs']} epochs in {m['train_minutes']:.2f} "
           f"min; modes covered {m['modes_covered']}/8, high-quality samples "
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data, options = "mnist", {}
         budget = dict(epochs=100, max_minutes=args.minutes)
     _, dcgan = _train_with_plots("dcgan", data, out / "dcgan", seed=args.seed,
-                                 options=options, quiet=True, **budget)
+                                 options=options, **budget)
     m = dcgan.metrics
     print(f"DCGAN on {data}: {m['epochs']} epochs, {m['steps']} steps in "
           f"{m['train_minutes']:.1f} min; samples: {out / 'dcgan' / 'samples.png'}")

@@ -43,8 +43,9 @@ import torch
 
 from dunno.data import ArrayDataset, DatasetInfo, make_loader
 from dunno.inputs import as_arrays
+from dunno.progress import progress_enabled
 from dunno.training import History, fit
-from dunno.validation import check_bool, check_float, check_int, check_seed
+from dunno.validation import check_float, check_int, check_seed
 
 __all__ = ["DensityFitMixin", "density_optimizers", "density_step", "has_own_step"]
 
@@ -122,7 +123,7 @@ class DensityFitMixin(ABC):
 
     def fit(self, x, *, epochs: int = 10, max_minutes: float | None = None,
             batch_size: int = 100, lr: float = 1e-3, seed: int = 0,
-            progress: bool = False):
+            progress: bool | None = None):
         """Train on ``x`` by maximum likelihood (the adversarial autoencoder: its three-phase
         step) and return ``self`` (in eval mode), with the history in ``history_``.
 
@@ -145,8 +146,9 @@ class DensityFitMixin(ABC):
             Mini-batch size and Adam's learning rate.
         seed : int
             Seeds every generator (:func:`dunno.training.seed_everything`) and the shuffles.
-        progress : bool
-            Show a progress bar.
+        progress : bool, optional
+            Report the training on stderr (:mod:`dunno.progress`; ``None``: as the
+            enclosing call asked, off by default).
 
         Returns
         -------
@@ -162,7 +164,7 @@ class DensityFitMixin(ABC):
         batch_size = check_int(batch_size, "batch_size", owner, low=1)
         lr = check_float(lr, "lr", owner, low=0.0, low_open=True)
         seed = check_seed(seed, owner)
-        check_bool(progress, "progress", owner)
+        progress_enabled(progress, owner)  # None or a bool
         data, labels = as_arrays(x, owner=owner)  # refuses empty data, NaN and inf
         images = self._fit_images(data, owner)  # (N, C, H, W)
         labels = self._fit_labels(labels, images.shape[0], owner)
@@ -172,7 +174,7 @@ class DensityFitMixin(ABC):
         optimizers = density_optimizers(self, lr)
         self.history_ = fit(
             density_step(self, optimizers), loader, epochs=epochs,
-            state={"model": self, **optimizers}, seed=seed, quiet=not progress,
+            state={"model": self, **optimizers}, seed=seed, progress=progress,
             desc=type(self).__name__,
             max_seconds=None if max_minutes is None else 60.0 * max_minutes,
         )

@@ -28,6 +28,7 @@ import torch
 from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.data.registry import parse_spec
 from dunno.devices import resolve_device
+from dunno.progress import Progress, reports_progress
 from dunno.validation import check_int
 from evaluation.metrics import bits_per_dim, nll_nats
 from generative.autoregressive import AutoregressiveImageModel
@@ -48,15 +49,20 @@ DENSITY_MODEL_TYPES = (AutoregressiveImageModel, VAE, AdversarialAutoencoder)
 
 
 @torch.no_grad()
-def log_probs(model, loader, device, samples_k: int = 5000, seed: int = 0) -> np.ndarray:
+def log_probs(model, loader, device, samples_k: int = 5000, seed: int = 0, *,
+              desc: str = "log p(x)") -> np.ndarray:
     """Per-image scores ``(N,)`` (float64) of the batches ``(x, ...)`` of ``loader``: exact
     log-likelihoods (autoregressive), IWAE estimates with ``samples_k`` samples from a
     generator seeded by ``seed`` (VAE), minus the reconstruction cross-entropy (AAE). The
-    model's train/eval mode is restored afterwards."""
+    model's train/eval mode is restored afterwards. The pass reports its progress as
+    ``desc`` where the caller asked for it (:mod:`dunno.progress`)."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     out = []
+    dataset = getattr(loader, "dataset", None)
+    bar = Progress(total=len(dataset) if hasattr(dataset, "__len__") else None, desc=desc,
+                   unit="img")
     for batch in loader:
         x = batch[0].to(device)
         if isinstance(model, VAE):
@@ -66,6 +72,8 @@ def log_probs(model, loader, device, samples_k: int = 5000, seed: int = 0) -> np
         else:
             lp = model.log_prob(x)
         out.append(lp.double().cpu())
+        bar.update(len(x))
+    bar.close()
     model.train(was_training)
     return torch.cat(out).numpy()  # (N,)
 
@@ -85,7 +93,9 @@ def score_images(model, dataset: ArrayDataset, device, batch_size: int = 500,
             "it was trained on."
         )
     t0 = time.perf_counter()
-    lp = log_probs(model, make_loader(dataset, batch_size), device, samples_k, seed)
+    what = f"IWAE log p(x), K={samples_k}" if isinstance(model, VAE) else "log p(x)"
+    lp = log_probs(model, make_loader(dataset, batch_size), device, samples_k, seed,
+                   desc=f"{what} {dataset.info.name}")
     seconds = time.perf_counter() - t0
     summary: dict[str, Any] = {"n": len(lp), "num_dims": model.num_dims}
     if isinstance(model, AdversarialAutoencoder):
@@ -99,6 +109,7 @@ def score_images(model, dataset: ArrayDataset, device, batch_size: int = 500,
     return -lp, summary
 
 
+@reports_progress
 def score_density(
     model: AutoregressiveImageModel | VAE | AdversarialAutoencoder,
     data: str,
@@ -111,6 +122,7 @@ def score_density(
     samples_k: int = 5000,
     size: int | None = None,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Negative log-likelihood of every image of ``split`` of ``data``: exact for the
     autoregressive models, the IWAE estimate with ``samples_k`` importance samples (generator
@@ -128,6 +140,9 @@ def score_density(
         :func:`~generative.pixels.fixed_binarize` (seed :data:`~generative.pixels.FIXED_SEEDS`
         ``[split]``); ``None`` passes the data as is (an ``X-binary`` set), and grey values
         raise an error that says so.
+    progress : bool, optional
+        Report the scoring on stderr (:mod:`dunno.progress`; with ``samples_k=5000`` a VAE
+        takes minutes); ``None``: as the enclosing call asked (off by default).
 
     Returns
     -------

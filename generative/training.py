@@ -28,6 +28,7 @@ Anchors (binarised MNIST test NLL, nats): NADE 88.86 (Larochelle & Murray 2011),
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from dunno.config import RunConfig
 from dunno.data import make_loader
 from dunno.devices import resolve_device
 from dunno.outputs import run_output_dir
+from dunno.progress import reporting
 from dunno.registry import Registry
 from dunno.schedules import SCHEDULES, LearningRateSchedule
 from dunno.training import History, fit, seed_everything, training_state_file
@@ -263,7 +265,8 @@ def train_density(
     out: str | Path | None = None,
     root=None,
     resume: bool = False,
-    quiet: bool | None = None,
+    progress: bool | None = None,
+    on_epoch_end: Callable[[Any, int, dict[str, float]], None] | None = None,
     config: DensityConfig | None = None,
     **overrides: Any,
 ) -> tuple[AutoregressiveImageModel | VAE | AdversarialAutoencoder, DensityHistory]:
@@ -286,8 +289,13 @@ def train_density(
         differing keys); more ``epochs`` or a larger ``max_minutes`` re-plan a cosine
         schedule from the current learning rate (:mod:`dunno.schedules`). ``out`` is
         checked writable and locked first (:func:`dunno.outputs.run_output_dir`).
-    quiet : bool, optional
-        No progress bar (default: quiet unless stderr is a terminal).
+    progress : bool, optional
+        Report the training, the validation and the test scoring on stderr
+        (:mod:`dunno.progress`; ``None``: as the enclosing call asked, off by default).
+    on_epoch_end : callable, optional
+        ``on_epoch_end(model, epoch, record)`` after every epoch, with the epoch record
+        (``loss``, ``val_loss``, ``val_bpd``, ``minutes``, ``lr``, ...), e.g. a
+        :class:`dunno.runlog.RunLog` writing ``history.csv`` as the run goes.
     config : DensityConfig, optional
         All hyper-parameters; ``**overrides`` replace fields (``lr=3e-3``,
         ``options={"hidden": 250}``, ``max_minutes=30``, ...).
@@ -304,11 +312,11 @@ def train_density(
     config.validate()
     if resume and out is None:
         raise ValueError("resume=True needs an 'out' directory holding training_state.pt.")
-    with run_output_dir(out):
-        return _train_density(config, out, root, resume, quiet)
+    with run_output_dir(out), reporting(progress, owner="train_density"):
+        return _train_density(config, out, root, resume, on_epoch_end)
 
 
-def _train_density(config: DensityConfig, out, root, resume: bool, quiet: bool | None):
+def _train_density(config: DensityConfig, out, root, resume: bool, on_epoch_end):
     device = resolve_device(config.device)
     seed_everything(config.seed)
     options = dict(config.options or {})
@@ -332,8 +340,10 @@ def _train_density(config: DensityConfig, out, root, resume: bool, quiet: bool |
     if transform is not None:  # the dynamic binarisation's generator: resume exactly
         state["binarize_rng"] = transform.generator
 
-    def on_epoch_end(epoch: int, record: dict[str, float]) -> None:
+    def epoch_end(epoch: int, record: dict[str, float]) -> None:
         record["minutes"] = record["train_seconds"] / 60
+        if on_epoch_end is not None:
+            on_epoch_end(model, epoch, record)
 
     out_dir = Path(out) if out is not None else None
     t_start = time.perf_counter()
@@ -343,7 +353,7 @@ def _train_density(config: DensityConfig, out, root, resume: bool, quiet: bool |
                       validate=_make_validate(model, make_loader(val, 500), device, config),
                       checkpoint_path=state_path, resume=resume,
                       run_config={**asdict(config), **data_identity(train)},
-                      quiet=quiet, desc=config.model, on_epoch_end=on_epoch_end,
+                      desc=config.model, on_epoch_end=epoch_end,
                       max_seconds=budget_s)
     model.eval()
     result = DensityHistory(**vars(history))

@@ -45,7 +45,7 @@ def test_bench_ood_shared_main_with_a_density_model(tmp_path, capsys):
     from generative import train_density
 
     nade, _ = train_density("nade", IN, epochs=2, batch_size=50, lr=1e-2, test=False,
-                            options={"hidden": 8}, seed=0, quiet=True)
+                            options={"hidden": 8}, seed=0)
     path = save_checkpoint(tmp_path / "nade.pt", nade, arch=nade.arch, config=nade.config)
     report = _load("bench_ood_shared").main([
         "--density", str(path), "--background", str(path), "--in", IN, "--out",
@@ -104,6 +104,86 @@ def test_backbone_sweep_smoke(tmp_path, capsys):
                                          "--device", "cpu", "--out", str(tmp_path)])
     assert [r["backbone"] for r in rows] == ["lenet5"] and 0.0 <= rows[0]["test_acc"] <= 1.0
     assert (tmp_path / "backbones.csv").is_file()
+
+
+def test_bench_logging_smoke_times_every_setting_on_the_same_training(capsys):
+    rows = _load("bench_logging").main(["--smoke"])
+    assert [r["setting"] for r in rows][0] == "off" and rows[0]["ratio"] == 1.0
+    assert len(rows) == 6 and all(r["best_s"] > 0 for r in rows)
+    assert rows[3]["hook ms/epoch"] > 0 and rows[2]["hook ms/epoch"] == 0  # history: in the hook
+    printed = capsys.readouterr().out
+    assert "terminal bar" in printed and "us/step" in printed
+
+
+def test_openood_protocol_groups_and_published_columns():
+    from uncertainty.ood import OODTable
+
+    openood = _load("openood_cifar")
+    sets = ["cifar100", "svhn", "mnist", "gaussian-noise"]
+    aurocs = {"msp": [0.80, 0.90, 0.70, 1.0], "ddu": [0.5, 0.6, 0.7, 0.8]}
+    rows = [{"detector": d, "ood_set": s, "auroc": a, "aupr_in": a, "aupr_out": a, "fpr95": 0.0,
+             "detection_error": 0.0, "n_in": 1, "n_out": 1}
+            for d, values in aurocs.items() for s, a in zip(sets, values, strict=True)]
+    table = OODTable("cifar10", sets, list(aurocs), rows, 0.9, "train", 1, 1, {}, [], {})
+    msp, ddu = openood.grouped_rows(table)
+    assert msp["cifar100"] == pytest.approx(80) and msp["near mean"] == pytest.approx(80)
+    assert msp["far mean"] == pytest.approx((90 + 70 + 100) / 3)
+    assert msp["OpenOOD near"] == "88.03 ± 0.25" and msp["OpenOOD far"] == "90.73 ± 0.43"
+    assert ddu["far mean"] == pytest.approx(70) and ddu["OpenOOD near"] is None
+    # a group with none of its sets run has no mean
+    only_far = openood.grouped_rows(table, near=("tin",), far=("svhn",))[0]
+    assert only_far["near mean"] is None and only_far["far mean"] == pytest.approx(90)
+    assert set(openood.OPENOOD_V15_CIFAR10) == {"msp", "maxlogit", "energy", "odin",
+                                                "mahalanobis", "knn", "react", "dice", "scale"}
+
+
+def test_ood_table_in_cifar10_smoke_on_tiny_files(tmp_path, monkeypatch):
+    from tiny_colour import install, install_mnist
+
+    from dunno.data import load_dataset, resize_images
+
+    root = tmp_path / "data"
+    install(root, monkeypatch)
+    mnist = install_mnist(root, monkeypatch)
+    out = tmp_path / "out"
+    report = _load("ood_table").main(["--in", "cifar10", "--smoke", "--data-dir", str(root),
+                                      "--out", str(out), "--quiet"])
+    detectors = [r["detector"] for r in report["rows"]]
+    assert detectors == ["msp", "maxlogit", "energy", "mahalanobis", "knn", "react", "dice",
+                         "scale"]
+    for row in report["rows"]:
+        per_set = [row[s] for s in ("svhn", "mnist", "gaussian-noise")]
+        assert row["far mean"] == pytest.approx(sum(per_set) / 3)
+        assert row["near mean"] == pytest.approx(row["cifar100"])
+        assert row["OpenOOD near"] and row["OpenOOD far"]
+    assert report["table"]["n_test"] == 6  # the tiny CIFAR-10 test file
+    model_file = out / "resnet18-cifar-cifar10-seed0" / "model.pt"
+    assert model_file.is_file() and (out / "openood-cifar10-seed0.md").is_file()
+    assert "OpenOOD" in (out / "openood-cifar10-seed0.md").read_text()
+    # MNIST as the far set sees it: 32x32, grey repeated into three equal channels
+    as_seen = _load("openood_cifar").mnist_32_rgb(root)
+    expected = resize_images(load_dataset("mnist", "test", root).x, 32, 3)
+    assert as_seen.x.shape == (len(mnist), 3, 32, 32) and torch.equal(as_seen.x, expected)
+    assert torch.equal(as_seen.x[:, 0], as_seen.x[:, 2])
+    # the same model again through --checkpoint gives the same numbers
+    again = _load("openood_cifar").main(["--checkpoint", str(model_file), "--smoke",
+                                         "--data-dir", str(root), "--out",
+                                         str(tmp_path / "again"), "--quiet", "--far", "svhn",
+                                         "--detectors", "msp,knn"])
+    first = {r["detector"]: r["svhn"] for r in report["rows"] if r["detector"] in ("msp", "knn")}
+    assert {r["detector"]: r["svhn"] for r in again["rows"]} == pytest.approx(first)
+    assert again["training"] == {"checkpoint": str(model_file)}
+
+
+def test_bench_knn_search_matches_the_exact_search(tmp_path, capsys):
+    rows = _load("bench_knn_search").main(["--bank", "300", "--queries", "40", "--dim", "12",
+                                           "--k", "5", "--repeat", "1",
+                                           "--json", str(tmp_path / "knn.json")])
+    assert [r["dtype"] for r in rows] == ["float32", "float64"]
+    for row in rows:
+        assert row["current vs exact"] == 0.0
+        assert row["previous s"] > 0 and row["current s"] > 0
+    assert (tmp_path / "knn.json").is_file() and "ratio" in capsys.readouterr().out
 
 
 def test_bench_pixelrnn_smoke_agrees_with_the_reference(capsys):

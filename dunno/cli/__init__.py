@@ -22,7 +22,11 @@ Exit status:
 * 2 -- the command line or its inputs are wrong: argparse's usage errors (an unknown command,
   a bad flag value), a command group without its subcommand (its usage is printed), and
   errors the user can fix -- bad data, a bad or missing checkpoint, bad values, a missing input
-  file -- printed as one line on stderr, without a traceback.
+  file, a missing optional extra (``--tensorboard`` without ``tensorboard``) -- printed as one
+  line on stderr, without a traceback.
+
+Progress goes to stderr (:mod:`dunno.progress`: a bar on a terminal, plain flushed lines in a
+log); ``--quiet`` silences it. stdout holds only the command's results.
 * 1 -- the operating system refused (any other ``OSError``: a file where a directory is
   expected, permission denied, disk full): one line on stderr naming the path.
 * 130 -- interrupted.
@@ -35,7 +39,7 @@ import importlib
 import os
 import sys
 
-from dunno.cli.common import ArgumentParser
+from dunno.cli.common import ArgumentParser, quiet_switch
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -68,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dunno`` console script; returns the exit status."""
-    from dunno.errors import CheckpointError, DataError, NotFittedError
+    from dunno.errors import CheckpointError, DataError, MissingDependencyError, NotFittedError
 
     args = build_parser().parse_args(argv)
     if getattr(args, "needs_subcommand", False) and not getattr(args, "list", False):
@@ -76,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prefix = f"dunno {getattr(args, 'prog', args.command)}: error:"
     try:
-        return args.run(args)
-    except (DataError, CheckpointError, NotFittedError, ValueError, FileNotFoundError) as err:
+        with quiet_switch(args):
+            return args.run(args)
+    except (DataError, CheckpointError, NotFittedError, ValueError, FileNotFoundError,
+            MissingDependencyError) as err:
         print(f"{prefix} {_one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:

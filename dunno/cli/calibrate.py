@@ -15,6 +15,7 @@ from dunno.cli.common import (
     check_trained_split,
     load_cli_model,
     print_split,
+    progress_of,
 )
 
 __all__ = ["add_parser", "run"]
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,
         calibration_split=args.calibration_split, seed=args.seed, root=args.data_dir,
-        device=device, batch_size=args.batch_size,
+        device=device, batch_size=args.batch_size, progress=progress_of(args),
     )
     files = write_calibration_report(result, args.out)
     print(result.summary())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "ArgumentParser",
@@ -16,8 +18,12 @@ __all__ = [
     "add_device",
     "add_model_options",
     "add_quiet",
+    "add_tensorboard",
     "load_cli_model",
+    "open_run_log",
     "print_split",
+    "progress_of",
+    "quiet_switch",
     "run_subcommand",
 ]
 
@@ -71,8 +77,49 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", default=None,
-                        help="no progress bars (None: bars only on a terminal)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress reports on stderr (default: a bar on a terminal, "
+                        "plain flushed lines otherwise, e.g. in a nohup log)")
+
+
+def add_tensorboard(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+                        help="also write TensorBoard events to DIR: losses, metrics and "
+                        "learning rate per epoch, figures and image grids (needs pip install "
+                        "'dunno[tensorboard]')")
+
+
+def progress_of(args: argparse.Namespace) -> bool:
+    """``progress=`` for a command's library calls: on unless ``--quiet``."""
+    return not getattr(args, "quiet", False)
+
+
+@contextmanager
+def quiet_switch(args: argparse.Namespace) -> Iterator[None]:
+    """``--quiet`` turns the global quiet switch of :mod:`dunno.progress` on for the command
+    (restored afterwards), so no pass of it reports."""
+    from dunno.progress import set_quiet
+
+    if not getattr(args, "quiet", False):
+        yield
+        return
+    previous = set_quiet(True)
+    try:
+        yield
+    finally:
+        set_quiet(previous)
+
+
+def open_run_log(args: argparse.Namespace, history_path, *, resume: bool = False,
+                 rename=None, group: str | None = None):
+    """The :class:`dunno.runlog.RunLog` of a training command: ``history_path`` written as
+    the run goes and, with ``--tensorboard DIR``, TensorBoard events (a missing
+    ``tensorboard`` package fails here, before any work, naming the extra to install)."""
+    from dunno.runlog import RunLog, TensorBoardLog
+
+    logdir = getattr(args, "tensorboard", None)
+    tensorboard = None if logdir is None else TensorBoardLog(logdir)
+    return RunLog(history_path, tensorboard, resume=resume, rename=rename, group=group)
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, flag: str = "--checkpoint",

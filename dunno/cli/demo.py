@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dunno.cli.common import add_common
+from dunno.cli.common import add_common, progress_of
 
 __all__ = ["add_parser", "run"]
 
@@ -22,6 +22,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from evaluation.benchmarks.demo import run_demo
 
-    run_demo(out=args.out, device=args.device, quiet=args.quiet, smoke=args.smoke,
+    run_demo(out=args.out, device=args.device, progress=progress_of(args), smoke=args.smoke,
              root=args.data_dir)
     return 0

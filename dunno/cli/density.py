@@ -4,9 +4,10 @@ Train a density model (autoregressive: NADE, PixelCNN, Row LSTM, Diagonal BiLSTM
 latent-variable: VAE, AAE), score a checkpoint (NLL in nats and bits/dim -- exact, or the
 VAE's importance-sampled bound -- per-example scores to .npy) or draw a PNG grid of samples.
 
-train writes to --out: model.pt (checkpoint), training_state.pt (--resume), history.json,
-learning_curve.csv and .png (train and validation NLL in nats per epoch), summary.json (test
-NLL in nats and bits/dim, minutes, images/s), test_scores.npy and, with --samples, samples.png.
+train writes to --out: model.pt (checkpoint), training_state.pt (--resume), history.csv (a
+row per epoch as it trains), history.json, learning_curve.csv and .png (train and validation
+NLL in nats per epoch), summary.json (test NLL in nats and bits/dim, minutes, images/s),
+test_scores.npy and, with --samples, samples.png.
 score writes scores.npy (per-image NLL, nats) and score.json to --out when given."""
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dunno.cli.common import add_data_dir, add_device, run_subcommand
+from dunno.cli.common import (
+    add_data_dir,
+    add_device,
+    add_quiet,
+    add_tensorboard,
+    open_run_log,
+    progress_of,
+    run_subcommand,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -98,6 +107,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         add_data_dir(q)
     for q in (t, s, g):
         add_device(q)
+    for q in (t, s):
+        add_quiet(q)
+    add_tensorboard(t)
     return p
 
 
@@ -111,11 +123,12 @@ def run_train(args: argparse.Namespace) -> int:
     """The --out folder is checked writable and locked for the whole command."""
     from dunno.outputs import run_output_dir
 
-    with run_output_dir(args.out or f"runs/density-{args.model}"):
-        return _run_train(args)
+    out = Path(args.out or f"runs/density-{args.model}")
+    with run_output_dir(out), open_run_log(args, out / "history.csv", resume=args.resume) as log:
+        return _run_train(args, log)
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace, log) -> int:
     from dunno.config import parse_options
     from generative.training import DensityConfig, train_density
 
@@ -131,8 +144,16 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples must be an int >= 0. Got {args.samples} instead.")
     out = Path(args.out or f"runs/density-{args.model}")
     model, history = train_density(config=config, out=out, root=args.data_dir,
-                                   resume=args.resume)
+                                   resume=args.resume, progress=progress_of(args),
+                                   on_epoch_end=lambda model, epoch, record: log.epoch(epoch,
+                                                                                       record))
     _write_training_outputs(model, history, config, out, args.samples)
+    log.write_all(history.epochs)  # the whole run, resumed parts included
+    if log.tensorboard is not None:
+        from evaluation.benchmarks.tensorboard_logs import log_density_end
+
+        log_density_end(log.tensorboard, model, history, data=config.data, root=args.data_dir,
+                        num_samples=args.samples or 64, seed=config.seed)
     print(_summary_line(history.metrics))
     return 0
 
@@ -191,7 +212,7 @@ def run_score(args: argparse.Namespace) -> int:
     nll, summary = score_density(model, args.data, args.split, binarize=args.binarize,
                                  batch_size=args.batch_size, device=args.device,
                                  root=args.data_dir, samples_k=args.samples_k, size=args.size,
-                                 seed=args.seed)
+                                 seed=args.seed, progress=progress_of(args))
     if args.out is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -5,10 +5,11 @@ our own classifier's features: classifier-based FID (cFID, not comparable with I
 next to the train-vs-test floor, classifier score, k-NN precision/recall, InfoGAN code
 accuracy; ring-of-Gaussians mode coverage.
 
-train writes to --out: model.pt, training_state.pt (--resume), history.json, history.csv,
-summary.json, losses.png, samples.png and samples/epoch_NNN.png after every epoch (a scatter
-plot over the data for 2-D sets; for InfoGAN also epoch_NNN_cK.png: rows = categorical value,
-columns = a sweep of continuous code K from -2 to 2, as Figure 2 of Chen et al. 2016).
+train writes to --out: model.pt, training_state.pt (--resume), history.csv (a row per epoch as
+it trains), history.json, summary.json, losses.png, samples.png and samples/epoch_NNN.png
+after every epoch (a scatter plot over the data for 2-D sets; for InfoGAN also
+epoch_NNN_cK.png: rows = categorical value, columns = a sweep of continuous code K from -2 to
+2, as Figure 2 of Chen et al. 2016).
 eval writes eval.json, eval.csv and eval_samples.png to --out when given."""
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from dunno.cli.common import add_common, add_model_options, load_cli_model, run_subcommand
+from dunno.cli.common import (
+    add_common,
+    add_model_options,
+    add_tensorboard,
+    load_cli_model,
+    open_run_log,
+    progress_of,
+    run_subcommand,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -71,6 +80,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     e.set_defaults(needs_subcommand=False, prog="gan eval")
     for q in (t, e):
         add_common(q)
+    add_tensorboard(t)
     return p
 
 
@@ -83,13 +93,14 @@ def run_train(args: argparse.Namespace) -> int:
     """The --out folder is checked writable and locked for the whole command."""
     from dunno.outputs import run_output_dir
 
-    with run_output_dir(args.out or f"runs/gan-{args.model}"):
-        return _run_train(args)
+    out = Path(args.out or f"runs/gan-{args.model}")
+    with run_output_dir(out), open_run_log(args, out / "history.csv", resume=args.resume) as log:
+        return _run_train(args, log)
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace, log) -> int:
     from dunno.config import parse_options
-    from dunno.reporting import write_csv, write_json
+    from dunno.reporting import write_json
     from generative import GANConfig, train_gan
     from generative.adversarial.training import training_data
     from generative.plots import EpochSamplePlots, gan_loss_plot, sample_plot
@@ -108,15 +119,24 @@ def _run_train(args: argparse.Namespace) -> int:
         train = training_data(config, args.data_dir)
         points = train.x[:2000] if tuple(train.info.shape) == (2,) else None
     snapshots = EpochSamplePlots(out / "samples", args.grid, config.seed, title, points)
+    images = None
+    if log.tensorboard is not None:
+        from evaluation.benchmarks.tensorboard_logs import GANEpochImages
+
+        images = GANEpochImages(log.tensorboard, snapshots)
+
+    def on_epoch_end(model, epoch: int, record: dict) -> None:
+        snapshots(model, epoch, record)
+        log.epoch(epoch, record)
+        if images is not None:
+            images(model, epoch, record)
+
     model, history = train_gan(config=config, out=out, root=args.data_dir, resume=args.resume,
-                               quiet=args.quiet, on_epoch_end=snapshots)
+                               progress=progress_of(args), on_epoch_end=on_epoch_end)
     metrics = history.metrics
-    rows = [{k: e.get(k) for k in ("epoch", "d_loss", "g_loss", "q_loss", "d_real", "d_fake",
-                                   "modes_covered", "high_quality", "minutes", "seconds")}
-            for e in history.epochs]
     write_json({"config": asdict(config), **history.as_dict(), "metrics": metrics},
                out / "history.json")
-    write_csv(rows, out / "history.csv")
+    log.write_all(history.epochs)  # the whole run, resumed parts included
     write_json({"config": asdict(config), "metrics": metrics}, out / "summary.json")
     gan_loss_plot(history.epochs, title=title, path=out / "losses.png")
     if args.grid:
@@ -165,7 +185,8 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     result = evaluate_gan(args.checkpoint, classifier=classifier, data=args.data,
                           num_samples=args.num_samples, k=args.k, compare=compare,
-                          seed=args.seed, device=args.device, root=args.data_dir)
+                          seed=args.seed, device=args.device, root=args.data_dir,
+                          progress=progress_of(args))
     report = result.report
     if args.out is not None:
         out = Path(args.out)

@@ -16,12 +16,12 @@ from typing import Any
 
 from dunno.cli.common import (
     USER_DATA_HELP,
-    add_data_dir,
-    add_device,
+    add_common,
     add_model_options,
     check_trained_split,
     load_cli_model,
     print_split,
+    progress_of,
 )
 
 __all__ = ["add_parser", "run"]
@@ -116,8 +116,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write ood.json, ood.csv, auroc.csv, ROC curves and histograms here")
     p.add_argument("--no-histograms", action="store_true",
                    help="skip the per-detector score histograms")
-    add_data_dir(p)
-    add_device(p)
+    add_common(p)
     p.set_defaults(run=run)
     return p
 
@@ -167,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                     root=args.data_dir, device=device, batch_size=args.batch_size,
                     fit_split=args.fit_split, fit_size=args.fit_size,
                     detector_params=_parse_detector_params(args.param), layer=args.layer,
-                    seed=args.seed)
+                    seed=args.seed, progress=progress_of(args))
     print(table.summary())
     if args.report_dir is not None:
         files = write_ood_report(table, args.report_dir, histograms=not args.no_histograms)

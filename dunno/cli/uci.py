@@ -5,7 +5,8 @@ Fit a predictive-uncertainty regressor (:data:`uncertainty.predictive.REGRESSORS
 split of the chosen UCI datasets and print RMSE and test log-likelihood (mean ± standard error,
 original units) next to the published numbers, with a verdict per dataset
 (:mod:`uncertainty.predictive.uci` documents the protocol and the budgets). With --out, write
-``uci_<method>.csv``, ``.json`` (per-split values too) and ``.md``."""
+``uci_<method>.csv``, ``.json`` (per-split values too) and ``.md``, and
+``history_<method>.csv``: a row per training epoch of each dataset, as the benchmark runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dunno.cli.common import add_data_dir
+from dunno.cli.common import add_data_dir, add_quiet, add_tensorboard, open_run_log, progress_of
 
 __all__ = ["add_parser", "run"]
 
@@ -49,6 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "repeatable")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (these networks are tiny)")
+    add_quiet(p)
+    add_tensorboard(p)
     p.set_defaults(run=run)
     return p
 
@@ -68,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
     """With --out, the folder is checked writable and locked before the first fit."""
     from dunno.outputs import run_output_dir
 
-    with run_output_dir(args.out):
-        return _run(args)
+    history = None if args.out is None else Path(args.out) / f"history_{args.method}.csv"
+    with run_output_dir(args.out), open_run_log(args, history) as log:
+        return _run(args, log)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, log) -> int:
     import torch
 
     from uncertainty.predictive import run_uci
@@ -83,9 +87,15 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     table = run_uci(args.method, args.dataset, splits=args.splits, root=args.data_dir,
                     seed=args.seed, quick=args.quick, params=dict(args.param) or None,
-                    progress=True)
+                    progress=progress_of(args),
+                    on_epoch_end=lambda name, epoch, record: log.epoch(
+                        epoch, {"dataset": name, **record}, prefix=f"{name}/"))
     if args.out is not None:
         _write_tables(table, args.out)
+    if log.tensorboard is not None:
+        from evaluation.benchmarks.tensorboard_logs import log_uci_table
+
+        log_uci_table(log.tensorboard, table)
     print(table.to_text())
     print(f"total {table.minutes:.1f} min; " + ", ".join(
         f"{k} {v}" for k, v in sorted(table.summary().items())))

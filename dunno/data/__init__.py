@@ -5,6 +5,9 @@
 >>> train.x.shape, train.y.shape                       # (1257, 1, 8, 8), (1257,)
 >>> loader = make_loader(train, batch_size=64, shuffle=True, seed=0)
 
+Colour sets: ``cifar10``, ``cifar100`` (``cifar100:labels=coarse`` for the 20 superclasses)
+and ``svhn``, ``(N, 3, 32, 32)`` in [0, 1], from the official files (:mod:`~dunno.data.colour`).
+
 See :mod:`dunno.data.registry` for the spec language (``mnist:rotate=90``,
 ``digits:classes=0-4``, ``uci/yacht:k=3``, ``gaussian-noise``), the module docstrings
 of :mod:`~dunno.data.images` and :mod:`~dunno.data.uci` for splits and verification, and
@@ -25,7 +28,15 @@ from dunno.data.registry import (
     load_dataset,
     parse_spec,
 )
-from dunno.data.transforms import DynamicBinarize, gaussian_blur, invert, pixel_noise, rotate
+from dunno.data.transforms import (
+    DynamicBinarize,
+    channel_stats,
+    gaussian_blur,
+    invert,
+    pixel_noise,
+    resize_images,
+    rotate,
+)
 
 __all__ = [
     "ArrayDataset",
@@ -34,6 +45,7 @@ __all__ = [
     "DynamicBinarize",
     "RegressionDataset",
     "available_datasets",
+    "channel_stats",
     "data_dir",
     "dataset_status",
     "check_same_split",
@@ -47,6 +59,7 @@ __all__ = [
     "parse_spec",
     "pixel_noise",
     "read_idx",
+    "resize_images",
     "rotate",
     "sha256_of",
 ]

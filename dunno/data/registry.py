@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from dunno.data import images, noise, toy, transforms, uci, user
+from dunno.data import colour, images, noise, toy, transforms, uci, user
 from dunno.data.base import ArrayDataset, DatasetInfo, RegressionDataset
 from dunno.errors import DataError
 
@@ -246,6 +246,10 @@ for _name, _spec in images.IDX_SETS.items():
     _register(_Entry(f"{_name}-binary", f"{_name}, binarised by a fixed seeded Bernoulli draw",
                      "files", _idx_loader(_name, True),
                      status=lambda root, n=_name: images.idx_set_status(n, root)))
+for _name, _spec in colour.COLOUR_SETS.items():
+    _register(_Entry(_name, _spec["description"], "files", colour.spec_loader(_name),
+                     options=("labels",) if len(_spec["num_classes"]) > 1 else (),
+                     status=lambda root, n=_name: colour.colour_set_status(n, root)))
 for _folder in uci.UCI_SETS:
     _register(_Entry(f"uci/{_folder}", f"UCI regression: {_folder} (fixed splits, k=0..)",
                      "files", _uci_loader(_folder), options=("k",),
@@ -434,8 +438,8 @@ def load_dataset(
     root : path-like, optional
         Data directory; default ``$DUNNO_DATA``, else ``~/.cache/dunno``.
     download : bool
-        Fetch missing MNIST/Fashion-MNIST files from the mirrors (``mirrors=`` or the
-        ``DUNNO_MNIST_MIRRORS`` / ``DUNNO_FASHION_MNIST_MIRRORS`` variables).
+        Fetch missing MNIST/Fashion-MNIST/CIFAR/SVHN files from the mirrors (``mirrors=``
+        or the ``DUNNO_<NAME>_MIRRORS`` variables, e.g. ``DUNNO_CIFAR10_MIRRORS``).
     verify : bool
         Check every file's sha256 (default).
     like : ArrayDataset, optional

@@ -1,4 +1,4 @@
-"""Shift transforms for images and dynamic binarisation.
+"""Shift transforms for images, dynamic binarisation, resizing and per-channel statistics.
 
 All act on batches ``x (N, C, H, W)`` with values in ``value_range`` (``(0, 1)`` for our
 image sets) and return a new tensor of the same shape. They back the dataset-spec options
@@ -12,7 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DynamicBinarize", "gaussian_blur", "invert", "pixel_noise", "rotate"]
+__all__ = ["DynamicBinarize", "channel_stats", "gaussian_blur", "invert", "pixel_noise",
+           "resize_images", "rotate"]
 
 
 def _check_images(x: torch.Tensor, name: str = "x") -> None:
@@ -80,6 +81,49 @@ def pixel_noise(
     """Add i.i.d. Gaussian noise ``N(0, std^2)`` to every pixel and clip to the range."""
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return (x + float(std) * noise).clamp(*value_range)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
+    r"""Per-channel mean and standard deviation of images ``x (N, C, H, W)``, over all
+    ``N * H * W`` pixels of each channel, in float64:
+    :math:`\mu_c = \frac{1}{NHW} \sum_{n,h,w} x_{nchw}`,
+    :math:`\sigma_c = \big(\frac{1}{NHW} \sum_{n,h,w} (x_{nchw} - \mu_c)^2\big)^{1/2}`
+    (the population standard deviation, as the usual CIFAR constants are computed). Returns
+    two lists of ``C`` floats, e.g. the ``mean`` / ``std`` options of ``resnet18-cifar``."""
+    _check_images(x)
+    if x.shape[0] == 0:
+        raise ValueError("The 'x' argument of channel_stats holds no images.")
+    x = x.detach()
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+
+    def chunks():  # two passes, each holding a float64 copy of 1024 images at a time
+        return (x[i:i + 1024].to(torch.float64) for i in range(0, len(x), 1024))
+
+    mean = sum(c.sum(dim=(0, 2, 3)) for c in chunks()) / count  # (C,)
+    squares = sum((c - mean[:, None, None]).pow(2).sum(dim=(0, 2, 3)) for c in chunks())
+    return mean.tolist(), (squares / count).sqrt().tolist()
+
+
+def resize_images(x: torch.Tensor, size: int | tuple[int, int], channels: int | None = None
+                  ) -> torch.Tensor:
+    """Resize images ``x (N, C, H, W)`` to ``(N, C', size)`` by bilinear interpolation
+    (half-pixel centres, antialiased when shrinking; values stay within the input's range)
+    and, with ``channels``, repeat a single grey channel ``channels`` times (grey -> RGB), as
+    OpenOOD feeds MNIST to CIFAR models (``Resize(32)`` + ``convert('RGB')``)."""
+    _check_images(x)
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"The 'size' argument of resize_images must be an int >= 1 or a pair "
+                         f"(H, W). Got {size!r}.")
+    out = x if tuple(x.shape[-2:]) == hw else F.interpolate(
+        x, size=hw, mode="bilinear", align_corners=False,
+        antialias=hw[0] < x.shape[-2] or hw[1] < x.shape[-1])
+    if channels is not None and channels != x.shape[1]:
+        if x.shape[1] != 1:
+            raise ValueError(f"resize_images repeats a single grey channel; 'x' has "
+                             f"{x.shape[1]} channels, 'channels' is {channels}.")
+        out = out.expand(-1, channels, -1, -1)
+    return out.contiguous()
 
 
 class DynamicBinarize:

@@ -13,7 +13,8 @@
     same.load_state_dict(model.state_dict())
 
 Backbones (see :func:`describe` for options and defaults): ``lenet5``, ``vgg``, ``googlenet``,
-``resnet`` (with DDU spectral normalisation), ``densenet``, ``vit``, ``lstm``, ``gru``,
+``resnet`` (with DDU spectral normalisation), ``resnet18-cifar`` (the CIFAR ResNet-18 with
+per-channel input normalisation), ``densenet``, ``vit``, ``lstm``, ``gru``,
 ``transformer``.
 
 Every backbone ends ``features`` with an :class:`torch.nn.Dropout` (``model.dropout``, rate
@@ -37,6 +38,7 @@ from dunno.nets.registry import (
     register_backbone,
 )
 from dunno.nets.resnet import ResNet
+from dunno.nets.resnet_cifar import ResNet18CIFAR
 from dunno.nets.spectral import (
     ConvSpectralNorm,
     SoftSpectralNorm,
@@ -59,6 +61,7 @@ __all__ = [
     "GoogLeNet",
     "LeNet5",
     "ResNet",
+    "ResNet18CIFAR",
     "SoftSpectralNorm",
     "SpectralBatchNorm2d",
     "Transformer",

@@ -24,6 +24,7 @@ from dunno.nets.googlenet import GoogLeNet
 from dunno.nets.lenet import LeNet5
 from dunno.nets.recurrent import GRU, LSTM
 from dunno.nets.resnet import ResNet
+from dunno.nets.resnet_cifar import ResNet18CIFAR
 from dunno.nets.transformer import Transformer
 from dunno.nets.vgg import VGG
 from dunno.nets.vit import ViT
@@ -45,7 +46,8 @@ __all__ = [
 
 #: Every backbone by name (plugins of the entry-point group ``dunno.nets`` included).
 BACKBONES: Registry[type[Backbone]] = Registry("backbone", "dunno.nets", base=Backbone)
-for _cls in (LeNet5, VGG, GoogLeNet, ResNet, DenseNet, ViT, LSTM, GRU, Transformer):
+for _cls in (LeNet5, VGG, GoogLeNet, ResNet, ResNet18CIFAR, DenseNet, ViT, LSTM, GRU,
+             Transformer):
     BACKBONES.register(obj=_cls)
 del _cls
 

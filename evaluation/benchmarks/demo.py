@@ -27,6 +27,7 @@ from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.outputs import check_output_dir
+from dunno.progress import reporting
 from dunno.reporting import format_table, markdown_table, write_json
 from dunno.training import predict_logits
 
@@ -70,7 +71,7 @@ def _classifier_step(ctx: dict) -> Section:
         backbone="lenet5", data="digits", epochs=2 if smoke else 40, batch_size=32,
         lr=1e-3, seed=0, device=str(ctx["device"]),
     )
-    result = train_classifier(config, out=ctx["out"] / "classifier", quiet=ctx["quiet"])
+    result = train_classifier(config, out=ctx["out"] / "classifier")
     model = result.model
     ctx["model"], ctx["checkpoint"] = model, result.checkpoint
     test = load_dataset("digits", "test")
@@ -136,7 +137,7 @@ def _density_step(ctx: dict) -> Section:
     out = ctx["out"] / "density"
     model, history = train_density(
         "nade", "digits", 2 if ctx["smoke"] else 100, out=out, binarize="fixed",
-        batch_size=64, lr=3e-3, device=str(ctx["device"]), quiet=ctx["quiet"],
+        batch_size=64, lr=3e-3, device=str(ctx["device"]),
         options={"hidden": 16 if ctx["smoke"] else 64},
     )
     _, summary = score_density(model, "digits", "test", binarize="fixed",
@@ -161,12 +162,17 @@ STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
 ]
 
 
-def run_demo(out: str | Path = "runs/demo", *, device: str = "auto", quiet: bool | None = None,
-             smoke: bool = False, root=None) -> DemoResult:
-    """Run every available step and write ``out/report.md`` (+ ``summary.json``, figures)."""
+def run_demo(out: str | Path = "runs/demo", *, device: str = "auto",
+             progress: bool | None = None, smoke: bool = False, root=None) -> DemoResult:
+    """Run every available step and write ``out/report.md`` (+ ``summary.json``, figures);
+    ``progress`` reports the steps' training and passes on stderr (:mod:`dunno.progress`)."""
     out = check_output_dir(out)  # a clear OSError now, not after the first step
-    ctx = {"out": out, "device": resolve_device(device), "quiet": quiet, "smoke": smoke,
-           "root": root}
+    with reporting(progress, owner="run_demo"):
+        return _run_demo(out, device, smoke, root)
+
+
+def _run_demo(out: Path, device: str, smoke: bool, root) -> DemoResult:
+    ctx = {"out": out, "device": resolve_device(device), "smoke": smoke, "root": root}
     sections: list[Section] = []
     for title, module, step in STEPS:
         if step is None or not _has(module):

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["plot_training_history"]
 
 
-_NOT_DRAWN = ("epoch", "seconds", "train_seconds", "examples")  # bookkeeping, not metrics
+#: bookkeeping, not metrics (and the learning rates ``lr``, ``lr_<name>``)
+_NOT_DRAWN = ("epoch", "seconds", "train_seconds", "examples", "lr", "member")
 
 
 def plot_training_history(history, *, title: str = "Training", path=None) -> Figure:
@@ -24,7 +25,8 @@ def plot_training_history(history, *, title: str = "Training", path=None) -> Fig
         history: a ``dunno.training.History`` (anything with an ``epochs`` list) or a sequence
             of per-epoch dicts mapping metric names to floats; ``epoch`` (1-based, else the
             position) gives the x axis; ``seconds`` and the running totals
-            ``train_seconds`` and ``examples`` are not drawn. Keys ending in ``loss`` go
+            ``train_seconds`` and ``examples`` and the learning rates ``lr`` / ``lr_<name>``
+            are not drawn. Keys ending in ``loss`` go
             to the loss axes.
         title: figure title.
         path: optional ``.png`` / ``.svg`` file to save to.
@@ -44,7 +46,8 @@ def plot_training_history(history, *, title: str = "Training", path=None) -> Fig
     x = [float(e.get("epoch", i + 1)) for i, e in enumerate(epochs)]
     keys: list[str] = []
     for e in epochs:
-        keys.extend(k for k in e if k not in _NOT_DRAWN and k not in keys)
+        keys.extend(k for k in e if k not in _NOT_DRAWN and not k.startswith("lr_")
+                    and k not in keys)
     fig = _new_figure(10.0, 4.0)
     ax_loss, ax_other = fig.subplots(1, 2)
     for key in keys:

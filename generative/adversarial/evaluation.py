@@ -44,6 +44,7 @@ from dunno.data import load_dataset
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError, DataError
 from dunno.models import check_model_data
+from dunno.progress import Progress, reports_progress
 from dunno.validation import check_int
 from evaluation.metrics import (
     best_mapping_accuracy,
@@ -86,19 +87,24 @@ def load_gan(path: str | Path, device: str | torch.device = "cpu") -> Adversaria
 
 @torch.no_grad()
 def classifier_outputs(classifier: torch.nn.Module, images: torch.Tensor, *,
-                       batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int = 500, desc: str = "features"
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """``features (N, F)`` (``classifier.features``) and softmax probabilities ``(N, C)``
-    (of ``classifier(x)``), float64 on the CPU, for images ``(N, C, H, W)`` in [0, 1]."""
+    (of ``classifier(x)``), float64 on the CPU, for images ``(N, C, H, W)`` in [0, 1]. The
+    pass reports as ``desc`` where the caller asked (:mod:`dunno.progress`)."""
     if not hasattr(classifier, "features"):
         raise ValueError(f"The classifier ({type(classifier).__name__}) has no features(x); "
                          "use a backbone from dunno.nets (e.g. a lenet5 checkpoint).")
     classifier.eval()
     device = next(classifier.parameters()).device
     feats, probs = [], []
+    bar = Progress(total=len(images), desc=desc, unit="img", leave=False)
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, torch.float32)
         feats.append(classifier.features(x).double().cpu())
         probs.append(torch.softmax(classifier(x).double(), dim=1).cpu())
+        bar.update(len(x))
+    bar.close()
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 
@@ -142,6 +148,7 @@ def _evaluate_ring(model: AdversarialModel, data: str, n: int, seed: int,
     return GANEvaluation(report, samples)
 
 
+@reports_progress
 def evaluate_gan(
     checkpoint: str | Path | AdversarialModel,
     *,
@@ -153,6 +160,7 @@ def evaluate_gan(
     seed: int = 0,
     device: str | torch.device = "auto",
     root=None,
+    progress: bool | None = None,
 ) -> GANEvaluation:
     """Score a GAN's samples (see the module docstring for every metric).
 
@@ -173,6 +181,9 @@ def evaluate_gan(
     compare : dict, optional
         ``{name: checkpoint}`` of other image models whose ``sample(n)`` gives [0, 1] images
         (e.g. a VAE), scored the same way.
+    progress : bool, optional
+        Report the feature passes and each scored source on stderr (:mod:`dunno.progress`);
+        ``None``: as the enclosing call asked (off by default).
 
     Returns
     -------
@@ -219,12 +230,16 @@ def evaluate_gan(
     train = load_dataset(data, "train", root)
     train_x = train.x[torch.randperm(len(train), generator=g)[:n].sort().values]
     t0 = time.perf_counter()
-    test_feats, test_probs = classifier_outputs(classifier, test_x)
+    sources = Progress(total=2 + len(compare or {}), desc="gan eval (sources scored)",
+                       unit="source")
+    test_feats, test_probs = classifier_outputs(classifier, test_x, desc="features test")
     ref_stats = feature_statistics(test_feats)
 
     def score(images: torch.Tensor, source: str) -> dict[str, Any]:
-        feats, probs = classifier_outputs(classifier, images)
+        feats, probs = classifier_outputs(classifier, images, desc=f"features {source}")
         pr = precision_recall(test_feats, feats, k=k)
+        sources.set_postfix({"last": source})
+        sources.update(1)
         return {"source": source, "cFID": frechet_distance_from_statistics(
                     *ref_stats, *feature_statistics(feats)),
                 "classifier_score": classifier_score(probs), "precision": pr.precision,
@@ -239,6 +254,7 @@ def evaluate_gan(
     floor = score(train_x, "training images (floor)")
     floor["classifier_score_test"] = classifier_score(test_probs)
     rows.append(floor)
+    sources.close()
     report.update({"rows": rows, "k": k, "note": CFID_NOTE,
                    "classifier": type(classifier).__name__})
     if isinstance(model, InfoGAN):

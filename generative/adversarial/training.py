@@ -34,6 +34,7 @@ from dunno.data import ArrayDataset, load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.errors import DataError
 from dunno.outputs import run_output_dir
+from dunno.progress import reporting
 from dunno.training import History, fit, seed_everything, training_state_file
 from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int, check_seed
@@ -168,7 +169,7 @@ def train_gan(
     out: str | Path | None = None,
     root=None,
     resume: bool = False,
-    quiet: bool | None = None,
+    progress: bool | None = None,
     on_epoch_end: Callable[[AdversarialModel, int, dict[str, float]], None] | None = None,
     config: GANConfig | None = None,
     **overrides: Any,
@@ -185,8 +186,9 @@ def train_gan(
         Data directory (default ``$DUNNO_DATA``, else ``~/.cache/dunno``).
     resume : bool
         Continue from ``out/training_state.pt``.
-    quiet : bool, optional
-        No progress bar (default: quiet unless stderr is a terminal).
+    progress : bool, optional
+        Report the training on stderr (:mod:`dunno.progress`; ``None``: as the enclosing
+        call asked, off by default).
     on_epoch_end : callable, optional
         ``on_epoch_end(model, epoch, record)`` after every epoch (e.g. to draw samples).
     config : GANConfig, optional
@@ -208,11 +210,11 @@ def train_gan(
     config.validate()
     if resume and out is None:
         raise ValueError("resume=True needs an 'out' directory holding training_state.pt.")
-    with run_output_dir(out):
-        return _train_gan(config, out, root, resume, quiet, on_epoch_end)
+    with run_output_dir(out), reporting(progress, owner="train_gan"):
+        return _train_gan(config, out, root, resume, on_epoch_end)
 
 
-def _train_gan(config: GANConfig, out, root, resume: bool, quiet: bool | None,
+def _train_gan(config: GANConfig, out, root, resume: bool,
                on_epoch_end) -> tuple[AdversarialModel, GANHistory]:
     from . import create
 
@@ -242,7 +244,7 @@ def _train_gan(config: GANConfig, out, root, resume: bool, quiet: bool | None,
         history = fit(model.step, loader, epochs=config.epochs, state=model.training_state(),
                       checkpoint_path=state_path, resume=resume,
                       run_config={**asdict(config), **data_identity(train)},
-                      quiet=quiet, desc=config.model, on_epoch_end=epoch_end,
+                      desc=config.model, on_epoch_end=epoch_end,
                       max_seconds=budget_s)
     model.eval()
     result = GANHistory(**vars(history))

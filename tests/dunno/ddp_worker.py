@@ -78,7 +78,7 @@ def train_ensemble_members(out: str | None):
     """An ensemble of 4 LeNet-5s on digits, 1 epoch each: the same call in both runs."""
     from dunno.ensemble import train_ensemble
 
-    return train_ensemble(ensemble_config(), 4, out=out, quiet=True)
+    return train_ensemble(ensemble_config(), 4, out=out)
 
 
 def ensemble_config():

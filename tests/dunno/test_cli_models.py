@@ -26,7 +26,7 @@ def build():
 def digits_model(tmp_path_factory):
     """A lenet5 trained one epoch on 8x8 digits, in every file kind."""
     root = tmp_path_factory.mktemp("digits_model")
-    result = train_classifier(data="digits", epochs=1, out=root / "run", quiet=True,
+    result = train_classifier(data="digits", epochs=1, out=root / "run",
                               device="cpu")
     net = result.model
     x = torch.rand(4, 1, 8, 8)
@@ -192,10 +192,10 @@ def test_ensemble_resume_on_replaced_data_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "mine.npz"
     np.savez(path, x=rng.random((200, 8, 8), dtype=np.float32), y=np.arange(200) % 10)
-    train_ensemble(num_members=1, data=str(path), epochs=1, out=tmp_path / "ens", quiet=True,
+    train_ensemble(num_members=1, data=str(path), epochs=1, out=tmp_path / "ens",
                    device="cpu")
     np.savez(path, x=rng.random((200, 28, 28), dtype=np.float32), y=np.arange(200) % 10)
     with pytest.raises(ValueError, match=r"train_ensemble \(member 0\): the model was trained "
                                          r"for inputs of shape \(1, 8, 8\).*\(1, 28, 28\)"):
         train_ensemble(num_members=1, data=str(path), epochs=1, out=tmp_path / "ens",
-                       resume=True, quiet=True, device="cpu")
+                       resume=True, device="cpu")

@@ -84,7 +84,7 @@ def nade_checkpoint(tmp_path_factory):
     from generative import train_density
 
     model, _ = train_density("nade", IN, epochs=3, batch_size=50, lr=1e-2, test=False,
-                             options={"hidden": 16}, seed=0, quiet=True)
+                             options={"hidden": 16}, seed=0)
     path = tmp_path_factory.mktemp("nade") / "nade.pt"
     return save_checkpoint(path, model, arch=model.arch, config=model.config)
 

@@ -451,7 +451,7 @@ def test_train_classifier_records_class_names_and_split_sizes(tmp_path):
     rng = np.random.default_rng(10)
     _class_folder(tmp_path / "pets", {"cat": 10, "dog": 10}, rng, size=(8, 8))
     result = train_classifier(data=str(tmp_path / "pets"), epochs=1, batch_size=8,
-                              out=tmp_path / "run", quiet=True)
+                              out=tmp_path / "run")
     meta = load_checkpoint(result.checkpoint).meta
     assert meta["class_names"] == ["cat", "dog"]
     assert meta["split_sizes"] == {"train": 12, "val": 4, "test": 4}

@@ -21,7 +21,7 @@ CONFIG = ClassifierConfig(backbone="lenet5", data="digits", epochs=1, batch_size
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ensemble")
-    return train_ensemble(CONFIG, 3, out=out, quiet=True), out
+    return train_ensemble(CONFIG, 3, out=out), out
 
 
 def test_forward_is_the_log_of_the_mean_member_probabilities(trained):
@@ -42,7 +42,7 @@ def test_members_use_their_own_seeds_and_match_single_runs(trained):
     members = result.model.members
     assert not torch.equal(next(members[0].parameters()), next(members[1].parameters()))
     # member 1 is exactly the classifier trained with seed + 1
-    alone = train_classifier(CONFIG, seed=CONFIG.seed + 1, quiet=True).model
+    alone = train_classifier(CONFIG, seed=CONFIG.seed + 1).model
     for a, b in zip(alone.state_dict().values(), members[1].state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     # the ensemble is at least as good as its average member on the test NLL
@@ -62,7 +62,7 @@ def test_checkpoint_round_trip_and_resume(trained):
     ckpt = load_checkpoint(out / "model.pt")
     assert ckpt.arch == "ensemble" and ckpt.meta["num_members"] == 3
     # resume reuses the finished members: identical ensemble, no retraining
-    again = train_ensemble(CONFIG, 3, out=out, resume=True, quiet=True)
+    again = train_ensemble(CONFIG, 3, out=out, resume=True)
     for a, b in zip(again.model.state_dict().values(), result.model.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)

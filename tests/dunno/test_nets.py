@@ -32,6 +32,7 @@ SMALL_OPTIONS = {
         "spectral_bn": True,
         "leaky_relu": True,
     },
+    "resnet18-cifar": {"input_size": 8, "mean": [0.5], "std": [0.25]},
     "densenet": {"input_size": 8, "depth": 10, "growth_rate": 6, "compression": 0.5},
     "vit": {"input_size": (9, 12), "patch_size": 4, "dim": 32, "depth": 1, "heads": 2},
     "lstm": {"input_size": 8, "hidden_size": 16, "num_layers": 2, "bidirectional": True},
@@ -70,7 +71,8 @@ def digits():
 
 def test_registry_lists_every_backbone():
     assert NAMES == sorted(
-        ["densenet", "googlenet", "gru", "lenet5", "lstm", "resnet", "transformer", "vgg", "vit"]
+        ["densenet", "googlenet", "gru", "lenet5", "lstm", "resnet", "resnet18-cifar",
+         "transformer", "vgg", "vit"]
     )
     assert set(SMALL_OPTIONS) == set(NAMES)
 
@@ -162,6 +164,7 @@ def test_paper_dropout_defaults():
     assert defaults["vgg"] == 0.5 and defaults["googlenet"] == 0.4
     assert defaults["vit"] == 0.1 and defaults["transformer"] == 0.1
     assert defaults["lenet5"] == defaults["resnet"] == defaults["densenet"] == 0.0
+    assert defaults["resnet18-cifar"] == 0.0
 
 
 def _normalised_convs(model):
@@ -458,7 +461,7 @@ def test_describe_and_count_parameters():
         assert info["name"] == name and "\n" not in info["summary"] and info["reference"]
         assert info["options"] == nets.default_options(name)
         assert {"input_size", "dropout"} <= set(info["options"])
-        assert info["options"]["input_size"] == 28
+        assert info["options"]["input_size"] == (32 if name == "resnet18-cifar" else 28)
     model = nets.create("lenet5", 1, 10)
     total = sum(p.numel() for p in model.parameters())
     assert nets.count_parameters(model) == total

@@ -71,7 +71,7 @@ def test_an_unwritable_directory_fails_before_any_data_is_loaded(tmp_path, monke
     _deny_probe(monkeypatch)
     with pytest.raises(PermissionError, match=r"not writable \(Permission denied\)") as info:
         # the dataset does not exist either: the output directory is checked first
-        train_classifier(data="nosuchset", out=tmp_path / "run", quiet=True)
+        train_classifier(data="nosuchset", out=tmp_path / "run")
     assert info.value.filename == str(tmp_path / "run")
 
 
@@ -174,7 +174,7 @@ def test_a_concurrent_run_on_the_same_out_is_refused(tmp_path, capsys):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(OutputLockedError, match=rf"pid {holder.pid} on host"):
-            train_classifier(data="digits", epochs=1, out=out, quiet=True, device="cpu")
+            train_classifier(data="digits", epochs=1, out=out, device="cpu")
         assert main(["train", "classifier", "--epochs", "1", "--out", str(out), "--quiet",
                      "--device", "cpu"]) == 1
         err = capsys.readouterr().err.strip()

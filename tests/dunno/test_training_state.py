@@ -46,7 +46,7 @@ def test_check_run_config_names_every_differing_key_with_both_values():
 
 def test_classifier_resume_refuses_another_config_and_keeps_the_run(tmp_path):
     out = tmp_path / "run"
-    first = train_classifier(ClassifierConfig(**FAST), out=out, quiet=True)
+    first = train_classifier(ClassifierConfig(**FAST), out=out)
     state = torch.load(out / "training_state.pt", weights_only=True)
     assert state["fingerprint"] == run_fingerprint(json.loads(state["run_config"]))
     before = (out / "model.pt").read_bytes()
@@ -54,16 +54,14 @@ def test_classifier_resume_refuses_another_config_and_keeps_the_run(tmp_path):
                             ({"seed": 4}, "seed: 0 there, 4 now"),
                             ({"data": "digits:n=100"}, "data: 'digits' there")]:
         with pytest.raises(CheckpointError, match=message):
-            train_classifier(ClassifierConfig(**{**FAST, **change}), out=out, resume=True,
-                             quiet=True)
+            train_classifier(ClassifierConfig(**{**FAST, **change}), out=out, resume=True)
     assert (out / "model.pt").read_bytes() == before  # nothing was overwritten
     meta = load_checkpoint(out / "model.pt").meta
     assert meta["training"]["lr"] == 1e-3
     # the same run with more epochs is not a different run, but its cosine has ended
     with pytest.raises(CheckpointError, match="finished its cosine schedule"):
-        train_classifier(ClassifierConfig(**{**FAST, "epochs": 2}), out=out, resume=True,
-                         quiet=True)
-    again = train_classifier(ClassifierConfig(**FAST), out=out, resume=True, quiet=True)
+        train_classifier(ClassifierConfig(**{**FAST, "epochs": 2}), out=out, resume=True)
+    again = train_classifier(ClassifierConfig(**FAST), out=out, resume=True)
     assert again.metrics["test_acc"] == first.metrics["test_acc"]
 
 
@@ -75,18 +73,18 @@ def test_resume_on_a_replaced_user_file_of_the_same_name_is_refused(tmp_path):
     np.savez(data, x=rng.random((120, 8, 8), dtype=np.float32), y=np.arange(120) % 3)
     out = tmp_path / "run"
     config = ClassifierConfig(**{**FAST, "data": str(data)})
-    train_classifier(config, out=out, quiet=True)
+    train_classifier(config, out=out)
     np.savez(data, x=rng.random((150, 8, 8), dtype=np.float32), y=np.arange(150) % 3)
     with pytest.raises(CheckpointError, match=r"train_examples: 84 there, 1[0-9][0-9] now"):
-        train_classifier(config, out=out, resume=True, quiet=True)
+        train_classifier(config, out=out, resume=True)
 
 
 def test_a_constant_schedule_run_is_extended(tmp_path):
     out = tmp_path / "run"
     config = ClassifierConfig(**{**FAST, "schedule": "constant"})
-    train_classifier(config, out=out, quiet=True)
+    train_classifier(config, out=out)
     longer = train_classifier(ClassifierConfig(**{**FAST, "schedule": "constant", "epochs": 2}),
-                              out=out, resume=True, quiet=True)
+                              out=out, resume=True)
     assert [int(e["epoch"]) for e in longer.history.epochs] == [1, 2]
 
 
@@ -104,19 +102,19 @@ def test_cli_resume_with_another_lr_is_one_line_naming_it(tmp_path, capsys):
 
 def test_ensemble_resume_refuses_finished_members_of_another_run(tmp_path):
     config = ClassifierConfig(**FAST)
-    train_ensemble(config, 1, out=tmp_path, quiet=True)
+    train_ensemble(config, 1, out=tmp_path)
     with pytest.raises(CheckpointError, match=r"member0.model\.pt' belongs to another run.*"
                                               r"weight_decay: 0.0 there, 0.1 now"):
         train_ensemble(ClassifierConfig(**{**FAST, "weight_decay": 0.1}), 1, out=tmp_path,
-                       resume=True, quiet=True)
-    again = train_ensemble(config, 1, out=tmp_path, resume=True, quiet=True)
+                       resume=True)
+    again = train_ensemble(config, 1, out=tmp_path, resume=True)
     assert again.metrics["member_test_acc"][0] > 0
 
 
 def test_density_resume_refuses_another_config(tmp_path):
     from generative import train_density
 
-    kwargs = dict(options={"hidden": 8}, test=False, quiet=True, out=tmp_path, val_size=50,
+    kwargs = dict(options={"hidden": 8}, test=False, out=tmp_path, val_size=50,
                   examples_per_epoch=200)
     train_density("nade", "digits", 1, lr=3e-3, **kwargs)
     with pytest.raises(CheckpointError, match=r"lr: 0.003 there, 0.001 now"):
@@ -136,7 +134,7 @@ def test_density_resume_refuses_another_config(tmp_path):
 def test_gan_resume_refuses_another_config(tmp_path):
     from generative import train_gan
 
-    kwargs = dict(options={"latent_dim": 4, "hidden": [8]}, quiet=True, out=tmp_path)
+    kwargs = dict(options={"latent_dim": 4, "hidden": [8]}, out=tmp_path)
     train_gan("gan", "ring-of-gaussians:n=200", 1, batch_size=50, **kwargs)
     with pytest.raises(CheckpointError, match=r"batch_size: 50 there, 40 now"):
         train_gan("gan", "ring-of-gaussians:n=200", 2, batch_size=40, resume=True, **kwargs)

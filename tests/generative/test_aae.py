@@ -73,8 +73,7 @@ def test_step_returns_the_three_losses_and_training_through_fit_works():
     assert set(out) == {"recon_loss", "d_loss", "g_loss"}
     before = aae.recon_error(x).mean().item()
     loader = [(x[i:i + 32], torch.zeros(32, dtype=torch.long)) for i in range(0, 256, 32)]
-    history = fit(aae.step, loader, epochs=6, state={"aae": aae, **aae.optimizers_},
-                  quiet=True)
+    history = fit(aae.step, loader, epochs=6, state={"aae": aae, **aae.optimizers_})
     assert set(history.epochs[-1]) >= {"recon_loss", "d_loss", "g_loss"}
     assert aae.recon_error(x).mean().item() < before - 1.0
 
@@ -174,7 +173,7 @@ def test_bad_input_raises_clear_errors():
 def test_density_training_trains_and_samples_an_aae(tmp_path, capsys):
     out = tmp_path / "aae"
     model, history = train_density(
-        "aae", "digits", 2, out=out, quiet=True, lr=3e-3,
+        "aae", "digits", 2, out=out, lr=3e-3,
         options={"latent_dim": 2, "hidden": [32], "disc_hidden": [16], "prior": "mixture",
                  "num_classes": 10})
     assert isinstance(model, AdversarialAutoencoder)

@@ -90,7 +90,7 @@ def test_step_returns_the_losses_and_fits(name):
     model = MODELS[name]()
     x = _batch(model, 32)
     loader = [(x[:16], None), (x[16:], None)]
-    history = fit(model.step, loader, epochs=2, state=model.training_state(), quiet=True)
+    history = fit(model.step, loader, epochs=2, state=model.training_state())
     keys = {"d_loss", "g_loss", "d_real", "d_fake"}
     if name == "infogan":
         keys |= {"q_loss", "mi_lower_bound"}
@@ -117,7 +117,7 @@ def test_gan_covers_several_modes_of_the_ring():
     train = load_dataset("ring-of-gaussians:n=10000", "train")
     gan = GAN((2,))
     loader = make_loader(train, 100, shuffle=True, seed=0, drop_last=True)
-    fit(gan.step, loader, epochs=30, state=gan.training_state(), quiet=True)
+    fit(gan.step, loader, epochs=30, state=gan.training_state())
     samples = gan.sample(2500, generator=torch.Generator().manual_seed(0))
     coverage = mode_coverage(samples, ring_modes(8, 2.0), 0.02)
     assert coverage.modes_covered >= 4
@@ -229,7 +229,7 @@ def test_bad_parameters_and_data():
 def test_training_resumes_exactly_and_evaluates(tmp_path):
     from generative import evaluate_gan, load_gan, train_gan
 
-    kwargs = dict(options={"latent_dim": 4, "hidden": [16, 16]}, batch_size=50, quiet=True)
+    kwargs = dict(options={"latent_dim": 4, "hidden": [16, 16]}, batch_size=50)
     data = "ring-of-gaussians:n=500"
     seen = []
     full, hist = train_gan("gan", data, 2, out=tmp_path / "full",
@@ -251,7 +251,7 @@ def test_time_budget_ends_gan_training_after_one_step():
     from generative import train_gan
 
     _, hist = train_gan("gan", "ring-of-gaussians:n=500", 50, max_minutes=1e-9, batch_size=50,
-                        options={"latent_dim": 4, "hidden": [8]}, quiet=True)
+                        options={"latent_dim": 4, "hidden": [8]})
     assert len(hist.epochs) == 1 and hist.steps == 1 and hist.stopped_for_budget
     assert hist.metrics["budget_exhausted"] and hist.metrics["steps"] == 1
 
@@ -263,7 +263,7 @@ def test_infogan_grids_and_image_evaluation(tmp_path):
 
     options = {"noise_dim": 4, "categorical": 3, "continuous": 1, "width": 4, "hidden": 8}
     model, hist = train_gan("infogan", "digits", 1, out=tmp_path, options=options,
-                            batch_size=64, train_size=256, quiet=True,
+                            batch_size=64, train_size=256,
                             on_epoch_end=EpochSamplePlots(tmp_path / "samples", grid=9))
     assert (tmp_path / "samples" / "epoch_001.png").is_file()
     assert (tmp_path / "samples" / "epoch_001_c1.png").is_file()

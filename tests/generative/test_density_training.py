@@ -33,7 +33,7 @@ TINY_NADE = {"hidden": 8}
 
 def test_train_writes_checkpoint_and_scores(tmp_path):
     model, history = train_density("nade", "digits", 2, out=tmp_path, options=TINY_NADE,
-                                   lr=3e-3, quiet=True)
+                                   lr=3e-3)
     assert isinstance(model, NADE) and not model.training
     assert len(history.epochs) == 2 and history.best_epoch in (1, 2)
     assert all(k in history.epochs[-1] for k in ("loss", "val_loss", "val_bpd", "minutes"))
@@ -55,14 +55,14 @@ def test_train_writes_checkpoint_and_scores(tmp_path):
 
 def test_training_lowers_the_nll():
     _, history = train_density("nade", "digits", 4, options={"hidden": 16}, lr=1e-2,
-                               test=False, quiet=True)
+                               test=False)
     val = history["val_loss"]
     assert val[-1] < val[0] - 1.0  # nats
 
 
 def test_time_budget_stops_training_after_the_batch_under_way():
     _, history = train_density("pixelcnn", "digits", 50, max_minutes=1e-6,
-                               options={"hidden": 4, "layers": 1}, test=False, quiet=True)
+                               options={"hidden": 4, "layers": 1}, test=False)
     assert len(history.epochs) == 1 and history.stopped_for_budget
     assert history.metrics["train_examples"] == 100  # one batch, then the budget is spent
     assert history.metrics["budget_exhausted"]
@@ -70,12 +70,12 @@ def test_time_budget_stops_training_after_the_batch_under_way():
 
 def test_examples_per_epoch_and_val_size():
     _, history = train_density("nade", "digits", 3, examples_per_epoch=250, val_size=50,
-                               options=TINY_NADE, test=False, quiet=True)
+                               options=TINY_NADE, test=False)
     assert [e["examples"] for e in history.epochs] == [250.0, 500.0, 750.0]
 
 
 def test_resume_continues_the_same_run(tmp_path):
-    kwargs = dict(options=TINY_NADE, test=False, quiet=True, out=tmp_path)
+    kwargs = dict(options=TINY_NADE, test=False, out=tmp_path)
     _, full = train_density("nade", "digits", 2, **kwargs, lr=3e-3)
     _, first = train_density("nade", "digits", 1, **{**kwargs, "out": tmp_path / "r"}, lr=3e-3)
     _, resumed = train_density("nade", "digits", 2, **{**kwargs, "out": tmp_path / "r"},
@@ -90,14 +90,14 @@ def test_grey_data_for_a_binary_model_needs_binarize():
     with pytest.raises(ValueError, match="binarize='fixed'"):
         score_density(model, "digits")
     with pytest.raises(ValueError, match="Binarize them first"):
-        train_density("nade", "digits", 1, binarize="none", options=TINY_NADE, quiet=True)
+        train_density("nade", "digits", 1, binarize="none", options=TINY_NADE)
     nll, summary = score_density(model, "digits", "val", binarize="fixed")
     assert nll.shape == (180,) and summary["split"] == "val"
 
 
 def test_wrong_image_size_for_a_checkpoint(tmp_path):
     model, history = train_density("nade", "digits", 1, out=tmp_path, options=TINY_NADE,
-                                   test=False, quiet=True)
+                                   test=False)
     wrong = NADE((1, 5, 5), hidden=4)
     with pytest.raises(ValueError, match=r"trained on 1x5x5 images but 'digits' has 1x8x8"):
         score_density(wrong, "digits", binarize="fixed")
@@ -107,8 +107,7 @@ def test_wrong_image_size_for_a_checkpoint(tmp_path):
 
 def test_8bit_models_refuse_data_that_is_not_8bit():
     with pytest.raises(DataError, match="not hold 8-bit intensities"):
-        train_density("pixelcnn", "digits", 1, options={"pixels": "8bit", "hidden": 4},
-                      quiet=True)
+        train_density("pixelcnn", "digits", 1, options={"pixels": "8bit", "hidden": 4})
 
 
 def test_fixed_binarize_is_a_seeded_bernoulli_draw():
@@ -187,7 +186,7 @@ def test_8bit_pixelcnn_on_a_slice_of_mnist(data_dir, tmp_path):
     model, history = train_density(
         "pixelcnn", "mnist:n=64", 1, root=data_dir, options={"pixels": "8bit", "hidden": 4,
                                                              "layers": 1},
-        batch_size=32, quiet=True,
+        batch_size=32,
     )
     m = history.metrics
     assert model.pixels == "8bit" and m["test_n"] == 64

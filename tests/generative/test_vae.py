@@ -195,7 +195,7 @@ def test_every_objective_trains_through_fit(objective):
         return {"loss": loss.detach()}
 
     loader = [(x[i:i + 64],) for i in range(0, 256, 64)]
-    history = fit(step, loader, epochs=8, state={"vae": vae, "opt": opt}, quiet=True)
+    history = fit(step, loader, epochs=8, state={"vae": vae, "opt": opt})
     assert len(history["loss"]) == 8
     assert vae.elbo(x, 5).mean().item() > before + 1.0
 
@@ -308,7 +308,7 @@ def test_bad_input_and_parameters_raise_clear_errors():
 def test_density_training_trains_scores_and_samples_a_vae(tmp_path, capsys):
     out = tmp_path / "vae"
     model, history = train_density(
-        "vae", "digits", 2, out=out, quiet=True, lr=3e-3, samples_k=20, val_samples_k=5,
+        "vae", "digits", 2, out=out, lr=3e-3, samples_k=20, val_samples_k=5,
         test_size=50, options={"latent_dim": 4, "hidden": [32]})
     assert isinstance(model, VAE)
     m = history.metrics

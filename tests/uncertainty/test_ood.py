@@ -170,6 +170,7 @@ CONTRACT_PARAMS = {
     "combined": {"components": ("knn", "energy", ("rapp", {"hidden": (6, 3), "epochs": 30}))},
     "odin": {"epsilon": 0.01},
     "mc-dropout": {"num_samples": 30},
+    "nnguide": {"k": 5, "bank_fraction": 0.5},
 }
 
 
@@ -334,12 +335,14 @@ def test_mahalanobis_and_ddu_survive_singular_covariance():
     x, y = _gaussians(n_per_class=4, dim=6, classes=2, seed=5)
     x[:, 2] = 0.0
     outputs = ModelOutputs(features=torch.tensor(x), labels=torch.tensor(y))
-    maha = Mahalanobis().fit_outputs(outputs)
+    maha = Mahalanobis().fit_outputs(outputs)  # the pseudo-inverse: the dead unit is dropped
+    jittered = Mahalanobis(inverse="jitter").fit_outputs(outputs)
     ddu = DDU(reg=0.0).fit_outputs(outputs)
-    assert maha.jitter_ > 0 and ddu.jitter_ > 0
+    assert maha.jitter_ == 0 and maha.rank_ == 5
+    assert jittered.jitter_ > 0 and ddu.jitter_ > 0
     q = ModelOutputs(features=torch.randn(10, 6, dtype=torch.float64))
-    assert torch.isfinite(maha.score_outputs(q)).all()
-    assert torch.isfinite(ddu.score_outputs(q)).all()
+    for det in (maha, jittered, ddu):
+        assert torch.isfinite(det.score_outputs(q)).all()
 
 
 def test_ddu_matches_analytic_log_density():

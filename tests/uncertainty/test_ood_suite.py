@@ -198,7 +198,7 @@ def nade():
     from generative import train_density
 
     model, _ = train_density("nade", IN, epochs=3, batch_size=50, lr=1e-2, test=False,
-                             options={"hidden": 16}, seed=0, quiet=True)
+                             options={"hidden": 16}, seed=0)
     return model.eval()
 
 

@@ -42,6 +42,7 @@ from torch import nn
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.models import check_model_data
+from dunno.progress import Progress, reports_progress
 from dunno.reporting import format_table
 from dunno.training import predict_logits
 from dunno.validation import check_choice, check_int
@@ -169,6 +170,7 @@ def _scalars(calibrator: Calibrator) -> dict[str, Any]:
             if isinstance(v, bool | int | float)}
 
 
+@reports_progress
 def run_calibration(
     model: nn.Module,
     data_spec: str,
@@ -181,6 +183,7 @@ def run_calibration(
     device: str | torch.device = "cpu",
     batch_size: int = 1000,
     method_params: dict[str, dict[str, Any]] | None = None,
+    progress: bool | None = None,
 ) -> CalibrationResult:
     """Fit each calibration method on held-out data and compare them on the test split.
 
@@ -209,6 +212,9 @@ def run_calibration(
         Batch size of the two forward passes.
     method_params : dict, optional
         Hyper-parameters per method, e.g. ``{"matrix": {"off_diagonal_reg": 0.01}}``.
+    progress : bool, optional
+        Report the two forward passes and the fitting of the calibrators on stderr
+        (:mod:`dunno.progress`); ``None``: as the enclosing call asked (off by default).
 
     Returns
     -------
@@ -244,9 +250,10 @@ def run_calibration(
         pool = pool.subset(index.sort().values)
 
     t0 = time.perf_counter()
-    cal_logits, cal_labels = predict_logits(model, make_loader(pool, batch_size), device=device)
+    cal_logits, cal_labels = predict_logits(model, make_loader(pool, batch_size), device=device,
+                                            desc=f"logits {data_spec} ({calibration_split})")
     test_logits, test_labels = predict_logits(model, make_loader(test, batch_size),
-                                              device=device)
+                                              device=device, desc=f"logits {data_spec} (test)")
     forward_seconds = time.perf_counter() - t0
     if cal_logits.shape[1] != num_classes:
         raise ValueError(
@@ -258,7 +265,9 @@ def run_calibration(
     before = _test_metrics(test_logits, test_labels)
     calibration_nll = {"uncalibrated": nll_from_logits(cal_logits, cal_labels)}
     after, fitted, seconds, calibrators = {}, {}, {"forward_passes": forward_seconds}, {}
-    for name in names:
+    methods_bar = Progress(names, desc="calibrators (fit, evaluate)", unit="method")
+    for name in methods_bar:
+        methods_bar.set_postfix({"method": name})
         calibrator = make_calibrator(name, **method_params.get(name, {}))
         t0 = time.perf_counter()
         calibrator.fit(cal_logits, cal_labels)

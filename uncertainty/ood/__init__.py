@@ -23,7 +23,9 @@ score through a density model (``make_detector("likelihood-ratio", density=nade)
 :mod:`uncertainty.ood._density`); each module holds the pure score function
 (``energy_score(logits, temperature)``) next to its class. ``mc-dropout`` (MC-Dropout mutual
 information) and ``ensemble-disagreement`` (deep-ensemble mutual information) score the
-epistemic uncertainty of :mod:`uncertainty.predictive`. The contract is in
+epistemic uncertainty of :mod:`uncertainty.predictive`. Three more feature detectors:
+``relative-mahalanobis`` (Ren et al. 2021), ``vim`` (virtual-logit matching, Wang et al. 2022)
+and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023). The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
 :mod:`uncertainty.ood.outputs`.
 
@@ -64,6 +66,7 @@ from uncertainty.ood.mahalanobis import Mahalanobis, mahalanobis_score
 from uncertainty.ood.maxlogit import MaxLogit, max_logit_score
 from uncertainty.ood.mc_dropout_mi import MCDropoutMI, mutual_information_score
 from uncertainty.ood.msp import MSP, msp_score
+from uncertainty.ood.nnguide import NNGuide, nnguide_score
 from uncertainty.ood.odin import ODIN, odin_score
 from uncertainty.ood.outputs import ModelOutputs, extract_outputs, forward_outputs
 from uncertainty.ood.rapp import (
@@ -80,15 +83,21 @@ from uncertainty.ood.registry import (
     make_detector,
     register_detector,
 )
+from uncertainty.ood.relative_mahalanobis import (
+    RelativeMahalanobis,
+    relative_mahalanobis_score,
+)
 from uncertainty.ood.scale import SCALE, scale_features, scale_score
 from uncertainty.ood.suite import run_ood
 from uncertainty.ood.table import OODTable
 from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
+from uncertainty.ood.vim import ViM, vim_score
 
 # The built-in detectors, in the order tables list them (a detector of another distribution
 # registers through the entry-point group "dunno.detectors", see uncertainty.ood.registry).
 for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm,
                   ReAct, DICE, ASHP, ASHB, ASHS, SCALE,  # activation shaping
+                  RelativeMahalanobis, ViM, NNGuide,  # feature statistics, subspaces, guidance
                   RaPP, Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
                   InputComplexity, Typicality):
     register_detector(_detector)
@@ -136,6 +145,9 @@ __all__ = [
     "FeatureNorm",
     "Mahalanobis",
     "MaxLogit",
+    "NNGuide",
+    "RelativeMahalanobis",
+    "ViM",
     "ModelOutputs",
     "OODDetector",
     "OODTable",
@@ -153,6 +165,9 @@ __all__ = [
     "make_detector",
     "max_logit_score",
     "msp_score",
+    "nnguide_score",
+    "relative_mahalanobis_score",
+    "vim_score",
     "normalize_features",
     "odin_score",
     "rapp_differences",

@@ -1,9 +1,17 @@
-r"""Class-conditional Gaussian statistics of features, shared by Mahalanobis and DDU.
+r"""Class-conditional Gaussian statistics of features, shared by Mahalanobis, relative
+Mahalanobis and DDU.
 
 Everything is computed in float64. Covariances of penultimate features are often singular
-(ReLU units that never fire, fewer examples of a class than feature dimensions), so
-:func:`jittered_cholesky` adds the smallest diagonal jitter from a list that makes every matrix
-positive definite, as DDU does (Mukhoti et al. 2021, ``gmm_utils.py``).
+(ReLU units that never fire, fewer examples of a class than feature dimensions). Two remedies:
+
+* :func:`pinv_whitening`, the **pseudo-inverse** of Lee et al.'s reference code (scikit-learn's
+  ``EmpiricalCovariance.precision_``, i.e. :func:`scipy.linalg.pinvh`): eigen-directions with
+  eigenvalue at most :math:`F \epsilon_{64} \lambda_{\max}` are dropped, so a unit that never
+  fired in training adds nothing to a distance instead of :math:`x^2 / \text{jitter}`. Used by
+  the Mahalanobis detectors (distances only, no density);
+* :func:`jittered_cholesky` adds the smallest diagonal jitter from a list that makes every
+  matrix positive definite, as DDU does (Mukhoti et al. 2021, ``gmm_utils.py``): a density
+  needs a full-rank covariance (its log-determinant), which a pseudo-inverse does not give.
 """
 
 from __future__ import annotations
@@ -12,15 +20,21 @@ import math
 
 import torch
 
-from dunno.validation import as_labels
+from dunno.validation import as_labels, check_inferred_classes
 
 __all__ = [
     "DDU_JITTERS",
+    "INVERSES",
+    "RELATIVE_JITTERS",
     "class_means",
     "class_covariances",
     "gaussian_log_densities",
     "jittered_cholesky",
+    "num_classes_of",
+    "pinv_whitening",
+    "projected_sq_distances",
     "tied_covariance",
+    "tied_gaussian",
     "whitened_sq_distances",
 ]
 
@@ -166,3 +180,121 @@ def gaussian_log_densities(
     log_det_half = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)  # (C,)
     d = means.shape[1]
     return -0.5 * sq - log_det_half[None, :] - 0.5 * d * math.log(2 * math.pi)
+
+
+def pinv_whitening(covariance: torch.Tensor, rtol: float | None = None
+                   ) -> tuple[torch.Tensor, int]:
+    r"""A factor :math:`W` of the pseudo-inverse, :math:`\Sigma^+ = W W^\top`.
+
+    With :math:`\Sigma = U \operatorname{diag}(\lambda) U^\top` (symmetrised, float64), the
+    eigen-directions with :math:`\lambda_j > \tau = r\,\max_i |\lambda_i|` are kept and
+    :math:`W = U_{\text{kept}} \operatorname{diag}(\lambda_{\text{kept}}^{-1/2})`. The default
+    :math:`r = F \epsilon_{64}` is :func:`scipy.linalg.pinvh`'s, hence the same matrix as
+    scikit-learn's ``EmpiricalCovariance(...).precision_`` that Lee et al. (2018) use (pinvh
+    also keeps eigenvalues below :math:`-\tau`, which a covariance does not have beyond
+    rounding; here they are dropped so that distances stay non-negative). For a positive
+    definite :math:`\Sigma` this is the inverse.
+
+    Args:
+        covariance: ``(F, F)`` symmetric positive semi-definite matrix.
+        rtol: relative cutoff :math:`r` (default :math:`F \epsilon_{64}`).
+
+    Returns:
+        ``(W, rank)``: ``W`` of shape ``(F, rank)`` float64, and the number of kept directions
+        (0 for a zero matrix: every distance is then 0).
+    """
+    cov = covariance.to(torch.float64)
+    cov = 0.5 * (cov + cov.transpose(-1, -2))
+    if not bool(torch.isfinite(cov).all()):
+        raise ValueError("The feature covariance contains NaN or inf; the features may be "
+                         "non-finite.")
+    eigvals, eigvecs = torch.linalg.eigh(cov)  # ascending
+    if rtol is None:
+        rtol = cov.shape[-1] * torch.finfo(torch.float64).eps
+    cutoff = rtol * float(eigvals.abs().max()) if eigvals.numel() else 0.0
+    keep = eigvals > cutoff
+    return eigvecs[:, keep] * eigvals[keep].rsqrt(), int(keep.sum())
+
+
+def projected_sq_distances(
+    features: torch.Tensor, means: torch.Tensor, whitening: torch.Tensor, chunk: int = 4096
+) -> torch.Tensor:
+    r"""Squared distances :math:`\lVert W^\top (f - \mu_c) \rVert^2 =
+    (f - \mu_c)^\top W W^\top (f - \mu_c)` to every mean: Mahalanobis distances under the
+    precision :math:`W W^\top` (a pseudo-inverse from :func:`pinv_whitening`, or
+    :math:`L^{-\top}` of a Cholesky factor). Differentiable in ``features``.
+
+    Args:
+        features: ``(N, F)``.
+        means: ``(C, F)``.
+        whitening: ``(F, r)``.
+        chunk: rows per block (memory: a ``(chunk, C, r)`` block).
+
+    Returns:
+        ``(N, C)`` float64.
+    """
+    w = whitening.to(device=means.device, dtype=torch.float64)
+    centre = means.to(torch.float64) @ w  # (C, r)
+    z = features.to(device=means.device, dtype=torch.float64) @ w  # (N, r)
+    out = [(z[s:s + chunk, None, :] - centre[None]).square().sum(-1)  # (B, C)
+           for s in range(0, len(z), chunk)]
+    return torch.cat(out) if out else z.new_zeros(0, len(centre))
+
+
+#: How the Mahalanobis detectors invert a tied covariance: ``"pinv"`` (the pseudo-inverse of
+#: Lee et al.'s code, the default) or ``"jitter"`` (Cholesky of the covariance plus the
+#: smallest relative diagonal jitter from :data:`RELATIVE_JITTERS` that makes it positive
+#: definite; the rule before the pseudo-inverse).
+INVERSES = ("pinv", "jitter")
+
+#: The relative jitters of ``inverse="jitter"``: 0, then 1e-12 ... 1 times the mean variance.
+RELATIVE_JITTERS: tuple[float, ...] = (0.0,) + tuple(10.0**e for e in range(-12, 1))
+
+
+def num_classes_of(logits: torch.Tensor | None, labels: torch.Tensor | None,
+                   owner: str) -> int:
+    """The number of classes: the logits' width, else inferred from the labels (1 without
+    either; :func:`class_means` then refuses the missing labels)."""
+    if logits is not None:
+        return logits.shape[1]
+    if labels is not None and len(labels):
+        return check_inferred_classes(int(labels.max()), len(labels), owner)
+    return 1
+
+
+def tied_gaussian(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, owner: str, *,
+    shrinkage: float = 0.0, inverse: str = "pinv",
+) -> dict[str, torch.Tensor | float | int]:
+    r"""Class means and the tied covariance of Lee et al. (2018), with its inverse as a
+    whitening factor.
+
+    :math:`\Sigma = \frac1N\sum_i (f_i - \mu_{y_i})(f_i - \mu_{y_i})^\top`, optionally shrunk,
+    :math:`\Sigma_\alpha = (1-\alpha)\Sigma + \alpha\tfrac{\operatorname{tr}\Sigma}{F} I`, then
+    inverted by :func:`pinv_whitening` (``inverse="pinv"``) or by a Cholesky factor of
+    :math:`\Sigma_\alpha + \epsilon\tfrac{\operatorname{tr}\Sigma_\alpha}{F} I` with the first
+    :math:`\epsilon` of :data:`RELATIVE_JITTERS` that works (``inverse="jitter"``).
+
+    Returns:
+        ``means (C, F)``, ``covariance (F, F)`` (shrunk; plus the jitter), ``whitening (F, r)``
+        with :math:`\Sigma^{+} = W W^\top` (or :math:`\Sigma^{-1}`), ``rank`` ``r`` and
+        ``jitter`` (the absolute jitter added; 0 for the pseudo-inverse), all float64.
+    """
+    means, _ = class_means(features, labels, num_classes, owner)
+    cov = tied_covariance(features, labels, means)  # (F, F)
+    eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    scale = float(torch.diagonal(cov).mean())
+    scale = scale if scale > 0 else 1.0
+    if shrinkage:
+        cov = (1 - shrinkage) * cov + shrinkage * scale * eye
+    if inverse == "pinv":
+        whitening, rank = pinv_whitening(cov)
+        jitter = 0.0
+    else:
+        chol, jitter = jittered_cholesky(cov, [j * scale for j in RELATIVE_JITTERS])
+        cov = cov + jitter * eye
+        # Sigma^{-1} = L^{-T} L^{-1}: the whitening factor is L^{-T}
+        whitening = torch.linalg.solve_triangular(chol, eye, upper=False).T
+        rank = cov.shape[0]
+    return {"means": means, "covariance": cov, "whitening": whitening, "rank": rank,
+            "jitter": jitter}

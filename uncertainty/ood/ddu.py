@@ -16,6 +16,11 @@ list :math:`0, 2.2\cdot10^{-308}, 10^{-308}, 10^{-307}, \dots, 10^{-1}`
 (:data:`~uncertainty.ood._gaussian.DDU_JITTERS`) for which every :math:`\Sigma_c` has a
 Cholesky factor.
 
+Unlike the Mahalanobis detectors, which drop singular directions with a pseudo-inverse
+(:func:`~uncertainty.ood._gaussian.pinv_whitening`, as Lee et al.'s code does), DDU keeps the
+jitter its paper's code prescribes: a density needs a full-rank covariance (its
+log-determinant), which a pseudo-inverse does not give.
+
 ``reg=0`` is the paper's jitter-only recipe. It assumes features without exactly degenerate
 directions (DDU's leaky-ReLU ResNets). ReLU features often have units that never fire for a
 class; the jitter search then stops at :math:`2.2\cdot10^{-308}` and the class density

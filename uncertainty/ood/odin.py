@@ -44,6 +44,7 @@ from torch import nn
 
 from dunno.errors import check_is_fitted
 from dunno.inputs import as_loader, model_dtype
+from dunno.progress import Progress
 from dunno.validation import check_bool, check_float, check_int, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, extract_outputs, model_device
@@ -77,6 +78,7 @@ def odin_score(
     temperature: float = 1000.0,
     epsilon: float = 0.0014,
     batch_size: int = 256,
+    progress: bool | None = None,
 ) -> torch.Tensor:
     r"""ODIN score :math:`-\max_c S_c(\tilde x; T)` of inputs ``x`` (see the module docstring).
 
@@ -86,6 +88,8 @@ def odin_score(
         temperature: :math:`T > 0`.
         epsilon: perturbation magnitude :math:`\varepsilon \ge 0` in input units.
         batch_size: examples per forward/backward pass.
+        progress: report the pass on stderr (:mod:`dunno.progress`; ``None``: as the
+            enclosing call asked, off by default).
 
     Returns:
         ``(N,)`` float64 scores on the model's device; higher = more OOD.
@@ -94,11 +98,15 @@ def odin_score(
     was_training = model.training
     model.eval()
     out = []
+    bar = Progress(total=len(x), desc=f"ODIN T={temperature:g} eps={epsilon:g}", unit="ex",
+                   enabled=progress)
     try:
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size].to(device)
             out.append(-_perturb_and_score(model, xb, temperature, epsilon))
+            bar.update(len(xb))
     finally:
+        bar.close()
         model.train(was_training)
     return torch.cat(out)
 

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dunno.progress import Progress
 from dunno.validation import check_int
 
 __all__ = [
@@ -332,6 +333,16 @@ def _batches(data, batch_size: int):
             yield batch, None
 
 
+def _num_examples(data) -> int | None:
+    """The number of examples of ``data`` (a tensor, an ArrayDataset, a loader with a sized
+    ``dataset``), None when unknown."""
+    x = data if isinstance(data, torch.Tensor) else getattr(data, "x", None)
+    if isinstance(x, torch.Tensor):
+        return len(x)
+    dataset = getattr(data, "dataset", None)
+    return len(dataset) if hasattr(dataset, "__len__") else None
+
+
 @torch.no_grad()
 def extract_outputs(
     model: nn.Module | None,
@@ -343,6 +354,8 @@ def extract_outputs(
     keep_inputs: bool | None = None,
     density=None,
     density_transform=None,
+    progress: bool | None = None,
+    desc: str = "outputs",
 ) -> ModelOutputs:
     """Run ``model`` once (eval mode) over ``data`` and collect what detectors need.
 
@@ -369,6 +382,9 @@ def extract_outputs(
     density_transform : callable, optional
         ``x -> x'`` applied to each batch before ``density.log_prob`` (e.g. binarisation for
         a binary model); identity by default.
+    progress : bool, optional
+        Report the pass on stderr (:mod:`dunno.progress`), in examples, as ``desc``;
+        ``None``: as the enclosing call asked (off by default).
 
     Returns
     -------
@@ -404,6 +420,7 @@ def extract_outputs(
         density.eval()
     logits, feats, labels, inputs, log_probs = [], [], [], [], []
     unlabelled = False
+    bar = Progress(total=_num_examples(data), desc=desc, unit="ex", enabled=progress)
     try:
         for x, y in _batches(data, batch_size):
             if run:
@@ -420,7 +437,9 @@ def extract_outputs(
                 labels.append(y.cpu())
             if keep:
                 inputs.append(x)
+            bar.update(len(x))
     finally:
+        bar.close()
         if model is not None:
             model.train(was_training)
         if want_density and isinstance(density, nn.Module):

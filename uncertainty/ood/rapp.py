@@ -41,6 +41,7 @@ from torch import nn
 
 from dunno.devices import resolve_device
 from dunno.inputs import as_arrays, model_dtype, output_like
+from dunno.progress import Progress
 from dunno.validation import (
     check_bool,
     check_choice,
@@ -255,7 +256,8 @@ class RaPP(OODDetector):
         g = torch.Generator().manual_seed(self.seed)
         ae.train()
         loss_value = float("nan")
-        for _ in range(self.epochs):
+        epochs = Progress(range(self.epochs), desc="RaPP autoencoder", unit="epoch")
+        for _ in epochs:
             order = torch.randperm(len(x), generator=g)
             total = 0.0
             for start in range(0, len(x), self.batch_size):
@@ -266,6 +268,8 @@ class RaPP(OODDetector):
                 optimizer.step()
                 total += float(loss.detach()) * len(xb)
             loss_value = total / len(x)
+            epochs.set_postfix({"loss": loss_value})
+        epochs.close()
         ae.eval()
         return loss_value
 
@@ -274,11 +278,12 @@ class RaPP(OODDetector):
         dtype = next(ae.parameters()).dtype
         was_training = ae.training
         ae.eval()
+        bar = Progress(range(0, len(x), chunk), desc="RaPP differences", unit="chunk")
         try:
             out = [rapp_differences(ae, x[s:s + chunk].to(device=device, dtype=dtype),
-                                    include_input=self.include_input)
-                   for s in range(0, len(x), chunk)]
+                                    include_input=self.include_input) for s in bar]
         finally:
+            bar.close()
             ae.train(was_training)
         return torch.cat(out)
 

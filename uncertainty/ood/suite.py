@@ -54,6 +54,7 @@ from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
 from dunno.devices import resolve_device
 from dunno.inputs import as_arrays, describe_kind, model_dtype
 from dunno.models import check_compiled_features, check_model_data
+from dunno.progress import Progress, reports_progress
 from dunno.validation import check_choice, check_int
 from evaluation.metrics.ood import ood_metrics
 from uncertainty.ood._base import OODDetector
@@ -270,19 +271,19 @@ def _check_shared_pass(model: nn.Module | None, layer, detectors: dict[str, OODD
         )
 
 
-def _forward(model, ds, needs, layer, batch_size) -> tuple[ModelOutputs, float]:
+def _forward(model, ds, needs, layer, batch_size, name: str) -> tuple[ModelOutputs, float]:
     t0 = time.perf_counter()
     outputs = extract_outputs(model, ds, needs=needs | {"input"}, layer=layer,
-                              batch_size=batch_size)
+                              batch_size=batch_size, desc=f"{'+'.join(sorted(needs))} {name}")
     if outputs.logits is not None and outputs.logits.device.type == "cuda":
         torch.cuda.synchronize(outputs.logits.device)
     return outputs, time.perf_counter() - t0
 
 
-def _density_forward(density, ds, batch_size) -> tuple[ModelOutputs, float]:
+def _density_forward(density, ds, batch_size, name: str) -> tuple[ModelOutputs, float]:
     t0 = time.perf_counter()
     outputs = extract_outputs(None, ds, needs={"log_prob", "input"}, density=density,
-                              batch_size=batch_size)
+                              batch_size=batch_size, desc=f"log p(x) {name}")
     return outputs, time.perf_counter() - t0
 
 
@@ -297,6 +298,7 @@ def _jsonable_params(det: OODDetector) -> dict[str, Any]:
     return {k: conv(v) for k, v in det.get_params().items()}
 
 
+@reports_progress
 def run_ood(
     model: nn.Module | None,
     in_data: str | tuple,
@@ -314,6 +316,7 @@ def run_ood(
     detector_params: dict[str, dict[str, Any]] | None = None,
     layer: LayerSpec = None,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> OODTable:
     """Evaluate every detector on every OOD set against ``in_data``'s test split.
 
@@ -370,6 +373,8 @@ def run_ood(
         detector.
     seed : int
         Seed of the ``fit_size`` subset.
+    progress : bool, optional
+        Report the passes and the detectors on stderr (:mod:`dunno.progress`; None: inherit).
 
     Returns
     -------
@@ -427,11 +432,13 @@ def run_ood(
         needs = frozenset({"logits"})
         if any("features" in (d.needs | d.fit_needs) for d in dets.values()):
             needs = needs | {"features"}
-        fit_out, timings["forward"][fit_key] = _forward(model, fit, needs, layer, batch_size)
-        test_out, timings["forward"][test_key] = _forward(model, test, needs, layer, batch_size)
+        fit_out, timings["forward"][fit_key] = _forward(model, fit, needs, layer, batch_size,
+                                                        fit_key)
+        test_out, timings["forward"][test_key] = _forward(model, test, needs, layer, batch_size,
+                                                          test_key)
         for name, ds in oods.items():
             ood_out[name], timings["forward"][name] = _forward(model, ds, needs, layer,
-                                                               batch_size)
+                                                               batch_size, name)
     dens_fit = dens_test = None
     dens_ood: dict[str, ModelOutputs] = {}
     if any(d.uses_density for d in dets.values()):
@@ -440,12 +447,12 @@ def run_ood(
 
         timings["density"] = {}
         dens_fit, timings["density"][fit_key] = _density_forward(
-            density, prepared(fit, fit_split), batch_size)
+            density, prepared(fit, fit_split), batch_size, fit_key)
         dens_test, timings["density"][test_key] = _density_forward(
-            density, prepared(test, "test"), batch_size)
+            density, prepared(test, "test"), batch_size, test_key)
         for name, ds in oods.items():
             dens_ood[name], timings["density"][name] = _density_forward(
-                density, prepared(ds, "test"), batch_size)
+                density, prepared(ds, "test"), batch_size, name)
 
     accuracy = None
     if test_out is not None and test_out.labels is not None:
@@ -457,7 +464,7 @@ def run_ood(
         accuracy = float((test_out.logits.argmax(1).cpu() == test_out.labels).double().mean())
 
     rows, scores, own = [], {}, []
-    for name, det in dets.items():
+    for name, det in Progress(dets.items(), desc="detectors (fit, score)", unit="detector"):
         if det.uses_density:
             d_fit, d_test, d_ood = dens_fit, dens_test, dens_ood
         else:

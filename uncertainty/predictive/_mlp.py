@@ -160,15 +160,17 @@ def train_stacked(xs: torch.Tensor, ys: torch.Tensor, split_of: Sequence[int], *
                   hidden: Sequence[int], out_features: int, loss_fn: Callable,
                   group_rates: Sequence[float] = (0.0,), mask_groups: Sequence[int] | None = None,
                   input_dropout: bool = False, decay: torch.Tensor | None = None,
-                  epochs: int, batch_size: int, lr: float, seed: int):
+                  epochs: int, batch_size: int, lr: float, seed: int,
+                  on_epoch_end: Callable | None = None):
     """Train a :class:`StackedMLP` whose member ``m`` learns training set ``split_of[m]`` of
     ``xs (S, N, D)``, ``ys (S, N, O)``, all members on the same mini-batch rows.
 
     ``loss_fn(out (M, B, K), y (M, B, O)) -> (M,)`` is each member's mean loss; ``decay (M,)``
     adds ``decay_m * sum ||W||^2`` (an L2 penalty on weights, not biases, in the loss as
     in Keras). One Adam step per mini-batch updates every member (Adam is elementwise, so
-    this is exactly one optimiser per member). Runs :func:`dunno.training.fit`; returns the
-    network (eval mode) and its history.
+    this is exactly one optimiser per member). Runs :func:`dunno.training.fit` (one progress
+    bar over the epochs; ``on_epoch_end`` after each); returns the network (eval mode) and
+    its history.
     """
     from dunno.training import fit as fit_loop
     from dunno.training import seed_everything
@@ -196,7 +198,8 @@ def train_stacked(xs: torch.Tensor, ys: torch.Tensor, split_of: Sequence[int], *
         optimizer.step()
         return {"loss": losses.detach().mean()}
 
-    history = fit_loop(step, loader, epochs=epochs, state={"net": net}, quiet=True)
+    history = fit_loop(step, loader, epochs=epochs, state={"net": net, "adam": optimizer},
+                       progress_by="epochs", desc=type(net).__name__, on_epoch_end=on_epoch_end)
     return net.eval(), history
 
 

@@ -9,21 +9,32 @@
 
 Both follow :class:`dunno.estimator.Estimator` (hyper-parameters from the ``__init__``
 signature, ``repr``, ``set_params``, :class:`~dunno.errors.NotFittedError` before ``fit``).
+
+``fit`` and ``fit_many`` take ``progress`` (report the training on stderr, one bar over the
+epochs: :mod:`dunno.progress`; ``None``: as the enclosing call asked, off by default) and
+``on_epoch_end(epoch, record)``, called after every epoch of the training run whose weights
+are kept (not of a grid search's selection runs) with :func:`dunno.training.fit`'s epoch
+record (``loss``, ``lr``, ``seconds``, ...; ``member`` where members train one after another).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
 from dunno.estimator import Estimator
 from dunno.inputs import as_arrays, output_like
+from dunno.progress import reporting
 from dunno.validation import check_float, check_int
 from uncertainty.predictive.prediction import RegressionPrediction
 
-__all__ = ["JointFit", "Regressor", "check_training_params"]
+__all__ = ["EpochHook", "JointFit", "Regressor", "check_training_params"]
+
+#: ``on_epoch_end(epoch, record)`` of :func:`dunno.training.fit`
+EpochHook = Callable[[int, dict[str, float]], None]
 
 
 def check_training_params(estimator: Estimator) -> None:
@@ -43,23 +54,28 @@ class JointFit(Estimator, ABC):
     #: Hyper-parameters that :meth:`fit_many` may set per training set (``params=``).
     _per_dataset_params: ClassVar[tuple[str, ...]] = ()
 
-    def fit(self, x, y=None):
+    def fit(self, x, y=None, *, progress: bool | None = None,
+            on_epoch_end: EpochHook | None = None):
         """Fit on ``x (N, D)``, ``y (N, O)`` (or ``(N,)``); returns ``self``. ``x`` may be any
         kind read by :mod:`dunno.inputs` (numpy, tensor, an ``(x, y)`` pair, a Dataset or a
-        DataLoader of ``(x, y)``); NaN / inf are refused."""
+        DataLoader of ``(x, y)``); NaN / inf are refused. ``progress``, ``on_epoch_end``: see
+        the module docstring."""
         self._validate_params()
         x, y = as_arrays(x, labels=y, owner=f"{type(self).__name__}.fit", require_labels=True)
-        self._fit_jointly([self], [(x, y)])
+        with reporting(progress, owner=f"{type(self).__name__}.fit"):
+            self._fit_jointly([self], [(x, y)], on_epoch_end)
         return self
 
-    def fit_many(self, data, params: list[dict[str, Any]] | None = None) -> list:
+    def fit_many(self, data, params: list[dict[str, Any]] | None = None, *,
+                 progress: bool | None = None, on_epoch_end: EpochHook | None = None) -> list:
         """Fit one copy of this estimator per ``(x, y)`` in ``data`` (all of one shape, e.g.
         the 20 UCI splits) as one stacked network -- the same result in distribution as
         calling :meth:`fit` on each, with one optimiser step for all per mini-batch.
 
         ``params``: optional list of per-dataset overrides of the hyper-parameters in
         ``_per_dataset_params`` (e.g. MC-Dropout's precisions converted to each split's
-        standardised units). Returns the fitted copies in order."""
+        standardised units). Returns the fitted copies in order. ``progress``,
+        ``on_epoch_end``: see the module docstring (one run trains every copy)."""
         owner = f"{type(self).__name__}.fit_many"
         data = list(data)
         if not data:
@@ -81,12 +97,15 @@ class JointFit(Estimator, ABC):
         estimators = [type(self)(**{**self.get_params(), **override}) for override in overrides]
         for est in estimators:
             est._validate_params()
-        self._fit_jointly(estimators, data)
+        with reporting(progress, owner=owner):
+            self._fit_jointly(estimators, data, on_epoch_end)
         return estimators
 
     @abstractmethod
-    def _fit_jointly(self, estimators: list, data: list) -> None:
-        """Train ``estimators[s]`` on ``data[s]`` together (parameters already validated)."""
+    def _fit_jointly(self, estimators: list, data: list,
+                     on_epoch_end: EpochHook | None = None) -> None:
+        """Train ``estimators[s]`` on ``data[s]`` together (parameters already validated),
+        calling ``on_epoch_end`` after every epoch of the run whose weights are kept."""
 
 
 class Regressor(JointFit):

@@ -180,7 +180,7 @@ class BayesianMLPRegressor(Regressor):
         check_int(self.num_samples, "num_samples", self, low=1)
         check_seed(self.seed, self)
 
-    def _fit_jointly(self, estimators, data) -> None:
+    def _fit_jointly(self, estimators, data, on_epoch_end=None) -> None:
         hidden = check_hidden(self.hidden, self, allow_empty=True)
         xs, ys = stack_training_sets(  # (S, N, D), (S, N, O)
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
@@ -199,7 +199,8 @@ class BayesianMLPRegressor(Regressor):
                 return {"elbo": svi.step(xs, ys, batch) / (n * s_count)}
 
             history = fit_loop(step, range(math.ceil(n / batch)), epochs=self.epochs,
-                               quiet=True)
+                               progress_by="epochs", desc=type(self).__name__,
+                               on_epoch_end=on_epoch_end)
         for s, est in enumerate(estimators):
             est.model_, est.guide_, est.param_state_ = model, guide, state
             est.model_index_ = s

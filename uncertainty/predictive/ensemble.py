@@ -232,7 +232,7 @@ class DeepEnsemble(JointFit):
             return False, f"vmap failed ({type(err).__name__}: {err}); using a loop"
         return True, "torch.func.vmap over stacked parameters"
 
-    def _fit_jointly(self, estimators, data) -> None:
+    def _fit_jointly(self, estimators, data, on_epoch_end=None) -> None:
         pairs = [self._validate(x, y) for x, y in data]
         shapes = {(tuple(x.shape), tuple(y.shape)) for x, y in pairs}
         if len(shapes) != 1:
@@ -253,9 +253,9 @@ class DeepEnsemble(JointFit):
         span = (xs.amax(dim=1) - xs.amin(dim=1))[split_of] * self.epsilon  # (S*M, ...)
         vectorized, reason = self._trial(members[0], xs[0])
         if vectorized:
-            members, histories = self._train_vmap(members, xs, ys, split_of, span)
+            members, histories = self._train_vmap(members, xs, ys, split_of, span, on_epoch_end)
         else:
-            members, histories = self._train_loop(members, xs, ys, split_of, span)
+            members, histories = self._train_loop(members, xs, ys, split_of, span, on_epoch_end)
         for s, est in enumerate(estimators):
             est.members_ = members[s * m_count:(s + 1) * m_count]
             est.vectorized_, est.vectorize_reason_ = vectorized, reason
@@ -264,7 +264,7 @@ class DeepEnsemble(JointFit):
             est.n_outputs_ = out_features
             est._stacked = None
 
-    def _train_vmap(self, members, xs, ys, split_of, span):
+    def _train_vmap(self, members, xs, ys, split_of, span, on_epoch_end=None):
         params, buffers = stack_module_state(members)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         base = copy.deepcopy(members[0]).to("meta")
@@ -291,7 +291,9 @@ class DeepEnsemble(JointFit):
             return {"loss": loss.detach() / len(members)}
 
         base.train()
-        history = fit_loop(step, loader, epochs=self.epochs, quiet=True)
+        history = fit_loop(step, loader, epochs=self.epochs, state={"adam": optimizer},
+                           progress_by="epochs", desc=type(self).__name__,
+                           on_epoch_end=on_epoch_end)
         with torch.no_grad():
             for i, member in enumerate(members):
                 for name, p in member.named_parameters():
@@ -301,7 +303,7 @@ class DeepEnsemble(JointFit):
                         b.copy_(buffers[name][i])
         return [m.eval() for m in members], [history]
 
-    def _train_loop(self, members, xs, ys, split_of, span):
+    def _train_loop(self, members, xs, ys, split_of, span, on_epoch_end=None):
         histories = []
         n = xs.shape[1]
         for i, member in enumerate(members):
@@ -321,16 +323,22 @@ class DeepEnsemble(JointFit):
                 optimizer.step()
                 return {"loss": loss.detach()}
 
+            hook = None if on_epoch_end is None else (
+                lambda epoch, record, i=i: on_epoch_end(epoch, {"member": i, **record}))
             histories.append(fit_loop(step, loader, epochs=self.epochs,
-                                      state={"member": member}, quiet=True))
+                                      state={"member": member, "adam": optimizer},
+                                      progress_by="epochs", desc=f"{type(self).__name__} {i}",
+                                      on_epoch_end=hook))
         return [m.eval() for m in members], histories
 
-    def fit(self, x, y=None) -> DeepEnsemble:
+    def fit(self, x, y=None, *, progress: bool | None = None,
+            on_epoch_end=None) -> DeepEnsemble:
         """Train the ``M`` members on ``x (N, ...)`` and ``y`` (regression ``(N, O)`` or
         ``(N,)``; classification integer labels ``(N,)``); returns ``self``. ``x`` may be any
         kind read by :mod:`dunno.inputs` (an ``(x, y)`` pair, a Dataset or a DataLoader with
-        ``y=None``). Training is reproducible: the same ``seed``, the same members."""
-        return super().fit(x, y)
+        ``y=None``). Training is reproducible: the same ``seed``, the same members.
+        ``progress``, ``on_epoch_end``: see :mod:`uncertainty.predictive.base`."""
+        return super().fit(x, y, progress=progress, on_epoch_end=on_epoch_end)
 
     # ------------------------------------------------------------------ inference
     def _check_x(self, x) -> torch.Tensor:

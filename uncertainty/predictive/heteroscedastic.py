@@ -196,7 +196,7 @@ class HeteroscedasticRegressor(Regressor):
         check_training_params(self)
         check_seed(self.seed, self)
 
-    def _fit_jointly(self, estimators, data) -> None:
+    def _fit_jointly(self, estimators, data, on_epoch_end=None) -> None:
         hidden = check_hidden(self.hidden, self)
         xs, ys = stack_training_sets(
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
@@ -212,7 +212,7 @@ class HeteroscedasticRegressor(Regressor):
             xs, ys, list(range(s_count)), hidden=hidden, out_features=2 * o, loss_fn=loss_fn,
             group_rates=[self.dropout] * s_count, mask_groups=list(range(s_count)),
             decay=decay, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            seed=self.seed,
+            seed=self.seed, on_epoch_end=on_epoch_end,
         )
         for s, est in enumerate(estimators):
             est.model_ = net.member(s)
@@ -318,7 +318,7 @@ class HeteroscedasticClassifier(Estimator):
             return {"loss": loss.detach()}
 
         self.history_ = fit_loop(step, loader, epochs=self.epochs, state={"model": model},
-                                 quiet=True)
+                                 progress_by="epochs", desc=type(self).__name__)
         self.model_ = model.eval()
         self.classes_ = c
         self.n_features_in_ = x.shape[1]

@@ -382,7 +382,7 @@ class MCDropoutRegressor(Regressor):
         check_seed(self.seed, self)
 
     # ------------------------------------------------------------------ training
-    def _train(self, xs, ys, split_of, configs, group_rates, mask_groups):
+    def _train(self, xs, ys, split_of, configs, group_rates, mask_groups, on_epoch_end=None):
         """Train one stacked network: member ``m`` learns split ``split_of[m]`` of ``xs (S, N,
         D)``, ``ys (S, N, O)`` with ``configs[m] = (p, tau)``: squared error plus the weight
         decay ``l^2 (1 - p) / (2 N tau)``."""
@@ -398,7 +398,7 @@ class MCDropoutRegressor(Regressor):
             xs, ys, split_of, hidden=check_hidden(self.hidden, self), out_features=ys.shape[2],
             loss_fn=mse, group_rates=group_rates, mask_groups=mask_groups,
             input_dropout=self.input_dropout, decay=decay, epochs=self.epochs,
-            batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+            batch_size=self.batch_size, lr=self.lr, seed=self.seed, on_epoch_end=on_epoch_end,
         )
 
     @torch.no_grad()
@@ -420,7 +420,7 @@ class MCDropoutRegressor(Regressor):
         per_point = acc - math.log(t) + d * (0.5 * tau[0].log() - 0.5 * _LOG_2PI)
         return per_point.mean(dim=2)
 
-    def _fit_jointly(self, estimators, data) -> None:
+    def _fit_jointly(self, estimators, data, on_epoch_end=None) -> None:
         grids = [est._grids() for est in estimators]  # (rates, taus) per dataset
         if len({(len(r), len(t)) for r, t in grids}) != 1:
             raise ValueError("MCDropoutRegressor.fit_many needs grids of one size per dataset.")
@@ -462,7 +462,7 @@ class MCDropoutRegressor(Regressor):
         else:
             best = [grid[0] for grid in configs]
         net, history = self._train(xs, ys, list(range(s_count)), best, [p for p, _ in best],
-                                   list(range(s_count)))
+                                   list(range(s_count)), on_epoch_end)
         for s, est in enumerate(estimators):
             est.grid_scores_ = None if scores is None else {
                 c: float(v) for c, v in zip(configs[s], scores[s], strict=True)}

@@ -109,7 +109,7 @@ class MDNRegressor(Regressor):
         check_training_params(self)
         check_seed(self.seed, self)
 
-    def _fit_jointly(self, estimators, data) -> None:
+    def _fit_jointly(self, estimators, data, on_epoch_end=None) -> None:
         hidden, k = check_hidden(self.hidden, self), self.num_components
         xs, ys = stack_training_sets(
             type(self).__name__, [as_regression_data(x, y) for x, y in data])
@@ -122,7 +122,7 @@ class MDNRegressor(Regressor):
         net, history = train_stacked(
             xs, ys, list(range(s_count)), hidden=hidden, out_features=k * (1 + 2 * d),
             loss_fn=loss_fn, decay=decay, epochs=self.epochs, batch_size=self.batch_size,
-            lr=self.lr, seed=self.seed,
+            lr=self.lr, seed=self.seed, on_epoch_end=on_epoch_end,
         )
         for s, est in enumerate(estimators):
             est.model_ = net.member(s)

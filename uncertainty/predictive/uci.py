@@ -68,9 +68,8 @@ coverage instead.
 from __future__ import annotations
 
 import math
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +79,7 @@ import torch
 from dunno.data import load_dataset
 from dunno.data.files import data_dir
 from dunno.data.uci import UCI_SETS, canonical, uci_hyperparameters
+from dunno.progress import Progress, reporting, write_line
 from dunno.reporting import format_table, markdown_table
 from evaluation.metrics import (
     gaussian_interval,
@@ -329,7 +329,9 @@ def _dataset_names(datasets) -> list[str]:
 
 def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, root=None,
             seed: int = 0, quick: bool = False,
-            params: dict[str, Any] | None = None, progress: bool = False) -> UCITable:
+            params: dict[str, Any] | None = None, progress: bool | None = None,
+            on_epoch_end: Callable[[str, int, dict[str, float]], None] | None = None
+            ) -> UCITable:
     """Run ``method`` (a :data:`uncertainty.predictive.REGRESSORS` name) on UCI datasets.
 
     Parameters
@@ -345,8 +347,14 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         Tiny budgets (smoke tests; the numbers mean nothing).
     params : dict, optional
         Overrides of :func:`default_params` for every dataset.
-    progress : bool
-        Print one line per dataset to stderr.
+    progress : bool, optional
+        Report on stderr (:mod:`dunno.progress`): the epochs of each dataset's training run
+        (all its splits train together), the predictions split by split, and one line per
+        dataset with its scores. ``None``: as the enclosing call asked (off by default).
+    on_epoch_end : callable, optional
+        ``on_epoch_end(dataset, epoch, record)`` after every epoch of each dataset's
+        training run (the record of :func:`dunno.training.fit`: ``loss``, ``lr``, ...), e.g.
+        to write a history file as the benchmark runs.
 
     Returns
     -------
@@ -357,7 +365,12 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         raise ValueError(
             f"Unknown regression method {method!r}. Available: {', '.join(REGRESSORS)}."
         )
-    names = _dataset_names(datasets)
+    with reporting(progress, owner="run_uci"):
+        return _run_uci(method, _dataset_names(datasets), splits, root, seed, quick, params,
+                        on_epoch_end)
+
+
+def _run_uci(method, names, splits, root, seed, quick, params, on_epoch_end) -> UCITable:
     anchors = ANCHORS[method]
     table = UCITable(method, anchors=anchors)
     t_start = time.perf_counter()
@@ -376,14 +389,19 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
         if method == "mc-dropout":
             taus = base["tau"] if isinstance(base["tau"], list | tuple) else [base["tau"]]
             per_split = [{"tau": [t * float(tr.y_std) ** 2 for t in taus]} for tr in trains]
-        fitted = make_regressor(method, **base).fit_many(data, per_split)
+        hook = None if on_epoch_end is None else (
+            lambda epoch, record, name=name: on_epoch_end(name, epoch, record))
+        fitted = make_regressor(method, **base).fit_many(data, per_split, on_epoch_end=hook)
         values: dict[str, list[float]] = {"rmse": [], "test_ll": [], "cov95": []}
-        for est, tr, te in zip(fitted, trains, tests, strict=True):
+        predicting = Progress(fitted, desc=f"uci {method} {name}: predict", unit="split",
+                              leave=False)  # the dataset's line below ends it
+        for est, tr, te in zip(predicting, trains, tests, strict=True):
             pred = est.predict(te.x).scaled(tr.y_mean.double(), tr.y_std.double())
             r, ll, cov = _scores(pred, te.y_original)
             values["rmse"].append(r)
             values["test_ll"].append(ll)
             values["cov95"].append(cov)
+        predicting.close()
         minutes = (time.perf_counter() - t0) / 60.0
         row: dict[str, Any] = {"dataset": DATASETS[name], "folder": name, "n_splits": len(ks)}
         for key in ("rmse", "test_ll"):
@@ -400,11 +418,10 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
             row[f"vs_{anchor}"] = verdict(row["test_ll"], row["test_ll_se"], ll_pub, ll_pub_se)
         table.rows.append(row)
         table.splits[name] = values
-        if progress:
-            verdicts = " ".join(f"vs {a}: {row[f'vs_{a}']}" for a in anchors)
-            print(f"[uci {method}] {DATASETS[name]:<9} RMSE {row['rmse']:.3f} ± "
-                  f"{row['rmse_se']:.3f}  LL {row['test_ll']:.3f} ± {row['test_ll_se']:.3f}  "
-                  f"{verdicts}  ({minutes:.1f} min)", file=sys.stderr, flush=True)
+        verdicts = " ".join(f"vs {a}: {row[f'vs_{a}']}" for a in anchors)
+        write_line(f"[uci {method}] {DATASETS[name]:<9} RMSE {row['rmse']:.3f} ± "
+                   f"{row['rmse_se']:.3f}  LL {row['test_ll']:.3f} ± {row['test_ll_se']:.3f}  "
+                   f"{verdicts}  ({minutes:.1f} min)")
     table.minutes = (time.perf_counter() - t_start) / 60.0
     return table
 

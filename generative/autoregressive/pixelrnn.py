@@ -193,7 +193,10 @@ class _DiagonalBiLSTMLayer(nn.Module):
         conv = self.input_to_state
         w_is = (conv.weight * conv.mask).view(2, 4 * hd, ch)  # (2, 4h, 2h)
         kernel = torch.cat([w_is, self.state_to_state.transpose(1, 2)], dim=2)  # (2, 4h, 4h)
-        combined = DiagonalRecursion.apply(xs, kernel, conv.bias.view(2, 4 * hd))
+        # the recursion computes in the input's dtype (under autocast: the input layer's)
+        with torch.autocast(device_type=xs.device.type, enabled=False):
+            combined = DiagonalRecursion.apply(xs, kernel.to(xs.dtype),
+                                               conv.bias.view(2, 4 * hd).to(xs.dtype))
         w_out = (self.out.weight * self.out.mask).view(ch, hd)
         y = torch.addmm(xs.view(ch, -1), w_out, combined.reshape(hd, -1))  # x + out(comb)
         y = y.add_(self.out.bias.unsqueeze(1)).view(ch, rows, w, n)  # (2h, H, W, N)

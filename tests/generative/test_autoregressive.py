@@ -225,6 +225,22 @@ def test_diagonal_bilstm_equals_the_reference_in_float32():
         assert float((g_new[k] - g_ref[k]).abs().max()) <= 1e-5 * scale, k
 
 
+def test_diagonal_bilstm_trains_under_cpu_autocast():
+    """Under bfloat16 autocast the recursion runs in the input layer's dtype; the loss is the
+    float32 loss to bfloat16 accuracy and every parameter gets a float32 gradient."""
+    torch.manual_seed(0)
+    model = DiagonalBiLSTM((1, 6, 6), hidden=4, layers=2)
+    x = (torch.rand(3, 1, 6, 6) < 0.3).float()
+    with torch.no_grad():
+        full = model.loss(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(x)
+    loss.backward()
+    assert abs(float(loss.detach()) - float(full)) < 0.01 * float(full)
+    for p in model.parameters():
+        assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+
+
 def test_diagonal_recursion_backward_passes_gradcheck():
     """The hand-written backward of the column recursion against finite differences, on a
     3x4 image (both directions, the shift and the image borders)."""

@@ -161,7 +161,8 @@ def test_command_line_train_score_sample(tmp_path, capsys):
     np.testing.assert_allclose(scores, np.load(out / "test_scores.npy"), rtol=1e-6)
     score = json.loads((tmp_path / "score" / "score.json").read_text())
     assert score["nll_nats"] == pytest.approx(test_nll, rel=1e-6)
-    assert "bits_per_dim" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "bits/dim" in printed and f"{score['bits_per_dim']:.4f}" in printed
     (out / "samples.png").unlink()
     assert main(["density", "sample", "--checkpoint", str(out / "model.pt"), "-n", "4"]) == 0
     assert (out / "samples.png").is_file() and "wrote 4 samples" in capsys.readouterr().out

@@ -47,7 +47,10 @@ def test_run_ood_table_and_files(model, tmp_path):
     assert len(long) == 15 and long[2] == {"detector": "msp", "ood_set": "mean", **means["msp"]}
     pivot = table.pivot("auroc")
     assert pivot[0]["mean"] == pytest.approx(100 * means["msp"]["auroc"])
-    assert "| detector | ood_set | auroc |" in table.to_markdown()
+    markdown = table.to_markdown()  # every metric in percent, the unit in the header
+    assert "| detector | OOD set | AUROC (%) | AUPR-In (%) |" in markdown
+    first = table.rows[0]
+    assert f"| msp | {first['ood_set']} | {100 * first['auroc']:.2f} |" in markdown
     assert "gaussian-noise" in table.to_markdown("fpr95")
     assert set(table.best("auroc")) == set(table.out_sets)
     # one shared pass per dataset, nothing else ran the model
@@ -95,7 +98,7 @@ def test_run_ood_on_the_users_arrays_matches_the_spec_run(model):
     # the line: unlabelled arrays, every detector that can fit without labels
     table = run_ood(model, in_data=(x_train, x_test), out_sets={"mine": x_ood})
     assert "mahalanobis" not in table.detectors and "knn" in table.detectors
-    with pytest.raises(ValueError, match="'mahalanobis' fits one Gaussian per class and needs "
+    with pytest.raises(ValueError, match="'mahalanobis' learns per-class statistics and needs "
                        "labelled fit data"):
         run_ood(model, in_data=(x_train, x_test), out_sets={"mine": x_ood},
                 detectors="mahalanobis")

@@ -15,7 +15,9 @@
     scores = ddu.score_outputs(test)
 
 Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
-``mahalanobis``, ``ddu``, ``knn``, ``featurenorm``, ``rapp`` and ``combined`` (conformal
+``gen`` (Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``,
+``knn``, ``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021),
+``rapp`` and ``combined`` (conformal
 p-values of kNN and RaPP, combined by Fisher's method: the one detector with AUROC >= 99% on
 all four LeNet-5 anchor rows); the density-based ``likelihood``, ``likelihood-ratio`` (Ren et
 al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality`` (Nalisnick et al. 2019b), which
@@ -55,6 +57,9 @@ from uncertainty.ood.ensemble_disagreement import (
 )
 from uncertainty.ood.entropy import Entropy, entropy_score
 from uncertainty.ood.featurenorm import FeatureNorm, feature_norm_score
+from uncertainty.ood.gen import GEN, gen_score
+from uncertainty.ood.gradnorm import GradNorm, gradnorm_score
+from uncertainty.ood.kl_matching import KLMatching, class_log_templates, kl_matching_score
 from uncertainty.ood.knn import KNN, knn_score, normalize_features
 from uncertainty.ood.likelihood import Likelihood, likelihood_score
 from uncertainty.ood.likelihood_ratio import (
@@ -88,6 +93,7 @@ from uncertainty.ood.relative_mahalanobis import (
     relative_mahalanobis_score,
 )
 from uncertainty.ood.scale import SCALE, scale_features, scale_score
+from uncertainty.ood.she import SHE, she_patterns, she_score
 from uncertainty.ood.suite import run_ood
 from uncertainty.ood.table import OODTable
 from uncertainty.ood.typicality import Typicality, bootstrap_threshold, typicality_score
@@ -95,7 +101,8 @@ from uncertainty.ood.vim import ViM, vim_score
 
 # The built-in detectors, in the order tables list them (a detector of another distribution
 # registers through the entry-point group "dunno.detectors", see uncertainty.ood.registry).
-for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, Mahalanobis, DDU, KNN, FeatureNorm,
+for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, GEN, KLMatching, Mahalanobis, DDU, KNN,
+                  FeatureNorm, SHE, GradNorm,
                   ReAct, DICE, ASHP, ASHB, ASHS, SCALE,  # activation shaping
                   RelativeMahalanobis, ViM, NNGuide,  # feature statistics, subspaces, guidance
                   RaPP, Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
@@ -118,6 +125,16 @@ __all__ = [
     "react_threshold",
     "scale_features",
     "scale_score",
+    "GEN",
+    "GradNorm",
+    "KLMatching",
+    "SHE",
+    "class_log_templates",
+    "gen_score",
+    "gradnorm_score",
+    "kl_matching_score",
+    "she_patterns",
+    "she_score",
     "DDU",
     "EnsembleDisagreement",
     "MCDropoutMI",

@@ -122,7 +122,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             )
         if DETECTORS[name].fit_needs_labels and not labels:
             raise ValueError(
-                f"The detector {name!r} fits one Gaussian per class and needs labelled fit "
+                f"The detector {name!r} learns per-class statistics and needs labelled fit "
                 "data, but the fit data has no labels; pass them (in_data=((x_train, y_train), "
                 "x_test)) or run detectors that need none."
             )

@@ -80,7 +80,7 @@ from dunno.data import load_dataset
 from dunno.data.files import data_dir
 from dunno.data.uci import UCI_SETS, canonical, uci_hyperparameters
 from dunno.progress import Progress, reporting, write_line
-from dunno.reporting import format_table, markdown_table
+from dunno.tables import Column, Table, render_table
 from evaluation.metrics import (
     gaussian_interval,
     gaussian_mixture_nll,
@@ -254,36 +254,42 @@ class UCITable:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def display_rows(self) -> list[dict[str, Any]]:
-        """Rows with ``mean ± se`` strings, for the text and Markdown tables."""
-        out = []
+    def report_table(self) -> Table:
+        """The table of every rendering (:mod:`dunno.tables`): RMSE and test LL as mean ±
+        standard error (original units, three decimals, the published numbers alike), the
+        95% interval coverage in percent, and the verdict against each anchor."""
+        columns = [Column("dataset", "dataset"), Column("n_splits", "splits"),
+                   Column("rmse", "RMSE", digits=3, se="rmse_se"),
+                   Column("test_ll", "test LL", "nats", 3, se="test_ll_se"),
+                   Column("cov95", "95% coverage", "%", 2, 100.0)]
+        rows = []
         for row in self.rows:
-            shown = {
-                "dataset": row["dataset"],
-                "splits": row["n_splits"],
-                "RMSE": f"{row['rmse']:.3f} ± {row['rmse_se']:.3f}",
-                "test LL": f"{row['test_ll']:.3f} ± {row['test_ll_se']:.3f}",
-                "cov95": f"{row['cov95']:.3f}",
-            }
+            shown = dict(row)
             for anchor in self.anchors:
                 (r, r_se), (ll, ll_se) = PUBLISHED[anchor][row["folder"]]
-                shown[f"{anchor} RMSE"] = f"{r:.2f} ± {r_se:.2f}"
-                shown[f"{anchor} LL"] = f"{ll:.2f} ± {ll_se:.2f}"
-                shown[f"vs {anchor}"] = row[f"vs_{anchor}"]
-            shown["min"] = f"{row['minutes']:.1f}"
-            out.append(shown)
-        return out
+                shown.update({f"{anchor}_rmse": r, f"{anchor}_rmse_se": r_se,
+                              f"{anchor}_ll": ll, f"{anchor}_ll_se": ll_se})
+            rows.append(shown)
+        for anchor in self.anchors:
+            columns += [Column(f"{anchor}_rmse", f"{anchor} RMSE", digits=3,
+                               se=f"{anchor}_rmse_se"),
+                        Column(f"{anchor}_ll", f"{anchor} LL", "nats", 3, se=f"{anchor}_ll_se"),
+                        Column(f"vs_{anchor}", f"vs {anchor}")]
+        columns.append(Column("minutes", "minutes", digits=1))
+        return Table(f"uci_{self.method}", columns, rows, index=("dataset",))
+
+    def verdicts(self) -> str:
+        """One line: the verdict counts and the total minutes."""
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.summary().items()))
+        return (f"Verdicts on the test LL (within = inside 2 standard errors of the "
+                f"difference): {counts or 'none'}. Total {self.minutes:.1f} min.")
 
     def to_text(self) -> str:
-        return format_table(self.display_rows())
+        return render_table(self.report_table(), "table")
 
     def to_markdown(self) -> str:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.summary().items()))
-        return (
-            f"### UCI regression: {self.method}\n\n{markdown_table(self.display_rows())}\n\n"
-            f"Verdicts on the test LL (within = inside 2 standard errors of the difference): "
-            f"{counts}. Total {self.minutes:.1f} min.\n"
-        )
+        return (f"### UCI regression: {self.method}\n\n"
+                f"{render_table(self.report_table(), 'md')}\n\n{self.verdicts()}\n")
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "anchors": list(self.anchors), "rows": self.rows,

@@ -49,9 +49,13 @@ al. (2017, Table 1); the other methods (heteroscedastic, mdn, bnn) with both, fo
   100 MC samples, Adam 1e-3 (1e-2 diverged on some protein splits), batch 100, about
   10 000 steps: ``epochs = clip(ceil(10000 / batches_per_epoch), 40, 400)``.
 * ``mdn`` -- K = 5 components, same optimiser and budget as ``heteroscedastic``.
-* ``bnn`` -- mean-field Gaussian VI (AutoNormal, TraceMeanField_ELBO), N(0, 1) priors,
-  ClippedAdam 1e-2, 2 000 SVI steps of batch 100 per split (epochs = ceil(2000 / batches)),
-  200 posterior draws.
+* ``bnn`` -- mean-field Gaussian VI (:class:`BayesianMLPRegressor`'s defaults:
+  TraceMeanField_ELBO, local reparameterisation, ``N(0, 1/fan_in)`` weight priors, guide
+  scales starting at 1e-3, learned noise starting at 0.5), ClippedAdam 1e-2 decaying to 1e-3,
+  5 000 SVI steps of batch 100 per split (epochs = ceil(5000 / batches)), 200 posterior
+  draws. (The earlier recipe -- flat ``N(0, 1)`` priors, guide scales 0.1, no local
+  reparameterisation, constant learning rate, 2 000 steps -- was worse than MC-Dropout by
+  more than two standard errors on all nine sets.)
 
 All split-wise trainings of a dataset run as one stacked network (``fit_many``; the Pyro BNN
 as ``S`` independent models under a ``models`` plate in one SVI run).
@@ -156,7 +160,7 @@ ANCHORS = {
 
 MC_DROPOUT_STEPS = 10_000
 SINGLE_NET_STEPS = 10_000
-BNN_STEPS = 2_000
+BNN_STEPS = 5_000
 
 
 def verdict(ll: float, se: float, published_ll: float, published_se: float) -> str:

@@ -1,7 +1,9 @@
 """Speed of predictive-uncertainty inference, same run, same inputs:
 
 * deep-ensemble inference with ``torch.func.vmap`` over stacked member parameters vs a Python
-  loop over the members (``DeepEnsemble.predict_members(vectorized=True/False)``);
+  loop over the members (``DeepEnsemble.predict_members(vectorized=True/False)``), and the
+  default path (``auto``: the one the timing probe at the end of ``fit`` chose, see
+  ``uncertainty.predictive.ensemble``);
 * deep-ensemble training, all members stacked and updated by one vmapped step vs one fit
   loop per member (``DeepEnsembleRegressor(vectorize=True/False)``);
 * MC-Dropout ``mode="fast"`` (trunk once, sample only the layers after the first dropout) vs
@@ -15,8 +17,10 @@ the baseline of its group (the loop / the full mode; > 1 means faster than the b
 the largest absolute difference between the two outputs (vmap vs loop: float rounding;
 fast vs full: 0 with the same seed, since both draw the same random numbers in the same order;
 training: not compared, the members see different mini-batch orders).
-The members are untrained (timings do not depend on the weights). ``--threads`` defaults to 1:
-these models are small and on a shared CPU extra threads mostly add contention.
+The members are trained for one step on up to 1024 rows (the probe times both paths on them;
+timings do not depend on the weights). ``--threads`` defaults to 1: these models are small
+and on a shared CPU extra threads mostly add contention. After the table, one line per
+inference workload gives the same-run ratios loop / vmap and loop / auto.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def _time(fn, repeat: int):
 
 
 def _fitted_ensemble(model_fn, members: int, x: torch.Tensor, task: str, y: torch.Tensor):
-    """An ensemble trained for one epoch on a few rows (inference timing needs fitted state)."""
+    """An ensemble trained for one epoch on ``x`` (inference timing needs fitted state; the
+    inference probe at the end of ``fit`` times both paths on these rows)."""
     return DeepEnsemble(model_fn, members, task=task, epochs=1, batch_size=len(x)).fit(x, y)
 
 
@@ -71,19 +76,24 @@ def ensemble_rows(quick: bool, repeat: int) -> list[dict]:
     rows = []
     for name, model_fn, members, x, task in workloads:
         torch.manual_seed(0)
-        y = (torch.randn(8, 1) if task == "regression"
-             else torch.arange(8) % (20 if "MLP" in name else 10))
-        est = _fitted_ensemble(model_fn, members, x[:8], task, y)
+        fit_rows = min(1024, len(x))
+        y = (torch.randn(fit_rows, 1) if task == "regression"
+             else torch.arange(fit_rows) % (20 if "MLP" in name else 10))
+        est = _fitted_ensemble(model_fn, members, x[:fit_rows], task, y)
         loop, t_loop, m_loop = _time(lambda e=est, x=x: e.predict_members(x, vectorized=False),
                                      repeat)
         vec, t_vec, m_vec = _time(lambda e=est, x=x: e.predict_members(x, vectorized=True),
                                   repeat)
-        diff = float((loop - vec).abs().max())
+        auto, t_auto, m_auto = _time(lambda e=est, x=x: e.predict_members(x), repeat)
+        chosen = "vmap" if est.inference_vectorized_ else "loop"
         rows.append({"workload": f"ensemble M={members}: {name}, N={len(x)}",
                      "method": "loop", "best_s": t_loop, "median_s": m_loop, "speedup": 1.0,
                      "max_abs_diff": 0.0})
         rows.append({"workload": "", "method": "vmap", "best_s": t_vec, "median_s": m_vec,
-                     "speedup": t_loop / t_vec, "max_abs_diff": diff})
+                     "speedup": t_loop / t_vec, "max_abs_diff": float((loop - vec).abs().max())})
+        rows.append({"workload": "", "method": f"auto ({chosen})", "best_s": t_auto,
+                     "median_s": m_auto, "speedup": t_loop / t_auto,
+                     "max_abs_diff": float((loop - auto).abs().max())})
     return rows
 
 
@@ -160,6 +170,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows += mc_dropout_rows(args.quick, args.repeat)
     print(format_table(rows, ["workload", "method", "best_s", "median_s", "speedup",
                               "max_abs_diff"]))
+    for i, row in enumerate(rows):
+        if row["method"] == "loop" and row["workload"].startswith("ensemble M="):
+            vec, auto = rows[i + 1], rows[i + 2]
+            print(f"same run, {row['workload']}: loop/vmap {vec['speedup']:.2f}x, "
+                  f"loop/{auto['method']} {auto['speedup']:.2f}x")
     print(f"(torch {torch.__version__}, {args.threads} thread(s), best of {args.repeat}; "
           "speedup = baseline time / this time)")
     return rows

@@ -39,6 +39,7 @@ __all__ = [
     "MODELS",
     "Checkpoint",
     "atomic_save",
+    "atomic_write_bytes",
     "atomic_write_text",
     "build_model",
     "load_checkpoint",
@@ -125,12 +126,28 @@ def _fsync_dir(directory: Path) -> None:
 _TEMP_NAME = re.compile(r"^\..+\.dunno-(\d+)-[^.]+\.tmp$")
 
 
+def _umask() -> int:
+    """The process's umask (read from /proc where it can be, without changing it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        pass
+    mask = os.umask(0o022)  # pragma: no cover
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
 def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.dunno-{os.getpid()}-", suffix=".tmp",
                                dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a plain open() would give 0666 & ~umask
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
@@ -183,8 +200,13 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file (report, JSON, CSV) atomically."""
-    return _atomic_write(path, lambda handle: handle.write(text), "w")
+    """Write a text file (report, JSON, CSV) atomically (UTF-8)."""
+    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), "wb")
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write a binary file (a figure) atomically."""
+    return _atomic_write(path, lambda handle: handle.write(data), "wb")
 
 
 # ----------------------------------------------------------------------------- reading

@@ -1,4 +1,12 @@
-"""Small helpers for command output: aligned text tables, JSON/CSV files, Markdown reports.
+"""Small helpers for command output: aligned text tables, JSON/CSV files, and the one report
+writer of every evaluating command.
+
+A :class:`Report` is sections of paragraphs, :class:`~dunno.tables.Table` s and figures;
+:func:`write_report` writes it to a run directory as ``report.md``, a self-contained
+``report.html`` (inline CSS, figures embedded as base64 data URIs, no scripts, nothing
+fetched) and ``report.json`` -- the record of what the report shows, from which
+:func:`read_report` (``dunno report``) rebuilds it; :func:`render_report` prints it on stdout
+(``--format table | md | csv | json``), the same tables as the files.
 
 Every file is written atomically (:func:`dunno.checkpoints.atomic_write_text`).
 """
@@ -15,8 +23,35 @@ from pathlib import Path
 from typing import Any
 
 from dunno.checkpoints import atomic_write_text
+from dunno.report_model import (
+    REPORT_FILES,
+    Figure,
+    Report,
+    Section,
+    combine_reports,
+    read_report,
+    render_report,
+    run_names,
+    write_report,
+    write_side_by_side,
+)
 
-__all__ = ["format_table", "markdown_table", "write_csv", "write_json"]
+__all__ = [
+    "REPORT_FILES",
+    "Figure",
+    "Report",
+    "Section",
+    "combine_reports",
+    "format_table",
+    "markdown_table",
+    "read_report",
+    "render_report",
+    "run_names",
+    "write_csv",
+    "write_json",
+    "write_report",
+    "write_side_by_side",
+]
 
 
 def _cell(value: Any, digits: int) -> str:

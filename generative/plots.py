@@ -2,8 +2,9 @@
 plots, GAN losses and InfoGAN code sweeps.
 
 As in :mod:`evaluation.plots`, every function returns a :class:`matplotlib.figure.Figure`
-built directly (no ``pyplot``) and saves it when given ``path=`` (``.png`` or ``.svg``);
-matplotlib is imported inside the functions only.
+built directly (no ``pyplot``) and saves it when given ``path=`` (``.png``, ``.svg`` or
+``.pdf``, through :func:`evaluation.plots.save_figure`); matplotlib is imported inside the
+functions only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from evaluation.plots import image_grid
+from evaluation.plots import image_grid, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -38,11 +39,7 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path, dpi: int = 120) -> Figure:
     if path is not None:
-        path = Path(path)
-        if path.suffix.lower() not in (".png", ".svg"):
-            raise ValueError(f"The 'path' argument must end in .png or .svg; got {str(path)!r}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format=path.suffix.lower()[1:], dpi=dpi)
+        save_figure(fig, path, dpi=dpi)
     return fig
 
 

@@ -6,7 +6,11 @@ log-likelihood; a :class:`~generative.latent.VAE` by its importance-sampled log 
 ``samples_k`` samples (an IWAE bound, 5000 by default as in Burda et al. 2016), drawn from a
 generator seeded with ``seed``; an :class:`~generative.latent.AdversarialAutoencoder` has no
 likelihood and reports its per-image reconstruction cross-entropy (``recon_nats``) instead.
-``bits_per_dim = -log p(x) / (D ln 2)``.
+``bits_per_dim = -log p(x) / (D ln 2)`` for *discrete* likelihoods only (binary and 8-bit
+pixels, :func:`has_code_length`), where ``-log2 p(x)`` is a code length. A model of
+continuous values -- the continuous-Bernoulli VAE (``pixels="grey"``) -- has a log-density,
+which can be positive: its summaries report nats only (``"likelihood": "continuous"``, no
+``bits_per_dim`` key), and ``VAE.bits_per_dim`` refuses it.
 
 Example::
 
@@ -36,8 +40,10 @@ from generative.latent import VAE, AdversarialAutoencoder
 from generative.pixels import prepare_images, random_subset
 
 __all__ = [
+    "CONTINUOUS_NOTE",
     "DENSITY_MODEL_TYPES",
     "draw_samples",
+    "has_code_length",
     "load_density_model",
     "log_probs",
     "score_density",
@@ -46,6 +52,18 @@ __all__ = [
 
 #: the model classes the density recipes train and score
 DENSITY_MODEL_TYPES = (AutoregressiveImageModel, VAE, AdversarialAutoencoder)
+
+
+#: what is reported instead of bits/dim for a continuous likelihood (``dunno density``)
+CONTINUOUS_NOTE = ("continuous likelihood: log-density in nats, no bits/dim (not a code "
+                   "length; can be negative)")
+
+
+def has_code_length(model) -> bool:
+    r"""Whether ``model.log_prob`` is the log of a probability *mass* (binary or 8-bit pixels),
+    so that :math:`-\log_2 p(x)` is a code length and bits/dim is defined; False for a
+    continuous likelihood (``pixels="grey"``: a log-density, reported in nats only)."""
+    return getattr(model, "pixels", None) in ("binary", "8bit")
 
 
 @torch.no_grad()
@@ -82,8 +100,10 @@ def score_images(model, dataset: ArrayDataset, device, batch_size: int = 500,
                  samples_k: int = 5000, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
     """``(nll (N,), summary)`` for images already prepared for the model
     (:func:`~generative.pixels.prepare_images`): per-image NLL in nats and ``{"n",
-    "num_dims", "nll_nats", "bits_per_dim"}`` (``recon_nats`` for an AAE, ``samples_k``
-    for a VAE) plus ``seconds`` and ``images_per_s``."""
+    "num_dims", "nll_nats", "likelihood", "bits_per_dim"}`` (``likelihood`` is "discrete"
+    or "continuous"; ``bits_per_dim`` only for a discrete one, :func:`has_code_length`;
+    ``recon_nats`` instead for an AAE, ``samples_k`` for a VAE) plus ``seconds`` and
+    ``images_per_s``."""
     c, h, w = model.image_shape
     shape = tuple(dataset.info.shape)
     if shape != (c, h, w):
@@ -101,8 +121,11 @@ def score_images(model, dataset: ArrayDataset, device, batch_size: int = 500,
     if isinstance(model, AdversarialAutoencoder):
         summary["recon_nats"] = nll_nats(lp)
     else:
-        summary.update({"nll_nats": nll_nats(lp),
-                        "bits_per_dim": bits_per_dim(lp, model.num_dims)})
+        summary["nll_nats"] = nll_nats(lp)
+        if has_code_length(model):
+            summary.update(likelihood="discrete", bits_per_dim=bits_per_dim(lp, model.num_dims))
+        else:  # a log-density: no code length, nats only
+            summary["likelihood"] = "continuous"
     if isinstance(model, VAE):
         summary["samples_k"] = samples_k
     summary.update({"seconds": seconds, "images_per_s": len(lp) / max(seconds, 1e-9)})
@@ -148,8 +171,9 @@ def score_density(
     -------
     (nll, summary)
         ``nll (N,)`` per-image NLL in nats (higher = less likely, usable as an OOD score)
-        and ``{"nll_nats", "bits_per_dim", "n", "num_dims", "images_per_s", "data", "split",
-        "model", "binarize", ...}``.
+        and ``{"nll_nats", "likelihood", "bits_per_dim", "n", "num_dims", "images_per_s",
+        "data", "split", "model", "binarize", ...}`` (``bits_per_dim`` for discrete
+        likelihoods only, see :func:`has_code_length`).
     """
     if not isinstance(model, DENSITY_MODEL_TYPES):
         raise TypeError(f"score_density needs a model from generative.autoregressive or "

@@ -59,7 +59,7 @@ from generative.pixels import (
     random_subset,
     training_images,
 )
-from generative.scoring import log_probs, score_images
+from generative.scoring import has_code_length, log_probs, score_images
 
 __all__ = [
     "DENSITY_MODELS",
@@ -185,12 +185,13 @@ def _make_step(model, optimizers, schedule: LearningRateSchedule, grad_clip: flo
 
 
 def _make_validate(model, val_loader, device, config: DensityConfig):
-    """Validation NLL (nats; the AAE's reconstruction cross-entropy) and bits/dim."""
+    """Validation NLL (nats; the AAE's reconstruction cross-entropy) and, for a discrete
+    likelihood, bits/dim (:func:`~generative.scoring.has_code_length`)."""
 
     def validate():
         lp = log_probs(model, val_loader, device, config.val_samples_k, config.seed)
         record = {"val_loss": nll_nats(lp)}
-        if not isinstance(model, AdversarialAutoencoder):
+        if not isinstance(model, AdversarialAutoencoder) and has_code_length(model):
             record["val_bpd"] = bits_per_dim(lp, model.num_dims)
         return record
 
@@ -250,8 +251,9 @@ def _test_metrics(model, config: DensityConfig, pixels: str, device,
     if isinstance(model, AdversarialAutoencoder):
         metrics = {"test_recon_nats": summary["recon_nats"]}
     else:
-        metrics = {"test_nll_nats": summary["nll_nats"],
-                   "test_bits_per_dim": summary["bits_per_dim"]}
+        metrics = {"test_nll_nats": summary["nll_nats"], "likelihood": summary["likelihood"]}
+        if "bits_per_dim" in summary:  # discrete likelihoods only
+            metrics["test_bits_per_dim"] = summary["bits_per_dim"]
     metrics.update({"test_n": summary["n"], "score_images_per_s": summary["images_per_s"],
                     "score_minutes": summary["seconds"] / 60})
     return nll, metrics

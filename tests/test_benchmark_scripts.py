@@ -1,5 +1,5 @@
 """The reproduction and timing scripts of benchmarks/ (OOD anchor table, shared-vs-naive OOD
-passes, backbone sweep), loaded by path and run at tiny sizes."""
+passes, backbone sweep, Diagonal BiLSTM throughput), loaded by path and run at tiny sizes."""
 
 from __future__ import annotations
 
@@ -221,3 +221,12 @@ def test_bench_knn_search_matches_the_exact_search(tmp_path, capsys):
         assert row["current vs exact"] == 0.0
         assert row["previous s"] > 0 and row["current s"] > 0
     assert (tmp_path / "knn.json").is_file() and "ratio" in capsys.readouterr().out
+
+
+def test_bench_pixelrnn_smoke_agrees_with_the_reference(capsys):
+    result = _load("bench_pixelrnn").main(["--smoke"])
+    assert result["check"]["log_prob_max_rel_diff"] < 1e-5
+    assert result["check"]["grad_max_rel_diff"] < 1e-4
+    assert result["new_s"] > 0 and result["reference_s"] > 0
+    assert result["ratio"] == result["reference_s"] / result["new_s"]
+    assert "speed-up" in capsys.readouterr().out

@@ -11,6 +11,8 @@ parser's default) and ``run(args) -> int`` (the exit status):
 * ``gan train | eval`` -- GANs and their sample-quality metrics.
 * ``uci`` -- the UCI regression benchmark.
 * ``demo`` -- the end-to-end tour on the bundled ``digits`` data.
+* ``report`` -- rebuild a run's report (``report.md``, ``report.html``) from its
+  ``report.json``, or put several runs side by side.
 
 Command modules only parse arguments, call the library and write files; each option is
 defined once, in its command's module or in :mod:`dunno.cli.common`, and ``--help`` shows
@@ -43,7 +45,8 @@ from dunno.cli.common import ArgumentParser, quiet_switch
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("datasets", "train", "calibrate", "ood", "density", "gan", "uci", "demo")
+COMMANDS = ("datasets", "train", "calibrate", "ood", "density", "gan", "uci", "demo",
+            "report")
 
 
 def _version() -> str:

@@ -1,8 +1,10 @@
 """``dunno calibrate``: fit post-hoc calibrators to a trained classifier.
 
 Fit calibrators on held-out data (a seeded subset of the 'val' split carved off the training
-file), evaluate on the test split, and write a before/after table (accuracy, ECE, adaptive
-ECE, MCE, NLL, Brier), reliability diagrams and JSON."""
+file), evaluate on the test split, print the before/after table (accuracy, ECE, adaptive ECE, MCE
+in percent; NLL in nats; Brier) once, and write it with the reliability diagrams to --out:
+report.md, report.html (self-contained), report.json, calibration.json / .csv and the fitted
+calibrators."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import argparse
 from dunno.cli.common import (
     USER_DATA_HELP,
     add_common,
+    add_format,
     add_model_options,
     check_trained_split,
     load_cli_model,
+    print_report,
     print_split,
     progress_of,
+    say,
 )
 
 __all__ = ["add_parser", "run"]
@@ -41,8 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000,
                    help="batch size of the two forward passes")
     p.add_argument("--out", default="runs/calibrate",
-                   help="output directory: calibration.json / .csv, reliability diagrams, "
-                   "fitted calibrators")
+                   help="output directory: report.md / .html / .json, calibration.json / "
+                   ".csv, reliability diagrams, fitted calibrators")
+    add_format(p)
     add_common(p)
     p.set_defaults(run=run)
     return p
@@ -51,21 +57,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from dunno.devices import resolve_device
     from dunno.outputs import check_output_dir
-    from evaluation.benchmarks.calibration import write_calibration_report
+    from evaluation.benchmarks.calibration import calibration_report, write_calibration_report
     from uncertainty.calibration import run_calibration
 
     check_output_dir(args.out)  # before any work, not after it
     device = resolve_device(args.device)
     model = load_cli_model(args, device)
     check_trained_split(model, args.data, "--data", args.data_dir)
-    print_split(args.data, args.data_dir)
+    print_split(args.data, args.data_dir, args=args)
     result = run_calibration(
         model, args.data, args.method, calibration_size=args.calibration_size,
         calibration_split=args.calibration_split, seed=args.seed, root=args.data_dir,
         device=device, batch_size=args.batch_size, progress=progress_of(args),
     )
     files = write_calibration_report(result, args.out)
-    print(result.summary())
-    print(f"\nbest ECE: {result.best('ece')}; best NLL: {result.best('nll')}")
-    print(f"wrote {len(files)} files to {args.out}")
+    print_report(args, calibration_report(result, figures=True))
+    say(args, f"wrote {len(files)} files to {args.out} (report: report.html)")
     return 0

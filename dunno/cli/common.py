@@ -16,15 +16,18 @@ __all__ = [
     "check_trained_split",
     "add_data_dir",
     "add_device",
+    "add_format",
     "add_model_options",
     "add_quiet",
     "add_tensorboard",
     "load_cli_model",
     "open_run_log",
+    "print_report",
     "print_split",
     "progress_of",
     "quiet_switch",
     "run_subcommand",
+    "say",
 ]
 
 USER_DATA_HELP = ("; user data (a folder or .npz/.npy) is split by the documented rule, "
@@ -122,6 +125,32 @@ def open_run_log(args: argparse.Namespace, history_path, *, resume: bool = False
     return RunLog(history_path, tensorboard, resume=resume, rename=rename, group=group)
 
 
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format table | md | csv | json``: how an evaluating command prints its tables on
+    stdout (:func:`print_report`). The report files are written the same either way."""
+    from dunno.tables import FORMATS
+
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="stdout: aligned text tables, Markdown, CSV (the main table) or "
+                        "JSON (the whole report record); with md/csv/json, the other lines "
+                        "go to stderr, so stdout parses")
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A line that is not a table (split sizes, 'wrote N files'): stdout with ``--format
+    table``, stderr with md / csv / json so that stdout holds only the tables."""
+    stream = sys.stdout if getattr(args, "format", "table") == "table" else sys.stderr
+    print(text, file=stream)
+
+
+def print_report(args: argparse.Namespace, report) -> None:
+    """Print a :class:`dunno.reporting.Report` on stdout in ``args.format`` -- the same
+    tables as its ``report.md`` / ``report.html``."""
+    from dunno.reporting import render_report
+
+    print(render_report(report, getattr(args, "format", "table")))
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, flag: str = "--checkpoint",
                       what: str = "the classifier") -> None:
     """The classifier options, defined once: ``FLAG FILE`` (``--checkpoint``, or
@@ -197,11 +226,15 @@ def add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
     add_quiet(parser)
 
 
-def print_split(spec: str, root=None, what: str = "data") -> None:
-    """Print the split sizes and the split rule of user data ``spec`` (one line; nothing
-    for a registered dataset, whose splits are fixed and documented)."""
+def print_split(spec: str, root=None, what: str = "data", args=None) -> None:
+    """Print the split sizes and the split rule of user data ``spec`` (one line, through
+    :func:`say` when ``args`` is given; nothing for a registered dataset, whose splits are
+    fixed and documented)."""
     from dunno.data import describe_split
 
     line = describe_split(spec, root)
     if line is not None:
-        print(f"{what} {line}")
+        if args is None:
+            print(f"{what} {line}")
+        else:
+            say(args, f"{what} {line}")

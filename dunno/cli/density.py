@@ -8,7 +8,12 @@ train writes to --out: model.pt (checkpoint), training_state.pt (--resume), hist
 row per epoch as it trains), history.json, learning_curve.csv and .png (train and validation
 NLL in nats per epoch), summary.json (test NLL in nats and bits/dim, minutes, images/s),
 test_scores.npy and, with --samples, samples.png.
-score writes scores.npy (per-image NLL, nats) and score.json to --out when given."""
+score writes scores.npy (per-image NLL, nats), score.json and the report (report.md, a
+self-contained report.html, report.json) to --out when given.
+
+bits/dim is reported for discrete likelihoods only (binary and 8-bit pixels): a model of
+continuous values (the continuous-Bernoulli VAE) has a log-density, which can be positive
+and is no code length, so it is reported in nats only."""
 
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ from typing import Any
 from dunno.cli.common import (
     add_data_dir,
     add_device,
+    add_format,
     add_quiet,
     add_tensorboard,
     open_run_log,
+    print_report,
     progress_of,
     run_subcommand,
 )
@@ -92,7 +99,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="score a seeded random subset of this many images")
     s.add_argument("--seed", type=int, default=0,
                    help="seed of the subset and of the VAE's importance samples")
-    s.add_argument("--out", default=None, help="output directory (None: print only)")
+    s.add_argument("--out", default=None,
+                   help="output directory: scores.npy, score.json, report.md / .html / .json "
+                   "(None: print only)")
+    add_format(s)
     s.set_defaults(needs_subcommand=False, prog="density score")
     g = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint",
                        description="A PNG grid of seeded ancestral samples from a checkpoint.")
@@ -189,21 +199,27 @@ def _write_training_outputs(model, history, config, out: Path, samples: int) -> 
 
 
 def _summary_line(metrics: dict[str, Any]) -> str:
+    from generative.scoring import CONTINUOUS_NOTE
+
     line = (f"{metrics['model']} on {metrics['data']}: {metrics['epochs']} epochs in "
             f"{metrics['train_minutes']:.1f} min ({metrics['train_images_per_s']:.0f} images/s)")
     if metrics.get("test_nll_nats") is not None:
-        line += (f"; test NLL {metrics['test_nll_nats']:.2f} nats "
-                 f"({metrics['test_bits_per_dim']:.4f} bits/dim)")
+        line += f"; test NLL {metrics['test_nll_nats']:.2f} nats"
+        if metrics.get("test_bits_per_dim") is not None:
+            line += f" ({metrics['test_bits_per_dim']:.4f} bits/dim)"
+        else:
+            line += f" ({CONTINUOUS_NOTE})"
     if metrics.get("test_recon_nats") is not None:
         line += f"; test reconstruction cross-entropy {metrics['test_recon_nats']:.2f} nats"
     return line
 
 
 def run_score(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from dunno.outputs import check_output_dir
-    from dunno.reporting import format_table, write_json
+    from evaluation.benchmarks.generative import (
+        density_score_report,
+        write_density_score_report,
+    )
     from generative.scoring import load_density_model, score_density
 
     if args.out is not None:
@@ -214,13 +230,8 @@ def run_score(args: argparse.Namespace) -> int:
                                  root=args.data_dir, samples_k=args.samples_k, size=args.size,
                                  seed=args.seed, progress=progress_of(args))
     if args.out is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        np.save(out / "scores.npy", nll)
-        write_json(summary, out / "score.json")
-    keys = ("data", "split", "n", "nll_nats", "bits_per_dim", "recon_nats", "samples_k",
-            "images_per_s")
-    print(format_table([{k: summary[k] for k in keys if k in summary}]))
+        write_density_score_report(nll, summary, args.out)
+    print_report(args, density_score_report(summary))
     return 0
 
 

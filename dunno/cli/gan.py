@@ -10,7 +10,8 @@ it trains), history.json, summary.json, losses.png, samples.png and samples/epoc
 after every epoch (a scatter plot over the data for 2-D sets; for InfoGAN also
 epoch_NNN_cK.png: rows = categorical value, columns = a sweep of continuous code K from -2 to
 2, as Figure 2 of Chen et al. 2016).
-eval writes eval.json, eval.csv and eval_samples.png to --out when given."""
+eval writes eval.json, eval.csv, eval_samples.png and the report (report.md, a self-contained
+report.html, report.json) to --out when given."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from pathlib import Path
 
 from dunno.cli.common import (
     add_common,
+    add_format,
     add_model_options,
     add_tensorboard,
     load_cli_model,
     open_run_log,
+    print_report,
     progress_of,
     run_subcommand,
 )
@@ -76,7 +79,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="another image model to score the same way (e.g. vae=runs/vae/model.pt)")
     e.add_argument("--seed", type=int, default=0, help="seed of the samples and subsets")
-    e.add_argument("--out", default=None, help="output directory (None: print only)")
+    e.add_argument("--out", default=None,
+                   help="output directory: eval.json / .csv, eval_samples.png, report.md / "
+                   ".html / .json (None: print only)")
+    add_format(e)
     e.set_defaults(needs_subcommand=False, prog="gan eval")
     for q in (t, e):
         add_common(q)
@@ -158,9 +164,8 @@ def _run_train(args: argparse.Namespace, log) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from dunno.outputs import check_output_dir
-    from dunno.reporting import format_table, write_csv, write_json
-    from generative import CFID_NOTE, evaluate_gan
-    from generative.plots import sample_plot
+    from evaluation.benchmarks.generative import gan_eval_report, write_gan_eval_report
+    from generative import evaluate_gan
 
     if args.out is not None:
         check_output_dir(args.out)  # before the evaluation, not after it
@@ -187,26 +192,7 @@ def run_eval(args: argparse.Namespace) -> int:
                           num_samples=args.num_samples, k=args.k, compare=compare,
                           seed=args.seed, device=args.device, root=args.data_dir,
                           progress=progress_of(args))
-    report = result.report
     if args.out is not None:
-        out = Path(args.out)
-        write_json(report, out / "eval.json")
-        if "rows" in report:
-            write_csv(report["rows"], out / "eval.csv")
-        sample_plot(result.samples if "rows" not in report else result.samples[:64],
-                    title=report["model"], path=out / "eval_samples.png")
-    if "rows" not in report:  # the ring of Gaussians
-        print(f"{report['model']}: modes covered {report['modes_covered']}/8, high-quality "
-              f"samples {report['high_quality']:.1%} ({report['num_samples']} samples; within "
-              "3 std of a mode)")
-        return 0
-    columns = ["source", "cFID", "classifier_score", "precision", "recall", "n"]
-    print(format_table(report["rows"], columns))
-    floor = report["rows"][-1]
-    print(f"{CFID_NOTE} Classifier: {report['classifier']}.")
-    print(f"classifier score of the test images: {floor['classifier_score_test']:.3f}; "
-          f"precision / recall: k = {report['k']} nearest neighbours in feature space")
-    if "code_accuracy" in report:
-        print(f"InfoGAN categorical code -> predicted digit, best one-to-one mapping: "
-              f"accuracy {report['code_accuracy']:.1%} (mapping {report['code_mapping']})")
+        write_gan_eval_report(result, args.out)
+    print_report(args, gan_eval_report(result.report, figures=args.out is not None))
     return 0

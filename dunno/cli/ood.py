@@ -2,7 +2,8 @@
 
 Score a classifier with OOD detectors (higher score = more OOD) on the in-distribution test
 split and on each OOD set; print AUROC, AUPR-In, AUPR-Out and FPR@95TPR per detector x set
-(plus the mean), and write CSV, JSON, ROC curves and score histograms to --report-dir. Logits
+(plus the mean) in percent, and write the report (report.md, a self-contained report.html,
+report.json), CSV, JSON, ROC curves and score histograms to --report-dir. Logits
 and features are computed once per dataset and shared by all detectors. --density CKPT adds
 the density-based detectors (likelihood, likelihood ratio, complexity correction, typicality)
 to the same table."""
@@ -17,11 +18,14 @@ from typing import Any
 from dunno.cli.common import (
     USER_DATA_HELP,
     add_common,
+    add_format,
     add_model_options,
     check_trained_split,
     load_cli_model,
+    print_report,
     print_split,
     progress_of,
+    say,
 )
 
 __all__ = ["add_parser", "run"]
@@ -115,9 +119,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="batch size of the shared forward passes")
     p.add_argument("--seed", type=int, default=0, help="seed of the --fit-size subset")
     p.add_argument("--report-dir", default=None, metavar="DIR",
-                   help="write ood.json, ood.csv, auroc.csv, ROC curves and histograms here")
+                   help="write report.md / .html / .json, ood.json, ood.csv, auroc.csv, ROC "
+                   "curves and histograms here")
     p.add_argument("--no-histograms", action="store_true",
                    help="skip the per-detector score histograms")
+    add_format(p)
     add_common(p)
     p.set_defaults(run=run)
     return p
@@ -142,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
     from dunno.checkpoints import load_model
     from dunno.devices import resolve_device
     from dunno.outputs import check_output_dir
-    from evaluation.benchmarks.ood import density_inputs_for, write_ood_report
+    from evaluation.benchmarks.ood import (
+        density_inputs_for,
+        ood_figures,
+        ood_report,
+        write_ood_report,
+    )
     from uncertainty.ood import run_ood
 
     if args.model_file is None and args.model_factory is None and args.density is None:
@@ -162,15 +173,17 @@ def run(args: argparse.Namespace) -> int:
         _note_skipped(model, density is not None, args.layer)
     if model is not None:
         check_trained_split(model, args.in_data, "--in", args.data_dir)
-    print_split(args.in_data, args.data_dir, "in-distribution data")
+    print_split(args.in_data, args.data_dir, "in-distribution data", args=args)
     table = run_ood(model, args.in_data, args.out_sets, args.detectors, density=density,
                     density_inputs=density_inputs_for(density), background=background,
                     root=args.data_dir, device=device, batch_size=args.batch_size,
                     fit_split=args.fit_split, fit_size=args.fit_size,
                     detector_params=_parse_detector_params(args.param), layer=args.layer,
                     seed=args.seed, progress=progress_of(args))
-    print(table.summary())
+    figures = [] if args.report_dir is None else ood_figures(
+        table, histograms=not args.no_histograms)
+    print_report(args, ood_report(table, figures))  # the report that --report-dir writes
     if args.report_dir is not None:
         files = write_ood_report(table, args.report_dir, histograms=not args.no_histograms)
-        print(f"wrote {len(files)} files to {args.report_dir}")
+        say(args, f"wrote {len(files)} files to {args.report_dir} (report: report.html)")
     return 0 if table.rows else 1

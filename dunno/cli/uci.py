@@ -14,7 +14,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dunno.cli.common import add_data_dir, add_quiet, add_tensorboard, open_run_log, progress_of
+from dunno.cli.common import (
+    add_data_dir,
+    add_format,
+    add_quiet,
+    add_tensorboard,
+    open_run_log,
+    print_report,
+    progress_of,
+    say,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -43,7 +52,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_data_dir(p)
     p.add_argument("--seed", type=int, default=0, help="seed of every fit")
     p.add_argument("--out", default=None,
-                   help="folder for the CSV / JSON / Markdown (None: print only)")
+                   help="folder for the CSV / JSON / Markdown and report.md / .html / .json "
+                   "(None: print only)")
+    add_format(p)
     p.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
     p.add_argument("--param", action="append", default=[], type=_parse_param,
                    metavar="KEY=VALUE", help="override a hyper-parameter (JSON value), "
@@ -54,17 +65,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_tensorboard(p)
     p.set_defaults(run=run)
     return p
-
-
-def _write_tables(table, out) -> None:
-    from dunno.checkpoints import atomic_write_text
-    from dunno.reporting import write_csv, write_json
-
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_csv(table.rows, folder / f"uci_{table.method}.csv", table.columns)
-    write_json(table.as_dict(), folder / f"uci_{table.method}.json")
-    atomic_write_text(table.to_markdown(), folder / f"uci_{table.method}.md")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, log) -> int:
     import torch
 
+    from evaluation.benchmarks.predictive import uci_report, write_uci_report
     from uncertainty.predictive import run_uci
 
     if args.threads < 1:
@@ -91,12 +92,12 @@ def _run(args: argparse.Namespace, log) -> int:
                     on_epoch_end=lambda name, epoch, record: log.epoch(
                         epoch, {"dataset": name, **record}, prefix=f"{name}/"))
     if args.out is not None:
-        _write_tables(table, args.out)
+        write_uci_report(table, args.out)
     if log.tensorboard is not None:
         from evaluation.benchmarks.tensorboard_logs import log_uci_table
 
         log_uci_table(log.tensorboard, table)
-    print(table.to_text())
-    print(f"total {table.minutes:.1f} min; " + ", ".join(
-        f"{k} {v}" for k, v in sorted(table.summary().items())))
+    print_report(args, uci_report(table))
+    if args.out is not None:
+        say(args, f"wrote the tables and the report to {args.out} (report: report.html)")
     return 0

@@ -1,6 +1,7 @@
 """``dunno demo``: the end-to-end tour on the bundled ``digits`` data.
 
-Steps, each reported in ``OUT/report.md`` with its figures:
+Steps, each reported in ``OUT/report.md`` and the self-contained ``OUT/report.html`` with its
+tables and figures (:func:`dunno.reporting.write_report`; ``report.json`` records them):
 
 1. train a small CNN (LeNet-5) and report accuracy and calibration metrics;
 2. calibrate it post hoc (temperature scaling and friends) -- when
@@ -15,6 +16,7 @@ A step whose package has not landed is listed as "not yet available"; nothing is
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,37 +24,50 @@ from pathlib import Path
 
 import torch
 
-from dunno.checkpoints import atomic_write_text
 from dunno.classify import ClassifierConfig, train_classifier
 from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.outputs import check_output_dir
 from dunno.progress import reporting
-from dunno.reporting import format_table, markdown_table, write_json
+from dunno.reporting import Figure, Report, write_json, write_report
+from dunno.reporting import Section as ReportSection
+from dunno.tables import Column, Table, metric_column
 from dunno.training import predict_logits
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "demo_summary_table", "run_demo"]
 
 
 @dataclass
 class Section:
+    """One step of the demo: its report blocks (paragraphs, tables, figure paths relative to
+    the demo's output directory), its metrics and its time."""
+
     title: str
     available: bool
-    text: str = ""
-    figures: list[str] = field(default_factory=list)
+    blocks: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     seconds: float = 0.0
+
+    @property
+    def figures(self) -> list[str]:
+        return [b.path for b in self.blocks if isinstance(b, Figure)]
 
 
 @dataclass
 class DemoResult:
-    """What :func:`run_demo` produced: report path and per-step metrics."""
+    """What :func:`run_demo` produced: the report path, the steps and the report itself."""
 
     report: Path
     sections: list[Section]
+    document: Report | None = None
 
     def metrics(self) -> dict[str, dict]:
         return {s.title: s.metrics for s in self.sections if s.available}
+
+
+def _figures(out: Path, paths) -> list[Figure]:
+    return [Figure(str(Path(p).relative_to(out).as_posix()) if Path(p).is_absolute() else p)
+            for p in paths]
 
 
 def _has(module: str) -> bool:
@@ -88,15 +103,21 @@ def _classifier_step(ctx: dict) -> Section:
         figures = ["training.png", "reliability.png"]
     except ImportError:  # pragma: no cover - plots land with the evaluation suite
         pass
-    row = {"test accuracy": metrics["accuracy"], "NLL (nats)": metrics["nll"],
-           "ECE (15 bins)": metrics["ece"], "Brier": metrics["brier"],
-           "epochs": len(result.history.epochs), "minutes": result.metrics["minutes"]}
+    row = {**metrics, "epochs": len(result.history.epochs),
+           "minutes": result.metrics["minutes"]}
+    table = Table("classifier", [metric_column("accuracy", header="test accuracy"),
+                                 metric_column("nll"),
+                                 metric_column("ece"),
+                                 metric_column("brier"), Column("epochs", "epochs"),
+                                 Column("minutes", "minutes", digits=2)], [row])
     text = (
         f"LeNet-5 trained on `digits` (1257 training images, 8x8), best epoch "
         f"{result.history.best_epoch} by validation NLL; checkpoint "
-        f"`{result.checkpoint.relative_to(ctx['out'])}`.\n\n" + markdown_table([row])
+        f"`{result.checkpoint.relative_to(ctx['out'])}`; test metrics (ECE over 15 "
+        "equal-width bins of the top-label confidence):"
     )
-    return Section("Classifier", True, text, figures, {**metrics, **result.metrics})
+    return Section("Classifier", True, [text, table, *_figures(ctx["out"], figures)],
+                   {**metrics, **result.metrics})
 
 
 def _calibration_step(ctx: dict) -> Section:
@@ -105,11 +126,12 @@ def _calibration_step(ctx: dict) -> Section:
 
     result = run_calibration(ctx["model"], "digits", methods="all", device=ctx["device"])
     write_calibration_report(result, ctx["out"] / "calibration")
-    rows = result.rows() if hasattr(result, "rows") else result
-    figures = [str(p.relative_to(ctx["out"])) for p in sorted(
-        (ctx["out"] / "calibration").glob("*.png"))]
-    return Section("Calibration", True, markdown_table(rows), figures,
-                   {"rows": rows})
+    figures = sorted((ctx["out"] / "calibration").glob("*.png"))
+    text = ("Post-hoc calibrators fitted on the held-out `val` split, evaluated on `test` "
+            "(full report: `calibration/report.html`).")
+    return Section("Calibration", True,
+                   [text, result.report_table(), *_figures(ctx["out"], figures)],
+                   {"rows": result.rows()})
 
 
 def _ood_step(ctx: dict) -> Section:
@@ -124,10 +146,12 @@ def _ood_step(ctx: dict) -> Section:
                                              "digits:invert", "digits:blur=1"],
                     detectors, device=ctx["device"])
     write_ood_report(table, out, histograms=False)
-    figures = [str(p.relative_to(ctx["out"])) for p in sorted(out.glob("roc*.png"))]
+    figures = sorted(out.glob("roc*.png"))
     text = ("Detectors around the same LeNet-5 (higher score = more OOD); in-distribution: "
-            "the `digits` test split. AUROC %:\n\n" + table.to_markdown("auroc"))
-    return Section("OOD detection", True, text, figures, {"rows": table.rows})
+            "the `digits` test split (full report: `ood/report.html`).")
+    return Section("OOD detection", True,
+                   [text, table.report_tables()[1], *_figures(ctx["out"], figures)],
+                   {"rows": table.rows})
 
 
 def _density_step(ctx: dict) -> Section:
@@ -145,13 +169,14 @@ def _density_step(ctx: dict) -> Section:
     learning_curve_plot(history.epochs, title="nade on digits", path=out / "learning_curve.png")
     sample_grid(draw_samples(model, 64, seed=0), pixels=model.pixels,
                 title=f"{type(model).__name__} samples", path=out / "samples.png")
-    row = {"test NLL (nats)": summary["nll_nats"], "bits/dim": summary["bits_per_dim"],
-           "epochs": len(history.epochs)}
+    row = {**summary, "epochs": len(history.epochs)}
+    table = Table("density", [metric_column("nll_nats", header="test NLL"),
+                              metric_column("bits_per_dim"), Column("epochs", "epochs")], [row])
     text = ("NADE (Larochelle & Murray 2011) fitted to the `digits` images binarised by a fixed "
-            "seeded Bernoulli draw (64 binary pixels); exact test log-likelihood:\n\n"
-            + markdown_table([row]))
-    figures = [str(p.relative_to(ctx["out"])) for p in sorted(out.glob("*.png"))]
-    return Section("Density model", True, text, figures, summary)
+            "seeded Bernoulli draw (64 binary pixels); exact test log-likelihood:")
+    figures = sorted(out.glob("*.png"))
+    return Section("Density model", True, [text, table, *_figures(ctx["out"], figures)],
+                   summary)
 
 
 STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
@@ -162,10 +187,21 @@ STEPS: list[tuple[str, str, Callable[[dict], Section] | None]] = [
 ]
 
 
+def demo_summary_table(sections: list[Section]) -> Table:
+    """The steps of the demo: status and seconds."""
+    rows = [{"step": s.title, "status": "done" if s.available else "not yet available",
+             "seconds": s.seconds} for s in sections]
+    return Table("demo_steps", [Column("step", "step"), Column("status", "status"),
+                                Column("seconds", "seconds", digits=1)], rows,
+                 index=("step",))
+
+
 def run_demo(out: str | Path = "runs/demo", *, device: str = "auto",
              progress: bool | None = None, smoke: bool = False, root=None) -> DemoResult:
-    """Run every available step and write ``out/report.md`` (+ ``summary.json``, figures);
-    ``progress`` reports the steps' training and passes on stderr (:mod:`dunno.progress`)."""
+    """Run every available step and write ``out/report.md``, ``out/report.html`` and
+    ``out/report.json`` (+ ``summary.json``, figures); ``progress`` reports the steps'
+    training and passes on stderr (:mod:`dunno.progress`), as do the step lines; nothing is
+    printed on stdout (``dunno demo`` prints the report's tables)."""
     out = check_output_dir(out)  # a clear OSError now, not after the first step
     with reporting(progress, owner="run_demo"):
         return _run_demo(out, device, smoke, root)
@@ -176,31 +212,24 @@ def _run_demo(out: Path, device: str, smoke: bool, root) -> DemoResult:
     sections: list[Section] = []
     for title, module, step in STEPS:
         if step is None or not _has(module):
-            sections.append(Section(title, False, f"Not yet available: `{module}` has not "
-                                    "landed in this version of dunno."))
-            print(f"[demo] {title}: not yet available")
+            sections.append(Section(title, False, [f"Not yet available: `{module}` has not "
+                                    "landed in this version of dunno."]))
+            print(f"[demo] {title}: not yet available", file=sys.stderr)
             continue
         t0 = time.perf_counter()
-        print(f"[demo] {title} ...", flush=True)
+        print(f"[demo] {title} ...", file=sys.stderr, flush=True)
         section = step(ctx)
         section.seconds = time.perf_counter() - t0
         sections.append(section)
-        print(f"[demo] {title}: done in {section.seconds:.1f} s")
+        print(f"[demo] {title}: done in {section.seconds:.1f} s", file=sys.stderr)
 
-    lines = ["# dunno demo report", "",
-             f"Data: scikit-learn's bundled `digits`. Device: `{ctx['device']}`."
-             + (" Smoke budgets (tests only)." if smoke else ""), ""]
-    for s in sections:
-        lines += [f"## {s.title}", "", s.text, ""]
-        lines += [f"![{fig}]({fig})" for fig in s.figures]
-        if s.figures:
-            lines.append("")
-    report = atomic_write_text("\n".join(lines), out / "report.md")
+    intro = (f"Data: scikit-learn's bundled `digits`. Device: `{ctx['device']}`."
+             + (" Smoke budgets (tests only)." if smoke else ""))
+    document = Report("demo", "dunno demo report",
+                      [ReportSection("", [intro, demo_summary_table(sections)])]
+                      + [ReportSection(s.title, list(s.blocks)) for s in sections],
+                      {"device": str(ctx["device"]), "smoke": smoke}, primary="demo_steps")
+    write_report(document, out)
     write_json({s.title: {"available": s.available, "seconds": s.seconds, **s.metrics}
                 for s in sections}, out / "summary.json")
-    summary = [{"step": s.title, "status": "done" if s.available else "not yet available",
-                "seconds": round(s.seconds, 1)} for s in sections]
-    print()
-    print(format_table(summary))
-    print(f"\nreport: {report}")
-    return DemoResult(report, sections)
+    return DemoResult(out / "report.md", sections, document)

@@ -13,8 +13,8 @@ Modules:
     ood          AUROC, AUPR-In / -Out, FPR@95TPR, detection error, ROC / PR curves
                  (the OOD sign convention is documented in its docstring).
     likelihood   NLL in nats, bits/dim (with the dequantisation offset), log-mean-exp.
-    regression   RMSE, Gaussian / mixture NLL, Gaussian CRPS, interval coverage and width,
-                 regression calibration curve.
+    regression   RMSE, Gaussian / mixture NLL, Gaussian / mixture CRPS, interval coverage
+                 and width, regression calibration curve.
     streaming    CalibrationAccumulator, OODAccumulator (update / compute / merge).
     samples      sample quality of generative models on any features: Fréchet distance,
                  classifier score, k-NN precision / recall, mode coverage, best code mapping.
@@ -57,6 +57,7 @@ from .ood import (
 from .regression import (
     RegressionCalibrationCurve,
     crps_gaussian,
+    crps_mixture,
     gaussian_interval,
     gaussian_mixture_nll,
     gaussian_nll,
@@ -117,6 +118,7 @@ __all__ = [
     # regression
     "RegressionCalibrationCurve",
     "crps_gaussian",
+    "crps_mixture",
     "gaussian_interval",
     "gaussian_mixture_nll",
     "gaussian_nll",

@@ -25,7 +25,10 @@ with ``bin_width=Δ``
 
 i.e. **+8 bits/dim for data scaled to [0, 1]** (``Δ = 1/256``) and +7 for [-1, 1]. For a
 single dequantisation sample this is an unbiased estimate of an upper bound on the discrete
-model's bits/dim.
+model's bits/dim. A density evaluated on values that were not dequantised this way (e.g. a
+continuous-Bernoulli VAE on grey values in [0, 1]) has no bits/dim at all: its
+:math:`-\log p` can be negative and is no code length, so report it in nats
+(``generative.scoring`` does).
 
 References:
     Theis, van den Oord & Bethge, "A note on the evaluation of generative models", ICLR 2016.

@@ -3,9 +3,10 @@ histograms, risk–coverage curves, regression predictive bands, image grids and
 heat maps.
 
 Every function returns a :class:`matplotlib.figure.Figure` built directly (no ``pyplot``, so no
-global figure state and nothing to close), and saves it when given ``path=`` (``.png`` or
-``.svg``, chosen by the suffix). Titles, axis labels and legends carry the metric values.
-matplotlib is imported inside the functions only: importing this package does not import it.
+global figure state and nothing to close), and saves it when given ``path=`` (``.png``,
+``.svg`` or ``.pdf``, chosen by the suffix; :func:`save_figure` writes it atomically and
+refuses any other suffix with a ValueError). Titles, axis labels and legends carry the metric
+values. matplotlib is imported inside the functions only: importing this package does not import it.
 
 Modules (one kind of figure each; every name is exported here):
     reliability  reliability_diagram, reliability_diagram_from_table
@@ -17,6 +18,7 @@ Modules (one kind of figure each; every name is exported here):
     training     plot_training_history
 """
 
+from ._figure import FIGURE_SUFFIXES, check_figure_path, save_figure
 from .density import density_heatmap
 from .images import image_grid
 from .ood import ood_score_histogram, roc_pr_curves
@@ -26,6 +28,9 @@ from .selective import risk_coverage_plot
 from .training import plot_training_history
 
 __all__ = [
+    "FIGURE_SUFFIXES",
+    "check_figure_path",
+    "save_figure",
     "density_heatmap",
     "image_grid",
     "ood_score_histogram",

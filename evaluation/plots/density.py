@@ -39,7 +39,7 @@ def density_heatmap(
         samples: optional ``(S, 2)`` points (e.g. training data or model samples) drawn on top.
         log_scale: colour the log-density instead of the density.
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
     """
     import torch
 

@@ -32,7 +32,7 @@ def image_grid(
         value_range: the values shown as black and white; pixels are mapped linearly from this
             range to [0, 1] and clipped (default (0, 1); use (-1, 1) for tanh outputs).
         title: optional title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
     """
     _check_path_early(path)
     ncols = check_int(ncols, "ncols", "image_grid", low=1)

@@ -28,7 +28,7 @@ def roc_pr_curves(
         detectors: mapping ``name -> (scores_in, scores_out)`` (higher score = more OOD; see
             :mod:`evaluation.metrics.ood`).
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
 
     Returns:
         The figure (two axes: ROC with AUROC in the legend, PR with AUPR-Out in the legend).
@@ -41,10 +41,10 @@ def roc_pr_curves(
         fpr, tpr, _ = roc_curve(s_in, s_out)
         precision, recall, _ = precision_recall_curve(s_in, s_out, positive="out")
         metrics = ood_metrics(s_in, s_out)
-        ax_roc.plot(fpr, tpr, label=f"{name} (AUROC {metrics['auroc']:.3f}, "
-                    f"FPR@95 {metrics['fpr_at_95_tpr']:.3f})")
+        ax_roc.plot(fpr, tpr, label=f"{name} (AUROC {100 * metrics['auroc']:.2f}%, "
+                    f"FPR@95 {100 * metrics['fpr_at_95_tpr']:.2f}%)")
         ax_pr.step(recall, precision, where="post", label=f"{name} (AUPR-Out "
-                   f"{metrics['aupr_out']:.3f})")
+                   f"{100 * metrics['aupr_out']:.2f}%)")
     ax_roc.plot([0, 1], [0, 1], linestyle="--", color="gray", label="Chance")
     ax_roc.set_xlabel("False positive rate (in-distribution flagged)")
     ax_roc.set_ylabel("True positive rate (OOD flagged)")
@@ -79,7 +79,7 @@ def ood_score_histogram(
         bins: number of histogram bins over the range of all scores (default 50).
         in_label, out_label: legend entries.
         title: title prefix.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
     """
     _check_path_early(path)
     bins = check_int(bins, "bins", "ood_score_histogram", low=1)
@@ -99,6 +99,7 @@ def ood_score_histogram(
             label=f"{out_label} (n={s_out.shape[0]})")
     ax.set_xlabel("Score (higher = more OOD)")
     ax.set_ylabel("Density")
-    ax.set_title(f"{title}: AUROC {metrics['auroc']:.3f}, FPR@95TPR {metrics['fpr_at_95_tpr']:.3f}")
+    ax.set_title(f"{title}: AUROC {100 * metrics['auroc']:.2f}%, FPR@95TPR "
+                 f"{100 * metrics['fpr_at_95_tpr']:.2f}%")
     ax.legend(loc="upper right", fontsize="small")
     return _finish(fig, path)

@@ -37,7 +37,7 @@ def regression_bands(
             observed coverage of each band.
         levels: band levels in (0, 1) (default 50% and 95%).
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
     """
     from ..metrics.regression import gaussian_interval, interval_coverage
 

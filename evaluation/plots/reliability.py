@@ -37,7 +37,7 @@ def reliability_diagram(
         labels: ``(N,)`` integer labels.
         n_bins: number of equal-width bins (default 15).
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
 
     Returns:
         The figure (two axes: reliability, histogram).
@@ -72,10 +72,10 @@ def reliability_diagram_from_table(
     ece = table.calibration_error("l1")
     mce = table.calibration_error("max")
     ax.bar(left, acc, width=width, align="edge", color="tab:blue", edgecolor="black",
-           linewidth=0.5, label=f"Accuracy (ECE = {ece:.4f})")
+           linewidth=0.5, label=f"Accuracy (ECE = {100 * ece:.2f}%)")
     ax.bar(left, conf - acc, bottom=acc, width=width, align="edge", color="tab:red",
            alpha=0.3, edgecolor="tab:red", hatch="//", linewidth=0.5,
-           label=f"Gap to confidence (MCE = {mce:.4f})")
+           label=f"Gap to confidence (MCE = {100 * mce:.2f}%)")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="Perfect calibration")
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
@@ -90,7 +90,7 @@ def reliability_diagram_from_table(
     hist.axvline(
         mean_conf, color="tab:red", linestyle="--", label=f"Avg. confidence {mean_conf:.3f}"
     )
-    hist.axvline(mean_acc, color="tab:blue", linestyle="-", label=f"Accuracy {mean_acc:.3f}")
+    hist.axvline(mean_acc, color="tab:blue", linestyle="-", label=f"Accuracy {100 * mean_acc:.2f}%")
     hist.set_xlabel("Confidence")
     hist.set_ylabel("Count")
     hist.legend(loc="upper left", fontsize="small")

@@ -26,7 +26,7 @@ def risk_coverage_plot(
         curves: mapping ``name -> (confidences, losses)`` (see
             :func:`evaluation.metrics.risk_coverage_curve`).
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
     """
     _check_path_early(path)
     pairs = _named_pairs(curves, "confidences, losses")

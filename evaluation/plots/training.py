@@ -29,7 +29,7 @@ def plot_training_history(history, *, title: str = "Training", path=None) -> Fig
             are not drawn. Keys ending in ``loss`` go
             to the loss axes.
         title: figure title.
-        path: optional ``.png`` / ``.svg`` file to save to.
+        path: optional ``.png`` / ``.svg`` / ``.pdf`` file to save to.
 
     Returns:
         The figure (two axes: losses, other metrics).

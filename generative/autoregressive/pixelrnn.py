@@ -31,8 +31,29 @@ convolution, :math:`K^{ss}` a 2x1 convolution over the previous column's state, 
 at :math:`(r, c)` combines its left neighbour :math:`(r, c-1)` and the pixel above
 :math:`(r-1, c)`. A second LSTM does the same on the left-right mirrored map; its output at
 :math:`(r, c)` has seen pixels to the right in row :math:`r`, so it is shifted down one row
-before being added to the left-to-right output. Unskewing restores :math:`H \times W`. The
-receptive field covers the whole past (no blind spot).
+before being added to the left-to-right output. Unskewing restores :math:`H \times W`. (The
+layer computes exactly this, diagonal by diagonal on the pixels only, without forming the
+skewed map: :mod:`~generative.autoregressive._diagonal`.)
+
+*Receptive field and its blind spot.* The left-to-right state at :math:`(r, c)` sees the
+layer's input at every :math:`(r', c')` with :math:`r' \le r, c' \le c`; the shifted
+right-to-left output at :math:`(r, c)` is the state at :math:`(r - 1, c)`, which sees
+:math:`r' \le r - 1, c' \ge c`. Every earlier pixel is reached except one: the output at
+:math:`(r, c)` never depends on the last pixel of the previous row, :math:`(r - 1, W - 1)`,
+when :math:`c < W - 1 - k/2` (:math:`k` the odd width of the masked-A input convolution,
+:math:`k/2` rounded down; :math:`c < W - 4` for the default 7). The only path to pixels
+right of column :math:`c` in earlier rows is the right-to-left LSTM, taken one row up, so
+it must pass through a feature of row :math:`\le r - 1`; but no feature of row
+:math:`r - 1` or above depends on :math:`(r - 1, W - 1)` (the masked input convolution
+gives a feature only pixels of earlier rows and pixels to its left in its own row, and no
+pixel lies right of column :math:`W - 1`; the LSTMs and the 1x1 layers never pass
+information up a row). The features that do depend on it are in rows :math:`\ge r`, in row
+:math:`r` only at columns :math:`\ge W - 1 - k/2` (the input convolution's reach), which
+the left-to-right LSTM at :math:`(r, c)` sees only for :math:`c \ge W - 1 - k/2`. Stacking
+layers does not change this, since no layer moves information to an earlier row or to the
+left within a row. The paper's architecture (the same masked 7x7 input convolution and
+the same one-row shift of the right-to-left map) has the same blind spot, although the
+paper describes the Diagonal BiLSTM's receptive field as the whole available context.
 
 References:
     van den Oord, Kalchbrenner & Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML 2016.
@@ -43,32 +64,49 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dunno.checkpoints import register_model
 from dunno.validation import check_int
 
 from ._base import LEVELS, AutoregressiveImageModel
-from .masks import MaskedConv2d, channel_groups, shift_down
+from ._diagonal import DiagonalRecursion
+from .masks import MaskedConv2d, channel_groups
 
 __all__ = ["DiagonalBiLSTM", "RowLSTM", "skew", "unskew"]
+
+
+def _check_4d(x, owner: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"The 'x' argument of {owner} must be a 4-D tensor (N, C, H, W); "
+                         f"got {got}.")
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W) -> (N, C, H, W + H - 1)``: row ``r`` shifted right by ``r`` (zeros
     elsewhere), so column ``j`` holds the anti-diagonal ``{(r, j - r)}``."""
-    h = x.shape[2]
-    # unbind (not x[:, :, r]): one backward node for all rows instead of one full-size
-    # zero gradient per row
-    rows = [F.pad(row, (r, h - 1 - r)) for r, row in enumerate(x.unbind(2))]
-    return torch.stack(rows, dim=2)  # (N, C, H, W + H - 1)
+    _check_4d(x, "skew")
+    n, c, h, w = x.shape
+    s = w + h - 1
+    out = x.new_zeros(n, c, h, s)
+    # row r of the image starts at element r * s + r of the skewed row-major map
+    out.as_strided((n, c, h, w), (c * h * s, h * s, s + 1, 1)).copy_(x)
+    return out
 
 
 def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
     """Inverse of :func:`skew`: ``(N, C, H, W + H - 1) -> (N, C, H, W)``."""
-    rows = [row[..., r : r + width] for r, row in enumerate(x.unbind(2))]
-    return torch.stack(rows, dim=2)  # (N, C, H, W)
+    _check_4d(x, "unskew")
+    width = check_int(width, "width", "unskew", low=1)
+    n, c, h, s = x.shape
+    if s != width + h - 1:
+        raise ValueError(
+            f"The 'x' argument of unskew must have width + H - 1 = {width + h - 1} columns "
+            f"for width {width}; got shape {tuple(x.shape)}."
+        )
+    x = x.contiguous()
+    return x.as_strided((n, c, h, width), (c * h * s, h * s, s + 1, 1), x.storage_offset())
 
 
 def _lstm_gates(
@@ -79,6 +117,12 @@ def _lstm_gates(
     o, f, i, g = z.chunk(4, dim=dim)
     c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _conv1x1(conv: MaskedConv2d, x: torch.Tensor) -> torch.Tensor:
+    """A masked 1x1 convolution on features laid out as ``(in, P)`` -> ``(out, P)``."""
+    weight = (conv.weight * conv.mask).flatten(1)  # (out, in)
+    return torch.addmm(conv.bias.unsqueeze(1), weight, x)
 
 
 def _state_groups(hidden: int, colors: int, copies: int) -> torch.Tensor:
@@ -117,10 +161,14 @@ class _RowLSTMLayer(nn.Module):
 class _DiagonalBiLSTMLayer(nn.Module):
     """Diagonal BiLSTM with a residual connection: ``(N, 2h, H, W) -> (N, 2h, H, W)``.
 
-    Both directions run in the same loop over the columns of the skewed map, laid out as
-    ``(S, 2, N, H, 4h)`` so that every step reads contiguous memory; the 2x1 state-to-state
-    convolution of each direction is one batched matrix product of ``[h(r-1), h(r)]``
-    (``(2, N H, 2h)``) with its kernel ``(2, 2h, 4h)``.
+    Works on the residual stream laid out as ``(2h, H, W, N)`` in memory: the output is an
+    ``(N, 2h, H, W)`` view of such a tensor, so stacked layers hand it on without a copy
+    (any other layout is copied once). Both directions' input-to-state (masked 1x1) and
+    state-to-state (2x1) kernels and the input-to-state bias form one ``(2, 4h, 4h + 1)``
+    kernel applied diagonal by diagonal by :class:`~._diagonal.DiagonalRecursion` (pixels
+    only, hand-written backward), which also shifts the right-to-left output down a row and
+    adds the two; the masked 1x1 output convolution and the residual are one matrix
+    product.
     """
 
     def __init__(self, hidden: int, colors: int):
@@ -138,36 +186,21 @@ class _DiagonalBiLSTMLayer(nn.Module):
         )
         self.out = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors=colors)
 
-    def _column_lstm(self, columns: torch.Tensor) -> torch.Tensor:
-        """Column-wise LSTM over the skewed gates ``(S, 2, N, H, 4h)`` (two directions) ->
-        hidden states ``(S, 2, N, H, h)``."""
-        _, _, n, rows, _ = columns.shape
-        hd = self.hidden
-        h = columns.new_zeros(2, n, rows, hd)  # (2, N, H, h)
-        c = columns.new_zeros(2, n, rows, hd)
-        outputs = []
-        for column in columns.unbind(0):  # left to right, (2, N, H, 4h)
-            # the state at row r sees the previous column at rows r - 1 and r
-            above = F.pad(h, (0, 0, 1, 0))[:, :, :rows]  # (2, N, H, h)
-            prev = torch.cat([above, h], dim=-1).view(2, n * rows, 2 * hd)
-            z = column + torch.bmm(prev, self.state_to_state).view(2, n, rows, 4 * hd)
-            h, c = _lstm_gates(z, c, dim=-1)
-            outputs.append(h)
-        return torch.stack(outputs)  # (S, 2, N, H, h)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, rows, w = x.shape
+        n, ch, rows, w = x.shape
         hd = self.hidden
-        gates = self.input_to_state(x).view(n, 2, 4 * hd, rows, w)  # (N, 2, 4h, H, W)
-        l2r = gates[:, 0]
-        r2l = gates[:, 1].flip(-1)  # mirror so that both run left to right
-        skewed = torch.stack([skew(l2r), skew(r2l)], dim=1)  # (N, 2, 4h, H, S)
-        columns = skewed.permute(4, 1, 0, 3, 2).contiguous()  # (S, 2, N, H, 4h)
-        hid = self._column_lstm(columns).permute(2, 1, 4, 3, 0)  # (N, 2, h, H, S)
-        out_l2r = unskew(hid[:, 0], w)  # (N, h, H, W)
-        out_r2l = unskew(hid[:, 1], w).flip(-1)  # (N, h, H, W): has seen (r, > c)
-        combined = out_l2r + shift_down(out_r2l)  # right-to-left moved below its context
-        return x + self.out(combined)
+        xs = x.permute(1, 2, 3, 0).contiguous()  # (2h, H, W, N); no copy after a layer
+        conv = self.input_to_state
+        w_is = (conv.weight * conv.mask).view(2, 4 * hd, ch)  # (2, 4h, 2h)
+        kernel = torch.cat([w_is, self.state_to_state.transpose(1, 2)], dim=2)  # (2, 4h, 4h)
+        # the recursion computes in the input's dtype (under autocast: the input layer's)
+        with torch.autocast(device_type=xs.device.type, enabled=False):
+            combined = DiagonalRecursion.apply(xs, kernel.to(xs.dtype),
+                                               conv.bias.view(2, 4 * hd).to(xs.dtype))
+        w_out = (self.out.weight * self.out.mask).view(ch, hd)
+        y = torch.addmm(xs.view(ch, -1), w_out, combined.reshape(hd, -1))  # x + out(comb)
+        y = y.add_(self.out.bias.unsqueeze(1)).view(ch, rows, w, n)  # (2h, H, W, N)
+        return y.permute(3, 0, 1, 2)  # (N, 2h, H, W) view
 
 
 class _PixelRNN(AutoregressiveImageModel):
@@ -260,3 +293,17 @@ class DiagonalBiLSTM(_PixelRNN):
     def __init__(self, image_shape=(1, 28, 28), pixels: str = "binary", hidden: int = 16,
                  layers: int = 7, output_hidden: int | None = None, kernel_size: int = 7):
         super().__init__(image_shape, pixels, hidden, layers, output_hidden, kernel_size)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        # the layers hand on (N, 2h, H, W) views of (2h, H, W, N) memory; the 1x1 output
+        # layers are matrix products in that layout (same parameters as self.output)
+        x = self.layers(self.input_conv(u))
+        n, ch, h, w = x.shape
+        feats = x.permute(1, 2, 3, 0).reshape(ch, h * w * n)  # (2h, H W N)
+        _, first, _, last = self.output
+        hid = _conv1x1(first, torch.relu(feats)).relu_()
+        out = _conv1x1(last, hid)  # (C * L, H W N)
+        c = self.image_shape[0]
+        if self.pixels == "binary":
+            return out.view(c, h, w, n).permute(3, 0, 1, 2)  # (N, C, H, W)
+        return out.view(c, LEVELS, h, w, n).permute(4, 1, 0, 2, 3)  # (N, 256, C, H, W)

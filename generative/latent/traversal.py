@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from dunno.validation import check_float, check_int
+from evaluation.plots import check_figure_path, save_figure
 
 __all__ = ["latent_traversal", "plot_traversal"]
 
@@ -82,10 +83,11 @@ def latent_traversal(
 def plot_traversal(grid: torch.Tensor, steps: int, path: str | Path | None = None, *,
                    title: str | None = None):
     """Draw a traversal grid (from :func:`latent_traversal`) with one row per code
-    dimension and ``steps`` columns; saves a PNG when ``path`` is given. Returns the
-    matplotlib ``Figure`` (matplotlib is imported here, lazily)."""
+    dimension and ``steps`` columns; saves it when ``path`` (``.png``, ``.svg`` or ``.pdf``)
+    is given. Returns the matplotlib ``Figure`` (matplotlib is imported here, lazily)."""
     from matplotlib.figure import Figure
 
+    check_figure_path(path)
     steps = check_int(steps, "steps", "plot_traversal", low=1)
     if not isinstance(grid, torch.Tensor) or grid.dim() != 4 or grid.shape[0] % steps:
         raise ValueError("The 'grid' argument of plot_traversal must be (rows * steps, C, H, "
@@ -104,7 +106,5 @@ def plot_traversal(grid: torch.Tensor, steps: int, path: str | Path | None = Non
     if title:
         ax.set_title(title)
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path)
     return fig

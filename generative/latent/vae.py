@@ -392,7 +392,18 @@ class VAE(DensityFitMixin, nn.Module):
         return recon - kl
 
     def bits_per_dim(self, x: torch.Tensor, num_samples: int = 5000) -> torch.Tensor:
-        r""":math:`-\log_2 \hat p_K(x) / D` per image, ``(N,)``."""
+        r""":math:`-\log_2 \hat p_K(x) / D` per image, ``(N,)``: a code length for the
+        Bernoulli likelihood only. The continuous Bernoulli's :math:`\log p(x)` is a
+        log-*density* on :math:`[0, 1]^D` (it can be positive, so this would be negative and
+        is no number of bits); for ``likelihood="continuous-bernoulli"`` a ValueError says
+        to report nats (:meth:`log_prob`) instead."""
+        if self.likelihood != "bernoulli":
+            raise ValueError(
+                "VAE.bits_per_dim is defined for likelihood='bernoulli' only: this VAE has "
+                f"likelihood={self.likelihood!r}, whose log_prob is a log-density of "
+                "continuous values (it can be positive), not a code length. Report nats "
+                "(VAE.log_prob) instead."
+            )
         return -self.log_prob(x, num_samples) / (self.num_dims * math.log(2.0))
 
     # ------------------------------------------------------------------ generation

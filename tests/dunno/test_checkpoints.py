@@ -120,3 +120,22 @@ def test_backbone_checkpoint_round_trip(tmp_path, name, options):
     assert type(loaded) is type(model)
     assert torch.equal(loaded(x), model(x))
     assert torch.equal(loaded.features(x), model.features(x))
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    import os
+    import stat
+
+    from dunno.checkpoints import atomic_write_bytes, atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        text = atomic_write_text("é\n", tmp_path / "a.md")
+        data = atomic_write_bytes(b"\x00\x01", tmp_path / "b.png")
+        plain = tmp_path / "c"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    for path in (text, data):  # not mkstemp's 0600: others may read a report
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o640
+    assert text.read_bytes() == "é\n".encode() and data.read_bytes() == b"\x00\x01"

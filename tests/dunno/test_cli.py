@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ from importlib.metadata import version
 import pytest
 
 from dunno.cli import COMMANDS, build_parser, main
+from dunno.reporting import read_report
 
 
 def _parsers(parser: argparse.ArgumentParser):
@@ -183,6 +186,10 @@ def test_demo_smoke(tmp_path, capsys):
     assert summary["Classifier"]["available"] is True
     for title, step in summary.items():  # honest about steps that have not landed
         assert step["available"] or f"## {title}\n\nNot yet available" in report
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Classifier</h2>" in page and "data:image/png;base64," in page
+    assert read_report(tmp_path).kind == "demo"
+    assert "test accuracy (%)" in capsys.readouterr().out  # the report's tables on stdout
 
 
 def test_calibrate_command(tmp_path, capsys):
@@ -226,6 +233,14 @@ def test_density_commands(tmp_path, capsys):
     assert main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data", "digits",
                  "--binarize", "fixed", "--out", str(tmp_path / "score"), "--device", "cpu"]) == 0
     assert "bits" in capsys.readouterr().out.lower()
+    score = json.loads((tmp_path / "score" / "score.json").read_text())
+    assert main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data", "digits",
+                 "--binarize", "fixed", "--format", "csv", "--device", "cpu"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert float(row["NLL (nats)"]) == pytest.approx(score["nll_nats"])
+    assert float(row["bits/dim"]) == pytest.approx(score["bits_per_dim"])
+    record = read_report(tmp_path / "score")
+    assert record.kind == "density score" and (tmp_path / "score" / "report.html").is_file()
 
 
 def test_uci_command_prints_and_writes_tables(tmp_path, capsys, data_dir):
@@ -243,3 +258,8 @@ def test_uci_command_prints_and_writes_tables(tmp_path, capsys, data_dir):
     assert len(saved["splits"]["yacht"]["test_ll"]) == 2
     assert saved["params"]["yacht"]["num_components"] == 3
     assert "| Yacht |" in (tmp_path / "uci_mdn.md").read_text()
+    assert "| Yacht | 2 |" in (tmp_path / "report.md").read_text()
+    assert "±" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    row = read_report(tmp_path).table("uci_mdn").rows[0]
+    assert row["rmse"] == pytest.approx(saved["rows"][0]["rmse"])
+    assert row["cov95"] == pytest.approx(100 * saved["rows"][0]["cov95"])

@@ -41,7 +41,9 @@ def test_reliability_diagram(tmp_path, rng):
     assert top.get_ylabel() == "Accuracy" and hist.get_xlabel() == "Confidence"
     assert hist.get_ylabel() == "Count"
     legend = [t.get_text() for t in top.get_legend().get_texts()]
-    assert any(f"ECE = {expected_calibration_error(probs, labels):.4f}" in t for t in legend)
+    # the legend in percent, as every table shows ECE
+    assert any(f"ECE = {100 * expected_calibration_error(probs, labels):.2f}%" in t
+               for t in legend)
     # one accuracy bar and one gap bar per non-empty bin on top, one count bar below
     filled = int((reliability_table(probs, labels).counts > 0).sum())
     assert len(top.patches) == 2 * filled and len(hist.patches) == filled
@@ -66,7 +68,7 @@ def test_roc_pr_curves(tmp_path, rng):
     assert roc_ax.get_xlabel().startswith("False positive rate")
     assert pr_ax.get_ylabel() == "Precision (OOD)"
     labels = [t.get_text() for t in roc_ax.get_legend().get_texts()]
-    assert labels[0].startswith(f"msp (AUROC {auroc(*detectors['msp']):.3f}")
+    assert labels[0].startswith(f"msp (AUROC {100 * auroc(*detectors['msp']):.2f}%")
     assert len(pr_ax.get_lines()) == 2 and len(roc_ax.get_lines()) == 3  # + chance line
 
 
@@ -75,7 +77,7 @@ def test_ood_score_histogram(tmp_path, rng):
     fig = plots.ood_score_histogram(s_in, s_out, bins=20, path=tmp_path / "hist.png")
     assert _is_png(tmp_path / "hist.png")
     (ax,) = fig.axes
-    assert f"AUROC {auroc(s_in, s_out):.3f}" in ax.get_title()
+    assert f"AUROC {100 * auroc(s_in, s_out):.2f}%" in ax.get_title()
     assert ax.get_ylabel() == "Density" and len(ax.patches) == 40
     plots.ood_score_histogram([1.0, 1.0], [1.0], bins=3)  # constant scores still draw
 
@@ -139,8 +141,64 @@ def test_training_history(tmp_path):
     assert len(loss_ax.get_lines()) == 2 and len(other_ax.get_lines()) == 1
 
 
+MAGIC = {".png": PNG_MAGIC, ".pdf": b"%PDF-"}
+
+
+def _has_magic(path):
+    head = path.read_bytes()[:256]
+    if path.suffix.lower() == ".svg":  # XML declaration, then the svg element
+        return head.startswith(b"<?xml") and b"<svg" in path.read_bytes()[:2000]
+    return head.startswith(MAGIC[path.suffix.lower()])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf", ".PDF"])
+def test_every_figure_saves_as_png_svg_and_pdf(tmp_path, rng, suffix):
+    from generative.latent.traversal import plot_traversal
+    from generative.plots import learning_curve_plot, sample_grid
+
+    probs = rng.dirichlet(np.ones(3), size=50)
+    labels = rng.integers(0, 3, 50)
+    images = torch.rand(4, 1, 8, 8)
+    draw = {
+        "reliability": lambda p: plots.reliability_diagram(probs, labels, path=p),
+        "roc": lambda p: plots.roc_pr_curves({"a": (rng.normal(0, 1, 30),
+                                                    rng.normal(1, 1, 30))}, path=p),
+        "grid": lambda p: plots.image_grid(images, path=p),
+        "samples": lambda p: sample_grid(images, path=p),
+        "curve": lambda p: learning_curve_plot([{"epoch": 1, "loss": 2.0, "val_loss": 1.5}],
+                                               path=p),
+        "traversal": lambda p: plot_traversal(images, 2, p),
+    }
+    for name, plot in draw.items():
+        path = tmp_path / f"{name}{suffix}"
+        plot(path)
+        assert path.is_file() and _has_magic(path), name
+    # written atomically: no temporary file is left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}{suffix}" for n in draw)
+
+
+def test_save_figure_refuses_other_suffixes(tmp_path):
+    from generative.latent.traversal import plot_traversal
+    from generative.plots import learning_curve_plot
+
+    fig = plots.image_grid(torch.rand(1, 1, 4, 4))
+    for path in (tmp_path / "x.jpg", tmp_path / "x", tmp_path / "x.png.txt"):
+        with pytest.raises(ValueError, match=r"'path' argument must end in .png, .svg or "
+                           r"\.pdf; got '.*x"):
+            plots.save_figure(fig, path)
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
+        plots.reliability_diagram(np.full((2, 2), 0.5), [0, 1], path=tmp_path / "x.eps")
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
+        learning_curve_plot([{"epoch": 1, "loss": 1.0}], path=tmp_path / "x.gif")
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
+        plot_traversal(torch.rand(2, 1, 4, 4), 2, tmp_path / "x.jpeg")
+    with pytest.raises(ValueError, match="file path"):
+        plots.save_figure(fig, None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_plot_arguments(tmp_path):
-    with pytest.raises(ValueError, match="must end in .png or .svg"):
+    with pytest.raises(ValueError, match="must end in .png, .svg or .pdf"):
         plots.ood_score_histogram([0.0], [1.0], path=tmp_path / "x.jpg")
     assert not (tmp_path / "x.jpg").exists()
     with pytest.raises(ValueError, match="non-empty mapping"):

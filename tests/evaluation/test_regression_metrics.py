@@ -11,6 +11,7 @@ from scipy import integrate, stats
 
 from evaluation.metrics import (
     crps_gaussian,
+    crps_mixture,
     gaussian_interval,
     gaussian_mixture_nll,
     gaussian_nll,
@@ -132,3 +133,79 @@ def test_regression_calibration_curve():
     assert good.calibration_error() < 0.01
     assert bad.calibration_error() > 0.1
     assert np.all(bad.observed[1:-1] < bad.expected[1:-1])
+
+
+# ------------------------------------------------------------------ CRPS of a Gaussian mixture
+def _crps_mixture_numeric(w, mu, sigma, y):
+    """int (F(z) - 1[z >= y])^2 dz for F = sum_m w_m N(mu_m, sigma_m^2), by scipy quad."""
+    def cdf(z):
+        return float(np.sum(w * stats.norm.cdf(z, mu, sigma)))
+
+    left = integrate.quad(lambda z: cdf(z) ** 2, -np.inf, y, epsabs=1e-13, epsrel=1e-12,
+                          limit=200)[0]
+    right = integrate.quad(lambda z: (1.0 - cdf(z)) ** 2, y, np.inf, epsabs=1e-13,
+                           epsrel=1e-12, limit=200)[0]
+    return left + right
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crps_mixture_matches_numeric_integration(seed):
+    rng = np.random.default_rng(seed)
+    k = 1 + seed * 2  # 1, 3 and 5 components
+    w = rng.dirichlet(np.ones(k), size=4)  # (4, K)
+    mu = rng.normal(0, 2, size=(4, k))
+    var = rng.uniform(0.05, 3.0, size=(4, k))
+    y = rng.normal(0, 2, size=4)
+    per_entry = crps_mixture(w, mu, var, y, reduction="none")
+    expected = [_crps_mixture_numeric(w[i], mu[i], np.sqrt(var[i]), y[i]) for i in range(4)]
+    np.testing.assert_allclose(per_entry, expected, rtol=1e-8, atol=1e-11)
+    assert per_entry.dtype == np.float64 and per_entry.shape == (4,)
+    assert crps_mixture(w, mu, var, y) == pytest.approx(np.mean(expected), rel=1e-8)
+
+
+def test_crps_mixture_limits_and_shapes():
+    mean, var, y = _case(4, n=6)
+    # one component (or K equal ones, or a zero-weight extra) is the Gaussian closed form
+    single = crps_gaussian(mean, var, y)
+    assert crps_mixture(np.ones((6, 1)), mean[:, None], var[:, None], y) == pytest.approx(
+        single, rel=1e-13)
+    same = np.repeat(mean[:, None], 3, 1), np.repeat(var[:, None], 3, 1)
+    assert crps_mixture(np.full((6, 3), 1 / 3), *same, y) == pytest.approx(single, rel=1e-12)
+    w = np.column_stack([np.ones(6), np.zeros(6)])
+    assert crps_mixture(w, np.column_stack([mean, mean + 5]), np.column_stack([var, var]),
+                        y) == pytest.approx(single, rel=1e-13)
+    # near-point masses: E|X - y| - E|X - X'| / 2 by hand, two atoms at 0 and 2 (weights
+    # 1/4, 3/4) and y = 1: 1 - (2 * 1/4 * 3/4 * 2) / 2 = 0.625
+    assert crps_mixture([[0.25, 0.75]], [[0.0, 2.0]], [[1e-18, 1e-18]], [1.0]) == (
+        pytest.approx(0.625, rel=1e-8))
+    # D outputs share the weights: each output's marginal, scored entry by entry
+    rng = np.random.default_rng(5)
+    w3 = rng.dirichlet(np.ones(3), size=6)
+    mu3, var3 = rng.normal(size=(6, 3, 2)), rng.uniform(0.1, 2, size=(6, 3, 2))
+    y2 = rng.normal(size=(6, 2))
+    both = crps_mixture(w3, mu3, var3, y2, reduction="none")
+    assert both.shape == (6, 2)
+    for d in range(2):
+        np.testing.assert_allclose(both[:, d], crps_mixture(w3, mu3[..., d], var3[..., d],
+                                                            y2[:, d], reduction="none"),
+                                   rtol=1e-14)
+    assert crps_mixture(w3, mu3, var3, y2) == pytest.approx(both.mean(), rel=1e-14)
+
+
+def test_crps_mixture_refuses_bad_input():
+    w, mu, var, y = [[0.5, 0.5]], [[0.0, 1.0]], [[1.0, 1.0]], [0.0]
+    with pytest.raises(ValueError, match="rows summing to 1"):
+        crps_mixture([[0.5, 0.6]], mu, var, y)
+    with pytest.raises(ValueError, match="mixture weights in \\[0, 1\\]"):
+        crps_mixture([[1.5, -0.5]], mu, var, y)
+    with pytest.raises(ValueError, match="'variances' argument must be > 0; found 0.0"):
+        crps_mixture(w, mu, [[1.0, 0.0]], y)
+    with pytest.raises(ValueError, match=r"'weights' argument must have shape \(N, K\)"):
+        crps_mixture([[1.0]], mu, var, y)
+    with pytest.raises(ValueError, match="'targets' argument must have shape"):
+        crps_mixture(w, [[[0.0], [1.0]]], [[[1.0], [1.0]]], [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="'reduction' parameter of crps_mixture must be one "
+                                         "of 'mean', 'none'"):
+        crps_mixture(w, mu, var, y, reduction="sum")
+    with pytest.raises(ValueError, match="'means' argument must be finite; found nan"):
+        crps_mixture(w, [[0.0, float("nan")]], var, y)

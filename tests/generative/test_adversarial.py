@@ -11,6 +11,7 @@ anything of D, and it does not even accumulate gradients in D.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -295,6 +296,9 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert "modes covered" in capsys.readouterr().out
     assert (tmp_path / "eval" / "eval.json").is_file()
     assert (tmp_path / "eval" / "eval_samples.png").is_file()
+    saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    page = (tmp_path / "eval" / "report.html").read_text()
+    assert f">{100 * saved['high_quality']:.2f}<" in page and "data:image/png;base64," in page
     # a checkpoint that is not a GAN: a clean error, exit status 2
     from dunno import nets
 

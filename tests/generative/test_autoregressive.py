@@ -4,8 +4,10 @@ tiny space, NADE's one pass against the naive D passes, and sampling frequencies
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from generative.autoregressive import (
     skew,
     unskew,
 )
+from generative.autoregressive._diagonal import DiagonalRecursion
 
 pytestmark = pytest.mark.one_thread
 
@@ -137,6 +140,133 @@ def test_receptive_field_is_the_whole_past(name):
         assert blind <= allowed, f"{name}: pixel {(r, c)} is blind to dims {sorted(blind)}"
 
 
+@pytest.mark.parametrize(("shape", "kernel_size"), [((1, 4, 8), 7), ((1, 5, 6), 3)])
+def test_diagonal_bilstm_blind_spot_is_the_last_pixel_of_the_previous_row(shape, kernel_size):
+    """The output at (r, c) never depends on pixel (r - 1, W - 1) when c < W - 1 - k // 2
+    (c < W - 4 for the 7x7 input layer), and depends on every other earlier pixel: the
+    right-to-left LSTM, the only path to the right in earlier rows, is read one row up,
+    and no feature of row r - 1 or above sees the last pixel of row r - 1."""
+    _, h, w = shape
+    d = h * w
+    reach = kernel_size // 2
+    dep = torch.zeros(d, d, dtype=torch.float64)
+    for seed in range(3):  # pool weight draws: a tiny network can miss a path by chance
+        model = _randomise(DiagonalBiLSTM(shape, hidden=6, layers=3, output_hidden=12,
+                                          kernel_size=kernel_size), seed=seed).double()
+        dep += _dependencies(model, shape, "binary")
+    last_of_previous_row = {r: r * w - 1 for r in range(1, h)}
+    for r in range(1, h):
+        for c in range(w):
+            i = r * w + c
+            blind = set(torch.nonzero(dep[i, :i] == 0).flatten().tolist())
+            expected = {last_of_previous_row[r]} if c < w - 1 - reach else set()
+            assert blind == expected, f"pixel {(r, c)}: blind to {sorted(blind)}"
+    # the case named in the docstring: 7x7 input layer, W = 8, row 2 against pixel (1, 7)
+    if kernel_size == 7:
+        seen = [bool(dep[2 * w + c, w + w - 1] != 0) for c in range(w)]
+        assert seen == [False] * (w - 4) + [True] * 4
+
+
+def _reference_module():
+    """benchmarks/bench_pixelrnn.py, which keeps the skewed column loop that the Diagonal
+    BiLSTM layer replaced."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pixelrnn.py"
+    spec = importlib.util.spec_from_file_location("bench_pixelrnn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _log_prob_and_grads(model, x):
+    model.zero_grad(set_to_none=True)
+    log_p = model.log_prob(x)
+    log_p.sum().backward()
+    return log_p.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(("shape", "pixels", "kernel_size"), [
+    ((1, 5, 5), "binary", 7), ((1, 4, 7), "binary", 3), ((1, 7, 3), "binary", 5),
+    ((1, 1, 6), "binary", 3), ((1, 6, 1), "binary", 3), ((3, 4, 5), "8bit", 3),
+])
+def test_diagonal_bilstm_equals_the_skewed_column_loop(shape, pixels, kernel_size):
+    """The same state dict in the wavefront layer and in the skewed reference gives the same
+    log-likelihoods and the same gradients of every parameter (float64: to rounding)."""
+    ref_cls = _reference_module().ReferenceDiagonalBiLSTM
+    torch.manual_seed(3)
+    new = _randomise(DiagonalBiLSTM(shape, pixels, hidden=6, layers=2, output_hidden=12,
+                                    kernel_size=kernel_size), seed=4).double()
+    ref = ref_cls(shape, pixels, hidden=6, layers=2, output_hidden=12,
+                  kernel_size=kernel_size).double()
+    ref.load_state_dict(new.state_dict())
+    levels = 2 if pixels == "binary" else 256
+    x = torch.randint(0, levels, (5, *shape)).double()
+    lp_new, g_new = _log_prob_and_grads(new, x)
+    lp_ref, g_ref = _log_prob_and_grads(ref, x)
+    torch.testing.assert_close(lp_new, lp_ref, rtol=0, atol=1e-10)
+    assert g_new.keys() == g_ref.keys()
+    for k in g_ref:
+        torch.testing.assert_close(g_new[k], g_ref[k], rtol=1e-9, atol=1e-10, msg=k)
+
+
+def test_diagonal_bilstm_equals_the_reference_in_float32():
+    """Default-width model on 12x12 binary images, float32: log p and gradients agree to a
+    relative 1e-5 (the two compute the same sums in a different order)."""
+    ref_cls = _reference_module().ReferenceDiagonalBiLSTM
+    torch.manual_seed(0)
+    new = DiagonalBiLSTM((1, 12, 12), hidden=16, layers=3)
+    ref = ref_cls((1, 12, 12), hidden=16, layers=3)
+    ref.load_state_dict(new.state_dict())
+    x = (torch.rand(6, 1, 12, 12) < 0.3).float()
+    lp_new, g_new = _log_prob_and_grads(new, x)
+    lp_ref, g_ref = _log_prob_and_grads(ref, x)
+    assert float((lp_new - lp_ref).abs().max() / lp_ref.abs().max()) < 1e-5
+    for k in g_ref:
+        scale = float(g_ref[k].abs().max())
+        assert float((g_new[k] - g_ref[k]).abs().max()) <= 1e-5 * scale, k
+
+
+def test_diagonal_bilstm_trains_under_cpu_autocast():
+    """Under bfloat16 autocast the recursion runs in the input layer's dtype; the loss is the
+    float32 loss to bfloat16 accuracy and every parameter gets a float32 gradient."""
+    torch.manual_seed(0)
+    model = DiagonalBiLSTM((1, 6, 6), hidden=4, layers=2)
+    x = (torch.rand(3, 1, 6, 6) < 0.3).float()
+    with torch.no_grad():
+        full = model.loss(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(x)
+    loss.backward()
+    assert abs(float(loss.detach()) - float(full)) < 0.01 * float(full)
+    for p in model.parameters():
+        assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+
+
+def test_diagonal_recursion_backward_passes_gradcheck():
+    """The hand-written backward of the column recursion against finite differences, on a
+    3x4 image (both directions, the shift and the image borders)."""
+    g = torch.Generator().manual_seed(0)
+    cx, hd = 3, 2
+    xs = torch.randn(cx, 3, 4, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(2, 4 * hd, cx + 2 * hd, generator=g, dtype=torch.float64)
+    bias = torch.randn(2, 4 * hd, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        DiagonalRecursion.apply, (xs, kernel.requires_grad_(), bias.requires_grad_()))
+
+
+def test_diagonal_recursion_on_one_pixel_is_one_lstm_step():
+    """A 1x1 image: no neighbours, so the output is h of direction 0 (direction 1 goes to
+    the row below, outside the image): o * tanh(i * g) with [o, f, i, g] from x."""
+    g = torch.Generator().manual_seed(1)
+    xs = torch.randn(3, 1, 1, 4, generator=g, dtype=torch.float64)  # (F_x, H, W, N)
+    kernel = torch.randn(2, 8, 3 + 4, generator=g, dtype=torch.float64)
+    bias = torch.randn(2, 8, generator=g, dtype=torch.float64)
+    z = kernel[0, :, :3] @ xs.view(3, 4) + bias[0].unsqueeze(1)  # (4h, N)
+    o, i, gg = torch.sigmoid(z[:2]), torch.sigmoid(z[4:6]), z[6:]  # f: no left cell
+    expected = o * torch.tanh(i * torch.tanh(gg))
+    out = DiagonalRecursion.apply(xs, kernel, bias)
+    torch.testing.assert_close(out.view(2, 4), expected, rtol=1e-14, atol=1e-15)
+
+
 def test_pixelcnn_has_the_blind_spot_and_gated_does_not():
     """The 2016a PixelCNN's masked 3x3 stack misses pixels up and to the right; the gated
     vertical/horizontal stacks see them (why the gated variant exists)."""
@@ -210,6 +340,59 @@ def test_nade_one_pass_equals_naive_on_a_realistic_size():
     model = NADE((1, 28, 28), hidden=50)
     x = (torch.rand(4, 1, 28, 28) < 0.2).float()
     torch.testing.assert_close(model.log_prob(x), model.log_prob_naive(x), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_nade_shared_state_scoring_equals_the_d_pass_reference(activation):
+    """The no-gradient pass (hidden states shared between the runs of zeros) gives the
+    log-likelihoods of the naive D passes: float64 to rounding, float32 to 1e-4 nats; also
+    for all-zero and all-one images, several chunks of images, and partial images."""
+    from generative.autoregressive import _nade_states
+
+    model = _randomise(NADE((1, 6, 5), hidden=7, activation=activation)).double()
+    x = (torch.rand(11, 1, 6, 5, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1)) < 0.3).double()
+    x[0], x[1] = 0.0, 1.0
+    with torch.no_grad():
+        assert model._shares_states(model._flatten(x))  # the path under test
+        naive = model.log_prob_naive(x)
+        torch.testing.assert_close(model.log_prob(x), naive, rtol=0, atol=1e-10)
+        v = model._flatten(x)
+        chunked = _nade_states.shared_state_logits(v, model.W, model.c, model.V, model.b,
+                                                   activation, chunk=3)
+        torch.testing.assert_close(chunked, model._ordered_logits(v, None), rtol=0,
+                                   atol=1e-12)
+        part = model(x[:, :, :2])  # the first two rows: logits of the first 10 dimensions
+        torch.testing.assert_close(part, model(x)[:, :, :2], rtol=0, atol=1e-12)
+    dense = model.log_prob(x)  # with gradients: the chunked running sum
+    assert dense.requires_grad
+    torch.testing.assert_close(dense.detach(), naive, rtol=0, atol=1e-10)
+    big = NADE((1, 28, 28), hidden=40, activation=activation)  # float32, D = 784
+    xb = (torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2)) < 0.13).float()
+    with torch.no_grad():
+        assert float((big.log_prob(xb) - big.log_prob_naive(xb)).abs().max()) < 1e-4
+
+
+def test_nade_activation_option_and_old_checkpoints(tmp_path):
+    from dunno.checkpoints import build_model
+
+    relu = NADE((1, 2, 3), hidden=4)
+    assert relu.activation == "relu" and relu.config["activation"] == "relu"
+    assert NADE((1, 2, 3), hidden=4, activation="sigmoid").config["activation"] == "sigmoid"
+    with pytest.raises(ValueError, match="'activation' parameter of NADE must be one of "
+                                         "'relu', 'sigmoid'. Got 'tanh' instead."):
+        NADE((1, 2, 3), activation="tanh")
+    # a config written before the option existed is a sigmoid NADE's
+    old = {k: v for k, v in relu.config.items() if k != "activation"}
+    assert build_model("generative/nade", old).activation == "sigmoid"
+    path = save_checkpoint(tmp_path / "nade.pt", relu, arch=relu.arch, config=relu.config)
+    assert load_model(path).activation == "relu"
+    # ReLU units start with Kaiming's fan-in scale sqrt(2 / D), sigmoid ones with sqrt(1 / D)
+    torch.manual_seed(0)
+    w_relu = NADE((1, 28, 28), hidden=500).W.std().item()
+    w_sig = NADE((1, 28, 28), hidden=500, activation="sigmoid").W.std().item()
+    assert w_relu == pytest.approx(math.sqrt(2 / 784), rel=0.01)
+    assert w_sig == pytest.approx(math.sqrt(1 / 784), rel=0.01)
 
 
 def test_nade_samples_match_probabilities_chi_square():

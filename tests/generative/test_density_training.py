@@ -161,7 +161,8 @@ def test_command_line_train_score_sample(tmp_path, capsys):
     np.testing.assert_allclose(scores, np.load(out / "test_scores.npy"), rtol=1e-6)
     score = json.loads((tmp_path / "score" / "score.json").read_text())
     assert score["nll_nats"] == pytest.approx(test_nll, rel=1e-6)
-    assert "bits_per_dim" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "bits/dim" in printed and f"{score['bits_per_dim']:.4f}" in printed
     (out / "samples.png").unlink()
     assert main(["density", "sample", "--checkpoint", str(out / "model.pt"), "-n", "4"]) == 0
     assert (out / "samples.png").is_file() and "wrote 4 samples" in capsys.readouterr().out
@@ -205,5 +206,18 @@ def test_bench_nade_smoke_one_pass_agrees_with_naive_and_is_faster():
     result = bench.main(["--smoke", "--models"])
     assert result["nade"]["max_abs_diff_nats"] < 1e-2
     assert result["nade"]["ratio"] > 1.0
+    # the learning curves' reference NADE (written independently) is the library's ReLU NADE
+    torch.manual_seed(0)
+    ref = bench.ReferenceReLUNADE(12, 5).double()
+    nade = NADE(12, hidden=5).double()
+    with torch.no_grad():
+        for name in ("W", "V", "b", "c"):
+            getattr(nade, name).copy_(getattr(ref, name) + 0.3 * torch.randn_like(
+                getattr(ref, name)))
+            getattr(ref, name).copy_(getattr(nade, name))
+    x = (torch.rand(9, 12, dtype=torch.float64) < 0.4).double()
+    torch.testing.assert_close(ref.log_prob(x), nade.log_prob(x), rtol=0, atol=1e-12)
+    with torch.no_grad():  # the shared-state pass too
+        torch.testing.assert_close(ref.log_prob(x), nade.log_prob(x), rtol=0, atol=1e-12)
     assert {r["model"] for r in result["models"]} == {"nade", "pixelcnn", "row-lstm",
                                                       "diagonal-bilstm"}

@@ -340,3 +340,32 @@ def test_bench_vae_smoke_times_both_loops():
     assert result["ratio"] > 0 and result["examples"] == 512
     assert math.isfinite(result["ours_loss"]) and math.isfinite(result["tutorial_loss"])
     assert len(pyro.get_param_store()) == 0  # the tutorial's global parameters are cleared
+
+
+def test_continuous_likelihood_reports_nats_only(tmp_path, capsys):
+    """A continuous-Bernoulli VAE has a log-density (can be positive): no bits/dim anywhere,
+    a clear error from bits_per_dim, and a note where the CLI would print it."""
+    from generative.scoring import CONTINUOUS_NOTE, has_code_length
+
+    out = tmp_path / "cb"
+    model, history = train_density(
+        "vae", "digits", 1, out=out, lr=3e-3, samples_k=5, val_samples_k=3,
+        test_size=20, options={"latent_dim": 2, "hidden": [16],
+                               "likelihood": "continuous-bernoulli"})
+    assert model.pixels == "grey" and not has_code_length(model)
+    assert has_code_length(_tiny())  # the Bernoulli VAE keeps its bits/dim
+    m = history.metrics
+    assert m["likelihood"] == "continuous" and "test_bits_per_dim" not in m
+    assert all("val_bpd" not in e for e in history.epochs)
+    x = torch.rand(3, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"VAE.bits_per_dim is defined for "
+                                         r"likelihood='bernoulli' only.*Report nats"):
+        model.bits_per_dim(x, 5)
+    capsys.readouterr()
+    assert cli_main(["density", "score", "--checkpoint", str(out / "model.pt"), "--data",
+                     "digits", "--samples-k", "5", "--size", "20",
+                     "--out", str(tmp_path / "score")]) == 0
+    printed = capsys.readouterr().out
+    assert CONTINUOUS_NOTE in printed and "bits_per_dim" not in printed
+    summary = json.loads((tmp_path / "score" / "score.json").read_text())
+    assert summary["likelihood"] == "continuous" and "bits_per_dim" not in summary

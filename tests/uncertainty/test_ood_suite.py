@@ -47,7 +47,10 @@ def test_run_ood_table_and_files(model, tmp_path):
     assert len(long) == 15 and long[2] == {"detector": "msp", "ood_set": "mean", **means["msp"]}
     pivot = table.pivot("auroc")
     assert pivot[0]["mean"] == pytest.approx(100 * means["msp"]["auroc"])
-    assert "| detector | ood_set | auroc |" in table.to_markdown()
+    markdown = table.to_markdown()  # every metric in percent, the unit in the header
+    assert "| detector | OOD set | AUROC (%) | AUPR-In (%) |" in markdown
+    first = table.rows[0]
+    assert f"| msp | {first['ood_set']} | {100 * first['auroc']:.2f} |" in markdown
     assert "gaussian-noise" in table.to_markdown("fpr95")
     assert set(table.best("auroc")) == set(table.out_sets)
     # one shared pass per dataset, nothing else ran the model

@@ -57,6 +57,51 @@ def test_vmap_inference_equals_loop_for_a_batch_norm_classifier():
     assert torch.all(pred.mutual_information <= math.log(4) + 1e-12)
 
 
+def test_inference_path_is_chosen_at_fit_and_recorded():
+    x, y = _toy()
+    auto = DeepEnsembleRegressor(8, num_members=3, epochs=1).fit(x, y)
+    timing = auto.inference_timing_
+    assert timing["rows"] == 120 and timing["vmap_s"] > 0 and timing["loop_s"] > 0
+    assert "timing probe" in auto.inference_reason_
+    # vmap is kept only with the margin, as the recorded times say
+    assert auto.inference_vectorized_ == (timing["loop_s"] >= 1.25 * timing["vmap_s"])
+    chosen = auto.predict_members(x[:9], vectorized=auto.inference_vectorized_)
+    assert torch.equal(auto.predict_members(x[:9]), chosen)
+    loop = DeepEnsembleRegressor(8, num_members=3, epochs=1, inference="loop").fit(x, y)
+    assert not loop.inference_vectorized_ and loop.inference_timing_ is None
+    assert loop.inference_reason_ == "inference='loop'"
+    vec = DeepEnsembleRegressor(8, num_members=3, epochs=1, inference="vmap").fit(x, y)
+    assert vec.inference_vectorized_ and vec.inference_timing_ is None
+    # the same seed trains the same members: the two fixed paths agree to float rounding
+    torch.testing.assert_close(vec.predict_members(x), loop.predict_members(x), rtol=0,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match=r"'inference' parameter of DeepEnsembleRegressor must "
+                                         r"be one of 'auto', 'vmap', 'loop'\. Got 'fast'"):
+        DeepEnsembleRegressor(inference="fast").fit(x, y)
+
+
+class _DataDependent(nn.Module):
+    """Python control flow on tensor values: vmap refuses it in every mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x):
+        out = self.lin(x)  # batched over the members under vmap
+        return out if out.detach().sum().item() < 1e9 else -out
+
+
+def test_inference_falls_back_to_the_loop_when_vmap_cannot_run():
+    x, y = _toy(30)
+    est = DeepEnsemble(_DataDependent, 2, epochs=1).fit(x, y)
+    assert not est.vectorized_ and not est.inference_vectorized_
+    assert "vmap failed in eval mode" in est.inference_reason_
+    assert est.predict_members(x).shape == (2, 30, 2)
+    with pytest.raises(ValueError, match="cannot predict with torch.func.vmap"):
+        DeepEnsemble(_DataDependent, 2, epochs=1, inference="vmap").fit(x, y)
+
+
 def test_vectorize_true_refuses_batch_norm():
     def model_fn():
         return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))

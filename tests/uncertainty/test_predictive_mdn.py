@@ -69,3 +69,30 @@ def test_bad_num_components():
     with pytest.raises(ValueError, match=r"'num_components' parameter of MDNRegressor must be "
                                          r"an int >= 1\. Got 0 instead\."):
         MDNRegressor(num_components=0).fit(torch.randn(5, 1), torch.randn(5, 1))
+
+
+def test_mdn_and_ensemble_predictions_have_the_mixture_crps():
+    """An MDN's and a deep ensemble's predictions are mixtures: their CRPS is the mixture's
+    closed form (evaluation.metrics.crps_mixture), checked here against numerical
+    integration of (F(z) - 1[z >= y])^2 for one row."""
+    from scipy import integrate
+
+    from uncertainty.predictive import DeepEnsembleRegressor
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 2, generator=g), torch.randn(60, 1, generator=g)
+    for est in (MDNRegressor(8, num_components=3, epochs=2).fit(x, y),
+                DeepEnsembleRegressor(8, num_members=3, epochs=2).fit(x, y)):
+        pred = est.predict(x[:5])
+        assert pred.is_mixture and pred.component_weights.shape == (5, 3)
+        crps = pred.crps(y[:5])
+        w = pred.component_weights[0].numpy()
+        mu, sd = pred.component_means[0, :, 0].numpy(), pred.component_vars[0, :, 0].sqrt().numpy()
+        target = float(y[0, 0])
+
+        def cdf(z, w=w, mu=mu, sd=sd):
+            return float(np.sum(w * stats.norm.cdf(z, mu, sd)))
+
+        expected = (integrate.quad(lambda z: cdf(z) ** 2, -np.inf, target, limit=200)[0]
+                    + integrate.quad(lambda z: (1 - cdf(z)) ** 2, target, np.inf, limit=200)[0])
+        assert float(crps[0, 0]) == pytest.approx(expected, rel=1e-6)

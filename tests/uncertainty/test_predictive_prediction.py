@@ -94,3 +94,33 @@ def test_regression_bad_input():
         RegressionPrediction(m, torch.zeros(3, 1), torch.zeros(3, 1)).log_prob(m)
     with pytest.raises(ValueError, match="shape of the prediction"):
         RegressionPrediction(m, torch.ones(3, 1), torch.zeros(3, 1)).log_prob(torch.zeros(4, 1))
+
+
+def test_regression_crps_of_mixtures_and_gaussians():
+    from evaluation.metrics import crps_gaussian, crps_mixture
+
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(4, 6, 2, generator=g, dtype=torch.float64)  # T=4 samples, N=6, D=2
+    variances = torch.rand(4, 6, 2, generator=g, dtype=torch.float64) + 0.1
+    y = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    pred = RegressionPrediction.from_samples(means, variances)
+    crps = pred.crps(y)
+    assert crps.dtype == torch.float64 and crps.shape == (6, 2)
+    w = np.full((6, 4), 0.25)
+    for d in range(2):
+        expected = crps_mixture(w, means[..., d].T.numpy(), variances[..., d].T.numpy(),
+                                y[:, d].numpy(), reduction="none")
+        np.testing.assert_allclose(crps[:, d].numpy(), expected, rtol=1e-14)
+    # without components: the Gaussian closed form with the total variance
+    gauss = RegressionPrediction(pred.mean, pred.aleatoric_var, pred.epistemic_var)
+    assert float(gauss.crps(y).mean()) == pytest.approx(
+        crps_gaussian(pred.mean.numpy(), pred.variance.numpy(), y.numpy()), rel=1e-13)
+    # CRPS is in the units of y: scaling by s (and shifting) multiplies it by s
+    scaled = pred.scaled(torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5]))
+    torch.testing.assert_close(scaled.crps(y * torch.tensor([3.0, 0.5])
+                                           + torch.tensor([1.0, -2.0])),
+                               crps * torch.tensor([3.0, 0.5], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"'y' argument of crps must have the shape"):
+        pred.crps(y[:3])
+    one = RegressionPrediction.from_samples(means[:, :, :1], variances[:, :, :1])
+    assert one.crps(y[:, 0]).shape == (6, 1)  # (N,) targets for D = 1

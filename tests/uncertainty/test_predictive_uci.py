@@ -59,3 +59,23 @@ def test_quick_run_returns_a_table(data_dir):
     assert table.columns[:3] == ["dataset", "n_splits", "rmse"]
     assert "| Yacht |" in table.to_markdown()
     assert table.as_dict()["summary"] == table.summary()
+    # the quick budget's 20 MC samples: a mixture small enough for the CRPS column
+    assert np.isfinite(row["crps"]) and row["crps"] > 0 and "crps" in table.columns
+
+
+def test_crps_column_is_nan_for_large_mixtures_only():
+    import torch
+
+    from uncertainty.predictive import RegressionPrediction
+    from uncertainty.predictive.uci import CRPS_MAX_COMPONENTS, _scores
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(5, 1, generator=g, dtype=torch.float64)
+    for t in (3, CRPS_MAX_COMPONENTS + 1):
+        pred = RegressionPrediction.from_samples(
+            torch.randn(t, 5, 1, generator=g, dtype=torch.float64), 0.5)
+        crps = _scores(pred, y)[3]
+        if t <= CRPS_MAX_COMPONENTS:
+            assert crps == pytest.approx(float(pred.crps(y).mean()), rel=1e-12)
+        else:
+            assert np.isnan(crps)

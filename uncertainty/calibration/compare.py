@@ -43,7 +43,7 @@ from dunno.data import load_dataset, make_loader
 from dunno.devices import resolve_device
 from dunno.models import check_model_data
 from dunno.progress import Progress, reports_progress
-from dunno.reporting import format_table
+from dunno.tables import Column, Table, metric_column, render_table
 from dunno.training import predict_logits
 from dunno.validation import check_choice, check_int
 from evaluation.metrics import (
@@ -100,9 +100,16 @@ class CalibrationResult:
             rows.append({"method": method, **{k: metrics[k] for k in COLUMNS[1:]}})
         return rows
 
-    def table(self, digits: int = 4) -> str:
-        """The before/after table as aligned text."""
-        return format_table(self.rows(), COLUMNS, digits=digits)
+    def report_table(self) -> Table:
+        """The before/after table of every rendering (:mod:`dunno.tables`): accuracy, ECE,
+        adaptive ECE and MCE in percent, NLL in nats, Brier score."""
+        return Table("calibration", [Column("method", "method"),
+                                     *(metric_column(k) for k in COLUMNS[1:])],
+                     self.rows(), index=("method",))
+
+    def table(self) -> str:
+        """The before/after table as aligned text (rates in percent)."""
+        return render_table(self.report_table(), "table")
 
     def best(self, metric: str = "ece") -> str:
         """The method with the lowest test ``metric`` (``"uncalibrated"`` if none beats it)."""

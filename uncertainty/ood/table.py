@@ -4,7 +4,8 @@ set, with the means over the sets, pivots and text / Markdown renderings.
 Metric columns (:mod:`evaluation.metrics.ood`; higher score = more OOD, in-distribution is the
 positive class of AUPR-In): ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95`` (the fraction of
 OOD samples accepted at the threshold that accepts 95% of in-distribution samples) and
-``detection_error``.
+``detection_error``, all fractions here; every rendering (:meth:`OODTable.report_tables`,
+the text and Markdown tables, ``dunno ood``) shows them in percent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dunno.reporting import format_table, markdown_table
+from dunno.tables import Column, Table, metric_column, render_table
 
 __all__ = ["COLUMNS", "METRICS", "OODTable"]
 
@@ -111,18 +112,34 @@ class OODTable:
             out[name] = pick(rows, key=lambda r: r[metric])["detector"]
         return out
 
-    def table(self, digits: int = 4) -> str:
-        """The long table (with means) as aligned text."""
-        return format_table(self.table_rows(), COLUMNS[:-2], digits=digits)
+    def report_tables(self) -> list[Table]:
+        """The tables every rendering shows (:mod:`dunno.tables`, metrics in percent): the
+        long table ``ood`` (every metric per detector x set, with the means) and the pivot
+        ``ood_auroc`` (AUROC per detector x set, and the mean)."""
+        long = Table("ood", [Column("detector", "detector"), Column("ood_set", "OOD set"),
+                             *(metric_column(m) for m in METRICS)],
+                     self.table_rows(), index=("detector", "ood_set"))
+        sets = [*self.out_sets, "mean"]
+        pivot = Table("ood_auroc", [Column("detector", "detector"),
+                                    *(Column(name, name, "%", 2, 100.0) for name in sets)],
+                      self.pivot("auroc", scale=1.0), index=("detector",), title="AUROC (%)")
+        return [long, pivot]
 
-    def to_markdown(self, metric: str | None = None, digits: int = 2) -> str:
+    def table(self) -> str:
+        """The long table (with means; metrics in percent) as aligned text."""
+        return render_table(self.report_tables()[0], "table")
+
+    def to_markdown(self, metric: str | None = None) -> str:
         """Markdown: the ``metric`` pivot in percent (detector x set) when given, else the
         long table of every metric in percent."""
-        if metric is not None:
-            return markdown_table(self.pivot(metric), digits=digits)
-        rows = [{k: (v * 100 if k in METRICS else v) for k, v in r.items()}
-                for r in self.table_rows()]
-        return markdown_table(rows, COLUMNS[:-2], digits=digits)
+        if metric is None:
+            return render_table(self.report_tables()[0], "md")
+        if metric not in METRICS:
+            raise ValueError(f"The 'metric' argument must be one of {METRICS}. Got {metric!r}.")
+        columns = [Column("detector", "detector"),
+                   *(Column(name, name, "%", 2, 100.0) for name in [*self.out_sets, "mean"])]
+        return render_table(Table(f"ood_{metric}", columns, self.pivot(metric, scale=1.0),
+                                  index=("detector",)), "md")
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the scores, JSON-ready."""
@@ -150,7 +167,7 @@ class OODTable:
         return "\n".join([
             f"OOD detection: in-distribution '{self.in_data}' (test n={self.n_test}, accuracy "
             f"{acc}); detectors fitted on '{self.fit_split}' (n={self.n_fit})",
-            self.table(), "", "AUROC (%):", format_table(self.pivot("auroc"), digits=2), "",
+            self.table(), "", "AUROC (%):", render_table(self.report_tables()[1]), "",
             f"shared forward passes {t['shared_forward_total']:.1f}s; total {t['total']:.1f}s; "
             f"own passes: {', '.join(self.own_passes) or 'none'}",
         ])

@@ -37,6 +37,20 @@ training mode updates running statistics in place, custom autograd functions, da
 Python control flow -- use a loop over members instead: ``vectorize="auto"`` decides with a
 trial pass at the start of ``fit`` and records the outcome in ``vectorized_`` and
 ``vectorize_reason_``.
+
+**Inference: whichever path is faster, chosen once.** Training gains from ``vmap`` (one
+optimiser step for all members: 2-7x on the CPU, ``benchmarks/bench_ensemble.py``), but
+inference often does not: without gradients a loop over the members runs each member's
+layers as plain matrix products, which on a CPU are as fast as the batched ones ``vmap``
+makes, with less overhead (the loop was 1.5-2.4x faster for MLPs and LeNet-5 at ``M = 5``
+to ``10`` in that benchmark). So with ``inference="auto"`` the end of ``fit`` times both
+paths on up to 1024 training rows (one warm-up each, then the best of 3 alternating passes)
+and keeps ``vmap`` only when it is at least :data:`VMAP_MARGIN` times faster than the loop;
+the loop is the reference path, so ties and timing noise keep it. The choice is recorded
+in ``inference_vectorized_``, ``inference_reason_`` (the times) and ``inference_timing_``;
+``inference="vmap"`` / ``"loop"`` fix the path instead (e.g. for bit-identical
+predictions across machines: the two paths agree to float rounding, about ``1e-7``
+relative, which a test checks).
 """
 
 from __future__ import annotations
@@ -47,7 +61,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state
 
 from dunno.ensemble import EnsembleClassifier, mixture_log_probs
 from dunno.inputs import as_arrays, output_like
@@ -64,21 +78,22 @@ from dunno.validation import (
 )
 from uncertainty.predictive._checks import as_features, as_regression_data
 from uncertainty.predictive._mlp import IndexBatches, mlp
+from uncertainty.predictive._vmap import best_times, stacked_forward, vmap_trial
 from uncertainty.predictive.base import JointFit, Regressor, check_training_params
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 
-__all__ = ["DeepEnsemble", "DeepEnsembleRegressor", "gaussian_variance"]
+__all__ = ["VMAP_MARGIN", "DeepEnsemble", "DeepEnsembleRegressor", "gaussian_variance"]
 
 MIN_VARIANCE = 1e-6
+#: ``inference="auto"`` keeps ``vmap`` only when the probe finds it this many times faster
+VMAP_MARGIN = 1.25
+#: rows of the training inputs the inference probe times
+PROBE_ROWS = 1024
 
 
 def gaussian_variance(raw: torch.Tensor) -> torch.Tensor:
     """The paper's positive variance ``softplus(raw) + 1e-6``."""
     return F.softplus(raw) + MIN_VARIANCE
-
-
-def _has_batch_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 class DeepEnsemble(JointFit):
@@ -100,8 +115,11 @@ class DeepEnsemble(JointFit):
     epsilon : float
         FGSM step as a fraction of each input feature's range in the training set.
     vectorize : {"auto", True, False}
-        Train and predict with ``vmap`` (True: fail if the model cannot), a loop (False), or
-        ``vmap`` when a trial pass works ("auto").
+        Train with ``vmap`` (True: fail if the model cannot), a loop (False), or ``vmap``
+        when a trial pass works ("auto").
+    inference : {"auto", "vmap", "loop"}
+        The default path of :meth:`predict_members` / :meth:`predict`: the faster of the
+        two as timed at the end of ``fit`` ("auto"; module docstring), or a fixed one.
     seed : int
 
     Attributes
@@ -109,9 +127,15 @@ class DeepEnsemble(JointFit):
     members_ : list of nn.Module
         The trained members (eval mode).
     vectorized_ : bool
-        Whether training and default inference use ``vmap``.
+        Whether training used ``vmap``.
     vectorize_reason_ : str
         Why (e.g. the trial pass's error when it fell back to the loop).
+    inference_vectorized_ : bool
+        Whether inference uses ``vmap`` by default.
+    inference_reason_ : str
+        Why: the probe's times, the fixed ``inference`` setting, or ``vmap``'s error.
+    inference_timing_ : dict or None
+        ``{"rows", "vmap_s", "loop_s"}`` of the probe (None when nothing was timed).
     histories_ : list of History
         One per training run (one in total when vectorised).
     """
@@ -122,7 +146,8 @@ class DeepEnsemble(JointFit):
     def __init__(self, model_fn: Callable[[], nn.Module] | None, num_members: int = 5, *,
                  task: str = "regression", epochs: int = 40, batch_size: int = 100,
                  lr: float = 1e-3, weight_decay: float = 0.0, adversarial: bool = False,
-                 epsilon: float = 0.01, vectorize: str | bool = "auto", seed: int = 0) -> None:
+                 epsilon: float = 0.01, vectorize: str | bool = "auto",
+                 inference: str = "auto", seed: int = 0) -> None:
         self.model_fn = model_fn
         self.num_members = num_members
         self.task = task
@@ -133,6 +158,7 @@ class DeepEnsemble(JointFit):
         self.adversarial = adversarial
         self.epsilon = epsilon
         self.vectorize = vectorize
+        self.inference = inference
         self.seed = seed
 
     # ------------------------------------------------------------------ parameters
@@ -143,6 +169,7 @@ class DeepEnsemble(JointFit):
         check_bool(self.adversarial, "adversarial", self)
         check_float(self.epsilon, "epsilon", self, low=0.0)
         check_choice(self.vectorize, "vectorize", self, ("auto", True, False))
+        check_choice(self.inference, "inference", self, ("auto", "vmap", "loop"))
         check_seed(self.seed, self)
 
     def _make_member(self, in_features: int, out_features: int) -> nn.Module:
@@ -202,36 +229,6 @@ class DeepEnsemble(JointFit):
             return x, as_labels(y, x.shape[0], name="y")
         return as_regression_data(x, y, owner=f"{type(self).__name__}.fit")
 
-    def _trial(self, member: nn.Module, x: torch.Tensor) -> tuple[bool, str]:
-        """Whether ``vmap`` handles ``member`` (a train-mode and an eval-mode pass on 2 rows)."""
-        if self.vectorize is False:
-            return False, "vectorize=False"
-        if _has_batch_norm(member):
-            reason = "batch norm updates running statistics in place in training mode"
-            if self.vectorize is True:
-                raise ValueError(f"{type(self).__name__} cannot vectorise this model: {reason}.")
-            return False, reason
-        try:
-            probe = [copy.deepcopy(member), copy.deepcopy(member)]
-            params, buffers = stack_module_state(probe)
-            base = copy.deepcopy(member).to("meta")
-            xb = x[:2].unsqueeze(0).expand(2, *x[:2].shape)
-
-            def call(p, b, xx):
-                return functional_call(base, (p, b), (xx,))
-
-            for training in (True, False):
-                base.train(training)
-                vmap(call, randomness="different")(params, buffers, xb)
-        except Exception as err:  # noqa: BLE001 - any failure means "cannot vmap"
-            if self.vectorize is True:
-                raise ValueError(
-                    f"{type(self).__name__} cannot vectorise this model with torch.func.vmap: "
-                    f"{type(err).__name__}: {err}"
-                ) from err
-            return False, f"vmap failed ({type(err).__name__}: {err}); using a loop"
-        return True, "torch.func.vmap over stacked parameters"
-
     def _fit_jointly(self, estimators, data, on_epoch_end=None) -> None:
         pairs = [self._validate(x, y) for x, y in data]
         shapes = {(tuple(x.shape), tuple(y.shape)) for x, y in pairs}
@@ -251,7 +248,7 @@ class DeepEnsemble(JointFit):
         split_of = torch.arange(s_count).repeat_interleave(m_count)  # (S*M,)
         # FGSM step per feature: epsilon * range of the inputs in each training set
         span = (xs.amax(dim=1) - xs.amin(dim=1))[split_of] * self.epsilon  # (S*M, ...)
-        vectorized, reason = self._trial(members[0], xs[0])
+        vectorized, reason = vmap_trial(members[0], xs[0], self.vectorize, type(self).__name__)
         if vectorized:
             members, histories = self._train_vmap(members, xs, ys, split_of, span, on_epoch_end)
         else:
@@ -263,19 +260,45 @@ class DeepEnsemble(JointFit):
             est.input_shape_ = tuple(xs.shape[2:])
             est.n_outputs_ = out_features
             est._stacked = None
+        # one probe for all: the estimators share the architecture and the input shape
+        use, why, timing = estimators[0]._choose_inference(xs[0, :PROBE_ROWS])
+        for est in estimators:
+            est.inference_vectorized_, est.inference_reason_ = use, why
+            est.inference_timing_ = timing
+
+    def _choose_inference(self, x: torch.Tensor) -> tuple[bool, str, dict | None]:
+        """The default inference path (module docstring): ``(use vmap, reason, timing)``."""
+        if self.inference == "loop":
+            return False, "inference='loop'", None
+        try:
+            self._members_out(x, True)
+        except Exception as err:  # noqa: BLE001 - any failure means "cannot vmap"
+            if self.inference == "vmap":
+                raise ValueError(
+                    f"{type(self).__name__} cannot predict with torch.func.vmap "
+                    f"(inference='vmap'): {type(err).__name__}: {err}") from err
+            self._stacked = None
+            return False, f"vmap failed in eval mode ({type(err).__name__}: {err}); loop", None
+        if self.inference == "vmap":
+            return True, "inference='vmap'", None
+        self._members_out(x, False)  # warm-up of the loop (vmap's was the trial above)
+        best = best_times({"vmap": lambda: self._members_out(x, True),
+                           "loop": lambda: self._members_out(x, False)})
+        timing = {"rows": int(x.shape[0]), "vmap_s": best["vmap"], "loop_s": best["loop"]}
+        use = timing["loop_s"] >= VMAP_MARGIN * timing["vmap_s"]
+        why = (f"timing probe at fit on {timing['rows']} rows: vmap "
+               f"{timing['vmap_s'] * 1e3:.3g} ms, loop {timing['loop_s'] * 1e3:.3g} ms -> "
+               f"{'vmap' if use else 'loop'} (vmap only when >= {VMAP_MARGIN}x faster)")
+        return use, why, timing
 
     def _train_vmap(self, members, xs, ys, split_of, span, on_epoch_end=None):
         params, buffers = stack_module_state(members)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-        base = copy.deepcopy(members[0]).to("meta")
+        _, _, batched = stacked_forward(members, train=True, shared_input=False,
+                                        params=params, buffers=buffers)
         optimizer = torch.optim.Adam(params.values(), lr=self.lr, weight_decay=self.weight_decay)
         n = xs.shape[1]
         loader = IndexBatches(n, self.batch_size, seed=self.seed, num_members=len(members))
-
-        def call(p, b, xx):
-            return functional_call(base, (p, b), (xx,))
-
-        batched = vmap(call, randomness="different")
 
         def forward(xb):
             return batched(params, buffers, xb)
@@ -290,7 +313,6 @@ class DeepEnsemble(JointFit):
             optimizer.step()
             return {"loss": loss.detach() / len(members)}
 
-        base.train()
         history = fit_loop(step, loader, epochs=self.epochs, state={"adam": optimizer},
                            progress_by="epochs", desc=type(self).__name__,
                            on_epoch_end=on_epoch_end)
@@ -357,28 +379,18 @@ class DeepEnsemble(JointFit):
 
     def predict_members(self, x, *, vectorized: bool | None = None) -> torch.Tensor:
         """Raw outputs of every member, ``(M, N, K)``: one ``vmap`` pass over the stacked
-        parameters, or a loop over members (``vectorized=False``; default: as fitted).
-        Numpy for numpy ``x``."""
+        parameters (``vectorized=True``) or a loop over members (``False``); default: the
+        path chosen at fit, ``inference_vectorized_``. Numpy for numpy ``x``."""
         return output_like(self._members_out(x, vectorized), x)
 
     @torch.no_grad()
     def _members_out(self, x, vectorized: bool | None) -> torch.Tensor:
         x = self._check_x(x)
-        use_vmap = self.vectorized_ if vectorized is None else bool(vectorized)
+        use_vmap = self.inference_vectorized_ if vectorized is None else bool(vectorized)
         if not use_vmap:
             return torch.stack([m(x) for m in self.members_])
         if self._stacked is None:
-            params, buffers = stack_module_state(self.members_)
-            base = copy.deepcopy(self.members_[0]).to("meta").eval()
-
-            def call(p, b, xx):
-                return functional_call(base, (p, b), (xx,))
-
-            self._stacked = (
-                {k: v.detach() for k, v in params.items()},
-                {k: v.detach() for k, v in buffers.items()},
-                vmap(call, in_dims=(0, 0, None)),
-            )
+            self._stacked = stacked_forward(self.members_, train=False, shared_input=True)
         params, buffers, batched = self._stacked
         return batched(params, buffers, x)
 
@@ -434,11 +446,12 @@ class DeepEnsembleRegressor(DeepEnsemble, Regressor):
     def __init__(self, hidden=50, num_members: int = 5, *, epochs: int = 40,
                  batch_size: int = 100, lr: float = 1e-2, weight_decay: float = 0.0,
                  adversarial: bool = False, epsilon: float = 0.01,
-                 vectorize: str | bool = "auto", seed: int = 0) -> None:
+                 vectorize: str | bool = "auto", inference: str = "auto",
+                 seed: int = 0) -> None:
         super().__init__(None, num_members, task="regression", epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          adversarial=adversarial, epsilon=epsilon, vectorize=vectorize,
-                         seed=seed)
+                         inference=inference, seed=seed)
         self.hidden = hidden
 
     def _validate_params(self) -> None:

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from evaluation.metrics import crps_mixture
+
 __all__ = ["ClassificationPrediction", "RegressionPrediction"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -367,6 +369,35 @@ class RegressionPrediction:
             )
         mu = self.mean.double()
         return (-0.5 * (_LOG_2PI + var.log() + (y - mu) ** 2 / var)).sum(dim=1)
+
+    def crps(self, y) -> torch.Tensor:
+        r"""Continuous ranked probability score of targets ``y (N, D)`` (or ``(N,)`` when
+        ``D = 1``), per entry: float64 ``(N, D)``, in the units of ``y``; lower is better.
+
+        With mixture components (MC samples, ensemble members, MDN components, posterior
+        draws) it is the closed form of the mixture of each output's component marginals,
+        :func:`evaluation.metrics.crps_mixture` (cost :math:`O(N K^2 D)`); without, that of
+        the Gaussian :math:`\mathcal{N}(\mu, \sigma^2)` with the total variance.
+        """
+        y = torch.as_tensor(y).detach()
+        if y.ndim == 1:
+            y = y[:, None]
+        if tuple(y.shape) != tuple(self.mean.shape):
+            raise ValueError(
+                f"The 'y' argument of crps must have the shape of the prediction "
+                f"{tuple(self.mean.shape)}. Got {tuple(y.shape)} instead."
+            )
+        if self.is_mixture:
+            parts = (self.component_weights, self.component_means, self.component_vars)
+        else:
+            var = self.variance
+            if not bool((var > 0).all()):
+                raise ValueError("crps needs a predictive variance > 0 everywhere; this "
+                                 "prediction has zero variance somewhere.")
+            parts = (torch.ones(y.shape[0], 1), self.mean[:, None], var[:, None])
+        w, mu, var = (p.detach().double().cpu().numpy() for p in parts)
+        out = crps_mixture(w, mu, var, y.double().cpu().numpy(), reduction="none")
+        return torch.from_numpy(out)
 
     def to_numpy(self) -> dict[str, np.ndarray]:
         """The prediction as numpy arrays (for numpy users): ``mean``, ``aleatoric_var``,

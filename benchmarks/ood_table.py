@@ -3,7 +3,7 @@ numbers measured with pytorch-ood 0.4 around the same LeNet-5 recipe.
 
 ::
 
-    python benchmarks/ood_table.py --out runs/ood-benchmark            # ~12 min CPU
+    python benchmarks/ood_table.py --out runs/ood-benchmark            # ~7 min CPU
     python benchmarks/ood_table.py --out runs/ood-benchmark --timing   # + naive timing
     python benchmarks/ood_table.py --out runs/ood-benchmark --no-lenet --ddu-resnet
     python benchmarks/ood_table.py --in cifar10 --out runs/openood-cifar10 --device cuda

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from dunno.data.base import ArrayDataset, DatasetInfo
-from dunno.data.files import data_dir, fetch_file, verify_file
+from dunno.data.files import data_dir, download_files, files_status, mirror_list, verify_file
 from dunno.errors import DataError
 
 __all__ = ["COLOUR_SETS", "N_VAL", "colour_set_status", "download_colour_set",
@@ -129,44 +129,17 @@ COLOUR_SETS: dict[str, dict] = {
 
 
 def _mirrors(name: str, mirrors: list[str] | None) -> list[str]:
-    if mirrors is not None:
-        return list(mirrors)
-    env = os.environ.get(COLOUR_SETS[name]["env"])
-    if env:
-        return [m for m in env.split(",") if m]
-    return list(COLOUR_SETS[name]["mirrors"])
+    return mirror_list(COLOUR_SETS[name], mirrors)
 
 
 def download_colour_set(name: str, root=None, mirrors: list[str] | None = None) -> Path:
     """Fetch the files of ``name`` that are missing or fail their sha256; returns the folder."""
-    spec = COLOUR_SETS[name]
-    folder = data_dir(root) / spec["folder"]
-    for filename, sha in spec["files"].items():
-        path = folder / filename
-        if path.is_file():
-            try:
-                verify_file(path, sha)
-                continue
-            except DataError:
-                pass
-        fetch_file(filename, sha, folder, _mirrors(name, mirrors))
-    return folder
+    return download_files(COLOUR_SETS[name], root, mirrors)
 
 
 def colour_set_status(name: str, root=None) -> tuple[str, str]:
     """``("verified" | "missing" | "corrupt", detail)`` for the files of a colour set."""
-    spec = COLOUR_SETS[name]
-    folder = data_dir(root) / spec["folder"]
-    n = len(spec["files"])
-    missing = [f for f in spec["files"] if not (folder / f).is_file()]
-    if missing:
-        return "missing", f"{len(missing)} of {n} file(s) missing in {folder}"
-    for filename, sha in spec["files"].items():
-        try:
-            verify_file(folder / filename, sha)
-        except DataError:
-            return "corrupt", f"sha256 mismatch: {folder / filename}"
-    return "verified", f"{n} file(s), sha256 ok, in {folder}"
+    return files_status(COLOUR_SETS[name], root)
 
 
 def read_cifar_records(raw: bytes, label_bytes: int, where: str, records: int | None = None

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from dunno.errors import DataError
 
-__all__ = ["data_dir", "fetch_file", "sha256_of", "verify_file"]
+__all__ = ["data_dir", "download_files", "fetch_file", "files_status", "mirror_list",
+           "sha256_of", "verify_file"]
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
@@ -92,3 +93,45 @@ def fetch_file(
             if os.path.exists(tmp):
                 os.unlink(tmp)
     raise DataError(f"Could not download {filename!r} from any mirror:\n  " + "\n  ".join(failures))
+
+
+def mirror_list(spec: dict, mirrors: list[str] | None = None) -> list[str]:
+    """The mirrors to download a dataset ``spec`` from: ``mirrors`` if given, else the
+    comma-separated list in the environment variable ``spec["env"]``, else ``spec["mirrors"]``."""
+    if mirrors is not None:
+        return list(mirrors)
+    env = os.environ.get(spec["env"])
+    if env:
+        return [m for m in env.split(",") if m]
+    return list(spec["mirrors"])
+
+
+def download_files(spec: dict, root=None, mirrors: list[str] | None = None) -> Path:
+    """Fetch the files of a dataset ``spec`` (``folder``, ``files``: name -> sha256,
+    ``mirrors``, ``env``) that are missing or fail their sha256; returns the folder."""
+    folder = data_dir(root) / spec["folder"]
+    for filename, sha in spec["files"].items():
+        path = folder / filename
+        if path.is_file():
+            try:
+                verify_file(path, sha)
+                continue
+            except DataError:
+                pass
+        fetch_file(filename, sha, folder, mirror_list(spec, mirrors))
+    return folder
+
+
+def files_status(spec: dict, root=None) -> tuple[str, str]:
+    """``("verified" | "missing" | "corrupt", detail)`` for the files of a dataset ``spec``."""
+    folder = data_dir(root) / spec["folder"]
+    n = len(spec["files"])
+    missing = [f for f in spec["files"] if not (folder / f).is_file()]
+    if missing:
+        return "missing", f"{len(missing)} of {n} file(s) missing in {folder}"
+    for filename, sha in spec["files"].items():
+        try:
+            verify_file(folder / filename, sha)
+        except DataError:
+            return "corrupt", f"sha256 mismatch: {folder / filename}"
+    return "verified", f"{n} file(s), sha256 ok, in {folder}"

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dunno.data.base import ArrayDataset, DatasetInfo
-from dunno.data.files import data_dir, fetch_file, verify_file
+from dunno.data.files import data_dir, download_files, files_status, mirror_list, verify_file
 from dunno.data.idx import read_idx
 from dunno.errors import DataError
 
@@ -65,43 +65,17 @@ IDX_SETS = {
 
 
 def _mirrors(name: str, mirrors: list[str] | None) -> list[str]:
-    if mirrors is not None:
-        return list(mirrors)
-    env = os.environ.get(IDX_SETS[name]["env"])
-    if env:
-        return [m for m in env.split(",") if m]
-    return list(IDX_SETS[name]["mirrors"])
+    return mirror_list(IDX_SETS[name], mirrors)
 
 
 def download_idx_set(name: str, root=None, mirrors: list[str] | None = None) -> Path:
     """Fetch the four IDX files of ``name`` that are missing or fail their sha256."""
-    spec = IDX_SETS[name]
-    folder = data_dir(root) / spec["folder"]
-    for filename, sha in spec["files"].items():
-        path = folder / filename
-        if path.is_file():
-            try:
-                verify_file(path, sha)
-                continue
-            except DataError:
-                pass
-        fetch_file(filename, sha, folder, _mirrors(name, mirrors))
-    return folder
+    return download_files(IDX_SETS[name], root, mirrors)
 
 
 def idx_set_status(name: str, root=None) -> tuple[str, str]:
     """``("verified" | "missing" | "corrupt", detail)`` for the files of an IDX set."""
-    spec = IDX_SETS[name]
-    folder = data_dir(root) / spec["folder"]
-    missing = [f for f in spec["files"] if not (folder / f).is_file()]
-    if missing:
-        return "missing", f"{len(missing)} of 4 files missing in {folder}"
-    for filename, sha in spec["files"].items():
-        try:
-            verify_file(folder / filename, sha)
-        except DataError:
-            return "corrupt", f"sha256 mismatch: {folder / filename}"
-    return "verified", f"4 files, sha256 ok, in {folder}"
+    return files_status(IDX_SETS[name], root)
 
 
 @functools.lru_cache(maxsize=8)

@@ -48,6 +48,19 @@ __all__ = [
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+
+def _check_mixture_weights(pi: np.ndarray) -> None:
+    """Refuse mixture weights ``(N, K)`` outside [0, 1] or rows not summing to one."""
+    if not (pi.min() >= 0.0 and pi.max() <= 1.0):
+        raise ValueError("The 'weights' argument must hold mixture weights in [0, 1].")
+    sums = pi.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_SUM_ATOL)
+    if bad.size:
+        raise ValueError(
+            f"The 'weights' argument must have rows summing to 1 (tolerance {PROB_SUM_ATOL:g}); "
+            f"row {int(bad[0])} sums to {sums[bad[0]]:.6g}."
+        )
+
 def _same_shape(arrays: dict[str, np.ndarray], reference: str) -> None:
     ref = arrays[reference]
     for name, arr in arrays.items():
@@ -138,15 +151,7 @@ def gaussian_mixture_nll(weights, means, variances, targets) -> float:
     check_same_length(y.shape[0], pi.shape[0], "targets", "weights")
     if not np.all(var > 0):
         raise ValueError("The 'variances' argument must be > 0.")
-    if not (pi.min() >= 0.0 and pi.max() <= 1.0):
-        raise ValueError("The 'weights' argument must hold mixture weights in [0, 1].")
-    sums = pi.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_SUM_ATOL)
-    if bad.size:
-        raise ValueError(
-            f"The 'weights' argument must have rows summing to 1 (tolerance {PROB_SUM_ATOL:g}); "
-            f"row {int(bad[0])} sums to {sums[bad[0]]:.6g}."
-        )
+    _check_mixture_weights(pi)
     with np.errstate(divide="ignore"):
         log_terms = np.log(pi) - 0.5 * (_LOG_2PI + np.log(var) + (y[:, None] - mu) ** 2 / var)
     return float(-np.mean(special.logsumexp(log_terms, axis=1)))
@@ -237,15 +242,7 @@ def crps_mixture(weights, means, variances, targets, *, reduction: str = "mean")
         bad = int(np.flatnonzero(~(var.ravel() > 0))[0])
         raise ValueError(f"The 'variances' argument must be > 0; found {var.ravel()[bad]} at "
                          f"flat index {bad}.")
-    if not (pi.min() >= 0.0 and pi.max() <= 1.0):
-        raise ValueError("The 'weights' argument must hold mixture weights in [0, 1].")
-    sums = pi.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_SUM_ATOL)
-    if bad.size:
-        raise ValueError(
-            f"The 'weights' argument must have rows summing to 1 (tolerance {PROB_SUM_ATOL:g}); "
-            f"row {int(bad[0])} sums to {sums[bad[0]]:.6g}."
-        )
+    _check_mixture_weights(pi)
     if scalar:
         mu, var, y = mu[..., None], var[..., None], y[:, None]  # (N, K, 1), (N, 1)
     n, k, d = mu.shape

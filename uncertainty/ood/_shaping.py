@@ -170,6 +170,8 @@ class HeadDetector(OODDetector):
     needs = frozenset({"features"})
     #: Whether the head must be a :class:`torch.nn.Linear` (its weight and bias are read).
     needs_linear_head: ClassVar[bool] = False
+    #: Hyper-parameters that are percentages in the open interval (0, 100).
+    percent_params: ClassVar[tuple[str, ...]] = ()
     reapplies_head = True
 
     def __init__(self, model: nn.Module | None = None, *, temperature: float = 1.0,
@@ -229,6 +231,9 @@ class HeadDetector(OODDetector):
         self._check_layer_is_none()
         check_float(self.temperature, "temperature", type(self).__name__, low=0.0,
                     low_open=True)
+        for name in self.percent_params:
+            check_float(getattr(self, name), name, type(self).__name__, low=0.0, high=100.0,
+                        low_open=True, high_open=True)
 
     def _head(self) -> nn.Module:
         """``model.head``, after :meth:`check_model`; refused without a model."""

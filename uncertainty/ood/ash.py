@@ -39,7 +39,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from dunno.validation import check_choice, check_float
+from dunno.validation import check_choice
 from uncertainty.ood._shaping import (
     HeadDetector,
     apply_head,
@@ -120,16 +120,12 @@ class _ASH(HeadDetector):
     #: ``"p"``, ``"b"`` or ``"s"``.
     variant: ClassVar[str] = ""
     score_time_params = ("percentile", "temperature")
+    percent_params = ("percentile",)
 
     def __init__(self, model: nn.Module | None = None, *, percentile: float = 90.0,
                  temperature: float = 1.0, layer: LayerSpec = None) -> None:
         super().__init__(model, temperature=temperature, layer=layer)
         self.percentile = percentile
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        check_float(self.percentile, "percentile", type(self).__name__, low=0.0, high=100.0,
-                    low_open=True, high_open=True)
 
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
         return ash_score(outputs.features, self._head(), self.percentile, self.variant,

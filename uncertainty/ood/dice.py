@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dunno.validation import check_float
 from uncertainty.ood._shaping import HeadDetector, apply_head, percentile
 from uncertainty.ood.energy import energy_score
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs
@@ -120,16 +119,12 @@ class DICE(HeadDetector):
     needs_linear_head = True
     _state_names = ("mean_features_",)
     score_time_params = ("sparsity", "temperature")
+    percent_params = ("sparsity",)
 
     def __init__(self, model: nn.Module | None = None, *, sparsity: float = 90.0,
                  temperature: float = 1.0, layer: LayerSpec = None) -> None:
         super().__init__(model, temperature=temperature, layer=layer)
         self.sparsity = sparsity
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        check_float(self.sparsity, "sparsity", type(self).__name__, low=0.0, high=100.0,
-                    low_open=True, high_open=True)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         self.mean_features_ = outputs.features.to(torch.float64).mean(dim=0)  # (F,)

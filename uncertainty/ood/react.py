@@ -29,7 +29,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.validation import check_float
 from uncertainty.ood._shaping import HeadDetector, apply_head, percentile
 from uncertainty.ood.energy import energy_score
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs
@@ -87,16 +86,12 @@ class ReAct(HeadDetector):
     fit_needs = frozenset({"features"})
     _state_names = ("threshold_",)
     score_time_params = ("temperature",)
+    percent_params = ("percentile",)
 
     def __init__(self, model: nn.Module | None = None, *, percentile: float = 90.0,
                  temperature: float = 1.0, layer: LayerSpec = None) -> None:
         super().__init__(model, temperature=temperature, layer=layer)
         self.percentile = percentile
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        check_float(self.percentile, "percentile", type(self).__name__, low=0.0, high=100.0,
-                    low_open=True, high_open=True)
 
     def _fit(self, outputs: ModelOutputs) -> None:
         feats = outputs.features

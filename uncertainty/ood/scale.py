@@ -29,7 +29,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dunno.validation import check_float
 from uncertainty.ood._shaping import (
     HeadDetector,
     apply_head,
@@ -96,16 +95,12 @@ class SCALE(HeadDetector):
     name = "scale"
     reference = "Xu et al. 2024, ICLR"
     score_time_params = ("percentile", "temperature")
+    percent_params = ("percentile",)
 
     def __init__(self, model: nn.Module | None = None, *, percentile: float = 85.0,
                  temperature: float = 1.0, layer: LayerSpec = None) -> None:
         super().__init__(model, temperature=temperature, layer=layer)
         self.percentile = percentile
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        check_float(self.percentile, "percentile", type(self).__name__, low=0.0, high=100.0,
-                    low_open=True, high_open=True)
 
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
         return scale_score(outputs.features, self._head(), self.percentile, self.temperature)

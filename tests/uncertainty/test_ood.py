@@ -147,7 +147,7 @@ class ReluToyNet(nn.Module):
 
 #: Detectors that need a model of a particular kind for the contract.
 CONTRACT_MODELS = {"mc-dropout": DropoutToyNet, "ensemble-disagreement": ToyEnsemble,
-                   **{name: ReluToyNet for name in DETECTORS if DETECTORS[name].reapplies_head}}
+                   **{name: ReluToyNet for name in DETECTORS if DETECTORS[name].reads_head}}
 
 
 def _toy_data(n, seed):
@@ -218,7 +218,7 @@ def test_contract_outputs_path_equals_score(name, toy):
     det = _make(name, model).fit(_loader(x, y))
     shared = _make(name, model)
     # the shared pass runs the detector's own model where the detector re-applies its head
-    source = shared.model if shared.reapplies_head else model
+    source = shared.model if shared.reads_head else model
     train = extract_outputs(source, _loader(x, y), needs=("logits", "features", "input"))
     shared.fit_outputs(train)
     test = extract_outputs(source, x_test, needs=("logits", "features", "input"))

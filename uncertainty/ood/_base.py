@@ -79,9 +79,10 @@ class OODDetector(Estimator, ABC):
     uses_density: ClassVar[bool] = False
     #: Whether :meth:`fit` needs labelled data (class-conditional detectors).
     fit_needs_labels: ClassVar[bool] = False
-    #: Whether the detector re-applies ``model.head`` to modified features (ReAct, DICE, ASH,
-    #: SCALE): its features must be the head's input, so it cannot take a ``layer``.
-    reapplies_head: ClassVar[bool] = False
+    #: Whether the detector reads ``model.head`` on the penultimate features (ReAct, DICE, ASH
+    #: and SCALE re-apply it to modified features, ViM reads its weights, GradNorm
+    #: differentiates it): the features must be the head's input, so it cannot take a ``layer``.
+    reads_head: ClassVar[bool] = False
     #: Learned attributes that :meth:`score_outputs` requires.
     _state_names: ClassVar[tuple[str, ...]] = ()
     _wrapped_args: ClassVar[tuple[str, ...]] = ("model",)

@@ -172,7 +172,7 @@ class HeadDetector(OODDetector):
     needs_linear_head: ClassVar[bool] = False
     #: Hyper-parameters that are percentages in the open interval (0, 100).
     percent_params: ClassVar[tuple[str, ...]] = ()
-    reapplies_head = True
+    reads_head = True
 
     def __init__(self, model: nn.Module | None = None, *, temperature: float = 1.0,
                  layer=None) -> None:

@@ -121,7 +121,7 @@ class GradNorm(OODDetector):
     reference = "Huang, Geng & Li 2021, NeurIPS"
     needs = frozenset({"features"})
     score_time_params = ("temperature",)
-    reapplies_head = True  # through model.head applied to model.features: no layer
+    reads_head = True  # through model.head applied to model.features: no layer
 
     def __init__(self, model: nn.Module | None = None, *, temperature: float = 1.0,
                  layer: LayerSpec = None) -> None:

@@ -105,7 +105,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             return (classifier and cls.applies_to(model)
                     and (labels or not cls.fit_needs_labels)
                     and (has_features or model is None or "features" not in needs)
-                    and not (cls.reapplies_head and layer is not None))
+                    and not (cls.reads_head and layer is not None))
 
         return [n for n, cls in DETECTORS.items() if usable(cls)]
     names = [resolve_alias(n) for n in _names(detectors, "detectors")]

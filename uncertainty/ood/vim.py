@@ -110,7 +110,7 @@ class ViM(OODDetector):
     fit_needs = frozenset({"logits", "features"})
     #: ViM reads model.head, so its features must be the head's input: no ``layer`` (and
     #: ``"all"`` runs with a layer leave it out).
-    reapplies_head = True
+    reads_head = True
     _state_names = ("origin_", "residual_basis_", "alpha_")
 
     def __init__(self, model: nn.Module | None = None, *, dim: int | None = None,

@@ -805,3 +805,11 @@ def test_contract_non_finite_inputs_are_refused(name, value, toy):
     with pytest.raises(ValueError, match=rf"The 'x' argument of {cls}.score must be finite \(no "
                        rf"NaN or inf\); found {value} at index \(5, 0\)"):
         det.score(bad_test)
+
+
+def test_a_model_that_cannot_take_the_inputs_is_refused_by_name():
+    """Arrays of the wrong width from Python: a ValueError naming both shapes, not torch's
+    matrix-product error."""
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    with pytest.raises(ValueError, match=r"takes 8 input features.*shape \(5,\)"):
+        make_detector("energy", model).score(np.zeros((3, 5), np.float32))

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dunno.models import check_model_data
 from dunno.progress import Progress
 from dunno.validation import check_int
 
@@ -422,9 +423,14 @@ def extract_outputs(
     unlabelled = False
     bar = Progress(total=_num_examples(data), desc=desc, unit="ex", enabled=progress)
     try:
-        for x, y in _batches(data, batch_size):
+        for i, (x, y) in enumerate(_batches(data, batch_size)):
             if run:
-                z, f = forward_outputs(model, x.to(device), needs=run, layer=layer)
+                try:
+                    z, f = forward_outputs(model, x.to(device), needs=run, layer=layer)
+                except RuntimeError:  # inputs the model cannot take: refused by name
+                    if i == 0:
+                        check_model_data(model, x[:2].to(device), owner="extract_outputs")
+                    raise
                 if z is not None:
                     logits.append(z)
                 if f is not None:

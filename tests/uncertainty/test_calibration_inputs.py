@@ -127,3 +127,16 @@ def test_the_probability_test_gives_the_same_answer_on_tensors_and_arrays():
             on_tensor = _probability_kind(x, dtype)
             assert on_tensor == _probability_kind(x.numpy(), dtype), name
             assert (on_tensor is None) == (name == "logits"), name
+
+
+def test_a_model_that_cannot_take_the_inputs_is_refused_by_name():
+    """Arrays of the wrong width from Python: a ValueError naming both shapes, not torch's
+    matrix-product error."""
+    import numpy as np
+    from torch import nn
+
+    from uncertainty.calibration import CalibratedClassifier
+
+    model = nn.Sequential(nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"takes 8 input features.*shape \(5,\)"):
+        CalibratedClassifier(model).fit(np.zeros((30, 5), np.float32), np.arange(30) % 3)

@@ -26,6 +26,7 @@ from dunno.devices import resolve_device
 from dunno.errors import check_is_fitted
 from dunno.estimator import Estimator
 from dunno.inputs import as_loader, model_dtype, output_like
+from dunno.models import check_model_data
 from dunno.validation import check_int
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.fingerprint import check_same_model, model_fingerprint
@@ -161,8 +162,14 @@ class CalibratedClassifier(Estimator):
         self.model.eval()
         out, labels = [], []
         try:
-            for xb, yb in batches:
-                out.append(self.model(xb.to(device)))
+            for i, (xb, yb) in enumerate(batches):
+                try:
+                    out.append(self.model(xb.to(device)))
+                except RuntimeError:  # inputs the model cannot take: refused by name
+                    if i == 0:
+                        check_model_data(self.model, xb[:2].to(device),
+                                         owner="CalibratedClassifier")
+                    raise
                 if yb is not None:
                     labels.append(yb.cpu())
         finally:

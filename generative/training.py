@@ -44,7 +44,14 @@ from dunno.outputs import run_output_dir
 from dunno.progress import reporting
 from dunno.registry import Registry
 from dunno.schedules import SCHEDULES, LearningRateSchedule
-from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.training import (
+    BUDGET_CLOCKS,
+    History,
+    budget_clock,
+    fit,
+    seed_everything,
+    training_state_file,
+)
 from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import bits_per_dim, nll_nats
@@ -82,8 +89,10 @@ class DensityConfig(RunConfig):
 
     ``options`` are the model's keyword arguments (``hidden``, ``layers``, ``pixels``,
     ``gated``, ``order_agnostic``, ...). ``max_minutes`` stops training when the time
-    budget is spent (the epoch under way ends early); ``examples_per_epoch`` makes an
-    "epoch" a seeded random subset of that many training images (finer learning curves);
+    budget is spent (the epoch under way ends early), measured by ``budget_clock``
+    (``"wall"``, or ``"cpu"``: this process's CPU time, :func:`dunno.training.budget_clock`);
+    ``examples_per_epoch`` makes an "epoch" a seeded random subset of that many training
+    images (finer learning curves);
     ``val_size`` scores a fixed random subset of the validation split after each epoch.
     ``schedule="cosine"`` decays the learning rate to 0 over the planned steps (over the
     time budget when there is one). ``test`` scores the test split at the end;
@@ -100,6 +109,7 @@ class DensityConfig(RunConfig):
     grad_clip: float | None = None
     binarize: str = "dynamic"
     max_minutes: float | None = None
+    budget_clock: str = "wall"
     examples_per_epoch: int | None = None
     val_size: int | None = None
     test: bool = True
@@ -124,6 +134,7 @@ class DensityConfig(RunConfig):
             check_float(getattr(self, name), name, self, low=0.0, low_open=True, allow_none=True)
         check_choice(self.binarize, "binarize", self, BINARIZE)
         check_choice(self.schedule, "schedule", self, SCHEDULES)
+        check_choice(self.budget_clock, "budget_clock", self, tuple(BUDGET_CLOCKS))
 
 
 @dataclass
@@ -170,15 +181,15 @@ def create_density_model(name: str, image_shape, **options: Any):
 
 
 def _make_step(model, optimizers, schedule: LearningRateSchedule, grad_clip: float | None,
-               device):
+               device, clock=time.perf_counter):
     """The model kind's one update (:func:`generative.fitting.density_step`), then the
     learning-rate schedule advanced by one step (or by the step's seconds)."""
     update = density_step(model, optimizers, grad_clip=grad_clip, device=device)
 
     def step(batch):
-        t0 = time.perf_counter()
+        t0 = clock()
         result = update(batch)
-        schedule.step(time.perf_counter() - t0 if schedule.unit == "seconds" else 1)
+        schedule.step(clock() - t0 if schedule.unit == "seconds" else 1)
         return result
 
     return step
@@ -334,6 +345,7 @@ def _train_density(config: DensityConfig, out, root, resume: bool, on_epoch_end)
     loader = _EpochSubset(make_loader(train, config.batch_size, shuffle=True, seed=config.seed,
                                       transform=transform), config.examples_per_epoch)
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
+    clock = budget_clock(config.budget_clock, config)
     optimizers = density_optimizers(model, config.lr)
     schedule = LearningRateSchedule(  # re-planned when a resume changes epochs or budget
         list(optimizers.values()), config.epochs * len(loader) if budget_s is None else budget_s,
@@ -350,13 +362,14 @@ def _train_density(config: DensityConfig, out, root, resume: bool, on_epoch_end)
     out_dir = Path(out) if out is not None else None
     t_start = time.perf_counter()
     with training_state_file(out_dir, "dunno-density-") as state_path:
-        history = fit(_make_step(model, optimizers, schedule, config.grad_clip, device), loader,
+        history = fit(_make_step(model, optimizers, schedule, config.grad_clip, device, clock),
+                      loader,
                       epochs=config.epochs, state=state,
                       validate=_make_validate(model, make_loader(val, 500), device, config),
                       checkpoint_path=state_path, resume=resume,
                       run_config={**asdict(config), **data_identity(train)},
                       desc=config.model, on_epoch_end=epoch_end,
-                      max_seconds=budget_s)
+                      max_seconds=budget_s, clock=clock)
     model.eval()
     result = DensityHistory(**vars(history))
     result.metrics = _run_metrics(model, config, pixels, history,

@@ -64,6 +64,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--binarize", choices=BINARIZE, default="dynamic",
                    help="training images of binary models")
     t.add_argument("--max-minutes", type=float, default=None, help="training time budget")
+    t.add_argument("--budget-clock", choices=("wall", "cpu"), default="wall",
+                   help="what --max-minutes counts: wall-clock time, or this process's CPU time")
     t.add_argument("--examples-per-epoch", type=int, default=None,
                    help="an epoch is a random subset of this many images (None: all)")
     t.add_argument("--val-size", type=int, default=None,
@@ -145,7 +147,8 @@ def _run_train(args: argparse.Namespace, log) -> int:
     config = DensityConfig(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, schedule=args.schedule, grad_clip=args.grad_clip, binarize=args.binarize,
-        max_minutes=args.max_minutes, examples_per_epoch=args.examples_per_epoch,
+        max_minutes=args.max_minutes, budget_clock=args.budget_clock,
+        examples_per_epoch=args.examples_per_epoch,
         val_size=args.val_size, test=not args.no_test, seed=args.seed, device=args.device,
         options=parse_options(args.option), samples_k=args.samples_k,
         val_samples_k=args.val_samples_k, test_size=args.test_size,

@@ -50,6 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="dataset spec: mnist, fashion-mnist, ring-of-gaussians, ...")
     t.add_argument("--epochs", type=int, default=5, help="epochs (an upper bound with a budget)")
     t.add_argument("--max-minutes", type=float, default=None, help="training time budget")
+    t.add_argument("--budget-clock", choices=("wall", "cpu"), default="wall",
+                   help="what --max-minutes counts: wall-clock time, or this process's CPU time")
     t.add_argument("--batch-size", type=int, default=64, help="training batch size")
     t.add_argument("--train-size", type=int, default=None,
                    help="train on a seeded random subset of this many examples")
@@ -113,7 +115,8 @@ def _run_train(args: argparse.Namespace, log) -> int:
 
     config = GANConfig(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
-        max_minutes=args.max_minutes, train_size=args.train_size, seed=args.seed,
+        max_minutes=args.max_minutes, budget_clock=args.budget_clock,
+        train_size=args.train_size, seed=args.seed,
         device=args.device, options=parse_options(args.option),
     )
     if not isinstance(args.grid, int) or args.grid < 0:

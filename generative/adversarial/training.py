@@ -35,7 +35,14 @@ from dunno.devices import resolve_device
 from dunno.errors import DataError
 from dunno.outputs import run_output_dir
 from dunno.progress import reporting
-from dunno.training import History, fit, seed_everything, training_state_file
+from dunno.training import (
+    BUDGET_CLOCKS,
+    History,
+    budget_clock,
+    fit,
+    seed_everything,
+    training_state_file,
+)
 from dunno.training_state import data_identity
 from dunno.validation import check_choice, check_float, check_int, check_seed
 from evaluation.metrics import mode_coverage, ring_modes
@@ -63,7 +70,9 @@ class GANConfig(RunConfig):
     """Hyper-parameters of :func:`train_gan` (unknown keys are rejected).
 
     ``options`` are the model's keyword arguments (``latent_dim``, ``width``, ``hidden``,
-    ``lr_g``, ``lr_d``, ``info_weight``, ...). ``max_minutes`` is a training-time budget;
+    ``lr_g``, ``lr_d``, ``info_weight``, ...). ``max_minutes`` is a training-time budget,
+    measured by ``budget_clock`` (``"wall"``, or ``"cpu"``: this process's CPU time,
+    :func:`dunno.training.budget_clock`);
     ``train_size`` trains on a seeded random subset.
     """
 
@@ -72,6 +81,7 @@ class GANConfig(RunConfig):
     epochs: int = 5
     batch_size: int = 64
     max_minutes: float | None = None
+    budget_clock: str = "wall"
     train_size: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -85,6 +95,7 @@ class GANConfig(RunConfig):
         check_int(self.train_size, "train_size", self, low=2, allow_none=True)
         check_float(self.max_minutes, "max_minutes", self, low=0.0, low_open=True,
                     allow_none=True)
+        check_choice(self.budget_clock, "budget_clock", self, tuple(BUDGET_CLOCKS))
 
 
 @dataclass
@@ -245,7 +256,8 @@ def _train_gan(config: GANConfig, out, root, resume: bool,
                       checkpoint_path=state_path, resume=resume,
                       run_config={**asdict(config), **data_identity(train)},
                       desc=config.model, on_epoch_end=epoch_end,
-                      max_seconds=budget_s)
+                      max_seconds=budget_s,
+                      clock=budget_clock(config.budget_clock, config))
     model.eval()
     result = GANHistory(**vars(history))
     result.metrics = _metrics(model, config, history, budget_s,

@@ -312,3 +312,15 @@ def test_sample_grid_values_are_in_range():
     model = MODELS["infogan"]()
     images = model.sample_codes(np.arange(3), None, generator=torch.Generator().manual_seed(0))
     assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
+
+
+def test_gan_cpu_budget_counts_this_process_cpu_time(monkeypatch):
+    from dunno import training
+    from generative import train_gan
+
+    ticks = iter(range(0, 10**6, 30))
+    monkeypatch.setitem(training.BUDGET_CLOCKS, "cpu", lambda: float(next(ticks)))
+    _, hist = train_gan("gan", "ring-of-gaussians:n=500", 50, max_minutes=1.0,
+                        budget_clock="cpu", batch_size=50,
+                        options={"latent_dim": 4, "hidden": [8]})
+    assert hist.stopped_for_budget and hist.steps == 2

@@ -221,3 +221,20 @@ def test_bench_nade_smoke_one_pass_agrees_with_naive_and_is_faster():
         torch.testing.assert_close(ref.log_prob(x), nade.log_prob(x), rtol=0, atol=1e-12)
     assert {r["model"] for r in result["models"]} == {"nade", "pixelcnn", "row-lstm",
                                                       "diagonal-bilstm"}
+
+
+def test_cpu_budget_clock_is_what_the_budget_counts(monkeypatch):
+    from dunno import training
+
+    ticks = iter(range(0, 10**6, 20))  # a fake CPU clock: 20 s per reading
+    monkeypatch.setitem(training.BUDGET_CLOCKS, "cpu", lambda: float(next(ticks)))
+    _, history = train_density("nade", "digits", 50, max_minutes=5.0, budget_clock="cpu",
+                               options=TINY_NADE, test=False)
+    # a step spans four readings (fit's, and the schedule's two inside it): 60 s of the
+    # fake clock, so 5 steps spend the 300 s budget
+    assert history.stopped_for_budget and history.steps == 5
+    assert history.train_seconds == 300.0
+    _, wall = train_density("nade", "digits", 1, max_minutes=1.0, options=TINY_NADE, test=False)
+    assert not wall.stopped_for_budget
+    with pytest.raises(ValueError, match="'budget_clock'.*'wall', 'cpu'.*'gpu'"):
+        train_density("nade", "digits", 1, budget_clock="gpu", options=TINY_NADE, test=False)

@@ -20,6 +20,7 @@ from generative.adversarial.evaluation import (
     CFID_NOTE,
     GANEvaluation,
     classifier_outputs,
+    code_accuracy,
     evaluate_gan,
     load_gan,
 )
@@ -48,6 +49,7 @@ __all__: list[str] = [
     "PixelCNN",
     "RowLSTM",
     "classifier_outputs",
+    "code_accuracy",
     "draw_samples",
     "evaluate_gan",
     "fixed_binarize",

@@ -230,3 +230,18 @@ def test_bench_pixelrnn_smoke_agrees_with_the_reference(capsys):
     assert result["new_s"] > 0 and result["reference_s"] > 0
     assert result["ratio"] == result["reference_s"] / result["new_s"]
     assert "speed-up" in capsys.readouterr().out
+
+
+def test_infogan_seeds_scores_along_the_budget(tmp_path, capsys):
+    clf = nets.create("lenet5", 1, 10, input_size=8).eval()
+    path = save_checkpoint(tmp_path / "clf.pt", clf, arch="nets", config=clf.config)
+    rows = _load("infogan_seeds").main([
+        "--classifier", str(path), "--data", "digits", "--minutes", "0.004", "--every",
+        "0.002", "--batch-size", "32", "--eval-samples", "40", "--out", str(tmp_path),
+        "--option", "noise_dim=4", "--option", "width=4", "--option", "hidden=8"])
+    assert len(rows) >= 2 and rows[-1]["cpu_minutes"] >= 0.004
+    assert [r["steps"] for r in rows] == sorted(r["steps"] for r in rows)
+    assert all(0.0 <= r["code_accuracy"] <= 1.0 for r in rows)
+    assert rows[0]["options"] == {"noise_dim": 4, "width": 4, "hidden": 8}
+    assert (tmp_path / "model.pt").is_file()
+    assert capsys.readouterr().out.count("code_accuracy") == len(rows)

@@ -281,6 +281,53 @@ def test_infogan_grids_and_image_evaluation(tmp_path):
     assert "classifier-based" in report["note"]
 
 
+class _CodeWriter(torch.nn.Module):
+    """A stand-in generator: writes the one-hot categorical part of z into the first K
+    pixels of an 8x8 image (model space: 1 where the code is on, -1 elsewhere)."""
+
+    def __init__(self, model: InfoGAN):
+        super().__init__()
+        self.d, self.k = model.noise_dim, model.categorical
+
+    def forward(self, z):
+        x = -torch.ones(z.shape[0], 1, 8, 8)
+        x[:, 0, 0, : self.k] = 2 * z[:, self.d:self.d + self.k] - 1
+        return x
+
+
+class _PixelReader(torch.nn.Module):
+    """A stand-in classifier: class j's logit is pixel ``columns[j]`` of the first row."""
+
+    def __init__(self, columns):
+        super().__init__()
+        self.columns = list(columns)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def features(self, x):
+        return x.flatten(1)
+
+    def forward(self, x):
+        return self.scale * x[:, 0, 0, self.columns]
+
+
+def test_code_accuracy_known_answers():
+    from generative import code_accuracy
+
+    model = InfoGAN((1, 8, 8), noise_dim=3, categorical=4, continuous=1, width=4, hidden=8)
+    model.generator = _CodeWriter(model)
+    perm = [2, 0, 3, 1]  # class j reads the pixel of code perm[j]
+    result = code_accuracy(model, _PixelReader(perm), 40, seed=1)
+    assert result["code_accuracy"] == 1.0
+    assert result["code_mapping"] == {perm[j]: j for j in range(4)}
+    # codes 0 and 1 both drawn as class 0 (class 1 reads a blank pixel): 3 of 4 codes match
+    result = code_accuracy(model, _PixelReader([0, 5, 2, 3]), 40, seed=1)
+    assert result["code_accuracy"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="num_samples"):
+        code_accuracy(model, _PixelReader(perm), 3)
+    with pytest.raises(TypeError, match="InfoGAN"):
+        code_accuracy(DCGAN((1, 8, 8), latent_dim=8, width=4), _PixelReader(perm))
+
+
 def test_cli_train_and_eval(tmp_path, capsys):
     from dunno.cli import main
 

@@ -29,9 +29,13 @@ negative log-likelihood
 (:math:`s_{il} = 1` for ``"fixed"``), so :math:`L_I = H(c) - \mathcal{L}_Q` with
 :math:`H(c) = \log K + L \log 2`; it is reported as ``mi_lower_bound`` (nats). As in the
 authors' code, both players minimise it with weight :math:`\lambda` (``info_weight``, 1 for
-MNIST): the discriminator step minimises :math:`\mathcal{L}_D + \lambda \mathcal{L}_Q` over
+MNIST): the discriminator step minimises :math:`\mathcal{L}_D + \lambda \mathcal{L}_Q^w` over
 :math:`D`'s trunk, its head and the Q head (on the detached fakes), the generator step
-:math:`\mathcal{L}_G + \lambda \mathcal{L}_Q` over :math:`G` only.
+:math:`\mathcal{L}_G + \lambda \mathcal{L}_Q^w` over :math:`G` only, where
+:math:`\mathcal{L}_Q^w` weighs the continuous codes' terms by :math:`\lambda_c`
+(``continuous_weight``; 1, the authors' code, gives :math:`\mathcal{L}_Q^w = \mathcal{L}_Q`).
+The paper (Section 5) advises a smaller weight for continuous codes, whose differential
+entropy is on another scale than the GAN losses.
 
 Networks (paper Table 1, MNIST; ``w = width = 64``, ``hidden = 1024``)::
 
@@ -93,13 +97,18 @@ def mutual_information_loss(
     """
     loss = F.cross_entropy(cat_logits, cat_codes)
     if cont_mean is not None and cont_mean.shape[1] > 0:
-        if cont_log_std is None:
-            nll = 0.5 * (cont_codes - cont_mean) ** 2 + _HALF_LOG_2PI  # (B, L)
-        else:
-            nll = (cont_log_std + 0.5 * ((cont_codes - cont_mean) * torch.exp(-cont_log_std)) ** 2
-                   + _HALF_LOG_2PI)
-        loss = loss + nll.sum(dim=1).mean()
+        loss = loss + _continuous_nll(cont_mean, cont_codes, cont_log_std)
     return loss
+
+
+def _continuous_nll(cont_mean, cont_codes, cont_log_std):
+    """Batch mean of the Gaussian NLL summed over the continuous codes (scalar, nats)."""
+    if cont_log_std is None:
+        nll = 0.5 * (cont_codes - cont_mean) ** 2 + _HALF_LOG_2PI  # (B, L)
+    else:
+        nll = (cont_log_std + 0.5 * ((cont_codes - cont_mean) * torch.exp(-cont_log_std)) ** 2
+               + _HALF_LOG_2PI)
+    return nll.sum(dim=1).mean()
 
 
 class _InfoDiscriminator(nn.Module):
@@ -136,6 +145,8 @@ class InfoGAN(AdversarialModel):
         continuous: :math:`L`, continuous codes ~ U(-1, 1) (2), >= 0.
         width, hidden: network sizes (64 and 1024 in the paper; see the module docstring).
         info_weight: :math:`\\lambda`, weight of the Q loss for both players (1).
+        continuous_weight: :math:`\\lambda_c`, the continuous codes' share of the Q loss in
+            both players' objectives (1; the reported ``q_loss`` is unweighted).
         continuous_std: ``"fixed"`` (unit variance) or ``"learned"``.
         lr_g, lr_d, betas: Adam settings (1e-3 for G, 2e-4 for D and Q, beta1 = 0.5).
 
@@ -155,6 +166,7 @@ class InfoGAN(AdversarialModel):
         width: int = 64,
         hidden: int = 1024,
         info_weight: float = 1.0,
+        continuous_weight: float = 1.0,
         continuous_std: str = "fixed",
         lr_g: float = 1e-3,
         lr_d: float = 2e-4,
@@ -171,6 +183,8 @@ class InfoGAN(AdversarialModel):
         self.noise_dim, self.categorical, self.continuous = noise_dim, categorical, continuous
         self.continuous_std = continuous_std
         self.info_weight = check_float(info_weight, "info_weight", name, low=0.0)
+        self.continuous_weight = check_float(continuous_weight, "continuous_weight", name,
+                                             low=0.0)
         self.width = check_int(width, "width", name, low=1)
         self.hidden = check_int(hidden, "hidden", name, low=0)
         q_outputs = categorical + continuous * (2 if continuous_std == "learned" else 1)
@@ -185,6 +199,7 @@ class InfoGAN(AdversarialModel):
             "width": self.width,
             "hidden": self.hidden,
             "info_weight": self.info_weight,
+            "continuous_weight": self.continuous_weight,
             "continuous_std": continuous_std,
             "lr_g": self.lr_g,
             "lr_d": self.lr_d,
@@ -244,24 +259,41 @@ class InfoGAN(AdversarialModel):
         return self.decode(z.to(self.device))
 
     # ------------------------------------------------------------------ losses
+    def q_terms(self, q_out: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two parts of :meth:`q_loss`: the categorical cross-entropy and the summed
+        continuous-code NLL (a zero tensor without continuous codes), batch means (nats)."""
+        _, cat, cont = self.split_latent(z)
+        k, ell = self.categorical, self.continuous
+        cat_nll = F.cross_entropy(q_out[:, :k], cat)
+        if ell == 0:
+            return cat_nll, cat_nll.new_zeros(())
+        log_std = q_out[:, k + ell:] if self.continuous_std == "learned" else None
+        return cat_nll, _continuous_nll(q_out[:, k:k + ell], cont, log_std)
+
     def q_loss(self, q_out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """:func:`mutual_information_loss` of the Q head's output ``q_out (B, q_outputs)``
         against the codes inside ``z (B, latent_dim)``."""
-        _, cat, cont = self.split_latent(z)
-        k, ell = self.categorical, self.continuous
-        log_std = q_out[:, k + ell:] if self.continuous_std == "learned" else None
-        return mutual_information_loss(q_out[:, :k], cat, q_out[:, k:k + ell], cont, log_std)
+        cat_nll, cont_nll = self.q_terms(q_out, z)
+        return cat_nll + cont_nll
+
+    def _info_objective(self, q_out: torch.Tensor, z: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lambda * (cat + lambda_c * cont), q_loss)``: the term both players add, and
+        the unweighted Q loss that is reported."""
+        cat_nll, cont_nll = self.q_terms(q_out, z)
+        weighted = cat_nll + self.continuous_weight * cont_nll
+        return self.info_weight * weighted, (cat_nll + cont_nll).detach()
 
     def discriminator_step(self, real, fake, z):
         """One Adam step on :math:`D`'s trunk, head and Q head minimising
-        :math:`\\mathcal{L}_D + \\lambda \\mathcal{L}_Q` (``fake`` is detached)."""
+        :math:`\\mathcal{L}_D + \\lambda \\mathcal{L}_Q^w` (``fake`` is detached)."""
         disc = self.discriminator
         real_logits = disc(real)  # (B,)
         fake_logits, q_out = disc.both(fake.detach())  # (B,), (B, q)
         d_loss = self.discriminator_loss(real_logits, fake_logits)
-        q_loss = self.q_loss(q_out, z)
+        info, _ = self._info_objective(q_out, z)
         self.opt_d.zero_grad(set_to_none=True)
-        (d_loss + self.info_weight * q_loss).backward()
+        (d_loss + info).backward()
         self.opt_d.step()
         return {"d_loss": d_loss.detach(), "d_real": torch.sigmoid(real_logits).mean().detach(),
                 "d_fake": torch.sigmoid(fake_logits).mean().detach()}
@@ -269,7 +301,6 @@ class InfoGAN(AdversarialModel):
     def _generator_objective(self, fake, z):
         fake_logits, q_out = self.discriminator.both(fake)
         g_loss = self.generator_loss(fake_logits)
-        q_loss = self.q_loss(q_out, z)
-        loss = g_loss + self.info_weight * q_loss
-        return loss, {"g_loss": g_loss.detach(), "q_loss": q_loss.detach(),
-                      "mi_lower_bound": self.code_entropy - q_loss.detach()}
+        info, q_loss = self._info_objective(q_out, z)
+        return g_loss + info, {"g_loss": g_loss.detach(), "q_loss": q_loss,
+                               "mi_lower_bound": self.code_entropy - q_loss}

@@ -203,6 +203,29 @@ def test_infogan_q_loss_reads_the_codes_from_z():
         0.5 * (cont - q_out[:, 4:]) ** 2 + 0.5 * math.log(2 * math.pi)).sum(1).mean()
     assert float(model.q_loss(q_out, z)) == pytest.approx(float(expected), rel=1e-6)
     assert model.code_entropy == pytest.approx(math.log(4) + 2 * math.log(2))
+    cat_nll, cont_nll = model.q_terms(q_out, z)
+    assert float(cat_nll) == pytest.approx(float(F.cross_entropy(q_out[:, :4], cat)), rel=1e-6)
+    assert float(cat_nll + cont_nll) == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_infogan_continuous_weight_scales_the_continuous_terms(weight):
+    """With continuous_weight = 0 the continuous codes' Q outputs get no gradient: their rows
+    of the Q head's last layer stay bit-identical through a discriminator step (Adam moves
+    nothing whose gradients were all zero); with weight 1 they move. The reported q_loss is
+    unweighted either way."""
+    torch.manual_seed(0)
+    model = InfoGAN((1, 8, 8), noise_dim=3, categorical=4, continuous=2, width=4, hidden=8,
+                    continuous_weight=weight)
+    assert model.config["continuous_weight"] == weight
+    last = model.discriminator.q_head[-1]
+    before = last.weight.detach().clone()  # (K + L, 128)
+    out = model.step(torch.rand(16, 1, 8, 8))
+    moved = (last.weight.detach() != before).any(dim=1)  # (K + L,)
+    assert moved[:4].all()
+    assert bool(moved[4:].any()) == (weight > 0)
+    assert float(out["mi_lower_bound"]) == pytest.approx(
+        model.code_entropy - float(out["q_loss"]), rel=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -213,6 +236,8 @@ def test_bad_parameters_and_data():
         GAN((2,), hidden=())
     with pytest.raises(ValueError, match="'categorical' parameter of InfoGAN must be an int >= 2"):
         InfoGAN(categorical=1)
+    with pytest.raises(ValueError, match="'continuous_weight' parameter of InfoGAN"):
+        InfoGAN(continuous_weight=-0.5)
     with pytest.raises(ValueError, match="'lr_g' parameter of DCGAN"):
         DCGAN(lr_g=0.0)
     with pytest.raises(ValueError, match="Unknown adversarial model"):

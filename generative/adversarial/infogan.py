@@ -45,6 +45,9 @@ Networks (paper Table 1, MNIST; ``w = width = 64``, ``hidden = 1024``)::
     D head: FC 1 (logit)    Q head: FC 128 BN LReLU -> FC (K + L, or K + 2L if learned)
 
 The paper reports the categorical code matching the digit class with about 5% error on MNIST.
+With these defaults, 20 CPU minutes of one thread (4600-5000 steps at batch 64) gave a code
+accuracy of 91.8%, 72.0% and 98.9% on seeds 0, 1 and 2 (benchmarks/README.md, "InfoGAN: three
+seeds"): a seed whose codes merge two digits early stays there.
 Learning rates: 2e-4 for :math:`D` (with the Q head), 1e-3 for :math:`G` (the paper).
 
 Reference:

@@ -76,6 +76,7 @@ from dunno.validation import check_choice, check_probability_level, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, model_device
 from uncertainty.ood.registry import DETECTORS, make_detector
+from uncertainty.ood.shared_search import active_searches
 
 __all__ = ["DEFAULT_COMPONENTS", "DEFAULT_REDUCE", "Combined", "component_label",
            "conformal_neg_log_p"]
@@ -258,6 +259,9 @@ class Combined(OODDetector):
         order = torch.randperm(n, generator=g)
         held, kept = order[:n_hold].sort().values, order[n_hold:].sort().values
         fit_part, held_part = outputs.subset(kept), outputs.subset(held)
+        searches = active_searches()  # inside run_ood: kNN searches shared with kNN's
+        if searches is not None and outputs.features is not None:
+            searches.note_subset(fit_part.features, outputs.features, kept)
         detectors: dict[str, OODDetector] = {}
         references = {}
         for label, det in self._make_components().items():

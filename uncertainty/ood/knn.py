@@ -26,6 +26,7 @@ from torch import nn
 from dunno.validation import check_int, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs
+from uncertainty.ood.shared_search import active_searches
 
 __all__ = ["KNN", "knn_score", "normalize_features", "top_similarities"]
 
@@ -142,13 +143,22 @@ def knn_score(
         raise ValueError(f"The 'k' parameter must be in [1, {len(bank)}] (the bank size). "
                          f"Got {k!r} instead.")
     bank = bank if normalized_bank else normalize_features(bank)
+    queries, bank = _search_inputs(features, bank)
+    _, index = top_similarities(queries, bank, k, chunk=chunk)
+    return _distances(queries, bank, index[:, k - 1])  # (N,) to the k-th neighbour
+
+
+def _search_inputs(features: torch.Tensor, bank: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised queries ``(N, F)`` and the normalised bank in their common dtype."""
     dtype = torch.promote_types(features.dtype, bank.dtype)
     bank = bank.to(dtype)
-    queries = normalize_features(features.to(device=bank.device, dtype=dtype))  # (N, F)
-    _, index = top_similarities(queries, bank, k, chunk=chunk)
-    index = index[:, k - 1]  # (N,) the k-th neighbour
-    # Its distance recomputed directly: sqrt(2 - 2 q.b) would lose precision for
-    # near-duplicates (q.b close to 1).
+    return normalize_features(features.to(device=bank.device, dtype=dtype)), bank
+
+
+def _distances(queries: torch.Tensor, bank: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` float64 distances from each query to the bank row ``index``, computed directly:
+    ``sqrt(2 - 2 q.b)`` would lose precision for near-duplicates (``q.b`` close to 1)."""
     return (queries - bank[index]).to(torch.float64).norm(dim=1)
 
 
@@ -197,7 +207,8 @@ class KNN(OODDetector):
         check_seed(self.seed, owner)
 
     def _fit(self, outputs: ModelOutputs) -> None:
-        feats = outputs.features
+        feats = source = outputs.features
+        index = None
         if self.bank_size is not None and self.bank_size < len(feats):
             g = torch.Generator().manual_seed(self.seed)
             index = torch.randperm(len(feats), generator=g)[: self.bank_size].sort().values
@@ -208,6 +219,14 @@ class KNN(OODDetector):
                 f"training features ({len(feats)}). Got {self.k} instead."
             )
         self.bank_ = normalize_features(feats)
+        searches = active_searches()  # inside run_ood: searches shared with other detectors
+        self._bank_origin = (None if searches is None
+                             else searches.register_bank(source, index, self.k))
 
     def _score(self, outputs: ModelOutputs) -> torch.Tensor:
+        searches, origin = active_searches(), getattr(self, "_bank_origin", None)
+        if searches is not None and origin is not None:
+            index = searches.kth_neighbour(outputs.features, *origin, self.bank_, self.k)
+            if index is not None:  # the neighbour knn_score's own search finds
+                return _distances(*_search_inputs(outputs.features, self.bank_), index)
         return knn_score(outputs.features, self.bank_, self.k, normalized_bank=True)

@@ -124,7 +124,7 @@ def compare_shared_vs_naive(
         "shared_cpu_seconds": shared_cpu,
         "naive_cpu_seconds": naive_cpu,
         "cpu_speedup": naive_cpu / shared_cpu if shared_cpu > 0 else float("nan"),
-        "shared_searches": table.timings["shared_searches"],
+        "shared_searches": table.timings.get("shared_searches"),
         "naive_per_detector": per_det,
         "naive_cpu_per_detector": per_det_cpu,
         "shared_per_detector": {n: table.timings["fit"][n] + table.timings["score"][n]

@@ -16,8 +16,12 @@ split's shape, range and size). The model runs **once per dataset**
 needs them, from one pass through ``model.features`` then ``model.head``) and every detector
 fits and scores from those cached tensors. Only detectors that need the inputs make their own
 passes: ODIN and Mahalanobis with input pre-processing (a forward and a backward pass per
-batch through the classifier) and RaPP (its own autoencoder). ``timings`` records the shared
-passes, each detector's fit and scoring time, and the total.
+batch through the classifier) and RaPP (its own autoencoder). Every detector is fitted, then
+every detector scores; kNN searches of the same test or OOD features against banks made from
+the same training features (kNN's bank and the kNN component of ``combined``, which keeps 80%
+of it) are made once (:mod:`uncertainty.ood.shared_search`; the same scores as each detector's
+own search). ``timings`` records the shared passes, each detector's fit and scoring time, the
+shared searches and the total.
 
 **Density models.** With ``density=`` the density-based detectors -- ``likelihood`` (in
 bits/dim), ``likelihood-ratio`` (Ren et al. 2019), ``complexity`` (Serrà et al. 2020),

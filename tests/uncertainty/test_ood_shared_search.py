@@ -163,3 +163,20 @@ def test_rapp_sap_defers_the_nap_statistics_with_the_same_values():
     refit = RaPP(mode="sap", hidden=(6, 3), epochs=2).fit_outputs(outputs)
     assert refit._nap is None and torch.equal(refit.score(x), RaPP(
         mode="sap", hidden=(6, 3), epochs=2).fit(x).score(x))
+
+
+def test_a_bank_subset_of_a_combined_subset_is_mapped_to_the_root_rows():
+    fit, test = _outputs(400, 12), _outputs(50, 13)
+    params = {"components": (("knn", {"k": 4, "bank_size": 150}),), "holdout": 0.25}
+    own_knn = KNN(k=6).fit_outputs(fit).score_outputs(test)
+    own_comb = Combined(**params).fit_outputs(fit).score_outputs(test)
+    cache = SharedSearches()
+    cache.share_queries(test.features)
+    with cache.active():
+        knn, comb = KNN(k=6).fit_outputs(fit), Combined(**params).fit_outputs(fit)
+        origin = comb.detectors_["knn(bank_size=150,k=4)"]._bank_origin
+        assert origin[0] is fit.features and len(origin[1]) == 150
+        s_knn, s_comb = knn.score_outputs(test), comb.score_outputs(test)
+        assert cache.searches == 1
+    torch.testing.assert_close(s_knn, own_knn, rtol=0, atol=1e-12)
+    torch.testing.assert_close(s_comb, own_comb, rtol=0, atol=1e-12)

@@ -8,7 +8,7 @@ fitting, 80% by default; the rest is its p-value reference). Inside a
 bank, and every detector reads its own answer from it:
 
 * the :math:`K` most similar rows of the whole bank are found exactly
-  (:func:`uncertainty.ood.knn.top_similarities`: float64 products, proven top-:math:`K`);
+  (:func:`uncertainty.ood.similarity.top_similarities`: float64 products, proven top-:math:`K`);
 * a detector whose bank is the whole bank takes the :math:`k`-th of them;
 * a detector whose bank is a subset :math:`S` (row indices) takes the :math:`k`-th of the
   candidates that lie in :math:`S`. Every row of :math:`S` outside the candidates has a
@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
+
+from uncertainty.ood.similarity import normalize_features, top_similarities
 
 __all__ = ["SharedSearches", "active_searches"]
 
@@ -157,8 +159,6 @@ class SharedSearches:
             bank: ``(len(rows), F)`` the detector's normalised bank, ``normalize(root[rows])``.
             k: which neighbour.
         """
-        from uncertainty.ood.knn import normalize_features, top_similarities
-
         if not any(_same(e, features) for e in self._queries):
             return None
         size = self._candidates(root)

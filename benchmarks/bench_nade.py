@@ -8,12 +8,14 @@ reference ReLU NADE written here.
     python benchmarks/bench_nade.py --threads 1 --train-epochs 2   # learning curves (CPU minutes)
 
 Each timing is the best of ``--repeats`` runs under ``torch.no_grad()`` (training steps:
-forward, backward and an Adam step), after one warm-up call. ``--threads 1`` is what the
-density benchmark runs used. Images are random binary 28x28 images with the pixel
-density of MNIST (13% ones). The one pass without gradients shares the hidden states
-between the runs of zeros (``generative.autoregressive._nade_states``), so its time depends
-on the number of ones per image, not on where they are; the naive passes do not depend on
-the values. The two passes alternate within each repeat, so that a busy machine slows both.
+forward, backward and an Adam step), after one warm-up call; the scoring comparison reports
+the wall clock and this process's CPU time (less sensitive to other jobs on the machine).
+``--threads 1`` is what the density benchmark runs used. Images are random binary 28x28
+images with the pixel density of MNIST (13% ones). The one pass without gradients shares the
+hidden states between the runs of zeros (``generative.autoregressive._nade_states``), so its
+time depends on the number of ones per image, not on where they are; the naive passes do not
+depend on the values. The two passes alternate within each repeat, so that a busy machine
+slows both.
 
 **Learning curves** (``--train-epochs E``): the default NADE (ReLU), the NADE with
 ``activation="sigmoid"`` and :class:`ReferenceReLUNADE` -- a plain ReLU NADE with Kaiming

@@ -70,7 +70,6 @@ def _chunk_logits(v: torch.Tensor, table: torch.Tensor, v_rows: torch.Tensor,
     carries (at least ``M * (max ones // GROUP)`` rows); ``v_rows (D, H')`` is :math:`V`;
     columns ``H .. H'`` (the padding) are zero in both."""
     m, d = v.shape
-    h = table.shape[1]
     dev, group = v.device, GROUP
     zero, c_row = d, d + 1  # table rows
     mask = v.bool()  # (M, D)
@@ -109,7 +108,8 @@ def _chunk_logits(v: torch.Tensor, table: torch.Tensor, v_rows: torch.Tensor,
         bounds = torch.stack([offset, active], 1).tolist()
         lo, k = bounds[0]
         torch.add(table[c_row], sums[lo:lo + k], out=carries[lo:lo + k])
-        for (prev, _), (lo, k) in zip(bounds, bounds[1:]):
+        for g in range(1, len(bounds)):
+            (prev, _), (lo, k) = bounds[g - 1], bounds[g]
             torch.add(carries[prev:prev + k], sums[lo:lo + k], out=carries[lo:lo + k])
         carry[:, 1:] = c_row + 1 + offset[None, :] + rank[:, None]  # used where g <= groups_n
     # bag of state s = g G + j: [a_{gG}, W q_{gG+1}, ..., W q_{gG+j}], then the zero row

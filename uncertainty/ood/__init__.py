@@ -29,7 +29,9 @@ score through a density model (``make_detector("likelihood-ratio", density=nade)
 information) and ``ensemble-disagreement`` (deep-ensemble mutual information) score the
 epistemic uncertainty of :mod:`uncertainty.predictive`. Three more feature detectors:
 ``relative-mahalanobis`` (Ren et al. 2021), ``vim`` (virtual-logit matching, Wang et al. 2022)
-and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023). The contract is in
+and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023); ``mahalanobis-ensemble``
+(Lee et al. 2018's Mahalanobis distances at several layers, Fisher-combined through held-out
+conformal p-values). The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
 :mod:`uncertainty.ood.outputs`.
 
@@ -70,6 +72,7 @@ from uncertainty.ood.likelihood_ratio import (
     mutate_pixels,
 )
 from uncertainty.ood.mahalanobis import Mahalanobis, mahalanobis_score
+from uncertainty.ood.mahalanobis_ensemble import MahalanobisEnsemble, mahalanobis_ensemble_score
 from uncertainty.ood.maxlogit import MaxLogit, max_logit_score
 from uncertainty.ood.mc_dropout_mi import MCDropoutMI, mutual_information_score
 from uncertainty.ood.msp import MSP, msp_score
@@ -108,6 +111,7 @@ for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, GEN, KLMatching, Mahalan
                   FeatureNorm, SHE, GradNorm,
                   ReAct, DICE, ASHP, ASHB, ASHS, SCALE,  # activation shaping
                   RelativeMahalanobis, ViM, NNGuide,  # feature statistics, subspaces, guidance
+                  MahalanobisEnsemble,  # several layers
                   RaPP, Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
                   InputComplexity, Typicality):
     register_detector(_detector)
@@ -164,6 +168,7 @@ __all__ = [
     "Entropy",
     "FeatureNorm",
     "Mahalanobis",
+    "MahalanobisEnsemble",
     "MaxLogit",
     "NNGuide",
     "RelativeMahalanobis",
@@ -181,6 +186,7 @@ __all__ = [
     "feature_norm_score",
     "forward_outputs",
     "knn_score",
+    "mahalanobis_ensemble_score",
     "mahalanobis_score",
     "make_detector",
     "max_logit_score",

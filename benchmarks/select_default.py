@@ -11,12 +11,13 @@ are fitted on the 55 000-image ``train`` split (one seeded 20% of it held out as
 references of ``combined``) and scored on the disjoint 5 000-image ``val`` split as
 in-distribution, and on the outliers :mod:`dunno.data.outliers` makes from those ``val``
 images (permuted pixels, shuffled 7 x 7 and 14 x 14 patches, eroded and dilated strokes, pixel
-noise, overlaid pairs) as OOD. No test split and no OOD set is loaded. The candidates are
-every applicable registered classifier detector alone and every pair and triple of them under
-Fisher's sum and under the maximum of conformal p-values
+noise, overlaid pairs, spliced halves) as OOD. No test split and no OOD set is loaded. The
+candidates are every applicable registered classifier detector alone and every pair and
+triple of them under Fisher's sum and under the maximum of conformal p-values
 (:func:`~uncertainty.ood.selection.component_candidates`). **One** default is chosen for both
-models: the best worst-case AUROC over both models and all outlier kinds, ties (within 0.1
-AUROC points) by the mean (:func:`~uncertainty.ood.selection.merge_selections`).
+models: the best worst-case AUROC over both models and all outlier kinds, ties (within one
+standard error of the best worst case) by the mean
+(:func:`~uncertainty.ood.selection.merge_selections`).
 
 The models are the anchor table's (``benchmarks/ood_table.py``: LeNet-5, 5 epochs Adam 1e-3,
 batch 128, seed 0), trained into ``out/lenet5-<data>-seed<seed>/`` or reused from there, so

@@ -130,3 +130,16 @@ def test_refusals():
         MahalanobisEnsemble(TwoLayerNet(), holdout=0.01).fit((x, y))
     with pytest.raises(ValueError, match="no convolution or linear layer"):
         MahalanobisEnsemble(nn.Sequential(nn.Flatten())).fit((x, y))
+
+
+def test_the_default_needs_labels_through_its_component():
+    from uncertainty.ood import Combined
+    from uncertainty.ood.suite import resolve_detectors
+
+    model = TwoLayerNet()
+    assert make_detector("default", model, layer="b").fit_needs_labels
+    assert not Combined(model, components=("knn", "energy"), layer="b").fit_needs_labels
+    assert "combined" in resolve_detectors("all", model=model, layer="b")
+    assert "combined" not in resolve_detectors("all", model=model, layer="b", labels=False)
+    with pytest.raises(ValueError, match="'combined' learns per-class statistics"):
+        resolve_detectors("default", model=model, labels=False)

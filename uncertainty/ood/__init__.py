@@ -14,24 +14,23 @@
     ddu = make_detector("ddu", model).fit_outputs(train)
     scores = ddu.score_outputs(test)
 
-Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
-``gen`` (Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``,
-``knn``, ``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021),
-``rapp`` and ``combined`` (conformal p-values of several detectors, by default Fisher's sum
-over GEN, kNN and RaPP-SAP: the recommended detector, also named ``default``, its components
-chosen from in-distribution data and synthetic outliers alone by
+Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``, ``gen``
+(Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``, ``knn``,
+``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021), ``rapp`` and
+``combined`` (conformal p-values of several detectors, by default Fisher's sum over the feature
+norm, the Mahalanobis ensemble and RaPP-SAP: the recommended detector, also named ``default``,
+its components chosen from in-distribution data and synthetic outliers alone by
 :func:`~uncertainty.ood.selection.select_detector`); the density-based ``likelihood``,
-``likelihood-ratio`` (Ren et
-al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality`` (Nalisnick et al. 2019b), which
-score through a density model (``make_detector("likelihood-ratio", density=nade)``, see
-:mod:`uncertainty.ood._density`); each module holds the pure score function
-(``energy_score(logits, temperature)``) next to its class. ``mc-dropout`` (MC-Dropout mutual
-information) and ``ensemble-disagreement`` (deep-ensemble mutual information) score the
-epistemic uncertainty of :mod:`uncertainty.predictive`. Three more feature detectors:
-``relative-mahalanobis`` (Ren et al. 2021), ``vim`` (virtual-logit matching, Wang et al. 2022)
-and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023); ``mahalanobis-ensemble``
-(Lee et al. 2018's Mahalanobis distances at several layers, Fisher-combined through held-out
-conformal p-values). The contract is in
+``likelihood-ratio`` (Ren et al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality``
+(Nalisnick et al. 2019b), which score through a density model
+(``make_detector("likelihood-ratio", density=nade)``, see :mod:`uncertainty.ood._density`); each
+module holds the pure score function (``energy_score(logits, temperature)``) next to its class.
+``mc-dropout`` (MC-Dropout mutual information) and ``ensemble-disagreement`` (deep-ensemble
+mutual information) score the epistemic uncertainty of :mod:`uncertainty.predictive`. Three more
+feature detectors: ``relative-mahalanobis`` (Ren et al. 2021), ``vim`` (virtual-logit matching,
+Wang et al. 2022) and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023);
+``mahalanobis-ensemble`` (Lee et al. 2018's Mahalanobis distances at several layers,
+Fisher-combined through held-out conformal p-values). The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
 :mod:`uncertainty.ood.outputs`.
 

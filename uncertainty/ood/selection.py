@@ -4,8 +4,8 @@ A detector chosen by its scores on OOD test sets is tuned to them, and its numbe
 sets are optimistic. :func:`select_detector` sees **only in-distribution data** -- a fit split
 and a disjoint held-out split -- and the synthetic outliers that
 :mod:`dunno.data.outliers` makes from the held-out images (permuted pixels, shuffled patches,
-eroded and dilated strokes, pixel noise, overlaid images). Its signature has no place for OOD
-data.
+eroded and dilated strokes, pixel noise, overlaid images, spliced halves). Its signature has
+no place for OOD data.
 
 **Candidates.** The *components* are the registry's classifier detectors that apply to the
 model (:func:`component_candidates`: every detector that ``"all"`` would run, except

@@ -128,8 +128,13 @@ def test_refusals():
         make_detector("mahalanobis-ensemble", TwoLayerNet()).fit_outputs(ModelOutputs(inputs=x))
     with pytest.raises(ValueError, match="at least 2 examples on each side"):
         MahalanobisEnsemble(TwoLayerNet(), holdout=0.01).fit((x, y))
-    with pytest.raises(ValueError, match="no convolution or linear layer"):
+    with pytest.raises(ValueError, match="no convolution or linear layer to hook"):
         MahalanobisEnsemble(nn.Sequential(nn.Flatten())).fit((x, y))
+    scripted = TwoLayerNet()
+    scripted.dunno_info = {"kind": "torchscript"}  # as the loader marks a TorchScript file
+    assert not MahalanobisEnsemble.applies_to(scripted)
+    with pytest.raises(ValueError, match="compiled graph"):
+        make_detector("mahalanobis-ensemble", scripted)
 
 
 def test_the_default_needs_labels_through_its_component():

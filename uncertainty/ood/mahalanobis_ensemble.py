@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dunno.models import model_kind
 from dunno.validation import check_int, check_probability_level, check_seed
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood._gaussian import num_classes_of, projected_sq_distances, tied_gaussian
@@ -188,6 +189,21 @@ class MahalanobisEnsemble(OODDetector):
         self.holdout = holdout
         self.tail = tail
         self.seed = seed
+
+    @classmethod
+    def applies_to(cls, model: nn.Module | None) -> bool:
+        """Models with modules to hook: a convolution or linear layer besides the logits, and
+        not a TorchScript or ``torch.export`` graph."""
+        if model is None:
+            return True
+        return model_kind(model) not in ("torchscript", "export") and bool(
+            default_layers(model))
+
+    @classmethod
+    def _cannot_score_reason(cls) -> str:
+        return ("has no convolution or linear layer to hook besides the logits (a TorchScript "
+                "or torch.export model runs as one compiled graph). Load the nn.Module itself "
+                "(--model MODULE:FACTORY --weights FILE), or use another detector.")
 
     def _validate_params(self) -> None:
         super()._validate_params()

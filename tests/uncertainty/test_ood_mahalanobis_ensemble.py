@@ -109,7 +109,7 @@ def test_default_layers_and_features_of_the_lenet():
 @pytest.mark.parametrize("params, match", [
     ({"layers": []}, "'layers' parameter of MahalanobisEnsemble"),
     ({"layers": ["a", "a"]}, "'layers' parameter"),
-    ({"layers": ["a@0"]}, "NAME@k"),
+    ({"layers": ["a@0"]}, "'layers' parameter of MahalanobisEnsemble: 'a@0' must be NAME"),
     ({"grid": 0}, "'grid' parameter"),
     ({"holdout": 1.5}, "'holdout' parameter"),
     ({"tail": 0.0}, "'tail' parameter"),
@@ -122,7 +122,8 @@ def test_bad_parameters_are_named(params, match):
 
 def test_refusals():
     x, y = _data(40)
-    with pytest.raises(ValueError, match="'layer' parameter must name a module"):
+    with pytest.raises(ValueError, match="'layers' parameter of MahalanobisEnsemble: The 'layer' "
+                       "parameter must name a module of TwoLayerNet. Got 'nope'"):
         MahalanobisEnsemble(TwoLayerNet(), layers=["nope"]).fit((x, y))
     with pytest.raises(ValueError, match="needs labelled"):
         make_detector("mahalanobis-ensemble", TwoLayerNet()).fit_outputs(ModelOutputs(inputs=x))

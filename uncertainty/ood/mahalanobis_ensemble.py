@@ -116,7 +116,10 @@ def layer_features(model: nn.Module, x: torch.Tensor, layers: tuple[str, ...],
     """Each layer's features ``(N, F_l)`` (``NAME@k``: pooled to ``k x k``) and the logits
     ``(N, C)`` of inputs ``x (N, ...)``, from one hooked pass per batch (eval mode)."""
     specs = [split_grid(spec, "MahalanobisEnsemble") for spec in layers]
-    modules = {name: resolve_layer(model, name) for name, _ in specs}
+    try:
+        modules = {name: resolve_layer(model, name) for name, _ in specs}
+    except ValueError as err:
+        raise ValueError(f"The 'layers' parameter of MahalanobisEnsemble: {err}") from None
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -216,7 +219,11 @@ class MahalanobisEnsemble(OODDetector):
                                  f"non-empty list of distinct module names. Got "
                                  f"{self.layers!r} instead.")
             for spec in self.layers:
-                split_grid(spec, owner)
+                try:
+                    split_grid(spec, owner)
+                except ValueError:
+                    raise ValueError(f"The 'layers' parameter of {owner}: {spec!r} must be NAME "
+                                     "or NAME@k with k an int >= 1 (the pooling grid).") from None
         check_int(self.grid, "grid", owner, low=1)
         check_probability_level(self.holdout, "holdout", owner)
         check_probability_level(self.tail, "tail", owner)

@@ -42,7 +42,12 @@ from dunno.checkpoints import atomic_write_text, load_model  # noqa: E402
 from dunno.data import load_dataset  # noqa: E402
 from dunno.devices import resolve_device  # noqa: E402
 from dunno.reporting import write_json  # noqa: E402
-from uncertainty.ood.selection import Selection, merge_selections, select_detector  # noqa: E402
+from uncertainty.ood.selection import (  # noqa: E402
+    Selection,
+    label_free,
+    merge_selections,
+    select_detector,
+)
 
 __all__ = ["ANCHOR_DATA", "main", "run_selection"]
 
@@ -109,6 +114,10 @@ def run_selection(
     report["default"] = {"candidate": merged.selected["candidate"],
                          **{k: list(v) if isinstance(v, tuple) else v
                             for k, v in merged.detector_params().items()}}
+    free = label_free(merged)  # the default for fit data without labels
+    report["default_unlabelled"] = {"candidate": free.selected["candidate"],
+                                    **{k: list(v) if isinstance(v, tuple) else v
+                                       for k, v in free.detector_params().items()}}
     report["minutes"] = (time.perf_counter() - t_start) / 60
     text = _markdown(report, selections, merged, top)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +136,9 @@ def _markdown(report: dict[str, Any], selections: dict[str, Selection], merged: 
              f"{report['minutes']:.1f} min)", "",
              f"Selected: **{best['candidate']}** (worst case {100 * best['worst']:.2f}, mean "
              f"{100 * best['mean']:.2f} AUROC % over {len(merged.kinds)} model x kind pairs; "
-             f"{len(merged.rows)} candidates).", "",
+             f"{len(merged.rows)} candidates). Without labels: "
+             f"**{report['default_unlabelled']['candidate']}** (the best candidate that needs "
+             "no labels, by the same rule).", "",
              "## Both models (the rule's ranking)", "", merged.to_markdown(top), ""]
     for name, selection in selections.items():
         info = selection.info

@@ -138,14 +138,35 @@ def test_refusals():
         make_detector("mahalanobis-ensemble", scripted)
 
 
-def test_the_default_needs_labels_through_its_component():
-    from uncertainty.ood import Combined
+def test_the_default_falls_back_to_label_free_components_without_labels():
+    from uncertainty.ood import DEFAULT_COMPONENTS, DEFAULT_COMPONENTS_UNLABELLED, Combined
+    from uncertainty.ood.outputs import extract_outputs
     from uncertainty.ood.suite import resolve_detectors
 
     model = TwoLayerNet()
-    assert make_detector("default", model, layer="b").fit_needs_labels
+    default = make_detector("default", model, layer="b")
+    assert not default.fit_needs_labels  # it runs on unlabelled data ...
+    assert {"features", "input"} <= default.fit_needs  # ... whichever plan it takes
+    assert "combined" in resolve_detectors("all", model=model, layer="b", labels=False)
+    assert resolve_detectors("default", model=model, labels=False) == ["combined"]
+    # components given explicitly that learn per-class statistics still need labels
+    with_mahalanobis = Combined(model, components=("mahalanobis", "energy"), layer="b")
+    assert with_mahalanobis.fit_needs_labels
     assert not Combined(model, components=("knn", "energy"), layer="b").fit_needs_labels
-    assert "combined" in resolve_detectors("all", model=model, layer="b")
-    assert "combined" not in resolve_detectors("all", model=model, layer="b", labels=False)
-    with pytest.raises(ValueError, match="'combined' learns per-class statistics"):
-        resolve_detectors("default", model=model, labels=False)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 6, generator=g)  # kNN's k = 50 needs 50 of the 80% fit part
+    y = (x[:, 0] > 0).long()
+    unlabelled = make_detector("default", model, layer="b").fit(x)
+    assert unlabelled.components_ == DEFAULT_COMPONENTS_UNLABELLED
+    assert unlabelled.reduce_ == "max"
+    assert list(unlabelled.detectors_) == ["odin", "knn", "rapp(mode=sap)"]
+    outputs = extract_outputs(model, x, needs=unlabelled.needs, layer="b")
+    parts = torch.stack(list(unlabelled.component_scores(outputs).values()))
+    torch.testing.assert_close(unlabelled.score(x), parts.amax(0), check_dtype=False)
+    labelled = make_detector("default", model, layer="b").fit((x, y))
+    assert labelled.components_ == DEFAULT_COMPONENTS and labelled.reduce_ == "fisher"
+    assert list(labelled.detectors_) == ["featurenorm", "mahalanobis-ensemble", "rapp(mode=sap)"]
+    outputs = extract_outputs(model, x, needs=labelled.needs, layer="b")
+    parts = torch.stack(list(labelled.component_scores(outputs).values()))
+    torch.testing.assert_close(labelled.score(x), parts.sum(0), check_dtype=False)

@@ -18,7 +18,8 @@ Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``od
 (Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``, ``knn``,
 ``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021), ``rapp`` and
 ``combined`` (conformal p-values of several detectors, by default Fisher's sum over the feature
-norm, the Mahalanobis ensemble and RaPP-SAP: the recommended detector, also named ``default``,
+norm, the Mahalanobis ensemble and RaPP-SAP -- without labels the maximum over ODIN, kNN and
+RaPP-SAP: the recommended detector, also named ``default``,
 its components chosen from in-distribution data and synthetic outliers alone by
 :func:`~uncertainty.ood.selection.select_detector`); the density-based ``likelihood``,
 ``likelihood-ratio`` (Ren et al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality``
@@ -49,7 +50,12 @@ The OOD suite, every detector against every OOD set from one shared forward pass
 
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.ash import ASHB, ASHP, ASHS, ash_features, ash_score
-from uncertainty.ood.combined import Combined, conformal_neg_log_p
+from uncertainty.ood.combined import (
+    DEFAULT_COMPONENTS,
+    DEFAULT_COMPONENTS_UNLABELLED,
+    Combined,
+    conformal_neg_log_p,
+)
 from uncertainty.ood.complexity import InputComplexity, complexity_score, compressed_bits
 from uncertainty.ood.ddu import DDU, ddu_score
 from uncertainty.ood.dice import DICE, dice_mask, dice_score
@@ -157,6 +163,8 @@ __all__ = [
     "likelihood_score",
     "mutate_pixels",
     "typicality_score",
+    "DEFAULT_COMPONENTS",
+    "DEFAULT_COMPONENTS_UNLABELLED",
     "DETECTORS",
     "KNN",
     "MLPAutoencoder",

@@ -126,7 +126,6 @@ def _forward(xs, kernel, hd):
     cx, height, width, n = xs.shape
     steps = diagonal_steps(height, width)
     fe = cx + 2 * hd + 1
-    scratch = xs.new_empty(2 * fe * min(height, width) * n)
     kq = (kernel[0].contiguous(), kernel[1].contiguous())
     onednn = _onednn_ok(xs)
     combined = xs.new_zeros(hd, height, width, n)
@@ -136,7 +135,7 @@ def _forward(xs, kernel, hd):
         rows, lo, shift, base0, base1 = step
         cols = rows * n
         below = rows - (1 if lo + rows == height else 0)  # cells with a row below
-        buf = scratch[: 2 * fe * cols].view(2, fe, cols)
+        buf = xs.new_empty(2, fe, cols)  # kept for the kernel gradient
         buf[:, -1].fill_(1)
         _fill(buf, xs, hpad, step, hd, width, n)
         s = xs.new_empty(2, 4 * hd, cols)
@@ -144,20 +143,22 @@ def _forward(xs, kernel, hd):
         torch.sigmoid(_mm(kq[1], buf[1], onednn), out=s[1])
         o, f, i, s_g = s.split(hd, dim=1)
         c_prev = None if cpad is None else cpad[:, :, (shift + 1) * n : (shift + 1) * n + cols]
-        cpad = _padded(xs, hd, cols, n)
+        state = xs.new_empty(2, 2, hd, cols + 2 * n)  # [c, h], zero-padded
+        state[..., :n].zero_()
+        state[..., cols + n :].zero_()
+        cpad, hpad = state
         c = cpad[:, :, n : n + cols]
         torch.addcmul(i, i, s_g, value=-2, out=c)  # i * g
         if c_prev is not None:
             c.addcmul_(f, c_prev)
         t = torch.mul(c, -2).sigmoid_()
-        hpad = _padded(xs, hd, cols, n)
         h = hpad[:, :, n : n + cols]
         torch.addcmul(o, o, t, value=-2, out=h)  # o * tanh(c)
         _diag(combined, 0, base0, rows, width).add_(h[0].view(hd, rows, n))
         # the r2l output of pixel (r, c) is added at (r + 1, c); the last row's is dropped
         _diag(combined, 1, base1 + width, below, width).add_(
             h[1, :, : below * n].view(hd, below, n))
-        saved.append((s, cpad, t, hpad))
+        saved.append((s, cpad, t, buf))
     return combined, saved
 
 
@@ -175,7 +176,6 @@ def _backward(grad, xs, kernel4, saved, hd):
     grad_x = torch.zeros_like(xs)
     kt = (kernel4[0].t().contiguous(), kernel4[1].t().contiguous())  # (F, 4h) each
     gk_parts = ([], [])  # per step and direction: [x | above | left | 1]^T dz^T, (F + 1, 4h)
-    scratch = xs.new_empty(2 * fe * maxcols)
     ghpad = xs.new_empty(2, hd, maxcols + 2 * n)
     up_all = xs.new_empty(2, 4 * hd, maxcols)
     carry = None  # gradient reaching the cell states of step d through step d + 1
@@ -184,7 +184,7 @@ def _backward(grad, xs, kernel4, saved, hd):
         step = steps[d]
         rows, lo, shift, base0, base1 = step
         cols = rows * n
-        s, _, t, _ = saved[d]
+        s, _, t, buf = saved[d]
         o, f, i, s_g = s.split(hd, dim=1)
         # dL/dh: the output (r2l: one row down; the last row's was dropped)
         gh = ghpad[:, :, n : n + cols]
@@ -211,16 +211,13 @@ def _backward(grad, xs, kernel4, saved, hd):
         u_o, u_f, u_i, u_g = up.split(hd, dim=1)
         torch.addcmul(gh, gh, t, value=-2, out=u_o)
         if d:
-            _, prev_cpad, _, prev_hpad = saved[d - 1]
+            prev_cpad = saved[d - 1][1]
             window = slice((shift + 1) * n, (shift + 1) * n + cols)
             torch.mul(gc, prev_cpad[:, :, window], out=u_f)
-            carry_pad = xs.new_empty(prev_cpad.shape)
-            carry_pad[:, :, : window.start].zero_()
-            carry_pad[:, :, window.stop :].zero_()
+            carry_pad = prev_cpad.new_zeros(prev_cpad.shape)
             torch.mul(gc, f, out=carry_pad[:, :, window])
             carry = carry_pad[:, :, n : prev_cpad.shape[-1] - n]
         else:
-            prev_hpad = None
             u_f.zero_()
         torch.addcmul(gc, gc, s_g, value=-2, out=u_i)
         torch.mul(gc, i, out=u_g)
@@ -228,9 +225,6 @@ def _backward(grad, xs, kernel4, saved, hd):
         dx = (_mm(kt[0], dz[0], onednn), _mm(kt[1], dz[1], onednn))  # (F, n_d N) each
         _diag(grad_x, 0, base0, rows, width).add_(dx[0][:cx].view(cx, rows, n))
         _diag(grad_x, 1, base1, rows, width).add_(dx[1][:cx].view(cx, rows, n))
-        buf = scratch[: 2 * fe * cols].view(2, fe, cols)
-        buf[:, -1].fill_(1)
-        _fill(buf, xs, prev_hpad, step, hd, width, n)
         for q in (0, 1):  # (F + 1, cols) @ (cols, 4h)
             gk_parts[q].append(_mm(buf[q], dz[q].t(), False) if not onednn else
                                torch.ops.mkldnn._linear_pointwise(buf[q], dz[q], None,

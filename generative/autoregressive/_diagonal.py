@@ -40,6 +40,8 @@ from functools import lru_cache
 
 import torch
 
+from ._products import mm, mm_nt, use_onednn
+
 __all__ = ["DiagonalRecursion", "diagonal_steps"]
 
 
@@ -74,26 +76,6 @@ def _diag(t: torch.Tensor, q: int, base: int, rows: int, width: int) -> torch.Te
     return t.as_strided((f, rows, n), (h * w * n, step * n, 1), t.storage_offset() + base * n)
 
 
-def _onednn_ok(t: torch.Tensor) -> bool:
-    """Whether :func:`_mm` multiplies ``t``'s dtype and device with oneDNN."""
-    return t.device.type == "cpu" and t.dtype == torch.float32 and _ONEDNN
-
-
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def _mm(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> torch.Tensor:
-    """``a (M, K) @ b (K, P)`` with both operands row-major -> a new row-major ``(M, P)``.
-
-    On CPU in float32 this is oneDNN's matrix product (``a`` as the input, ``b^T`` as the
-    weight of a linear layer), which runs the AVX-512 kernels on every CPU that has them;
-    MKL's (``torch.mm``) choose AVX2 on non-Intel CPUs, about half the speed on the
-    small products of one diagonal. Same sums, float32 rounding either way."""
-    if onednn:
-        return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
-    return torch.mm(a, b)
-
-
 def _fill(buf, xs, hpad, step, hd, width, n):
     """``buf (2, F + 1, n_d N)[:, :F] <- [x | h above | h left]`` of the cells of ``step``
     (both directions) from the input and the previous step's padded hidden states."""
@@ -126,8 +108,9 @@ def _forward(xs, kernel, hd):
     cx, height, width, n = xs.shape
     steps = diagonal_steps(height, width)
     fe = cx + 2 * hd + 1
+    scratch = xs.new_empty(2 * fe * min(height, width) * n)
     kq = (kernel[0].contiguous(), kernel[1].contiguous())
-    onednn = _onednn_ok(xs)
+    onednn = use_onednn(xs)
     combined = xs.new_zeros(hd, height, width, n)
     saved = []
     hpad = cpad = None
@@ -135,12 +118,12 @@ def _forward(xs, kernel, hd):
         rows, lo, shift, base0, base1 = step
         cols = rows * n
         below = rows - (1 if lo + rows == height else 0)  # cells with a row below
-        buf = xs.new_empty(2, fe, cols)  # kept for the kernel gradient
+        buf = scratch[: 2 * fe * cols].view(2, fe, cols)
         buf[:, -1].fill_(1)
         _fill(buf, xs, hpad, step, hd, width, n)
         s = xs.new_empty(2, 4 * hd, cols)
-        torch.sigmoid(_mm(kq[0], buf[0], onednn), out=s[0])
-        torch.sigmoid(_mm(kq[1], buf[1], onednn), out=s[1])
+        torch.sigmoid(mm(kq[0], buf[0], onednn), out=s[0])
+        torch.sigmoid(mm(kq[1], buf[1], onednn), out=s[1])
         o, f, i, s_g = s.split(hd, dim=1)
         c_prev = None if cpad is None else cpad[:, :, (shift + 1) * n : (shift + 1) * n + cols]
         state = xs.new_empty(2, 2, hd, cols + 2 * n)  # [c, h], zero-padded
@@ -158,7 +141,7 @@ def _forward(xs, kernel, hd):
         # the r2l output of pixel (r, c) is added at (r + 1, c); the last row's is dropped
         _diag(combined, 1, base1 + width, below, width).add_(
             h[1, :, : below * n].view(hd, below, n))
-        saved.append((s, cpad, t, buf))
+        saved.append((s, cpad, t, hpad))
     return combined, saved
 
 
@@ -172,10 +155,11 @@ def _backward(grad, xs, kernel4, saved, hd):
     steps = diagonal_steps(height, width)
     maxcols = min(height, width) * n
     fe = cx + 2 * hd + 1
-    onednn = _onednn_ok(xs)
+    onednn = use_onednn(xs)
     grad_x = torch.zeros_like(xs)
     kt = (kernel4[0].t().contiguous(), kernel4[1].t().contiguous())  # (F, 4h) each
     gk_parts = ([], [])  # per step and direction: [x | above | left | 1]^T dz^T, (F + 1, 4h)
+    scratch = xs.new_empty(2 * fe * maxcols)
     ghpad = xs.new_empty(2, hd, maxcols + 2 * n)
     up_all = xs.new_empty(2, 4 * hd, maxcols)
     carry = None  # gradient reaching the cell states of step d through step d + 1
@@ -184,7 +168,7 @@ def _backward(grad, xs, kernel4, saved, hd):
         step = steps[d]
         rows, lo, shift, base0, base1 = step
         cols = rows * n
-        s, _, t, buf = saved[d]
+        s, _, t, _ = saved[d]
         o, f, i, s_g = s.split(hd, dim=1)
         # dL/dh: the output (r2l: one row down; the last row's was dropped)
         gh = ghpad[:, :, n : n + cols]
@@ -222,13 +206,14 @@ def _backward(grad, xs, kernel4, saved, hd):
         torch.addcmul(gc, gc, s_g, value=-2, out=u_i)
         torch.mul(gc, i, out=u_g)
         dz = torch.addcmul(s, s, s, value=-1).mul_(up)  # (2, 4h, n_d N)
-        dx = (_mm(kt[0], dz[0], onednn), _mm(kt[1], dz[1], onednn))  # (F, n_d N) each
+        dx = (mm(kt[0], dz[0], onednn), mm(kt[1], dz[1], onednn))  # (F, n_d N) each
         _diag(grad_x, 0, base0, rows, width).add_(dx[0][:cx].view(cx, rows, n))
         _diag(grad_x, 1, base1, rows, width).add_(dx[1][:cx].view(cx, rows, n))
+        buf = scratch[: 2 * fe * cols].view(2, fe, cols)
+        buf[:, -1].fill_(1)
+        _fill(buf, xs, saved[d - 1][3] if d else None, step, hd, width, n)
         for q in (0, 1):  # (F + 1, cols) @ (cols, 4h)
-            gk_parts[q].append(_mm(buf[q], dz[q].t(), False) if not onednn else
-                               torch.ops.mkldnn._linear_pointwise(buf[q], dz[q], None,
-                                                                  "none", [], ""))
+            gk_parts[q].append(mm_nt(buf[q], dz[q], onednn))
         dx_next = dx
     grad_kernel = torch.stack([torch.stack(p).sum(0).t() for p in gk_parts])  # (2, 4h, F+1)
     grad_kernel[:, 3 * hd :] *= 4

@@ -17,9 +17,10 @@ the cells of one diagonal are a strided view (row step ``W - 1`` for the left-to
 direction, ``W + 1`` for the mirrored one) of contiguous ``N``-blocks. Per step, the input
 ``x``, the state above, the state to the left and a constant 1 of every cell of the diagonal
 are copied into one reused ``(2, F_x + 2h + 1, n_d N)`` buffer, and the pre-activations of
-both directions are one batched matrix product with the kernel ``[K^{is} | K^{ss} | b]``
-``(2, 4h, F_x + 2h + 1)``; the backward pass has one product for the gradient of the
-inputs and one for the kernel's. The above and left states come from the previous step's
+each direction are one matrix product with its kernel ``[K^{is} | K^{ss} | b]``
+``(4h, F_x + 2h + 1)`` (:func:`~._products.mm`: oneDNN on CPU in float32); the backward
+pass rebuilds the same buffer and has one product for the gradient of the inputs and one
+for the kernel's per direction. The above and left states come from the previous step's
 hidden states kept with zero padding (:func:`diagonal_steps`), so no step needs a special
 case at the image border. Gate activations, cell states and hidden states of every step
 are kept as separate small tensors, which the allocator recycles from step to step (one

@@ -26,14 +26,14 @@ def use_onednn(t: torch.Tensor) -> bool:
 
 def mm(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> torch.Tensor:
     """``a (M, K) @ b (K, P)`` -> a new row-major ``(M, P)`` (``a`` and ``b`` row-major)."""
-    if onednn:
+    if onednn and a.numel() and b.numel():  # oneDNN refuses empty operands
         return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
     return torch.mm(a, b)
 
 
 def mm_nt(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> torch.Tensor:
     """``a (M, P) @ b (K, P)^T`` -> a new row-major ``(M, K)`` (a sum over ``P``)."""
-    if onednn:
+    if onednn and a.numel() and b.numel():
         return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
     return torch.mm(a, b.t())
 

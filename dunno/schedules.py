@@ -25,12 +25,15 @@ the same total continues the saved plan exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-__all__ = ["SCHEDULES", "LearningRateSchedule"]
+from dunno.validation import check_choice
+
+__all__ = ["BUDGET_CLOCKS", "SCHEDULES", "LearningRateSchedule", "budget_clock"]
 
 SCHEDULES = ("constant", "cosine")
 UNITS = ("steps", "seconds")
@@ -130,3 +133,20 @@ def _factor(kind: str, progress: float, total: float, start: float,
         return 0.0
     fraction = (progress - start) / (total - start)
     return start_factor * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+#: the time sources a training budget can be measured in: ``"wall"`` (elapsed seconds,
+#: :func:`time.perf_counter`) or ``"cpu"`` (this process's CPU seconds, summed over its
+#: threads, :func:`time.process_time`: a budget that other jobs on the machine do not spend)
+BUDGET_CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    "cpu": time.process_time,
+}
+
+
+def budget_clock(name: str, owner: Any = None) -> Callable[[], float]:
+    """The clock :func:`dunno.training.fit` measures a ``max_seconds`` budget with, by name
+    (one of :data:`BUDGET_CLOCKS`). With ``"cpu"`` a budget of ``T`` seconds on ``k`` busy
+    threads lasts about ``T / k`` seconds of wall-clock time; on one thread it is about the
+    wall-clock budget of an idle machine, whatever else runs beside it."""
+    return BUDGET_CLOCKS[check_choice(name, "budget_clock", owner, tuple(BUDGET_CLOCKS))]

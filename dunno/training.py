@@ -43,6 +43,7 @@ from dunno.progress import (
     reporting,
     write_line,
 )
+from dunno.schedules import BUDGET_CLOCKS, budget_clock
 from dunno.seeding import seed_everything
 from dunno.training_state import (
     load_training_state,
@@ -54,9 +55,9 @@ from dunno.training_state import (
 from dunno.validation import check_choice, check_float, check_int
 
 __all__ = [
-    "BUDGET_CLOCKS",
+    "BUDGET_CLOCKS",  # from dunno.schedules
     "History",
-    "budget_clock",
+    "budget_clock",  # from dunno.schedules
     "classifier_step",
     "evaluate_classifier",
     "fit",
@@ -67,22 +68,6 @@ __all__ = [
 ]
 
 StepResult = float | torch.Tensor | Mapping[str, float | torch.Tensor]
-
-#: the time sources a training budget can be measured in: ``"wall"`` (elapsed seconds,
-#: :func:`time.perf_counter`) or ``"cpu"`` (this process's CPU seconds, summed over its
-#: threads, :func:`time.process_time`: a budget that other jobs on the machine do not spend)
-BUDGET_CLOCKS: dict[str, Callable[[], float]] = {
-    "wall": time.perf_counter,
-    "cpu": time.process_time,
-}
-
-
-def budget_clock(name: str, owner: Any = None) -> Callable[[], float]:
-    """The clock :func:`fit` measures a ``max_seconds`` budget with, by name (one of
-    :data:`BUDGET_CLOCKS`). With ``"cpu"`` a budget of ``T`` seconds on ``k`` busy threads
-    lasts about ``T / k`` seconds of wall-clock time; on one thread (``torch.set_num_threads(1)``)
-    it is the wall-clock budget of an idle machine, whatever else runs beside it."""
-    return BUDGET_CLOCKS[check_choice(name, "budget_clock", owner, tuple(BUDGET_CLOCKS))]
 
 
 @dataclass

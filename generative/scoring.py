@@ -34,7 +34,7 @@ from dunno.data.registry import parse_spec
 from dunno.devices import resolve_device
 from dunno.progress import Progress, reports_progress
 from dunno.validation import check_int
-from evaluation.metrics import bits_per_dim, nll_nats
+from evaluation.metrics import bits_per_dim, has_code_length, nll_nats
 from generative.autoregressive import AutoregressiveImageModel
 from generative.latent import VAE, AdversarialAutoencoder
 from generative.pixels import prepare_images, random_subset
@@ -43,7 +43,7 @@ __all__ = [
     "CONTINUOUS_NOTE",
     "DENSITY_MODEL_TYPES",
     "draw_samples",
-    "has_code_length",
+    "has_code_length",  # from evaluation.metrics
     "load_density_model",
     "log_probs",
     "score_density",
@@ -57,13 +57,6 @@ DENSITY_MODEL_TYPES = (AutoregressiveImageModel, VAE, AdversarialAutoencoder)
 #: what is reported instead of bits/dim for a continuous likelihood (``dunno density``)
 CONTINUOUS_NOTE = ("continuous likelihood: log-density in nats, no bits/dim (not a code "
                    "length; can be negative)")
-
-
-def has_code_length(model) -> bool:
-    r"""Whether ``model.log_prob`` is the log of a probability *mass* (binary or 8-bit pixels),
-    so that :math:`-\log_2 p(x)` is a code length and bits/dim is defined; False for a
-    continuous likelihood (``pixels="grey"``: a log-density, reported in nats only)."""
-    return getattr(model, "pixels", None) in ("binary", "8bit")
 
 
 @torch.no_grad()

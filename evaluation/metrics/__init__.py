@@ -40,6 +40,7 @@ from .calibration import (
 from .likelihood import (
     bits_per_dim,
     effective_sample_size,
+    has_code_length,
     importance_sampled_log_likelihood,
     log_mean_exp,
     nll_nats,
@@ -112,6 +113,7 @@ __all__ = [
     # likelihood
     "bits_per_dim",
     "effective_sample_size",
+    "has_code_length",
     "importance_sampled_log_likelihood",
     "log_mean_exp",
     "nll_nats",

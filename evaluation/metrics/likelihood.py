@@ -49,12 +49,21 @@ from dunno.validation import check_float, check_int, check_real
 __all__ = [
     "bits_per_dim",
     "effective_sample_size",
+    "has_code_length",
     "importance_sampled_log_likelihood",
     "log_mean_exp",
     "nll_nats",
 ]
 
 _LN2 = math.log(2.0)
+
+
+def has_code_length(model) -> bool:
+    r"""Whether ``model.log_prob`` is the log of a probability *mass* (a model whose
+    ``pixels`` are ``"binary"`` or ``"8bit"``), so that :math:`-\log_2 p(x)` is a code length
+    and bits/dim is defined; False for a continuous likelihood (``pixels="grey"``, or a model
+    that does not say: a log-density, to be reported in nats only)."""
+    return getattr(model, "pixels", None) in ("binary", "8bit")
 
 
 def _log_probs(x, name: str = "log_probs") -> np.ndarray:

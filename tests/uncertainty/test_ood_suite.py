@@ -224,6 +224,24 @@ def test_density_only_run_scores_prepared_inputs(nade):
     assert noise["likelihood"] > 0.9
 
 
+class _GreyDensity(torch.nn.Module):
+    """A continuous density (independent unit Gaussians per pixel): no code length."""
+
+    pixels = "grey"
+
+    def log_prob(self, x):
+        x = x.flatten(1).double()
+        return (-0.5 * x.square() - 0.5 * np.log(2 * np.pi)).sum(1)
+
+
+def test_a_continuous_density_likelihood_is_scored_in_nats_not_bits_per_dim():
+    grey = _GreyDensity()
+    table = run_ood(None, IN, OUT, "likelihood", density=grey, density_inputs=lambda d, s: d)
+    assert table.params["likelihood"]["num_dims"] is None
+    test = load_dataset(IN, "test")
+    torch.testing.assert_close(table.scores["likelihood"]["in"], -grey.log_prob(test.x))
+
+
 def test_classifier_and_density_detectors_share_one_table(model, nade, tmp_path):
     table = run_ood(model, IN, "gaussian-noise", "msp,likelihood,typicality", density=nade,
                     density_inputs=density_inputs_for(nade))

@@ -19,12 +19,13 @@ passes: ODIN and Mahalanobis with input pre-processing (a forward and a backward
 batch through the classifier) and RaPP (its own autoencoder). ``timings`` records the shared
 passes, each detector's fit and scoring time, and the total.
 
-**Density models.** With ``density=`` the density-based detectors -- ``likelihood`` (in
-bits/dim), ``likelihood-ratio`` (Ren et al. 2019), ``complexity`` (Serrà et al. 2020),
-``typicality`` (Nalisnick et al. 2019b) -- join the same table. Each dataset is mapped once to
-what the density model scores by ``density_inputs(dataset, split)`` (e.g. the fixed seeded
-binarisation of a binary model; this package never imports the models, so the caller that
-joins the two passes it) and scored once; ``model`` may be ``None`` for a density-only run::
+**Density models.** With ``density=`` the density-based detectors -- ``likelihood``
+(bits/dim; nats for a continuous density), ``likelihood-ratio`` (Ren et al. 2019),
+``complexity`` (Serrà et al. 2020), ``typicality`` (Nalisnick et al. 2019b) -- join the same
+table. Each dataset is mapped once to what the density model scores by
+``density_inputs(dataset, split)`` (e.g. the fixed seeded binarisation of a binary model; this
+package never imports the models, so the caller that joins the two passes it) and scored once;
+``model`` may be ``None`` for a density-only run::
 
     table = run_ood(None, "fashion-mnist", ["mnist"], density=nade,
                     density_inputs=binarise)
@@ -32,12 +33,9 @@ joins the two passes it) and scored once; ``model`` may be ``None`` for a densit
 **Metrics** (:mod:`evaluation.metrics.ood`; higher score = more OOD, in-distribution positive
 for AUPR-In): AUROC, AUPR-In, AUPR-Out, FPR at 95% TPR and detection error per detector x OOD
 set, in an :class:`~uncertainty.ood.table.OODTable` with the means over the OOD sets and the
-in-distribution test accuracy. Nothing is written or printed here: ``dunno ood`` writes the
-files (:func:`evaluation.benchmarks.ood.write_ood_report`).
-
-:func:`resolve_detectors`, :func:`load_ood_data` and :func:`build_detectors` are the steps
-of :func:`run_ood` before the forward passes, public for comparisons that run the same
-detectors on the same data another way (``benchmarks/bench_ood_shared.py``).
+in-distribution test accuracy. ``dunno ood`` writes the files (:mod:`evaluation.benchmarks.ood`).
+:func:`resolve_detectors`, :func:`load_ood_data` and :func:`build_detectors`, the steps before
+the passes, are public for ``benchmarks/bench_ood_shared.py``.
 """
 
 from __future__ import annotations
@@ -56,7 +54,7 @@ from dunno.inputs import as_arrays, describe_kind, model_dtype
 from dunno.models import check_compiled_features, check_model_data
 from dunno.progress import Progress, reports_progress
 from dunno.validation import check_choice, check_int
-from evaluation.metrics.ood import ood_metrics
+from evaluation.metrics import has_code_length, ood_metrics
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
 from uncertainty.ood.registry import DETECTORS, make_detector, resolve_alias, resolve_alias_params
@@ -225,7 +223,8 @@ def build_detectors(names: list[str], model: nn.Module | None, *,
                     ) -> dict[str, OODDetector]:
     """The unfitted detectors ``names``, with their ``detector_params`` and the run's shared
     settings wherever a detector takes them: ``layer``, ``device``, the likelihood ratio's
-    ``background`` model (then not re-trained) and the likelihood's ``num_dims`` (bits/dim).
+    ``background`` model (then not re-trained) and the likelihood's ``num_dims`` (bits/dim,
+    for a density whose log-likelihood is a code length; nats otherwise).
     Hyper-parameters are checked here, before any forward pass."""
     detector_params = resolve_alias_params(detector_params)
     unknown = sorted(set(detector_params) - set(names))
@@ -243,7 +242,7 @@ def build_detectors(names: list[str], model: nn.Module | None, *,
         if background is not None and "background" in accepted:
             params.setdefault("background", background)
             params.setdefault("fit_background", False)
-        if num_dims is not None and "num_dims" in accepted:
+        if num_dims is not None and "num_dims" in accepted and has_code_length(density):
             params.setdefault("num_dims", num_dims)  # likelihood in bits/dim
         out[name] = make_detector(name, model if cls.uses_model else None,
                                   density=density if cls.uses_density else None, **params)
@@ -344,7 +343,7 @@ def run_ood(
         A density model of ``in_data`` (``log_prob(x) -> (N,)`` nats: NADE, PixelCNN,
         PixelRNN, VAE) for the density-based detectors. It scores each dataset once, as
         ``density_inputs`` maps it; all density detectors share that pass, and the
-        likelihood is reported in bits/dim.
+        likelihood is reported in bits/dim (nats for a continuous density: no code length).
     density_inputs : callable, optional
         ``(dataset, split) -> dataset``: what ``density`` scores for a split of the data,
         applied to the fit split, the test split and (with split ``"test"``) every OOD set --

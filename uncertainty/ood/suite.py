@@ -97,7 +97,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             unfitted = cls()
             needs = unfitted.needs | unfitted.fit_needs
             return (classifier and cls.applies_to(model)
-                    and (labels or not cls.fit_needs_labels)
+                    and (labels or not unfitted.fit_needs_labels)
                     and (has_features or model is None or "features" not in needs)
                     and not (cls.reads_head and layer is not None))
 
@@ -114,7 +114,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
                 f"The detector {name!r} scores through a density model; pass one (density=..., "
                 "or --density CKPT on the command line)."
             )
-        if DETECTORS[name].fit_needs_labels and not labels:
+        if DETECTORS[name]().fit_needs_labels and not labels:  # combined: its components'
             raise ValueError(
                 f"The detector {name!r} learns per-class statistics and needs labelled fit "
                 "data, but the fit data has no labels; pass them (in_data=((x_train, y_train), "

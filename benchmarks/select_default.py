@@ -11,12 +11,13 @@ are fitted on the 55 000-image ``train`` split (one seeded 20% of it held out as
 references of ``combined``) and scored on the disjoint 5 000-image ``val`` split as
 in-distribution, and on the outliers :mod:`dunno.data.outliers` makes from those ``val``
 images (permuted pixels, shuffled 7 x 7 and 14 x 14 patches, eroded and dilated strokes, pixel
-noise, overlaid pairs) as OOD. No test split and no OOD set is loaded. The candidates are
-every applicable registered classifier detector alone and every pair and triple of them under
-Fisher's sum and under the maximum of conformal p-values
+noise, overlaid pairs, spliced halves) as OOD. No test split and no OOD set is loaded. The
+candidates are every applicable registered classifier detector alone and every pair and
+triple of them under Fisher's sum and under the maximum of conformal p-values
 (:func:`~uncertainty.ood.selection.component_candidates`). **One** default is chosen for both
-models: the best worst-case AUROC over both models and all outlier kinds, ties (within 0.1
-AUROC points) by the mean (:func:`~uncertainty.ood.selection.merge_selections`).
+models: the best worst-case AUROC over both models and all outlier kinds, ties (within one
+standard error of the best worst case) by the mean
+(:func:`~uncertainty.ood.selection.merge_selections`).
 
 The models are the anchor table's (``benchmarks/ood_table.py``: LeNet-5, 5 epochs Adam 1e-3,
 batch 128, seed 0), trained into ``out/lenet5-<data>-seed<seed>/`` or reused from there, so
@@ -41,7 +42,12 @@ from dunno.checkpoints import atomic_write_text, load_model  # noqa: E402
 from dunno.data import load_dataset  # noqa: E402
 from dunno.devices import resolve_device  # noqa: E402
 from dunno.reporting import write_json  # noqa: E402
-from uncertainty.ood.selection import Selection, merge_selections, select_detector  # noqa: E402
+from uncertainty.ood.selection import (  # noqa: E402
+    Selection,
+    label_free,
+    merge_selections,
+    select_detector,
+)
 
 __all__ = ["ANCHOR_DATA", "main", "run_selection"]
 
@@ -108,6 +114,10 @@ def run_selection(
     report["default"] = {"candidate": merged.selected["candidate"],
                          **{k: list(v) if isinstance(v, tuple) else v
                             for k, v in merged.detector_params().items()}}
+    free = label_free(merged)  # the default for fit data without labels
+    report["default_unlabelled"] = {"candidate": free.selected["candidate"],
+                                    **{k: list(v) if isinstance(v, tuple) else v
+                                       for k, v in free.detector_params().items()}}
     report["minutes"] = (time.perf_counter() - t_start) / 60
     text = _markdown(report, selections, merged, top)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +136,9 @@ def _markdown(report: dict[str, Any], selections: dict[str, Selection], merged: 
              f"{report['minutes']:.1f} min)", "",
              f"Selected: **{best['candidate']}** (worst case {100 * best['worst']:.2f}, mean "
              f"{100 * best['mean']:.2f} AUROC % over {len(merged.kinds)} model x kind pairs; "
-             f"{len(merged.rows)} candidates).", "",
+             f"{len(merged.rows)} candidates). Without labels: "
+             f"**{report['default_unlabelled']['candidate']}** (the best candidate that needs "
+             "no labels, by the same rule).", "",
              "## Both models (the rule's ranking)", "", merged.to_markdown(top), ""]
     for name, selection in selections.items():
         info = selection.info

@@ -39,6 +39,17 @@ def test_shared_passes_give_the_naive_scores(model):
     assert set(timing["naive_per_detector"]) == {"energy", "ddu", "knn", "odin"}
     assert timing["table"].own_passes == ["odin"]
     assert timing["shared_seconds"] > 0 and timing["naive_seconds"] > 0
+    assert timing["shared_cpu_seconds"] > 0 and timing["naive_cpu_seconds"] > 0
+
+
+def test_the_shared_knn_search_gives_the_naive_scores(model):
+    bench = _load("bench_ood_shared")
+    params = {"knn": {"k": 5}, "combined": {"components": ("gen", ("knn", {"k": 5}))}}
+    timing = bench.compare_shared_vs_naive(model, IN, "gaussian-noise", "knn,combined",
+                                           detector_params=params, batch_size=100, warmup=60)
+    assert timing["max_abs_score_difference"] <= 1e-12
+    assert timing["shared_searches"]["searches"] == 2  # test set and the OOD set
+    assert timing["shared_searches"]["reused"] == 4  # by kNN and by the combination
 
 
 def test_bench_ood_shared_main_with_a_density_model(tmp_path, capsys):

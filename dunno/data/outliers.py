@@ -26,6 +26,8 @@ kind              what it is                                    what it keeps
                   noise, clipped to ``[0, 1]``
 ``overlay``       the pixelwise maximum of the image and         both images' strokes
                   another image of the batch
+``splice``        the image's top half above the bottom half     each half, in its place
+                  of another image of the batch
 ================  ============================================  ==============================
 
 Grey-scale erosion and dilation (Serra, "Image Analysis and Mathematical Morphology", 1982)
@@ -43,7 +45,9 @@ Permuted pixels and shuffled patches are the "local vs global" outliers of OOD s
 build outliers from in-distribution data (e.g. the permuted and shuffled images of Hendrycks
 et al., "Deep Anomaly Detection with Outlier Exposure", ICLR 2019, and the shuffled patches
 of Zhang et al., "On the Out-of-distribution Generalization of Probabilistic Image Modelling",
-NeurIPS 2021); the rest are corruptions of stroke width, pixel noise and composition.
+NeurIPS 2021); the rest are corruptions of stroke width, pixel noise and composition
+(``overlay`` puts two objects in one frame, ``splice`` joins halves of two into one new
+shape: a near outlier whose every part is in-distribution).
 :data:`OUTLIER_KINDS` maps the names to the generators; they are built only from the images
 given and see no other data.
 """
@@ -61,7 +65,7 @@ import torch.nn.functional as F
 from dunno.validation import check_float, check_int, check_seed
 
 __all__ = ["OUTLIER_KINDS", "additive_noise", "dilate", "erode", "make_outliers", "overlay",
-           "permute_pixels", "shuffle_patches"]
+           "permute_pixels", "shuffle_patches", "splice"]
 
 
 def _images(images: Any, owner: str) -> torch.Tensor:
@@ -186,13 +190,35 @@ def overlay(images: Any, seed: int = 0) -> Any:
     if n < 2:
         raise ValueError(f"The 'images' argument of overlay must hold at least 2 images (each "
                          f"is overlaid with another). Got {n} instead.")
-    g = _generator(seed, "overlay")
-    # a random cyclic shift of a random order is a derangement: i -> order[(pos(i) + s) % n]
+    partner = _derangement(n, _generator(seed, "overlay"))
+    return _like(torch.maximum(x, x[partner.to(x.device)]), images)
+
+
+def _derangement(n: int, g: torch.Generator) -> torch.Tensor:
+    """``(n,)`` partners ``i -> partner[i] != i`` (``n >= 2``): a random cyclic shift of a
+    random order, ``i -> order[(pos(i) + s) % n]``."""
     order = torch.randperm(n, generator=g)
     shift = int(torch.randint(1, n, (1,), generator=g))
     partner = torch.empty(n, dtype=torch.long)
     partner[order] = order.roll(-shift)
-    return _like(torch.maximum(x, x[partner.to(x.device)]), images)
+    return partner
+
+
+def splice(images: Any, seed: int = 0) -> Any:
+    """The top half of each image (rows ``0 .. H // 2 - 1``) above the bottom half of another
+    image of the batch (a random derangement pairs them, as in :func:`overlay`): a new shape
+    made of two in-distribution halves, each where it belongs. ``(N, C, H, W)`` -> same
+    shape; needs ``N >= 2`` and ``H >= 2``."""
+    x = _images(images, "splice")
+    n, _, h, _ = x.shape
+    if n < 2 or h < 2:
+        raise ValueError(f"The 'images' argument of splice must hold at least 2 images of at "
+                         f"least 2 rows (each is joined with another). Got shape "
+                         f"{tuple(x.shape)} instead.")
+    partner = _derangement(n, _generator(seed, "splice"))
+    out = x.clone()
+    out[:, :, h // 2:] = x[partner.to(x.device), :, h // 2:]
+    return _like(out, images)
 
 
 #: The synthetic outlier kinds, by name (module docstring), each ``(images, seed) -> outliers``.
@@ -204,6 +230,7 @@ OUTLIER_KINDS: dict[str, Callable[..., Any]] = {
     "dilate": dilate,
     "noise": additive_noise,
     "overlay": overlay,
+    "splice": splice,
 }
 
 

@@ -61,13 +61,15 @@ def check_images(
         xf = x.float()
     else:
         xf = x.float()
-        if x.numel() and not torch.isfinite(xf).all():
+        # 0/1 values only: one fast check (any other value, NaN and inf included, fails it)
+        binary = pixels == "binary" and torch.equal(xf, xf.bool().to(xf.dtype))
+        if not binary and x.numel() and not torch.isfinite(xf).all():
             bad = xf[~torch.isfinite(xf)][0].item()
             row = int((~torch.isfinite(xf)).flatten(1).any(1).nonzero()[0])
             raise ValueError(f"{arg} contains NaN or infinite values (e.g. {bad} in row "
                              f"{row}).")
         if pixels == "binary":
-            if x.numel() and not ((xf == 0) | (xf == 1)).all():
+            if not binary and x.numel():
                 raise _not_binary(xf, arg)
         elif x.numel():
             if not (xf == xf.round()).all():

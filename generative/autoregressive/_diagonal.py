@@ -17,9 +17,10 @@ the cells of one diagonal are a strided view (row step ``W - 1`` for the left-to
 direction, ``W + 1`` for the mirrored one) of contiguous ``N``-blocks. Per step, the input
 ``x``, the state above, the state to the left and a constant 1 of every cell of the diagonal
 are copied into one reused ``(2, F_x + 2h + 1, n_d N)`` buffer, and the pre-activations of
-both directions are one batched matrix product with the kernel ``[K^{is} | K^{ss} | b]``
-``(2, 4h, F_x + 2h + 1)``; the backward pass has one product for the gradient of the
-inputs and one for the kernel's. The above and left states come from the previous step's
+each direction are one matrix product with its kernel ``[K^{is} | K^{ss} | b]``
+``(4h, F_x + 2h + 1)`` (:func:`~._products.mm`: oneDNN on CPU in float32); the backward
+pass rebuilds the same buffer and has one product for the gradient of the inputs and one
+for the kernel's per direction. The above and left states come from the previous step's
 hidden states kept with zero padding (:func:`diagonal_steps`), so no step needs a special
 case at the image border. Gate activations, cell states and hidden states of every step
 are kept as separate small tensors, which the allocator recycles from step to step (one
@@ -39,6 +40,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+
+from ._products import mm, mm_nt, use_onednn
 
 __all__ = ["DiagonalRecursion", "diagonal_steps"]
 
@@ -105,8 +108,10 @@ def _forward(xs, kernel, hd):
     hidden states (see :func:`diagonal_steps`)."""
     cx, height, width, n = xs.shape
     steps = diagonal_steps(height, width)
-    buf_all = xs.new_empty(2, cx + 2 * hd + 1, min(height, width) * n)
-    buf_all[:, -1].fill_(1)
+    fe = cx + 2 * hd + 1
+    scratch = xs.new_empty(2 * fe * min(height, width) * n)
+    kq = (kernel[0].contiguous(), kernel[1].contiguous())
+    onednn = use_onednn(xs)
     combined = xs.new_zeros(hd, height, width, n)
     saved = []
     hpad = cpad = None
@@ -114,18 +119,23 @@ def _forward(xs, kernel, hd):
         rows, lo, shift, base0, base1 = step
         cols = rows * n
         below = rows - (1 if lo + rows == height else 0)  # cells with a row below
-        buf = buf_all[:, :, :cols]
+        buf = scratch[: 2 * fe * cols].view(2, fe, cols)
+        buf[:, -1].fill_(1)
         _fill(buf, xs, hpad, step, hd, width, n)
-        s = torch.bmm(kernel, buf).sigmoid_()  # (2, 4h, n_d N)
+        s = xs.new_empty(2, 4 * hd, cols)
+        torch.sigmoid(mm(kq[0], buf[0], onednn), out=s[0])
+        torch.sigmoid(mm(kq[1], buf[1], onednn), out=s[1])
         o, f, i, s_g = s.split(hd, dim=1)
         c_prev = None if cpad is None else cpad[:, :, (shift + 1) * n : (shift + 1) * n + cols]
-        cpad = _padded(xs, hd, cols, n)
+        state = xs.new_empty(2, 2, hd, cols + 2 * n)  # [c, h], zero-padded
+        state[..., :n].zero_()
+        state[..., cols + n :].zero_()
+        cpad, hpad = state
         c = cpad[:, :, n : n + cols]
         torch.addcmul(i, i, s_g, value=-2, out=c)  # i * g
         if c_prev is not None:
             c.addcmul_(f, c_prev)
         t = torch.mul(c, -2).sigmoid_()
-        hpad = _padded(xs, hd, cols, n)
         h = hpad[:, :, n : n + cols]
         torch.addcmul(o, o, t, value=-2, out=h)  # o * tanh(c)
         _diag(combined, 0, base0, rows, width).add_(h[0].view(hd, rows, n))
@@ -145,15 +155,16 @@ def _backward(grad, xs, kernel4, saved, hd):
     cx, height, width, n = xs.shape
     steps = diagonal_steps(height, width)
     maxcols = min(height, width) * n
+    fe = cx + 2 * hd + 1
+    onednn = use_onednn(xs)
     grad_x = torch.zeros_like(xs)
-    grad_kernel = kernel4.new_zeros(2, 4 * hd, cx + 2 * hd + 1)
-    kernel_t = kernel4.transpose(1, 2)  # (2, F, 4h)
-    buf_all = xs.new_empty(2, cx + 2 * hd + 1, maxcols)
-    buf_all[:, -1].fill_(1)
+    kt = (kernel4[0].t().contiguous(), kernel4[1].t().contiguous())  # (F, 4h) each
+    gk_parts = ([], [])  # per step and direction: [x | above | left | 1]^T dz^T, (F + 1, 4h)
+    scratch = xs.new_empty(2 * fe * maxcols)
     ghpad = xs.new_empty(2, hd, maxcols + 2 * n)
     up_all = xs.new_empty(2, 4 * hd, maxcols)
     carry = None  # gradient reaching the cell states of step d through step d + 1
-    dx_next = None  # (2, F, n_{d+1} N): gradient of the inputs of step d + 1
+    dx_next = None  # per direction (F, n_{d+1} N): gradient of the inputs of step d + 1
     for d in range(len(steps) - 1, -1, -1):
         step = steps[d]
         rows, lo, shift, base0, base1 = step
@@ -169,10 +180,11 @@ def _backward(grad, xs, kernel4, saved, hd):
         if below < rows:
             gh[1, :, below * n :].zero_()
         if dx_next is not None:  # ... and the next step's above and left inputs
-            nshift, ncols = steps[d + 1][2], dx_next.shape[-1]
-            ghpad[:, :, nshift * n : nshift * n + ncols].add_(dx_next[:, cx : cx + hd])
-            ghpad[:, :, (nshift + 1) * n : (nshift + 1) * n + ncols].add_(
-                dx_next[:, cx + hd : cx + 2 * hd])
+            nshift, ncols = steps[d + 1][2], dx_next[0].shape[-1]
+            for q in (0, 1):
+                ghpad[q, :, nshift * n : nshift * n + ncols].add_(dx_next[q][cx : cx + hd])
+                ghpad[q, :, (nshift + 1) * n : (nshift + 1) * n + ncols].add_(
+                    dx_next[q][cx + hd : cx + 2 * hd])
         # dL/dc = carry + dh * o * (1 - tanh(c)^2),  1 - tanh(c)^2 = 4 t (1 - t)
         gc = torch.addcmul(t, t, t, value=-1).mul_(o)
         if carry is None:
@@ -184,27 +196,27 @@ def _backward(grad, xs, kernel4, saved, hd):
         u_o, u_f, u_i, u_g = up.split(hd, dim=1)
         torch.addcmul(gh, gh, t, value=-2, out=u_o)
         if d:
-            _, prev_cpad, _, prev_hpad = saved[d - 1]
+            prev_cpad = saved[d - 1][1]
             window = slice((shift + 1) * n, (shift + 1) * n + cols)
             torch.mul(gc, prev_cpad[:, :, window], out=u_f)
-            carry_pad = xs.new_empty(prev_cpad.shape)
-            carry_pad[:, :, : window.start].zero_()
-            carry_pad[:, :, window.stop :].zero_()
+            carry_pad = prev_cpad.new_zeros(prev_cpad.shape)
             torch.mul(gc, f, out=carry_pad[:, :, window])
             carry = carry_pad[:, :, n : prev_cpad.shape[-1] - n]
         else:
-            prev_hpad = None
             u_f.zero_()
         torch.addcmul(gc, gc, s_g, value=-2, out=u_i)
         torch.mul(gc, i, out=u_g)
         dz = torch.addcmul(s, s, s, value=-1).mul_(up)  # (2, 4h, n_d N)
-        dx = torch.bmm(kernel_t, dz)  # (2, F, n_d N)
-        _diag(grad_x, 0, base0, rows, width).add_(dx[0, :cx].view(cx, rows, n))
-        _diag(grad_x, 1, base1, rows, width).add_(dx[1, :cx].view(cx, rows, n))
-        buf = buf_all[:, :, :cols]
-        _fill(buf, xs, prev_hpad, step, hd, width, n)
-        grad_kernel.baddbmm_(dz, buf.transpose(1, 2))
+        dx = (mm(kt[0], dz[0], onednn), mm(kt[1], dz[1], onednn))  # (F, n_d N) each
+        _diag(grad_x, 0, base0, rows, width).add_(dx[0][:cx].view(cx, rows, n))
+        _diag(grad_x, 1, base1, rows, width).add_(dx[1][:cx].view(cx, rows, n))
+        buf = scratch[: 2 * fe * cols].view(2, fe, cols)
+        buf[:, -1].fill_(1)
+        _fill(buf, xs, saved[d - 1][3] if d else None, step, hd, width, n)
+        for q in (0, 1):  # (F + 1, cols) @ (cols, 4h)
+            gk_parts[q].append(mm_nt(buf[q], dz[q], onednn))
         dx_next = dx
+    grad_kernel = torch.stack([torch.stack(p).sum(0).t() for p in gk_parts])  # (2, 4h, F+1)
     grad_kernel[:, 3 * hd :] *= 4
     return grad_x, grad_kernel
 

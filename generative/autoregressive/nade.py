@@ -230,6 +230,11 @@ class NADE(AutoregressiveImageModel):
         ``u (N, C, H', W)`` binary floats with ``H' <= H`` rows (the first ``H' W C``
         dimensions; only for the raster ordering) -> logits ``(N, C, H', W)``.
         """
+        return self._logits(u, order, binary=False)
+
+    def _logits(self, u: torch.Tensor, order, *, binary: bool) -> torch.Tensor:
+        """:meth:`forward`; ``binary=True`` when ``u`` is known to hold 0/1 values only (the
+        inputs of :meth:`log_prob`, checked by :meth:`preprocess`)."""
         order = self._check_order(order)
         v = self._flatten(u)  # (N, D')
         if order is not None:
@@ -238,7 +243,7 @@ class NADE(AutoregressiveImageModel):
             logits = torch.empty_like(v)
             logits[:, order] = self._ordered_logits(v[:, order], order)
             return self._unflatten(logits)
-        if self._shares_states(v):
+        if self._shares_states(v, binary=binary):
             logits = shared_state_logits(v, self.W, self.c, self.V, self.b, self.activation)
         else:
             logits = self._ordered_logits(v, None)
@@ -247,13 +252,15 @@ class NADE(AutoregressiveImageModel):
     def _act(self, a: torch.Tensor) -> torch.Tensor:
         return ACTIVATIONS[self.activation](a)
 
-    def _shares_states(self, v: torch.Tensor) -> bool:
+    def _shares_states(self, v: torch.Tensor, *, binary: bool = False) -> bool:
         """Whether the shared-state pass applies (module docstring): no gradient needed, the
-        CPU, no mask weights, and 0/1 inputs (``forward`` takes unchecked inputs)."""
+        CPU, no mask weights, and 0/1 inputs (checked here unless ``binary``: ``forward``
+        takes unchecked inputs)."""
         needs_grad = torch.is_grad_enabled() and (
             v.requires_grad or any(p.requires_grad for p in self.parameters()))
         return (not needs_grad and self.U is None and v.device.type == "cpu"
-                and v.numel() > 0 and bool(((v == 0) | (v == 1)).all()))
+                and v.numel() > 0
+                and (binary or torch.equal(v, v.bool().to(v.dtype))))
 
     def log_prob(self, x, order=None) -> torch.Tensor:
         r"""Exact :math:`\log p(x)` in nats ``(N,)`` under the raster ordering, or under
@@ -262,7 +269,7 @@ class NADE(AutoregressiveImageModel):
         out); NaN / inf are refused."""
         def one(xb):
             u, target = self.preprocess(xb)
-            return self._log_prob_from_logits(self(u, order), target)
+            return self._log_prob_from_logits(self._logits(u, order, binary=True), target)
 
         return apply_batched(one, x, owner="NADE.log_prob", device=self.W.device)
 

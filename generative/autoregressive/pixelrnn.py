@@ -71,6 +71,7 @@ from dunno.validation import check_int
 
 from ._base import LEVELS, AutoregressiveImageModel
 from ._diagonal import DiagonalRecursion
+from ._products import FeatureLinear
 from .masks import MaskedConv2d, channel_groups
 
 __all__ = ["DiagonalBiLSTM", "RowLSTM", "skew", "unskew"]
@@ -122,7 +123,7 @@ def _lstm_gates(
 def _conv1x1(conv: MaskedConv2d, x: torch.Tensor) -> torch.Tensor:
     """A masked 1x1 convolution on features laid out as ``(in, P)`` -> ``(out, P)``."""
     weight = (conv.weight * conv.mask).flatten(1)  # (out, in)
-    return torch.addmm(conv.bias.unsqueeze(1), weight, x)
+    return FeatureLinear.apply(x, weight, conv.bias)
 
 
 def _state_groups(hidden: int, colors: int, copies: int) -> torch.Tensor:
@@ -198,8 +199,9 @@ class _DiagonalBiLSTMLayer(nn.Module):
             combined = DiagonalRecursion.apply(xs, kernel.to(xs.dtype),
                                                conv.bias.view(2, 4 * hd).to(xs.dtype))
         w_out = (self.out.weight * self.out.mask).view(ch, hd)
-        y = torch.addmm(xs.view(ch, -1), w_out, combined.reshape(hd, -1))  # x + out(comb)
-        y = y.add_(self.out.bias.unsqueeze(1)).view(ch, rows, w, n)  # (2h, H, W, N)
+        y = FeatureLinear.apply(combined.view(hd, -1), w_out, self.out.bias,
+                                xs.view(ch, -1))  # x + out(comb)
+        y = y.view(ch, rows, w, n)  # (2h, H, W, N)
         return y.permute(3, 0, 1, 2)  # (N, 2h, H, W) view
 
 

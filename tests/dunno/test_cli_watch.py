@@ -165,7 +165,8 @@ def test_ood_reports_its_passes_and_the_detectors(tmp_path, capsys, lenet):
                     r"^logits gaussian-noise: 360/360 ex \(100%\) in ",
                     r"^ODIN T=1000 eps=0\.0014: 360/360 ex \(100%\) in ",
                     r"^RaPP autoencoder: 2/2 epoch \(100%\) in ",
-                    r"^detectors \(fit, score\): 3/3 detector \(100%\) in "):
+                    r"^detectors \(fit\): 3/3 detector \(100%\) in ",
+                    r"^detectors \(score\): 3/3 detector \(100%\) in "):
         assert re.search(pattern, err, re.M), pattern
     assert "AUROC" in captured.out and "detector (" not in captured.out
     assert main([*args, "--quiet"]) == 0

@@ -19,6 +19,7 @@ from dunno.data.outliers import (
     overlay,
     permute_pixels,
     shuffle_patches,
+    splice,
 )
 from dunno.errors import DataError
 
@@ -37,7 +38,7 @@ def test_every_kind_is_seeded_pure_and_keeps_the_shape(images):
         assert torch.equal(a, b), name
         assert not torch.equal(a, images), name
     assert torch.equal(images, before)  # the input is never modified
-    for name in ("permute", "patches-7", "patches-14", "noise", "overlay"):
+    for name in ("permute", "patches-7", "patches-14", "noise", "overlay", "splice"):
         kind = OUTLIER_KINDS[name]
         assert not torch.equal(kind(images, seed=3), kind(images, seed=4)), name
 
@@ -147,6 +148,22 @@ def test_overlay_pairs_each_image_with_another():
         assert sorted(partners.argmax(1).tolist()) == list(range(n))  # each used once
     with pytest.raises(ValueError, match="at least 2 images"):
         overlay(x[:1])
+
+
+def test_splice_joins_a_top_half_with_another_images_bottom_half():
+    n = 7
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 5, 3) / n
+    for seed in range(4):
+        y = splice(x, seed=seed)
+        assert torch.equal(y[:, :, :2], x[:, :, :2])  # rows 0 .. H // 2 - 1 kept
+        bottom = (y[:, 0, 2:] * n).round().long()  # (N, 3, 3): the partner's index
+        assert bool((bottom == bottom[:, :1, :1]).all())
+        partners = bottom[:, 0, 0]
+        assert bool((partners != torch.arange(n)).all())  # never the image itself
+        assert sorted(partners.tolist()) == list(range(n))  # each bottom used once
+    assert torch.equal(splice(x, seed=3), splice(x, seed=3))
+    with pytest.raises(ValueError, match="at least 2 images"):
+        splice(x[:1])
 
 
 def test_make_outliers_seeds_each_kind_independently(images):

@@ -19,6 +19,7 @@ from uncertainty.ood.registry import DEFAULT_DETECTOR, DETECTORS
 from uncertainty.ood.selection import (
     candidate_label,
     component_candidates,
+    label_free,
     merge_selections,
     rank_candidates,
     score_candidates,
@@ -102,6 +103,30 @@ def test_the_default_tie_is_one_standard_error_of_the_best_worst_case():
     assert [r["candidate"] for r in ranked] == ["b", "a", "c"]
     with pytest.raises(ValueError, match="needs 'sizes'"):
         rank_candidates(rows)
+
+
+def test_label_free_reranks_the_candidates_that_need_no_labels():
+    from uncertainty.ood.selection import Selection
+
+    def row(components, worst, mean):
+        return {"candidate": "+".join(c if isinstance(c, str) else c[0] for c in components),
+                "components": components, "reduce": "max", "size": len(components),
+                "auroc": {"k": worst, "j": mean}, "worst": worst, "mean": mean}
+
+    rows = [row(("mahalanobis", "knn"), 0.80, 0.90), row(("knn", "odin"), 0.747, 0.91),
+            row(("odin", ("rapp", {"mode": "sap"})), 0.75, 0.85),
+            row(("ddu",), 0.70, 0.95), row(("energy",), 0.60, 0.70)]
+    sizes = {"k": (5000, 5000), "j": (10, 10)}
+    selection = Selection(["k", "j"], rank_candidates(rows, sizes=sizes)[0], 0.0, sizes)
+    assert selection.selected["candidate"] == "mahalanobis+knn"
+    free = label_free(selection)
+    # Mahalanobis and DDU learn per-class statistics; of the rest, the tie at 0.75 - 0.0049
+    # holds knn+odin, which wins on the mean
+    assert [r["candidate"] for r in free.rows] == ["knn+odin", "odin+rapp", "energy"]
+    assert free.detector_params() == {"components": ("knn", "odin"), "reduce": "max"}
+    only_labelled = Selection(["k", "j"], rows[:1], 0.0, sizes)
+    with pytest.raises(ValueError, match="no candidate that needs no labels"):
+        label_free(only_labelled)
 
 
 def test_score_candidates_picks_the_detector_that_sees_every_kind():

@@ -14,22 +14,24 @@
     ddu = make_detector("ddu", model).fit_outputs(train)
     scores = ddu.score_outputs(test)
 
-Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``,
-``gen`` (Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``,
-``knn``, ``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021),
-``rapp`` and ``combined`` (conformal p-values of several detectors, by default Fisher's sum
-over GEN, kNN and RaPP-SAP: the recommended detector, also named ``default``, its components
-chosen from in-distribution data and synthetic outliers alone by
+Detectors (registry names): ``msp``, ``maxlogit``, ``entropy``, ``energy``, ``odin``, ``gen``
+(Liu et al. 2023), ``kl-matching`` (Hendrycks et al. 2022), ``mahalanobis``, ``ddu``, ``knn``,
+``featurenorm``, ``she`` (Zhang et al. 2023), ``gradnorm`` (Huang et al. 2021), ``rapp`` and
+``combined`` (conformal p-values of several detectors, by default Fisher's sum over the feature
+norm, the Mahalanobis ensemble and RaPP-SAP -- without labels the maximum over ODIN, kNN and
+RaPP-SAP: the recommended detector, also named ``default``,
+its components chosen from in-distribution data and synthetic outliers alone by
 :func:`~uncertainty.ood.selection.select_detector`); the density-based ``likelihood``,
-``likelihood-ratio`` (Ren et
-al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality`` (Nalisnick et al. 2019b), which
-score through a density model (``make_detector("likelihood-ratio", density=nade)``, see
-:mod:`uncertainty.ood._density`); each module holds the pure score function
-(``energy_score(logits, temperature)``) next to its class. ``mc-dropout`` (MC-Dropout mutual
-information) and ``ensemble-disagreement`` (deep-ensemble mutual information) score the
-epistemic uncertainty of :mod:`uncertainty.predictive`. Three more feature detectors:
-``relative-mahalanobis`` (Ren et al. 2021), ``vim`` (virtual-logit matching, Wang et al. 2022)
-and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023). The contract is in
+``likelihood-ratio`` (Ren et al. 2019), ``complexity`` (Serrà et al. 2020) and ``typicality``
+(Nalisnick et al. 2019b), which score through a density model
+(``make_detector("likelihood-ratio", density=nade)``, see :mod:`uncertainty.ood._density`); each
+module holds the pure score function (``energy_score(logits, temperature)``) next to its class.
+``mc-dropout`` (MC-Dropout mutual information) and ``ensemble-disagreement`` (deep-ensemble
+mutual information) score the epistemic uncertainty of :mod:`uncertainty.predictive`. Three more
+feature detectors: ``relative-mahalanobis`` (Ren et al. 2021), ``vim`` (virtual-logit matching,
+Wang et al. 2022) and ``nnguide`` (nearest-neighbour guidance, Park et al. 2023);
+``mahalanobis-ensemble`` (Lee et al. 2018's Mahalanobis distances at several layers,
+Fisher-combined through held-out conformal p-values). The contract is in
 :mod:`uncertainty.ood._base`, feature access (``model.features`` or a hooked ``layer``) in
 :mod:`uncertainty.ood.outputs`.
 
@@ -48,7 +50,12 @@ The OOD suite, every detector against every OOD set from one shared forward pass
 
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.ash import ASHB, ASHP, ASHS, ash_features, ash_score
-from uncertainty.ood.combined import Combined, conformal_neg_log_p
+from uncertainty.ood.combined import (
+    DEFAULT_COMPONENTS,
+    DEFAULT_COMPONENTS_UNLABELLED,
+    Combined,
+    conformal_neg_log_p,
+)
 from uncertainty.ood.complexity import InputComplexity, complexity_score, compressed_bits
 from uncertainty.ood.ddu import DDU, ddu_score
 from uncertainty.ood.dice import DICE, dice_mask, dice_score
@@ -70,6 +77,7 @@ from uncertainty.ood.likelihood_ratio import (
     mutate_pixels,
 )
 from uncertainty.ood.mahalanobis import Mahalanobis, mahalanobis_score
+from uncertainty.ood.mahalanobis_ensemble import MahalanobisEnsemble, mahalanobis_ensemble_score
 from uncertainty.ood.maxlogit import MaxLogit, max_logit_score
 from uncertainty.ood.mc_dropout_mi import MCDropoutMI, mutual_information_score
 from uncertainty.ood.msp import MSP, msp_score
@@ -108,6 +116,7 @@ for _detector in (MSP, MaxLogit, Entropy, Energy, ODIN, GEN, KLMatching, Mahalan
                   FeatureNorm, SHE, GradNorm,
                   ReAct, DICE, ASHP, ASHB, ASHS, SCALE,  # activation shaping
                   RelativeMahalanobis, ViM, NNGuide,  # feature statistics, subspaces, guidance
+                  MahalanobisEnsemble,  # several layers
                   RaPP, Combined, MCDropoutMI, EnsembleDisagreement, Likelihood, LikelihoodRatio,
                   InputComplexity, Typicality):
     register_detector(_detector)
@@ -154,6 +163,8 @@ __all__ = [
     "likelihood_score",
     "mutate_pixels",
     "typicality_score",
+    "DEFAULT_COMPONENTS",
+    "DEFAULT_COMPONENTS_UNLABELLED",
     "DETECTORS",
     "KNN",
     "MLPAutoencoder",
@@ -164,6 +175,7 @@ __all__ = [
     "Entropy",
     "FeatureNorm",
     "Mahalanobis",
+    "MahalanobisEnsemble",
     "MaxLogit",
     "NNGuide",
     "RelativeMahalanobis",
@@ -181,6 +193,7 @@ __all__ = [
     "feature_norm_score",
     "forward_outputs",
     "knn_score",
+    "mahalanobis_ensemble_score",
     "mahalanobis_score",
     "make_detector",
     "max_logit_score",

@@ -178,8 +178,12 @@ class RaPP(OODDetector):
 
     Attributes
     ----------
-    autoencoder_ : nn.Module; diff_mean_ ``(K,)``; components_ ``(K, r)``;
-    singular_values_ ``(r,)``; train_loss_ : float (last epoch's mean MSE, nan if not trained).
+    autoencoder_ : nn.Module; nap_inputs_ ``(n, D)`` (the flattened training inputs of the
+    NAP statistics); diff_mean_ ``(K,)``; components_ ``(K, r)``; singular_values_ ``(r,)``;
+    train_loss_ : float (last epoch's mean MSE, nan if not trained). The NAP statistics
+    (``diff_mean_``, ``components_``, ``singular_values_``: the SVD of ``n`` difference
+    vectors) are computed in :meth:`fit` when ``mode="nap"``, and on first use otherwise
+    (a SAP score never reads them), with the same values.
     """
 
     name = "rapp"
@@ -190,7 +194,7 @@ class RaPP(OODDetector):
     _wrapped_args = ("autoencoder",)
     score_time_params = ("mode",)
     variants = ({"mode": "sap"},)
-    _state_names = ("autoencoder_", "diff_mean_", "components_", "singular_values_")
+    _state_names = ("autoencoder_", "nap_inputs_")
 
     def __init__(
         self,
@@ -297,17 +301,41 @@ class RaPP(OODDetector):
         if len(x) > self.nap_size:
             g = torch.Generator().manual_seed(self.seed + 1)
             x = x[torch.randperm(len(x), generator=g)[: self.nap_size].sort().values]
-        d = self._differences(ae, x)  # (n, K)
-        mean = d.mean(dim=0)
-        _, s, vh = torch.linalg.svd(d - mean, full_matrices=False)  # s (r,), vh (r, K)
-        keep = s > self.rcond * s.max() if bool(s.max() > 0) else torch.zeros_like(s, dtype=bool)
-        if not bool(keep.any()):
-            raise ValueError("RaPP's training difference vectors are all equal: the "
-                             "autoencoder reconstructs every training input identically.")
         self.autoencoder_ = ae
-        self.diff_mean_ = mean
-        self.components_ = vh[keep].T  # (K, r)
-        self.singular_values_ = s[keep]  # (r,)
+        self.nap_inputs_ = x  # (n, D)
+        self._nap = None
+        if self.mode == "nap":
+            self._nap_statistics()
+
+    def _nap_statistics(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(diff_mean_, components_, singular_values_)``, computed once per fit."""
+        self.check_fitted()
+        if getattr(self, "_nap", None) is None:
+            d = self._differences(self.autoencoder_, self.nap_inputs_)  # (n, K)
+            mean = d.mean(dim=0)
+            _, s, vh = torch.linalg.svd(d - mean, full_matrices=False)  # s (r,), vh (r, K)
+            keep = (s > self.rcond * s.max() if bool(s.max() > 0)
+                    else torch.zeros_like(s, dtype=bool))
+            if not bool(keep.any()):
+                raise ValueError("RaPP's training difference vectors are all equal: the "
+                                 "autoencoder reconstructs every training input identically.")
+            self._nap = (mean, vh[keep].T, s[keep])  # (K,), (K, r), (r,)
+        return self._nap
+
+    @property
+    def diff_mean_(self) -> torch.Tensor:
+        """Mean ``(K,)`` of the training difference vectors (NAP)."""
+        return self._nap_statistics()[0]
+
+    @property
+    def components_(self) -> torch.Tensor:
+        """Right singular vectors ``V (K, r)`` of the centred training differences (NAP)."""
+        return self._nap_statistics()[1]
+
+    @property
+    def singular_values_(self) -> torch.Tensor:
+        """Their singular values ``(r,)``, those above ``rcond`` times the largest (NAP)."""
+        return self._nap_statistics()[2]
 
     # ------------------------------------------------------------------ scoring
     def scores(self, x) -> dict[str, torch.Tensor]:

@@ -4,8 +4,8 @@ A detector chosen by its scores on OOD test sets is tuned to them, and its numbe
 sets are optimistic. :func:`select_detector` sees **only in-distribution data** -- a fit split
 and a disjoint held-out split -- and the synthetic outliers that
 :mod:`dunno.data.outliers` makes from the held-out images (permuted pixels, shuffled patches,
-eroded and dilated strokes, pixel noise, overlaid images). Its signature has no place for OOD
-data.
+eroded and dilated strokes, pixel noise, overlaid images, spliced halves). Its signature has
+no place for OOD data.
 
 **Candidates.** The *components* are the registry's classifier detectors that apply to the
 model (:func:`component_candidates`: every detector that ``"all"`` would run, except
@@ -55,8 +55,8 @@ from uncertainty.ood.combined import REDUCTIONS, Combined, ComponentSpec, compon
 from uncertainty.ood.outputs import LayerSpec, extract_outputs
 from uncertainty.ood.registry import DEFAULT_DETECTOR, DETECTORS
 
-__all__ = ["Selection", "candidate_label", "component_candidates", "merge_selections",
-           "rank_candidates", "score_candidates", "select_detector"]
+__all__ = ["Selection", "candidate_label", "component_candidates", "label_free",
+           "merge_selections", "rank_candidates", "score_candidates", "select_detector"]
 
 OWNER = "select_detector"
 
@@ -364,3 +364,21 @@ def merge_selections(selections: dict[str, Selection], tie: float | None = None)
     ranked, tie = rank_candidates(rows, tie, sizes)
     info = {name: s.info for name, s in selections.items()}
     return Selection(kinds=kinds, rows=ranked, tie=tie, sizes=sizes, info=info)
+
+
+def label_free(selection: Selection, tie: float | None = None) -> Selection:
+    """The same ranking restricted to candidates none of whose components learns per-class
+    statistics (``fit_needs_labels``): the default for unlabelled fit data
+    (:data:`uncertainty.ood.combined.DEFAULT_COMPONENTS_UNLABELLED`). ``tie`` as in
+    :func:`rank_candidates`, recomputed for the restricted best worst case."""
+    def needs_labels(spec: ComponentSpec) -> bool:
+        name = spec if isinstance(spec, str) else spec[0]
+        return DETECTORS[name]().fit_needs_labels
+
+    rows = [r for r in selection.rows if not any(needs_labels(c) for c in r["components"])]
+    if not rows:
+        raise ValueError("The selection given to label_free has no candidate that needs no "
+                         "labels.")
+    ranked, tie = rank_candidates(rows, tie, selection.sizes)
+    return Selection(kinds=selection.kinds, rows=ranked, tie=tie, sizes=selection.sizes,
+                     info=selection.info)

@@ -16,8 +16,12 @@ split's shape, range and size). The model runs **once per dataset**
 needs them, from one pass through ``model.features`` then ``model.head``) and every detector
 fits and scores from those cached tensors. Only detectors that need the inputs make their own
 passes: ODIN and Mahalanobis with input pre-processing (a forward and a backward pass per
-batch through the classifier) and RaPP (its own autoencoder). ``timings`` records the shared
-passes, each detector's fit and scoring time, and the total.
+batch through the classifier) and RaPP (its own autoencoder). Every detector is fitted, then
+every detector scores; kNN searches of the same test or OOD features against banks made from
+the same training features (kNN's bank and the kNN component of ``combined``, which keeps 80%
+of it) are made once (:mod:`uncertainty.ood.shared_search`; the same scores as each detector's
+own search). ``timings`` records the shared passes, each detector's fit and scoring time, the
+shared searches and the total.
 
 **Density models.** With ``density=`` the density-based detectors -- ``likelihood``
 (bits/dim; nats for a continuous density), ``likelihood-ratio`` (Ren et al. 2019),
@@ -48,9 +52,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
+from dunno.data import ArrayDataset
 from dunno.devices import resolve_device
-from dunno.inputs import as_arrays, describe_kind, model_dtype
+from dunno.inputs import model_dtype
 from dunno.models import check_compiled_features, check_model_data
 from dunno.progress import Progress, reports_progress
 from dunno.validation import check_choice, check_int
@@ -58,6 +62,8 @@ from evaluation.metrics import has_code_length, ood_metrics
 from uncertainty.ood._base import OODDetector
 from uncertainty.ood.outputs import LayerSpec, ModelOutputs, check_layer, extract_outputs
 from uncertainty.ood.registry import DETECTORS, make_detector, resolve_alias, resolve_alias_params
+from uncertainty.ood.shared_search import SharedSearches
+from uncertainty.ood.suite_data import _names, load_ood_data
 from uncertainty.ood.table import OODTable
 
 __all__ = ["FIT_SPLITS", "DensityInputs", "build_detectors", "load_ood_data",
@@ -68,16 +74,6 @@ FIT_SPLITS = ("train", "val", "train-full")
 
 #: ``(dataset, split) -> dataset``: a dataset as the density model scores it.
 DensityInputs = Callable[[ArrayDataset, str], ArrayDataset]
-
-
-def _names(value, what: str) -> list[str]:
-    if isinstance(value, str):
-        value = value.split(",")
-    out = [v.strip() if isinstance(v, str) else v for v in value]
-    out = [v for v in out if not (isinstance(v, str) and not v)]
-    if not out:
-        raise ValueError(f"The '{what}' argument names nothing.")
-    return out
 
 
 def resolve_detectors(detectors, *, classifier: bool = True, density: bool = False,
@@ -101,7 +97,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
             unfitted = cls()
             needs = unfitted.needs | unfitted.fit_needs
             return (classifier and cls.applies_to(model)
-                    and (labels or not cls.fit_needs_labels)
+                    and (labels or not unfitted.fit_needs_labels)
                     and (has_features or model is None or "features" not in needs)
                     and not (cls.reads_head and layer is not None))
 
@@ -118,7 +114,7 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
                 f"The detector {name!r} scores through a density model; pass one (density=..., "
                 "or --density CKPT on the command line)."
             )
-        if DETECTORS[name].fit_needs_labels and not labels:
+        if DETECTORS[name]().fit_needs_labels and not labels:  # combined: its components'
             raise ValueError(
                 f"The detector {name!r} learns per-class statistics and needs labelled fit "
                 "data, but the fit data has no labels; pass them (in_data=((x_train, y_train), "
@@ -130,89 +126,6 @@ def resolve_detectors(detectors, *, classifier: bool = True, density: bool = Fal
                 "density-only run takes likelihood, likelihood-ratio, complexity, typicality)."
             )
     return list(dict.fromkeys(names))
-
-
-def _as_dataset(data, name: str, arg: str, dtype) -> ArrayDataset:
-    """User data of any kind read by :mod:`dunno.inputs` as an ArrayDataset named ``name``."""
-    if isinstance(data, ArrayDataset) and dtype is None:
-        return data
-    x, y = as_arrays(data, name=arg, owner="run_ood", dtype=dtype)
-    value_range = None
-    if x.is_floating_point():
-        value_range = (float(x.min()), float(x.max()))
-    kind = {4: "image", 3: "sequence"}.get(x.dim(), "vector")
-    info = DatasetInfo(name, kind, tuple(x.shape[1:]), value_range=value_range,
-                       description="user data given to run_ood")
-    return ArrayDataset(x, y, info)
-
-
-def _load_out_set(spec, test: ArrayDataset, root, dtype=None) -> tuple[str, ArrayDataset]:
-    name, spec = spec if isinstance(spec, tuple) else (None, spec)
-    if isinstance(spec, ArrayDataset):
-        ds, name = spec, name or spec.info.name
-    elif isinstance(spec, str):
-        split = "all" if is_user_data(spec) else "test"  # a user file is all OOD
-        ds, name = load_dataset(spec, split, root, like=test), name or spec
-    elif name is not None and describe_kind(spec) != "unsupported":
-        ds = _as_dataset(spec, name, f"out_sets[{name!r}]", dtype)
-    else:
-        raise ValueError(
-            "Each OOD set must be a dataset spec (str) or an ArrayDataset, or user data "
-            "(numpy, tensor, Dataset, DataLoader) given by name as out_sets={name: data}. Got "
-            f"{type(spec).__name__}."
-        )
-    if len(ds) == 0:
-        raise ValueError(f"The OOD set {name!r} is empty: there is nothing to score.")
-    shape, expected = tuple(ds.x.shape[1:]), tuple(test.x.shape[1:])
-    if shape != expected:
-        raise ValueError(
-            f"The OOD set {name!r} has inputs of shape {shape}, but the model's "
-            f"in-distribution data {test.info.name!r} has inputs of shape {expected}; an OOD set "
-            "must have the model's input shape (resize it, or use a noise set, which matches "
-            "the in-distribution shape)."
-        )
-    return name, ds
-
-
-def load_ood_data(in_data, out_sets, *, fit_split: str = "train",
-                  fit_size: int | None = None, seed: int = 0, root=None, dtype=None
-                  ) -> tuple[ArrayDataset, ArrayDataset, dict[str, ArrayDataset]]:
-    """``(fit, test, oods)``: the fit split of ``in_data`` (a ``seed``-ed random subset of
-    ``fit_size`` examples when given), its test split, and the OOD sets by name (specs are
-    loaded with split ``test`` and the test split's shape; each must be non-empty and of the
-    in-distribution input shape). ``in_data`` may be a spec or the user's ``(fit, test)``
-    data, and ``out_sets`` a dict ``{name: spec or data}`` (see :func:`run_ood`); user data
-    is cast to the floating ``dtype`` when given (the model's)."""
-    if isinstance(in_data, str):
-        fit = load_dataset(in_data, fit_split, root)
-        test = load_dataset(in_data, "test", root)
-    elif isinstance(in_data, tuple | list) and len(in_data) == 2:
-        if fit_split != "train":
-            raise ValueError(f"The 'fit_split' parameter of run_ood selects a split of a "
-                             f"dataset spec; with in_data=(fit, test) it must stay 'train'. "
-                             f"Got {fit_split!r} instead.")
-        fit = _as_dataset(in_data[0], "in_data (fit)", "in_data[0]", dtype)
-        test = _as_dataset(in_data[1], "in_data (test)", "in_data[1]", dtype)
-        if fit.x.shape[1:] != test.x.shape[1:]:
-            raise ValueError(f"The 'in_data' fit and test sets of run_ood must have the same "
-                             f"input shape. Got {tuple(fit.x.shape[1:])} and "
-                             f"{tuple(test.x.shape[1:])} instead.")
-    else:
-        raise ValueError("The 'in_data' argument of run_ood must be a dataset spec (str) or "
-                         "the user's data as (fit, test), each a numpy array, tensor, (x, y) "
-                         f"pair, Dataset or DataLoader. Got {type(in_data).__name__} instead.")
-    if fit_size is not None and fit_size < len(fit):
-        g = torch.Generator().manual_seed(seed)
-        fit = fit.subset(torch.randperm(len(fit), generator=g)[:fit_size].sort().values)
-    if isinstance(out_sets, dict):
-        specs = [(str(name), spec) for name, spec in out_sets.items()]
-        if not specs:
-            raise ValueError("The 'out_sets' argument of run_ood is an empty dict: name at "
-                             "least one OOD set.")
-    else:
-        specs = _names(out_sets, "out_sets")
-    oods = dict(_load_out_set(spec, test, root, dtype) for spec in specs)
-    return fit, test, oods
 
 
 def build_detectors(names: list[str], model: nn.Module | None, *,
@@ -462,25 +375,31 @@ def run_ood(
             )
         accuracy = float((test_out.logits.argmax(1).cpu() == test_out.labels).double().mean())
 
-    rows, scores, own = [], {}, []
-    for name, det in Progress(dets.items(), desc="detectors (fit, score)", unit="detector"):
-        if det.uses_density:
-            d_fit, d_test, d_ood = dens_fit, dens_test, dens_ood
-        else:
-            d_fit, d_test, d_ood = fit_out, test_out, ood_out
-        t0 = time.perf_counter()
-        det.fit_outputs(d_fit)
-        timings["fit"][name] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        s_in = det.score_outputs(d_test).cpu()
-        scores[name] = {"in": s_in}
-        for set_name, o in d_ood.items():
-            scores[name][set_name] = det.score_outputs(o).cpu()
-        timings["score"][name] = time.perf_counter() - t0
-        if "input" in (det.needs | det.fit_needs):
-            own.append(name)
+    outputs = {False: (fit_out, test_out, ood_out), True: (dens_fit, dens_test, dens_ood)}
+    searches = SharedSearches()  # kNN searches of the same features, made once
+    for o in (test_out, *ood_out.values()):
+        if o is not None and o.features is not None:
+            searches.share_queries(o.features)
+    scores: dict[str, dict[str, torch.Tensor]] = {}
+    with searches.active():  # fit every detector, then score: all banks known when searching
+        for name, det in Progress(dets.items(), desc="detectors (fit)", unit="detector"):
+            t0 = time.perf_counter()
+            det.fit_outputs(outputs[det.uses_density][0])
+            timings["fit"][name] = time.perf_counter() - t0
+        for name, det in Progress(dets.items(), desc="detectors (score)", unit="detector"):
+            _, d_test, d_ood = outputs[det.uses_density]
+            t0 = time.perf_counter()
+            scores[name] = {"in": det.score_outputs(d_test).cpu()}
+            for set_name, o in d_ood.items():
+                scores[name][set_name] = det.score_outputs(o).cpu()
+            timings["score"][name] = time.perf_counter() - t0
+    timings["shared_searches"] = {"searches": searches.searches, "reused": searches.reused,
+                                  "rows_searched_again": searches.redone}
+    own = [n for n, d in dets.items() if "input" in (d.needs | d.fit_needs)]
+    rows = []
+    for name in dets:
         for set_name in oods:
-            m = ood_metrics(s_in, scores[name][set_name])
+            m = ood_metrics(scores[name]["in"], scores[name][set_name])
             rows.append({
                 "detector": name, "ood_set": set_name, "auroc": m["auroc"],
                 "aupr_in": m["aupr_in"], "aupr_out": m["aupr_out"],

@@ -46,7 +46,9 @@ class OODTable:
     timings : dict
         Seconds: ``forward`` (per dataset, shared classifier passes), ``density`` (per
         dataset, shared density-model passes, when one ran), ``fit`` and ``score`` (per
-        detector), ``shared_forward_total`` (all shared passes) and ``total`` (the whole run).
+        detector), ``shared_forward_total`` (all shared passes) and ``total`` (the whole run);
+        ``shared_searches`` counts the kNN searches made once for several detectors
+        (:mod:`uncertainty.ood.shared_search`).
     own_passes : list of str
         Detectors that ran their own passes over the inputs (ODIN, RaPP, ...).
     params : dict

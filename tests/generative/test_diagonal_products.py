@@ -1,0 +1,89 @@
+"""The matrix products of the Diagonal BiLSTM: oneDNN's float32 products against torch.mm,
+the 1x1 layer's hand-written backward against finite differences and autograd, and the
+column recursion with and without oneDNN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import generative.autoregressive._diagonal as diagonal
+from generative.autoregressive._diagonal import DiagonalRecursion
+from generative.autoregressive._products import FeatureLinear, mm, mm_nt, use_onednn
+
+pytestmark = pytest.mark.one_thread
+
+needs_onednn = pytest.mark.skipif(not use_onednn(torch.zeros(1)),
+                                  reason="this torch build has no oneDNN products")
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@needs_onednn
+@pytest.mark.parametrize(("m", "k", "p"), [(64, 65, 2800), (64, 64, 100), (3, 5, 7), (1, 32, 9)])
+def test_onednn_products_equal_torch_mm_in_float32(m, k, p):
+    g = torch.Generator().manual_seed(m + k + p)
+    a, b = torch.randn(m, k, generator=g), torch.randn(k, p, generator=g)
+    exact = a.double() @ b.double()
+    # both sum over K in float32: within a few float32 roundings of the exact product
+    assert _rel(mm(a, b, True), exact) < 1e-6
+    assert _rel(mm(a, b, True), torch.mm(a, b)) < 1e-6
+    a2, c = torch.randn(m, p, generator=g), torch.randn(k, p, generator=g)
+    assert _rel(mm_nt(a2, c, True), a2.double() @ c.double().t()) < 1e-6  # a sum over P
+    assert _rel(mm_nt(a2, c, True), torch.mm(a2, c.t())) < 1e-6
+
+
+def test_products_of_empty_operands_and_other_dtypes_use_torch_mm():
+    assert mm(torch.randn(3, 4), torch.randn(4, 0), True).shape == (3, 0)
+    assert torch.equal(mm_nt(torch.randn(3, 0), torch.randn(5, 0), True), torch.zeros(3, 5))
+    assert not use_onednn(torch.zeros(1, dtype=torch.float64))
+    a, b = torch.randn(4, 3, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    assert torch.equal(mm(a, b, use_onednn(a)), torch.mm(a, b))
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_feature_linear_backward_passes_gradcheck(residual):
+    g = torch.Generator().manual_seed(2)
+    args = [torch.randn(4, 11, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)]
+    if residual:
+        args.append(torch.randn(3, 11, generator=g, dtype=torch.float64, requires_grad=True))
+    assert torch.autograd.gradcheck(FeatureLinear.apply, tuple(args))
+
+
+def test_feature_linear_in_float32_equals_autograd_of_addmm():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 5000, generator=g, requires_grad=True)
+    w = torch.randn(32, 16, generator=g, requires_grad=True)
+    b = torch.randn(32, generator=g, requires_grad=True)
+    r = torch.randn(32, 5000, generator=g, requires_grad=True)
+    up = torch.randn(32, 5000, generator=g)
+    ours = torch.autograd.grad(FeatureLinear.apply(x, w, b, r), (x, w, b, r), up)
+    plain = torch.autograd.grad(torch.addmm(r, w, x) + b.unsqueeze(1), (x, w, b, r), up)
+    for a, e in zip(ours, plain, strict=True):
+        assert _rel(a, e) < 1e-5
+
+
+@needs_onednn
+def test_diagonal_recursion_in_float32_equals_itself_without_onednn(monkeypatch):
+    """The column recursion with oneDNN's products and with torch.mm: the same output and
+    gradients to float32 rounding (a 9x7 image, both directions, the borders)."""
+    g = torch.Generator().manual_seed(5)
+    cx, hd = 8, 4
+    xs = torch.randn(cx, 9, 7, 6, generator=g, requires_grad=True)
+    kernel = (0.5 * torch.randn(2, 4 * hd, cx + 2 * hd, generator=g)).requires_grad_()
+    bias = (0.5 * torch.randn(2, 4 * hd, generator=g)).requires_grad_()
+    up = torch.randn(hd, 9, 7, 6, generator=g)
+
+    def run():
+        out = DiagonalRecursion.apply(xs, kernel, bias)
+        return (out.detach(), *torch.autograd.grad(out, (xs, kernel, bias), up))
+
+    with_onednn = run()
+    monkeypatch.setattr(diagonal, "use_onednn", lambda t: False)
+    without = run()
+    for a, e in zip(with_onednn, without, strict=True):
+        assert _rel(a, e) < 1e-5

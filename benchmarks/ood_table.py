@@ -200,7 +200,7 @@ def run_anchor_table(
     if timing and lenet:
         model = load_model(out / f"lenet5-mnist-seed{seed}" / "model.pt", device=device)
         t = _compare_shared_vs_naive(model, "mnist", list(SETTINGS["mnist"]), detectors,
-                                    root=root, device=device)
+                                    root=root, device=device, warmup=300)  # as the script
         report["timing"] = {k: v for k, v in t.items() if k != "table"}
     if ddu_resnet:
         report["ddu_resnet"] = _ddu_resnet(out, seeds=resnet_seeds, epochs=resnet_epochs,

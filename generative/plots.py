@@ -104,7 +104,8 @@ def infogan_code_grid(model, *, code: int = 0, steps: int = 10, low: float = -2.
                       high: float = 2.0, seed: int = 0, path=None) -> Figure:
     """Vary one continuous code of an :class:`~generative.adversarial.InfoGAN`: rows are the
     categorical values, columns sweep continuous code ``code`` from ``low`` to ``high`` (the
-    other codes 0), one fixed noise vector for the whole grid (Chen et al. 2016, Figure 2)."""
+    other codes 0), one fixed noise vector (from the model's noise distribution) for the
+    whole grid (Chen et al. 2016, Figure 2)."""
     from generative.adversarial import InfoGAN
 
     if not isinstance(model, InfoGAN):
@@ -113,7 +114,7 @@ def infogan_code_grid(model, *, code: int = 0, steps: int = 10, low: float = -2.
         raise ValueError(f"The 'code' parameter of infogan_code_grid must be in "
                          f"[0, {model.continuous}). Got {code!r} instead.")
     k = model.categorical
-    noise = torch.randn(1, model.noise_dim, generator=torch.Generator().manual_seed(seed))
+    noise = model.draw_noise(1, torch.Generator().manual_seed(seed))
     cat = torch.arange(k).repeat_interleave(steps)  # (k * steps,) row-major
     cont = torch.zeros(k * steps, model.continuous)
     cont[:, code] = torch.linspace(low, high, steps).repeat(k)

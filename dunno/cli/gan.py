@@ -59,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="samples per epoch grid (0: none; 2-D data: 1000 points)")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, repeatable (latent_dim=100, width=32, hidden=0, "
-                        "lr_g=2e-4, info_weight=1, continuous_weight=1)")
+                        "lr_g=2e-4, info_weight=1, continuous_weight=1, noise=uniform)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/training_state.pt (only with "

@@ -70,9 +70,12 @@ from dunno.validation import check_choice, check_float, check_image_shape, check
 from ._base import AdversarialModel, init_dcgan_weights
 from .dcgan import ConvDiscriminatorTrunk, ConvGenerator
 
-__all__ = ["CONTINUOUS_STD", "InfoGAN", "mutual_information_loss"]
+__all__ = ["CONTINUOUS_STD", "NOISE", "InfoGAN", "mutual_information_loss"]
 
 CONTINUOUS_STD = ("fixed", "learned")
+#: distributions of the incompressible noise: N(0, I) (the paper's text) or U(-1, 1) (the
+#: authors' MNIST code)
+NOISE = ("gaussian", "uniform")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -151,6 +154,8 @@ class InfoGAN(AdversarialModel):
         continuous_weight: :math:`\\lambda_c`, the continuous codes' share of the Q loss in
             both players' objectives (1; the reported ``q_loss`` is unweighted).
         continuous_std: ``"fixed"`` (unit variance) or ``"learned"``.
+        noise: the distribution of :math:`\\epsilon`: ``"gaussian"`` (:math:`N(0, I)`) or
+            ``"uniform"`` (:math:`U(-1, 1)^{d_\\epsilon}`, the authors' MNIST code).
         lr_g, lr_d, betas: Adam settings (1e-3 for G, 2e-4 for D and Q, beta1 = 0.5).
 
     ``latent_dim = noise_dim + categorical + continuous``; :meth:`latent` assembles ``z`` from
@@ -171,6 +176,7 @@ class InfoGAN(AdversarialModel):
         info_weight: float = 1.0,
         continuous_weight: float = 1.0,
         continuous_std: str = "fixed",
+        noise: str = "gaussian",
         lr_g: float = 1e-3,
         lr_d: float = 2e-4,
         betas=(0.5, 0.999),
@@ -185,6 +191,7 @@ class InfoGAN(AdversarialModel):
         check_choice(continuous_std, "continuous_std", name, CONTINUOUS_STD)
         self.noise_dim, self.categorical, self.continuous = noise_dim, categorical, continuous
         self.continuous_std = continuous_std
+        self.noise = check_choice(noise, "noise", name, NOISE)
         self.info_weight = check_float(info_weight, "info_weight", name, low=0.0)
         self.continuous_weight = check_float(continuous_weight, "continuous_weight", name,
                                              low=0.0)
@@ -204,6 +211,7 @@ class InfoGAN(AdversarialModel):
             "info_weight": self.info_weight,
             "continuous_weight": self.continuous_weight,
             "continuous_std": continuous_std,
+            "noise": self.noise,
             "lr_g": self.lr_g,
             "lr_d": self.lr_d,
             "betas": list(self.betas),
@@ -240,13 +248,22 @@ class InfoGAN(AdversarialModel):
         return z[:, :d], z[:, d:d + k].argmax(dim=1), z[:, d + k:]
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``z`` with :math:`\\epsilon \\sim N(0, I)`, a uniform categorical code and
-        :math:`c_{cont} \\sim U(-1, 1)^L`, drawn on the CPU (seeded by ``generator``)."""
+        """``z`` with :math:`\\epsilon` from :attr:`noise` (:math:`N(0, I)` or
+        :math:`U(-1, 1)`), a uniform categorical code and :math:`c_{cont} \\sim U(-1, 1)^L`,
+        drawn on the CPU (seeded by ``generator``)."""
         n = check_int(n, "n", "InfoGAN.sample_latent", low=1)
-        noise = torch.randn(n, self.noise_dim, generator=generator)
+        noise = self.draw_noise(n, generator)
         cat = torch.randint(0, self.categorical, (n,), generator=generator)
         cont = torch.rand(n, self.continuous, generator=generator) * 2 - 1
         return self.latent(noise, cat, cont).to(self.device)
+
+    def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, noise_dim)`` draws of the incompressible noise :math:`\\epsilon` from
+        :attr:`noise` (``"gaussian"``: :math:`N(0, I)`; ``"uniform"``: :math:`U(-1, 1)`), on
+        the CPU, seeded by ``generator``."""
+        if self.noise == "uniform":
+            return torch.rand(n, self.noise_dim, generator=generator) * 2 - 1
+        return torch.randn(n, self.noise_dim, generator=generator)
 
     @torch.no_grad()
     def sample_codes(self, categorical, continuous=None, *, noise=None,
@@ -256,7 +273,7 @@ class InfoGAN(AdversarialModel):
         ``generator`` when ``None``). Eval mode, as :meth:`sample`."""
         categorical = torch.as_tensor(categorical).long()
         if noise is None:
-            noise = torch.randn(categorical.shape[0], self.noise_dim, generator=generator)
+            noise = self.draw_noise(categorical.shape[0], generator)
         z = self.latent(noise.float().cpu(), categorical.cpu(),
                         None if continuous is None else torch.as_tensor(continuous).float().cpu())
         return self.decode(z.to(self.device))

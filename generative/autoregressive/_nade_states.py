@@ -32,6 +32,14 @@ time, latency-bound, so the rows of the table (hence of the states) and of :math
 padded with zeros to a multiple of 64 bytes (:math:`H` = 500 -> 512 in float32: whole,
 aligned vectors, about 13% faster). The sums differ from the running sum's only in their
 order, so the logits agree with the dense pass to float rounding.
+
+**In blocks of images.** The bookkeeping (positions, carries, bags, the CSR rows) is done
+once per chunk of :data:`IMAGES_PER_CHUNK` images; the three kernels that touch the states
+(their bag sums, the activation in place, the sampled product) then run on
+:data:`STATES_BLOCK` images at a time, whose states (about 3 MB at :math:`H` = 500) are
+still in the cache when the next kernel reads them. For 128 images at once they are 21 MB
+and come back from memory twice: 16 images per block is about 19% faster (5.5 against
+6.8 ms per 100 images, one thread).
 """
 
 from __future__ import annotations
@@ -42,10 +50,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ACTIVATIONS", "GROUP", "IMAGES_PER_CHUNK", "shared_state_logits"]
+__all__ = ["ACTIVATIONS", "GROUP", "IMAGES_PER_CHUNK", "STATES_BLOCK", "shared_state_logits"]
 
-#: images scored together: the states of a chunk take ``chunk * (ones + 1) * H`` floats
+#: images whose bookkeeping is done together: their carries take ``chunk * ones / GROUP * H``
+#: floats, the states of a block ``STATES_BLOCK * (ones + 1) * H``
 IMAGES_PER_CHUNK = 128
+
+#: images whose states are built, activated and multiplied together (3 MB of states at
+#: H = 500 and 13% ones: they stay in the cache between the three kernels)
+STATES_BLOCK = 16
 
 #: ones per carried group: a state is the sum of at most ``GROUP`` table rows, and the
 #: carries take ``max ones / GROUP`` sequential additions
@@ -117,16 +130,26 @@ def _chunk_logits(v: torch.Tensor, table: torch.Tensor, v_rows: torch.Tensor,
     bags[:, :, 0] = carry
     upto = torch.arange(group, device=dev)
     bags = torch.where(upto[None, :] <= upto[:, None], bags[:, :, None, :], zero)
-    states = F.embedding_bag(bags.view(m * slots, group)[valid], table, mode="sum")  # (R, H)
-    _activate_(activation, states)
+    bags = bags.view(m * slots, group)[valid]  # (R, GROUP): the rows summed into each state
 
-    cols = torch.arange(d, device=dev).repeat(m)  # (M * D,)
-    with warnings.catch_warnings():
-        for message in _CSR_WARNINGS:
-            warnings.filterwarnings("ignore", message=message)
-        pattern = torch.sparse_csr_tensor(crow, cols, b.repeat(m), (states.shape[0], d))
-        out = torch.sparse.sampled_addmm(pattern, states, v_rows.t())
-    return out.values().view(m, d)  # (M, D): b_d + V_d . h_{s(n, d)}
+    # the states, their activation and their dot products, a block of images at a time:
+    # a block's states (about 5 MB) stay in the cache between the three kernels
+    cols = torch.arange(d, device=dev).repeat(min(m, STATES_BLOCK))  # (block * D,)
+    bias = b.repeat(min(m, STATES_BLOCK))  # (block * D,)
+    row_of = (torch.cumsum(ones + 1, 0) - (ones + 1)).tolist() + [bags.shape[0]]  # (M + 1,)
+    out = []
+    for lo in range(0, m, STATES_BLOCK):
+        hi = min(lo + STATES_BLOCK, m)
+        r0, r1, k = row_of[lo], row_of[hi], (hi - lo) * d
+        states = F.embedding_bag(bags[r0:r1], table, mode="sum")  # (rows, H)
+        _activate_(activation, states)
+        with warnings.catch_warnings():
+            for message in _CSR_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            pattern = torch.sparse_csr_tensor(crow[r0:r1 + 1] - lo * d, cols[:k], bias[:k],
+                                              (r1 - r0, d))
+            out.append(torch.sparse.sampled_addmm(pattern, states, v_rows.t()).values())
+    return torch.cat(out).view(m, d)  # (M, D): b_d + V_d . h_{s(n, d)}
 
 
 @torch.no_grad()
@@ -142,8 +165,8 @@ def shared_state_logits(v: torch.Tensor, W: torch.Tensor, c: torch.Tensor, V: to
         c: ``(H,)`` hidden bias.
         V: ``(D, H)`` output weights; ``b``: ``(D,)`` output bias.
         activation: ``"relu"`` or ``"sigmoid"``.
-        chunk: images per chunk (memory about ``chunk * (ones + 1 + ones / GROUP) * H``
-            floats for ``ones`` ones per image).
+        chunk: images per chunk (memory about ``(chunk * ones / GROUP + STATES_BLOCK *
+            (ones + 1)) * H`` floats for ``ones`` ones per image).
 
     Returns:
         ``(N, D')`` logits :math:`b_d + V_{d,:} g(c + W_{:,<d} x_{<d})`, no gradient.

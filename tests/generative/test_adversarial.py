@@ -228,6 +228,30 @@ def test_infogan_continuous_weight_scales_the_continuous_terms(weight):
         model.code_entropy - float(out["q_loss"]), rel=1e-6)
 
 
+@pytest.mark.parametrize("noise, var", [("gaussian", 1.0), ("uniform", 1.0 / 3.0)])
+def test_infogan_noise_distribution(noise, var, tmp_path):
+    """The incompressible noise follows ``noise``: N(0, 1) has variance 1 and unbounded
+    draws, U(-1, 1) variance 1/3 inside [-1, 1]; the codes keep their distributions; the
+    same generator seed gives the same draws; checkpoints keep the choice, and a config
+    without the key (written before it existed) means the Gaussian."""
+    model = InfoGAN((1, 8, 8), noise_dim=6, categorical=4, continuous=2, width=4, hidden=8,
+                    noise=noise)
+    z = model.sample_latent(20000, torch.Generator().manual_seed(0))
+    eps, cat, cont = model.split_latent(z)
+    assert float(eps.mean()) == pytest.approx(0.0, abs=0.01)
+    assert float(eps.var()) == pytest.approx(var, rel=0.03)
+    assert (float(eps.abs().max()) <= 1.0) == (noise == "uniform")
+    assert float(cont.abs().max()) <= 1.0 and set(cat.tolist()) == {0, 1, 2, 3}
+    again = model.sample_latent(20000, torch.Generator().manual_seed(0))
+    assert torch.equal(z, again)
+    path = save_checkpoint(tmp_path / "model.pt", model, arch=model.arch, config=model.config)
+    assert load_model(path).noise == noise
+    old = {k: v for k, v in model.config.items() if k != "noise"}
+    assert InfoGAN(**old).noise == "gaussian"
+    with pytest.raises(ValueError, match="'noise' parameter of InfoGAN must be one of"):
+        InfoGAN(noise="laplace")
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_bad_parameters_and_data():
     with pytest.raises(ValueError, match="multiples of 4"):

@@ -87,6 +87,20 @@ def test_partial_images_and_random_batches():
         torch.testing.assert_close(part, model(x)[:, :, :2], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("block", [1, 2, 4, 5])
+def test_states_in_blocks_of_images(monkeypatch, block):
+    """The states are built, activated and multiplied a block of images at a time: any block
+    size, a last block shorter than the others, and blocks inside chunks of images give the
+    dense pass's logits; images of zeros and of ones at a block's edges included."""
+    monkeypatch.setattr(_nade_states, "STATES_BLOCK", block)
+    model = _model(hidden=9, seed=5)
+    x = _images(11, p=0.4, seed=6)
+    x[0], x[block % 11], x[10] = 0.0, 1.0, 0.0
+    _check(model, x)
+    _check(model, x, chunk=3)
+    _check(model, x[:1])
+
+
 def test_float32_at_full_size_within_1e4_nats():
     """NADE-500 on 28x28 in float32 (the benchmark's model) against the D passes."""
     torch.manual_seed(0)

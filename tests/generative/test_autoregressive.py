@@ -1,17 +1,17 @@
 """The proofs that the autoregressive models are what they say: the autoregressive property
 (exact zero gradients to the present and future), exact normalisation over every image of a
-tiny space, NADE's one pass against the naive D passes, and sampling frequencies."""
+tiny space, the Diagonal BiLSTM's recursion against its references, sampling frequencies,
+bad input and checkpoints (NADE's own proofs: ``test_nade.py``)."""
 
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from autoregressive_helpers import all_binary_images, flat_bits, randomise
 from scipy import stats
 
 from dunno.checkpoints import load_model, save_checkpoint
@@ -47,27 +47,10 @@ TINY = {
 NOT_NADE = [k for k in TINY if not k.startswith("nade")]
 
 
-def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Large random weights: distributions far from uniform for the normalisation sums, and
-    ReLUs of tiny random networks that are not all dead (default-initialised biases can
-    switch off every unit of a colour group at the first pixel)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
-    return model
 
 
-def _all_binary_images(shape) -> torch.Tensor:
-    c, h, w = shape
-    grid = torch.tensor(list(itertools.product([0.0, 1.0], repeat=c * h * w)),
-                        dtype=torch.float64)  # (2^D, D) in (r, c, k) order
-    return grid.view(-1, h, w, c).permute(0, 3, 1, 2).contiguous()  # (2^D, C, H, W)
 
 
-def _in_model_order(t: torch.Tensor) -> torch.Tensor:
-    """``(C, H, W) -> (D,)`` in raster order with the channel innermost."""
-    return t.permute(1, 2, 0).reshape(-1)
 
 
 # --------------------------------------------------------------------- autoregressive property
@@ -115,7 +98,7 @@ def test_autoregressive_property(name, shape, pixels):
     # a dependency shows in *some* random network: the ReLUs of a tiny one can all be off
     # at a pixel for every input, so up to three weight draws are pooled
     for seed in range(3):
-        model = _randomise(TINY[name](shape, pixels), seed=seed).double()
+        model = randomise(TINY[name](shape, pixels), seed=seed).double()
         dep += _dependencies(model, shape, pixels)
         if all(torch.any(dep[i, :i] != 0) for i in range(1, d)):
             break
@@ -131,7 +114,7 @@ def test_receptive_field_is_the_whole_past(name):
     that row is computed before its last pixel is known)."""
     torch.manual_seed(2)
     shape = (1, 5, 5)
-    model = _randomise(TINY[name](shape, "binary")).double()
+    model = randomise(TINY[name](shape, "binary")).double()
     dep = _dependencies(model, shape, "binary")
     for i in range(1, 25):
         blind = set(torch.nonzero(dep[i, :i] == 0).flatten().tolist())
@@ -151,7 +134,7 @@ def test_diagonal_bilstm_blind_spot_is_the_last_pixel_of_the_previous_row(shape,
     reach = kernel_size // 2
     dep = torch.zeros(d, d, dtype=torch.float64)
     for seed in range(3):  # pool weight draws: a tiny network can miss a path by chance
-        model = _randomise(DiagonalBiLSTM(shape, hidden=6, layers=3, output_hidden=12,
+        model = randomise(DiagonalBiLSTM(shape, hidden=6, layers=3, output_hidden=12,
                                           kernel_size=kernel_size), seed=seed).double()
         dep += _dependencies(model, shape, "binary")
     last_of_previous_row = {r: r * w - 1 for r in range(1, h)}
@@ -193,7 +176,7 @@ def test_diagonal_bilstm_equals_the_skewed_column_loop(shape, pixels, kernel_siz
     log-likelihoods and the same gradients of every parameter (float64: to rounding)."""
     ref_cls = _reference_module().ReferenceDiagonalBiLSTM
     torch.manual_seed(3)
-    new = _randomise(DiagonalBiLSTM(shape, pixels, hidden=6, layers=2, output_hidden=12,
+    new = randomise(DiagonalBiLSTM(shape, pixels, hidden=6, layers=2, output_hidden=12,
                                     kernel_size=kernel_size), seed=4).double()
     ref = ref_cls(shape, pixels, hidden=6, layers=2, output_hidden=12,
                   kernel_size=kernel_size).double()
@@ -275,7 +258,7 @@ def test_pixelcnn_has_the_blind_spot_and_gated_does_not():
     u = (torch.randn(1, *shape, dtype=torch.float64) * 2).requires_grad_(True)
     seen = {}
     for gated in (False, True):
-        model = _randomise(PixelCNN(shape, hidden=6, layers=3, gated=gated,
+        model = randomise(PixelCNN(shape, hidden=6, layers=3, gated=gated,
                                     kernel_size=3)).double()
         (grad,) = torch.autograd.grad(model(u)[0, 0, 3, 1], u)
         seen[gated] = grad[0, 0, 2, 4] != 0  # 1 row up, 3 columns right
@@ -285,8 +268,8 @@ def test_pixelcnn_has_the_blind_spot_and_gated_does_not():
 # --------------------------------------------------------------------- normalisation
 @pytest.mark.parametrize("name", list(TINY))
 def test_sums_to_one_over_all_3x4_binary_images(name):
-    model = _randomise(TINY[name]((1, 3, 4), "binary")).double().eval()
-    images = _all_binary_images((1, 3, 4))  # (4096, 1, 3, 4)
+    model = randomise(TINY[name]((1, 3, 4), "binary")).double().eval()
+    images = all_binary_images((1, 3, 4))  # (4096, 1, 3, 4)
     with torch.no_grad():
         total = torch.logsumexp(model.log_prob(images), 0).exp().item()
     assert total == pytest.approx(1.0, abs=1e-5)
@@ -295,8 +278,8 @@ def test_sums_to_one_over_all_3x4_binary_images(name):
 @pytest.mark.parametrize("name", list(TINY))
 def test_sums_to_one_over_all_rgb_binary_images(name):
     """Colour masks: 3 binary channels of a 2x2 image, again 4096 images."""
-    model = _randomise(TINY[name]((3, 2, 2), "binary")).double().eval()
-    images = _all_binary_images((3, 2, 2))
+    model = randomise(TINY[name]((3, 2, 2), "binary")).double().eval()
+    images = all_binary_images((3, 2, 2))
     with torch.no_grad():
         total = torch.logsumexp(model.log_prob(images), 0).exp().item()
     assert total == pytest.approx(1.0, abs=1e-5)
@@ -305,7 +288,7 @@ def test_sums_to_one_over_all_rgb_binary_images(name):
 @pytest.mark.parametrize("name", NOT_NADE)
 def test_8bit_sums_to_one_over_all_two_pixel_images(name):
     """256-way softmax: all 65536 images of a 1x2 8-bit image."""
-    model = _randomise(TINY[name]((1, 1, 2), "8bit")).double().eval()
+    model = randomise(TINY[name]((1, 1, 2), "8bit")).double().eval()
     values = torch.arange(256, dtype=torch.float64)
     images = torch.cartesian_prod(values, values).view(-1, 1, 1, 2)  # (65536, 1, 1, 2)
     with torch.no_grad():
@@ -314,8 +297,8 @@ def test_8bit_sums_to_one_over_all_two_pixel_images(name):
 
 
 def test_order_agnostic_nade_normalises_under_any_ordering_and_as_an_ensemble():
-    model = _randomise(NADE((1, 3, 4), hidden=8, order_agnostic=True)).double().eval()
-    images = _all_binary_images((1, 3, 4))
+    model = randomise(NADE((1, 3, 4), hidden=8, order_agnostic=True)).double().eval()
+    images = all_binary_images((1, 3, 4))
     order = torch.randperm(12, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         raster = model.log_prob(images)
@@ -326,127 +309,16 @@ def test_order_agnostic_nade_normalises_under_any_ordering_and_as_an_ensemble():
     assert not torch.allclose(raster, other)  # a different model of the same data
 
 
-# --------------------------------------------------------------------- NADE specifics
-@pytest.mark.parametrize("order_agnostic", [False, True])
-def test_nade_one_pass_equals_naive_d_passes(order_agnostic):
-    model = _randomise(NADE((1, 6, 5), hidden=7, order_agnostic=order_agnostic)).double()
-    model.chunk_size = 4  # several chunks of the running sum, the last one partial
-    x = (torch.rand(9, 1, 6, 5, dtype=torch.float64) < 0.4).double()
-    torch.testing.assert_close(model.log_prob(x), model.log_prob_naive(x), rtol=0, atol=1e-10)
-
-
-def test_nade_one_pass_equals_naive_on_a_realistic_size():
-    torch.manual_seed(0)
-    model = NADE((1, 28, 28), hidden=50)
-    x = (torch.rand(4, 1, 28, 28) < 0.2).float()
-    torch.testing.assert_close(model.log_prob(x), model.log_prob_naive(x), rtol=1e-5, atol=1e-3)
-
-
-@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-def test_nade_shared_state_scoring_equals_the_d_pass_reference(activation):
-    """The no-gradient pass (hidden states shared between the runs of zeros) gives the
-    log-likelihoods of the naive D passes: float64 to rounding, float32 to 1e-4 nats; also
-    for all-zero and all-one images, several chunks of images, and partial images."""
-    from generative.autoregressive import _nade_states
-
-    model = _randomise(NADE((1, 6, 5), hidden=7, activation=activation)).double()
-    x = (torch.rand(11, 1, 6, 5, dtype=torch.float64,
-                    generator=torch.Generator().manual_seed(1)) < 0.3).double()
-    x[0], x[1] = 0.0, 1.0
-    with torch.no_grad():
-        assert model._shares_states(model._flatten(x))  # the path under test
-        naive = model.log_prob_naive(x)
-        torch.testing.assert_close(model.log_prob(x), naive, rtol=0, atol=1e-10)
-        v = model._flatten(x)
-        chunked = _nade_states.shared_state_logits(v, model.W, model.c, model.V, model.b,
-                                                   activation, chunk=3)
-        torch.testing.assert_close(chunked, model._ordered_logits(v, None), rtol=0,
-                                   atol=1e-12)
-        part = model(x[:, :, :2])  # the first two rows: logits of the first 10 dimensions
-        torch.testing.assert_close(part, model(x)[:, :, :2], rtol=0, atol=1e-12)
-    dense = model.log_prob(x)  # with gradients: the chunked running sum
-    assert dense.requires_grad
-    torch.testing.assert_close(dense.detach(), naive, rtol=0, atol=1e-10)
-    big = NADE((1, 28, 28), hidden=40, activation=activation)  # float32, D = 784
-    xb = (torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2)) < 0.13).float()
-    with torch.no_grad():
-        assert float((big.log_prob(xb) - big.log_prob_naive(xb)).abs().max()) < 1e-4
-
-
-def test_nade_activation_option_and_old_checkpoints(tmp_path):
-    from dunno.checkpoints import build_model
-
-    relu = NADE((1, 2, 3), hidden=4)
-    assert relu.activation == "relu" and relu.config["activation"] == "relu"
-    assert NADE((1, 2, 3), hidden=4, activation="sigmoid").config["activation"] == "sigmoid"
-    with pytest.raises(ValueError, match="'activation' parameter of NADE must be one of "
-                                         "'relu', 'sigmoid'. Got 'tanh' instead."):
-        NADE((1, 2, 3), activation="tanh")
-    # a config written before the option existed is a sigmoid NADE's
-    old = {k: v for k, v in relu.config.items() if k != "activation"}
-    assert build_model("generative/nade", old).activation == "sigmoid"
-    path = save_checkpoint(tmp_path / "nade.pt", relu, arch=relu.arch, config=relu.config)
-    assert load_model(path).activation == "relu"
-    # ReLU units start with Kaiming's fan-in scale sqrt(2 / D), sigmoid ones with sqrt(1 / D)
-    torch.manual_seed(0)
-    w_relu = NADE((1, 28, 28), hidden=500).W.std().item()
-    w_sig = NADE((1, 28, 28), hidden=500, activation="sigmoid").W.std().item()
-    assert w_relu == pytest.approx(math.sqrt(2 / 784), rel=0.01)
-    assert w_sig == pytest.approx(math.sqrt(1 / 784), rel=0.01)
-
-
-def test_nade_samples_match_probabilities_chi_square():
-    model = _randomise(NADE((1, 2, 2), hidden=5), seed=4).eval()
-    images = _all_binary_images((1, 2, 2)).float()  # 16 states
-    probs = model.log_prob(images).double().exp().detach()
-    n = 20000
-    draws = model.sample(n, generator=torch.Generator().manual_seed(0))  # (n, 1, 2, 2)
-    codes = (_flat_bits(draws) * (2 ** torch.arange(3, -1, -1))).sum(1)
-    counts = torch.bincount(codes.long(), minlength=16).double()
-    assert float(probs.sum()) == pytest.approx(1.0, abs=1e-6)
-    expected = probs / probs.sum() * n  # renormalised in float64 for scipy's sum check
-    assert stats.chisquare(counts.numpy(), expected.numpy()).pvalue > 0.01
-
-
-def _flat_bits(x: torch.Tensor) -> torch.Tensor:
-    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-
-
-def test_nade_training_loss_order_agnostic_is_an_unbiased_nll_estimate():
-    """Averaged over many random (ordering, split) draws, the order-agnostic loss of a NADE
-    with *no* dependence on the input (W = U = 0) equals the exact NLL."""
-    model = NADE((1, 3, 3), hidden=4, order_agnostic=True).double()
-    with torch.no_grad():
-        model.W.zero_()
-        model.b.copy_(torch.linspace(-1, 1, 9))
-    x = (torch.rand(64, 1, 3, 3) < 0.5).double()
-    exact = -model.log_prob(x).mean().item()
-    model.train()
-    estimate = np.mean([model.loss(x).item() for _ in range(400)])
-    assert estimate == pytest.approx(exact, rel=0.02)
-
-
-def test_nade_rejects_8bit_and_foreign_orderings():
-    with pytest.raises(ValueError, match="pixels"):
-        NADE((1, 4, 4), pixels="8bit")
-    model = NADE((1, 2, 2), hidden=3)
-    x = torch.zeros(1, 1, 2, 2)
-    with pytest.raises(ValueError, match="order_agnostic=True"):
-        model.log_prob(x, order=[3, 2, 1, 0])
-    with pytest.raises(ValueError, match="permutation"):
-        NADE((1, 2, 2), hidden=3, order_agnostic=True).log_prob(x, order=[0, 0, 1, 2])
-
-
 # --------------------------------------------------------------------- generic sampling
 @pytest.mark.parametrize("name", ["pixelcnn", "diagonal-bilstm"])
 def test_ancestral_sampler_matches_probabilities_chi_square(name):
-    model = _randomise(TINY[name]((1, 2, 2), "binary"), seed=2).eval()
-    images = _all_binary_images((1, 2, 2)).float()
+    model = randomise(TINY[name]((1, 2, 2), "binary"), seed=2).eval()
+    images = all_binary_images((1, 2, 2)).float()
     with torch.no_grad():
         probs = model.log_prob(images).double().exp()
     n = 6000
     draws = model.sample(n, generator=torch.Generator().manual_seed(1))
-    codes = (_flat_bits(draws) * (2 ** torch.arange(3, -1, -1))).sum(1)
+    codes = (flat_bits(draws) * (2 ** torch.arange(3, -1, -1))).sum(1)
     counts = torch.bincount(codes.long(), minlength=16).double()
     expected = probs / probs.sum() * n
     assert stats.chisquare(counts.numpy(), expected.numpy()).pvalue > 0.01
@@ -455,7 +327,7 @@ def test_ancestral_sampler_matches_probabilities_chi_square(name):
 def test_8bit_rgb_sampler_draws_each_channel_from_its_conditional():
     """A 1x1 RGB image: the three channels are drawn in order R, G, B; the frequencies of R
     match its 256-way softmax."""
-    model = _randomise(TINY["pixelcnn"]((3, 1, 1), "8bit"), seed=5).eval()
+    model = randomise(TINY["pixelcnn"]((3, 1, 1), "8bit"), seed=5).eval()
     n = 8000
     draws = model.sample(n, generator=torch.Generator().manual_seed(0))  # (n, 3, 1, 1)
     assert draws.shape == (n, 3, 1, 1)
@@ -540,7 +412,7 @@ def test_skew_and_unskew_are_inverse_and_put_diagonals_in_columns():
 
 @pytest.mark.parametrize("name", list(TINY))
 def test_checkpoint_round_trip_rebuilds_the_same_model(name, tmp_path):
-    model = _randomise(TINY[name]((1, 4, 4), "binary")).eval()
+    model = randomise(TINY[name]((1, 4, 4), "binary")).eval()
     path = save_checkpoint(tmp_path / "m.pt", model, arch=model.arch, config=model.config)
     loaded = load_model(path)
     assert type(loaded) is type(model) and loaded.config == model.config

@@ -30,6 +30,7 @@ from dunno.checkpoints import atomic_save, safe_load
 from dunno.errors import CheckpointError
 
 __all__ = [
+    "ADDED_KEYS",
     "RESUMABLE_KEYS",
     "TRAINING_STATE_FORMAT",
     "check_run_config",
@@ -52,6 +53,13 @@ TRAINING_STATE_FORMAT = "dunno-training-state"
 #: ``samples_k``, ``test_size``). Every other field must match.
 RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "device", "compile", "quiet", "test",
                             "samples_k", "test_size"})
+
+
+#: Run-configuration fields added after training states were first written, each with the
+#: value that does what runs did before the field existed: a state written without one is
+#: read as holding that value, so it resumes under the old behaviour and is refused (naming
+#: the field) under another. ``budget_clock``: budgets were wall-clock time before it.
+ADDED_KEYS: Mapping[str, Any] = {"budget_clock": "wall"}
 
 
 def _canonical(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,15 +92,24 @@ def check_run_config(saved: Mapping[str, Any] | None, config: Mapping[str, Any],
                      where: str) -> None:
     """Raise :class:`~dunno.errors.CheckpointError` unless the run configuration ``saved``
     (read from ``where``, a path) equals ``config`` up to :data:`RESUMABLE_KEYS`; the
-    message names every differing key with the saved value and this run's."""
+    message names every differing key with the saved value and this run's. A field of
+    :data:`ADDED_KEYS` that ``config`` has and ``saved`` lacks is read as its old-behaviour
+    value."""
     if saved is None:
         raise CheckpointError(f"{where!r} records no run configuration (it was written by an "
                               "older version or outside a training recipe), so it cannot be "
                               "checked to belong to this run; start a new run instead.")
-    old, new = _canonical(saved), _canonical(config)
+    implied = {k: v for k, v in ADDED_KEYS.items() if k in config and k not in saved}
+    old, new = _canonical({**implied, **saved}), _canonical(config)
     if old == new:
         return
-    diffs = [f"{key}: {old.get(key, '<unset>')!r} there, {new.get(key, '<unset>')!r} now"
+
+    def there(key):
+        value = f"{old.get(key, '<unset>')!r}"
+        return value + (" (implied: written before the field existed)" if key in implied
+                        else "")
+
+    diffs = [f"{key}: {there(key)} there, {new.get(key, '<unset>')!r} now"
              for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     raise CheckpointError(f"{where!r} belongs to another run (fingerprint "
                           f"{run_fingerprint(saved)}, this run {run_fingerprint(config)}): "

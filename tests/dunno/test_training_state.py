@@ -13,7 +13,12 @@ from dunno.classify import ClassifierConfig, train_classifier
 from dunno.cli import main
 from dunno.ensemble import train_ensemble
 from dunno.errors import CheckpointError
-from dunno.training_state import RESUMABLE_KEYS, check_run_config, run_fingerprint
+from dunno.training_state import (
+    ADDED_KEYS,
+    RESUMABLE_KEYS,
+    check_run_config,
+    run_fingerprint,
+)
 
 pytestmark = pytest.mark.one_thread
 
@@ -42,6 +47,50 @@ def test_check_run_config_names_every_differing_key_with_both_values():
     assert "seed" not in text.split("):")[1]
     with pytest.raises(CheckpointError, match="'old.pt' records no run configuration"):
         check_run_config(None, {"lr": 0.1}, "old.pt")
+
+
+def test_a_state_written_before_a_field_existed_reads_as_its_old_behaviour():
+    """``budget_clock`` was added after states were written: a state without it ran on the
+    wall clock, so it resumes with "wall" and is refused, naming the field, with "cpu"; a
+    config without the field (a classifier's) is not affected."""
+    assert ADDED_KEYS["budget_clock"] == "wall"
+    old = {"lr": 0.001, "seed": 0}
+    check_run_config(old, {**old, "budget_clock": "wall"}, "s.pt")
+    check_run_config(old, old, "s.pt")
+    with pytest.raises(CheckpointError) as info:
+        check_run_config(old, {**old, "budget_clock": "cpu"}, "s.pt")
+    assert ("budget_clock: 'wall' (implied: written before the field existed) there, 'cpu' "
+            "now") in str(info.value)
+    with pytest.raises(CheckpointError, match="budget_clock: 'cpu' there, 'wall' now"):
+        check_run_config({**old, "budget_clock": "cpu"}, {**old, "budget_clock": "wall"},
+                         "s.pt")
+
+
+def test_gan_state_without_budget_clock_resumes(tmp_path):
+    """End to end: a GAN run's state rewritten without ``budget_clock`` (as states were
+    before it existed) resumes with the default clock and continues to the same weights as
+    an uninterrupted run; asking for the CPU clock is refused."""
+    from dunno.checkpoints import atomic_save
+    from generative import train_gan
+
+    kwargs = dict(options={"latent_dim": 4, "hidden": [16, 16]}, batch_size=50)
+    data = "ring-of-gaussians:n=300"
+    full, _ = train_gan("gan", data, 2, out=tmp_path / "full", **kwargs)
+    train_gan("gan", data, 1, out=tmp_path / "part", **kwargs)
+    path = tmp_path / "part" / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    run_config = json.loads(state["run_config"])
+    del run_config["budget_clock"]
+    state["run_config"] = json.dumps(run_config, sort_keys=True)
+    state["fingerprint"] = run_fingerprint(run_config)
+    atomic_save(state, path)
+    with pytest.raises(CheckpointError, match="budget_clock: 'wall' \\(implied"):
+        train_gan("gan", data, 2, out=tmp_path / "part", resume=True, budget_clock="cpu",
+                  **kwargs)
+    resumed, history = train_gan("gan", data, 2, out=tmp_path / "part", resume=True, **kwargs)
+    assert history.steps == 12
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_classifier_resume_refuses_another_config_and_keeps_the_run(tmp_path):

@@ -571,6 +571,12 @@ def test_layer_hook_gives_features_and_errors_name_the_model():
     assert det.score(x).shape == (10,)
     # logit detectors never need features
     assert MSP(model).score(x).shape == (10,)
+    # the default names itself and the component that needs features, and takes the layer
+    with pytest.raises(ValueError, match=r"Combined \('combined', the default detector.*"
+                       r"component 'featurenorm'.*no 'features' method.*layer="):
+        make_detector("default", model)
+    default = make_detector("default", model, layer="fc1")
+    assert default._make_components()["featurenorm"].layer == "fc1"
 
 
 def test_several_layers_give_their_spatially_averaged_outputs_concatenated():

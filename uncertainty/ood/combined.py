@@ -255,7 +255,13 @@ class Combined(OODDetector):
                 params.setdefault("layer", self.layer)
             if "device" in cls.param_names() and self.model is not None:
                 params.setdefault("device", str(model_device(self.model)))
-            out[label] = make_detector(name, self.model if cls.uses_model else None, **params)
+            try:
+                out[label] = make_detector(name, self.model if cls.uses_model else None,
+                                           **params)
+            except ValueError as err:  # say which detector the user asked for
+                raise ValueError(f"{owner} ({self.name!r}, the default detector unless "
+                                 f"'components' is given) cannot use its component "
+                                 f"{label!r}. {err}") from err
         return out
 
     @property

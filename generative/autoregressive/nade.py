@@ -224,13 +224,14 @@ class NADE(AutoregressiveImageModel):
                 carry = carry + Uk.sum(0)
         return torch.cat(out, 0).t() + b  # (N, D')
 
-    def forward(self, u: torch.Tensor, order=None) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, order=None, *, _binary: bool = False) -> torch.Tensor:
         """All :math:`D` conditional logits in one :math:`O(HD)` pass.
 
         ``u (N, C, H', W)`` binary floats with ``H' <= H`` rows (the first ``H' W C``
         dimensions; only for the raster ordering) -> logits ``(N, C, H', W)``.
+        (``_binary`` is for :meth:`log_prob`, whose inputs are already checked to be 0/1.)
         """
-        return self._logits(u, order, binary=False)
+        return self._logits(u, order, binary=_binary)
 
     def _logits(self, u: torch.Tensor, order, *, binary: bool) -> torch.Tensor:
         """:meth:`forward`; ``binary=True`` when ``u`` is known to hold 0/1 values only (the
@@ -269,7 +270,8 @@ class NADE(AutoregressiveImageModel):
         out); NaN / inf are refused."""
         def one(xb):
             u, target = self.preprocess(xb)
-            return self._log_prob_from_logits(self._logits(u, order, binary=True), target)
+            # through __call__, so that forward hooks see the pass as for the other models
+            return self._log_prob_from_logits(self(u, order, _binary=True), target)
 
         return apply_batched(one, x, owner="NADE.log_prob", device=self.W.device)
 

@@ -125,3 +125,24 @@ def test_nade_rejects_8bit_and_foreign_orderings():
         model.log_prob(x, order=[3, 2, 1, 0])
     with pytest.raises(ValueError, match="permutation"):
         NADE((1, 2, 2), hidden=3, order_agnostic=True).log_prob(x, order=[0, 0, 1, 2])
+
+
+def test_log_prob_goes_through_forward_hooks():
+    """``log_prob`` runs the pass through ``__call__``, so a forward hook sees it once per
+    call, with the logits the likelihood is computed from (both scoring paths)."""
+    model = randomise(NADE((1, 3, 4), hidden=6)).double()
+    x = (torch.rand(5, 1, 3, 4, generator=torch.Generator().manual_seed(3)) < 0.4).double()
+    seen = []
+    handle = model.register_forward_hook(lambda m, args, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            shared = model.log_prob(x)  # the shared-state pass
+        dense = model.log_prob(x)  # with gradients: the running sum
+    finally:
+        handle.remove()
+    assert len(seen) == 2
+    for out in seen:
+        expected = -torch.nn.functional.binary_cross_entropy_with_logits(
+            out, x, reduction="none").flatten(1).sum(1)
+        torch.testing.assert_close(shared, expected.detach(), rtol=0, atol=1e-10)
+    torch.testing.assert_close(dense.detach(), shared, rtol=0, atol=1e-10)

@@ -41,6 +41,13 @@ class Figure:
     path: str
     caption: str = ""
 
+    def __post_init__(self):
+        if isinstance(self.path, os.PathLike):  # a pathlib.Path: kept as its POSIX text
+            self.path = Path(self.path).as_posix()
+        if not isinstance(self.path, str):
+            raise TypeError(f"A report Figure's 'path' must be a str (relative to the run "
+                            f"directory). Got {type(self.path).__name__}.")
+
 
 Block = str | Table | Figure
 

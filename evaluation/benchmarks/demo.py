@@ -66,8 +66,18 @@ class DemoResult:
 
 
 def _figures(out: Path, paths) -> list[Figure]:
-    return [Figure(str(Path(p).relative_to(out).as_posix()) if Path(p).is_absolute() else p)
-            for p in paths]
+    """Report figures for the files ``paths``: each either relative to the run directory
+    ``out`` or a path (absolute, or relative to the working directory, as the steps build
+    them from a relative ``out``) of a file inside it."""
+    base = Path(out).resolve()
+    figures = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_absolute() and (base / path).is_file():
+            figures.append(Figure(path.as_posix()))
+        else:
+            figures.append(Figure(path.resolve().relative_to(base).as_posix()))
+    return figures
 
 
 def _has(module: str) -> bool:

@@ -192,6 +192,21 @@ def test_demo_smoke(tmp_path, capsys):
     assert "test accuracy (%)" in capsys.readouterr().out  # the report's tables on stdout
 
 
+def test_demo_with_a_relative_out_directory(tmp_path, monkeypatch):
+    """``make demo`` passes a relative ``--out runs/demo``: the report's figures are still
+    recorded relative to the run directory (they were working-directory paths, which broke
+    report.json), and every figure the report names exists."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--smoke", "--out", "runs/demo", "--quiet", "--device", "cpu"]) == 0
+    run = tmp_path / "runs" / "demo"
+    record = json.loads((run / "report.json").read_text())
+    paths = [b["path"] for sec in record["sections"] for b in sec["blocks"]
+             if isinstance(b, dict) and b.get("type") == "figure"]
+    assert paths and all(not p.startswith("runs/") for p in paths)
+    assert all((run / p).is_file() for p in paths)
+    assert read_report(run).kind == "demo"
+
+
 def test_calibrate_command(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "classifier", "--data", "digits", "--epochs", "3", "--out", str(run),

@@ -117,21 +117,36 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def _augmentation(padding: int, flip: bool, seed: int):
+class _Augmentation:
     """The batch transform: random crops from images padded by ``padding`` (none for 0),
-    then random flips; ``None`` when neither. Seeded by ``seed + 1`` (crops; as before the
-    flips existed) and ``seed + 2`` (flips)."""
+    then random flips. Seeded by ``seed + 1`` (crops; as before the flips existed) and
+    ``seed + 2`` (flips); :meth:`get_state` / :meth:`set_state` make both generators part of
+    the training state, so a resumed run draws the crops and flips that an uninterrupted
+    run would (they used to restart from their seeds)."""
+
+    def __init__(self, padding: int, flip: bool, seed: int):
+        self.padding, self.flip = padding, flip
+        self.crop_gen = torch.Generator().manual_seed(seed + 1)
+        self.flip_gen = torch.Generator().manual_seed(seed + 2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding:
+            x = random_crop(x, self.padding, self.crop_gen)
+        return random_flip(x, self.flip_gen) if self.flip else x
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        return {"crop": self.crop_gen.get_state(), "flip": self.flip_gen.get_state()}
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.crop_gen.set_state(state["crop"])
+        self.flip_gen.set_state(state["flip"])
+
+
+def _augmentation(padding: int, flip: bool, seed: int) -> _Augmentation | None:
+    """:class:`_Augmentation`, or ``None`` when there are neither crops nor flips."""
     if not padding and not flip:
         return None
-    crop_gen = torch.Generator().manual_seed(seed + 1)
-    flip_gen = torch.Generator().manual_seed(seed + 2)
-
-    def transform(x: torch.Tensor) -> torch.Tensor:
-        if padding:
-            x = random_crop(x, padding, crop_gen)
-        return random_flip(x, flip_gen) if flip else x
-
-    return transform
+    return _Augmentation(padding, flip, seed)
 
 
 def _normalisation(config: ClassifierConfig, options: dict, train) -> None:
@@ -242,6 +257,8 @@ def _train_classifier(config: ClassifierConfig, out, root, resume: bool,
                                     weight_decay=config.weight_decay, nesterov=True)
     scheduler = None
     state: dict[str, Any] = {"model": model, "optimizer": optimizer}
+    if transform is not None:
+        state["augmentation"] = transform  # its generators, for an exact resume
     if config.schedule == "cosine":
         scheduler = LearningRateSchedule(optimizer, config.epochs * len(loader), "cosine")
         state["scheduler"] = scheduler

@@ -31,6 +31,7 @@ from dunno.errors import CheckpointError
 
 __all__ = [
     "ADDED_KEYS",
+    "ADDED_STATES",
     "RESUMABLE_KEYS",
     "TRAINING_STATE_FORMAT",
     "check_run_config",
@@ -59,7 +60,17 @@ RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "device", "compile", "quiet
 #: value that does what runs did before the field existed: a state written without one is
 #: read as holding that value, so it resumes under the old behaviour and is refused (naming
 #: the field) under another. ``budget_clock``: budgets were wall-clock time before it.
-ADDED_KEYS: Mapping[str, Any] = {"budget_clock": "wall"}
+#: ``crop_padding``, ``flip``, ``normalize`` (classifier runs): ``None`` is the data's usual
+#: augmentation, which for every dataset and backbone that existed before them is what runs
+#: did (2-pixel crops for 28x28 and larger, no flips, no input normalisation).
+ADDED_KEYS: Mapping[str, Any] = {"budget_clock": "wall", "crop_padding": None, "flip": None,
+                                 "normalize": None}
+
+
+#: Named training-state objects added after states were first written: a state without one
+#: is still this run's, and the object keeps its freshly seeded state, as every resume did
+#: before it was saved. ``augmentation``: a classifier's crop and flip generators.
+ADDED_STATES = frozenset({"augmentation"})
 
 
 def _canonical(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,12 +213,15 @@ def load_training_state(path, states: Mapping[str, Any], generator=None,
     if run_config is not None:
         text = saved.get("run_config")
         check_run_config(None if text is None else json.loads(text), run_config, str(path))
-    if set(saved["states"]) != set(states):
+    missing = set(states) - set(saved["states"])
+    if set(saved["states"]) - set(states) or missing - ADDED_STATES:
         raise CheckpointError(
             f"{str(path)!r} holds states {sorted(saved['states'])}, but this run has "
             f"{sorted(states)}: it belongs to another training setup."
         )
     for name, obj in states.items():
+        if name in missing:  # written before it was saved: it keeps its seeded start
+            continue
         try:
             restore_object(obj, saved["states"][name])
         except (RuntimeError, ValueError, KeyError) as err:

@@ -93,6 +93,54 @@ def test_gan_state_without_budget_clock_resumes(tmp_path):
         assert torch.equal(a, b)
 
 
+AUGMENTED = {**FAST, "data": "mnist:n=600", "schedule": "constant", "batch_size": 100}
+
+
+def test_classifier_resume_with_augmentation_is_exact(tmp_path):
+    """28x28 images get random crops: their generator is part of the training state, so one
+    epoch then a resume to two gives the weights of two epochs in one run (the crops used to
+    restart from their seed, repeating epoch 1's in epoch 2)."""
+    full = train_classifier(ClassifierConfig(**{**AUGMENTED, "epochs": 2}), out=tmp_path / "f")
+    out = tmp_path / "part"
+    train_classifier(ClassifierConfig(**AUGMENTED), out=out)
+    state = torch.load(out / "training_state.pt", weights_only=True)
+    assert set(state["states"]) == {"model", "optimizer", "augmentation"}
+    resumed = train_classifier(ClassifierConfig(**{**AUGMENTED, "epochs": 2}), out=out,
+                               resume=True)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
+def test_classifier_state_from_before_the_augmentation_fields_resumes(tmp_path):
+    """A classifier state written before ``crop_padding`` / ``flip`` / ``normalize`` and the
+    saved crop generator existed (rewritten here without them) resumes with the fields'
+    defaults, and is refused with another value, naming the field; a state missing another
+    object is still refused."""
+    from dunno.checkpoints import atomic_save
+
+    out = tmp_path / "part"
+    train_classifier(ClassifierConfig(**AUGMENTED), out=out)
+    path = out / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    run_config = json.loads(state["run_config"])
+    for key in ("crop_padding", "flip", "normalize"):
+        del run_config[key]
+    state["run_config"] = json.dumps(run_config, sort_keys=True)
+    del state["states"]["augmentation"]
+    atomic_save(state, path)
+    with pytest.raises(CheckpointError, match=r"flip: None \(implied.*\) there, True now"):
+        train_classifier(ClassifierConfig(**{**AUGMENTED, "epochs": 2, "flip": True}),
+                         out=out, resume=True)
+    resumed = train_classifier(ClassifierConfig(**{**AUGMENTED, "epochs": 2}), out=out,
+                               resume=True)
+    assert len(resumed.history.epochs) == 2
+    del state["states"]["optimizer"]
+    atomic_save(state, path)
+    with pytest.raises(CheckpointError, match="belongs to another training setup"):
+        train_classifier(ClassifierConfig(**{**AUGMENTED, "epochs": 3}), out=out, resume=True)
+
+
 def test_classifier_resume_refuses_another_config_and_keeps_the_run(tmp_path):
     out = tmp_path / "run"
     first = train_classifier(ClassifierConfig(**FAST), out=out)

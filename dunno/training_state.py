@@ -32,6 +32,7 @@ from dunno.errors import CheckpointError
 __all__ = [
     "ADDED_KEYS",
     "ADDED_STATES",
+    "RECORDED_LATER",
     "RESUMABLE_KEYS",
     "TRAINING_STATE_FORMAT",
     "check_run_config",
@@ -66,6 +67,12 @@ RESUMABLE_KEYS = frozenset({"epochs", "max_minutes", "device", "compile", "quiet
 ADDED_KEYS: Mapping[str, Any] = {"budget_clock": "wall", "crop_padding": None, "flip": None,
                                  "normalize": None}
 
+
+#: Run-configuration records that states written before them lack, and whose old values are
+#: unknown: such a state is compared without them. ``model_config``: the built model's own
+#: config (``model.config``), so that a changed library default of a model parameter (which
+#: ``options`` does not show) is refused on resume, naming the parameter's record.
+RECORDED_LATER = frozenset({"model_config"})
 
 #: Named training-state objects added after states were first written: a state without one
 #: is still this run's, and the object keeps its freshly seeded state, as every resume did
@@ -105,12 +112,13 @@ def check_run_config(saved: Mapping[str, Any] | None, config: Mapping[str, Any],
     (read from ``where``, a path) equals ``config`` up to :data:`RESUMABLE_KEYS`; the
     message names every differing key with the saved value and this run's. A field of
     :data:`ADDED_KEYS` that ``config`` has and ``saved`` lacks is read as its old-behaviour
-    value."""
+    value; a record of :data:`RECORDED_LATER` that ``saved`` lacks is not compared."""
     if saved is None:
         raise CheckpointError(f"{where!r} records no run configuration (it was written by an "
                               "older version or outside a training recipe), so it cannot be "
                               "checked to belong to this run; start a new run instead.")
     implied = {k: v for k, v in ADDED_KEYS.items() if k in config and k not in saved}
+    config = {k: v for k, v in config.items() if k in saved or k not in RECORDED_LATER}
     old, new = _canonical({**implied, **saved}), _canonical(config)
     if old == new:
         return

@@ -367,7 +367,8 @@ def _train_density(config: DensityConfig, out, root, resume: bool, on_epoch_end)
                       epochs=config.epochs, state=state,
                       validate=_make_validate(model, make_loader(val, 500), device, config),
                       checkpoint_path=state_path, resume=resume,
-                      run_config={**asdict(config), **data_identity(train)},
+                      run_config={**asdict(config), **data_identity(train),
+                                  "model_config": model.config},
                       desc=config.model, on_epoch_end=epoch_end,
                       max_seconds=budget_s, clock=clock)
     model.eval()

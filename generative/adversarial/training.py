@@ -254,7 +254,8 @@ def _train_gan(config: GANConfig, out, root, resume: bool,
     with training_state_file(out_dir, "dunno-gan-") as state_path:
         history = fit(model.step, loader, epochs=config.epochs, state=model.training_state(),
                       checkpoint_path=state_path, resume=resume,
-                      run_config={**asdict(config), **data_identity(train)},
+                      run_config={**asdict(config), **data_identity(train),
+                                  "model_config": model.config},
                       desc=config.model, on_epoch_end=epoch_end,
                       max_seconds=budget_s,
                       clock=budget_clock(config.budget_clock, config))

@@ -15,6 +15,7 @@ from dunno.ensemble import train_ensemble
 from dunno.errors import CheckpointError
 from dunno.training_state import (
     ADDED_KEYS,
+    RECORDED_LATER,
     RESUMABLE_KEYS,
     check_run_config,
     run_fingerprint,
@@ -64,6 +65,12 @@ def test_a_state_written_before_a_field_existed_reads_as_its_old_behaviour():
     with pytest.raises(CheckpointError, match="budget_clock: 'cpu' there, 'wall' now"):
         check_run_config({**old, "budget_clock": "cpu"}, {**old, "budget_clock": "wall"},
                          "s.pt")
+    # a record added later is compared only when the state has it
+    assert "model_config" in RECORDED_LATER
+    check_run_config(old, {**old, "model_config": {"w": 1}}, "s.pt")
+    with pytest.raises(CheckpointError, match=r"model_config: \{'w': 2\} there, \{'w': 1\}"):
+        check_run_config({**old, "model_config": {"w": 2}}, {**old, "model_config": {"w": 1}},
+                         "s.pt")
 
 
 def test_gan_state_without_budget_clock_resumes(tmp_path):
@@ -91,6 +98,33 @@ def test_gan_state_without_budget_clock_resumes(tmp_path):
     assert history.steps == 12
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_built_models_config_is_part_of_the_run(tmp_path):
+    """The run config records the built model's own config: a state whose model was built
+    with another value of a parameter the options do not show (as after a changed library
+    default; simulated by rewriting the record) is refused, naming the record; a state
+    written before the record existed is compared without it and resumes."""
+    from dunno.checkpoints import atomic_save
+    from generative import train_gan
+
+    kwargs = dict(options={"latent_dim": 4, "hidden": [16, 16]}, batch_size=50)
+    data = "ring-of-gaussians:n=300"
+    train_gan("gan", data, 1, out=tmp_path / "run", **kwargs)
+    path = tmp_path / "run" / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    run_config = json.loads(state["run_config"])
+    assert run_config["model_config"]["lr_g"] == 1e-3  # the MLP GAN's default
+    run_config["model_config"]["lr_g"] = 2e-4  # "the default was 2e-4 when it was written"
+    state["run_config"] = json.dumps(run_config, sort_keys=True)
+    atomic_save(state, path)
+    with pytest.raises(CheckpointError, match="model_config: .*'lr_g': 0.0002.* there"):
+        train_gan("gan", data, 2, out=tmp_path / "run", resume=True, **kwargs)
+    del run_config["model_config"]  # written before the record existed
+    state["run_config"] = json.dumps(run_config, sort_keys=True)
+    atomic_save(state, path)
+    _, history = train_gan("gan", data, 2, out=tmp_path / "run", resume=True, **kwargs)
+    assert history.steps == 12
 
 
 AUGMENTED = {**FAST, "data": "mnist:n=600", "schedule": "constant", "batch_size": 100}

@@ -25,18 +25,12 @@ from pathlib import Path
 import torch
 
 from dunno.checkpoints import load_model, save_checkpoint
+from dunno.config import parse_options
 from dunno.data import make_loader
 from dunno.training import seed_everything
 from generative.adversarial import create
 from generative.adversarial.evaluation import code_accuracy
 from generative.adversarial.training import GANConfig, training_data
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def main(argv=None) -> list[dict]:
@@ -51,7 +45,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="directory for the final model.pt")
     args = p.parse_args(argv)
-    options = {k: _value(v) for k, v in (o.split("=", 1) for o in args.option)}
+    options = parse_options(args.option)
 
     torch.set_num_threads(1)
     seed_everything(args.seed)

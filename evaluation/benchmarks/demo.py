@@ -66,18 +66,10 @@ class DemoResult:
 
 
 def _figures(out: Path, paths) -> list[Figure]:
-    """Report figures for the files ``paths``: each either relative to the run directory
-    ``out`` or a path (absolute, or relative to the working directory, as the steps build
-    them from a relative ``out``) of a file inside it."""
+    """Report figures for the files ``paths`` inside the run directory ``out`` (absolute, or
+    relative to the working directory as ``out`` is), recorded relative to ``out``."""
     base = Path(out).resolve()
-    figures = []
-    for p in paths:
-        path = Path(p)
-        if not path.is_absolute() and (base / path).is_file():
-            figures.append(Figure(path.as_posix()))
-        else:
-            figures.append(Figure(path.resolve().relative_to(base).as_posix()))
-    return figures
+    return [Figure(Path(p).resolve().relative_to(base).as_posix()) for p in paths]
 
 
 def _has(module: str) -> bool:
@@ -110,7 +102,7 @@ def _classifier_step(ctx: dict) -> Section:
         plot_training_history(result.history, path=ctx["out"] / "training.png")
         reliability_diagram(probs, labels, path=ctx["out"] / "reliability.png",
                             title="LeNet-5 on digits (test)")
-        figures = ["training.png", "reliability.png"]
+        figures = [ctx["out"] / "training.png", ctx["out"] / "reliability.png"]
     except ImportError:  # pragma: no cover - plots land with the evaluation suite
         pass
     row = {**metrics, "epochs": len(result.history.epochs),

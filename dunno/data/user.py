@@ -14,9 +14,13 @@ Forms
   An optional string array ``classes`` names the classes. **``.npy``**: ``x`` only.
 
 Images must all have one size; they become ``(N, 1, H, W)`` when every image is greyscale,
-else ``(N, 3, H, W)``, in [0, 1]. Arrays ``(N, H, W)`` get a channel axis; ``uint8`` arrays
-are scaled by 1/255. Labels are integers ``0..K-1`` (``K`` at most ``max(1000, N)`` and
-100 000, or the length of ``classes``). Hidden and system entries (dot-names,
+else ``(N, 3, H, W)``, in [0, 1] (8-bit files scaled by 1/255, 16-bit greyscale by 1/65535,
+32-bit float greyscale used as stored and refused outside [0, 1], 32-bit integer files
+refused). Arrays ``(N, H, W)`` get a channel axis; ``uint8`` arrays are scaled by 1/255 (and
+refused when they hold only 0 and 1: binary images go as bool or float); a 4-D array that
+looks channels-last (``(N, H, W, C)`` with ``C`` in 1, 3, 4 and ``H > 4``) is refused, not
+guessed; other arrays are used as stored. Labels are integers ``0..K-1`` (``K`` at most
+``max(1000, N)`` and 100 000, or the length of ``classes``). Hidden and system entries (dot-names,
 ``__MACOSX``, ``Thumbs.db``, ``desktop.ini``, ``.ipynb_checkpoints``) are ignored.
 
 The split rule

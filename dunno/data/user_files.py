@@ -94,15 +94,45 @@ def _images_below(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+#: Pillow modes of 16-bit greyscale images (scaled by 1/65535)
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _read_image(path: Path) -> np.ndarray:
+    """``(C, H, W)`` float32 in [0, 1] (``C`` = 1 for greyscale, else 3 RGB): 8-bit images
+    scaled by 1/255, 16-bit greyscale by 1/65535, 32-bit float greyscale used as stored
+    (it must lie in [0, 1]); 32-bit integer images, whose range no convention fixes, are
+    refused (converting any of these to 8 bits would clip or flatten them)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            grey = img.mode in ("1", "L", "I;16", "I", "F")
-            arr = np.asarray(img.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
+            mode = img.mode
+            if mode in _SIXTEEN_BIT:
+                arr = np.asarray(img, dtype=np.float32) / 65535.0
+            elif mode in ("F", "I"):
+                arr = np.asarray(img, dtype=np.float64)
+            else:
+                grey = mode in ("1", "L")
+                arr = np.asarray(img.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"Cannot read image {str(path)!r}: {err}") from err
+    if mode == "I":
+        raise DataError(
+            f"Image {str(path)!r} is a 32-bit integer image (mode 'I'), whose value range "
+            "is not defined; save it as 8-bit, 16-bit or 32-bit float in [0, 1], or pass "
+            "the arrays scaled to [0, 1] in an .npz."
+        )
+    if mode == "F":
+        finite = np.isfinite(arr)
+        if not finite.all() or arr.min() < 0 or arr.max() > 1:
+            shown = (f"[{arr[finite].min():g}, {arr[finite].max():g}]" if finite.all()
+                     else "NaN or inf")
+            raise DataError(
+                f"Image {str(path)!r} is a 32-bit float image (mode 'F') with values "
+                f"{shown}; float images are used as stored and must lie in [0, 1]."
+            )
+        arr = arr.astype(np.float32)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
 
 
@@ -208,6 +238,17 @@ def _inputs(arr: np.ndarray, path: Path, name: str) -> np.ndarray:
         )
     if len(arr) == 0:
         raise DataError(f"{where} is empty (shape {arr.shape}).")
+    if arr.ndim == 4 and arr.shape[-1] in (1, 3, 4) and arr.shape[1] > 4:
+        raise DataError(
+            f"{where} has shape {arr.shape}, which looks channels-last (N, H, W, C); "
+            "images are read as (N, C, H, W). Store x.transpose(0, 3, 1, 2)."
+        )
+    if arr.dtype == np.uint8 and arr.max() == 1:
+        raise DataError(
+            f"{where} is uint8 and holds only 0 and 1; uint8 arrays are read as 8-bit "
+            "pixels 0..255 and scaled by 1/255, which would make them 0 and 0.0039. "
+            "Store binary images as bool or float32 0/1."
+        )
     x = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]

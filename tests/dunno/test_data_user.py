@@ -564,3 +564,78 @@ def test_an_npz_declaring_more_than_memory_is_refused_before_loading(tmp_path):
     with pytest.raises(DataError, match=r"'x' in '.*bomb.npz' declares shape \(1000000000, "
                                         r"1000000\): .* GiB as float32, more than this machine"):
         load_dataset(str(tmp_path / "bomb.npz"), "train")
+
+
+# --------------------------------------------------------------------------- pixel formats
+def test_sixteen_bit_png_keeps_its_levels(tmp_path):
+    """A 16-bit greyscale PNG is scaled by 1/65535, not clipped to 8 bits (which made every
+    value >= 255 white)."""
+    from PIL import Image
+
+    root = tmp_path / "scans"
+    root.mkdir()
+    levels = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)  # 0 .. 60000
+    for k in range(4):
+        Image.fromarray(levels + k).save(root / f"{k}.png")
+    x = load_dataset(str(root), "all").x.numpy()  # (4, 1, 4, 4)
+    assert x.shape == (4, 1, 4, 4)
+    expected = np.stack([(levels + k) / 65535.0 for k in range(4)])[:, None]
+    np.testing.assert_allclose(np.sort(x, axis=0), np.sort(expected, axis=0), atol=1e-7)
+
+
+def test_float_tiff_is_used_as_stored_and_checked(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "f"
+    root.mkdir()
+    values = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    for k in range(3):
+        Image.fromarray(values * (k + 1) / 3).save(root / f"{k}.tiff")
+    x = load_dataset(str(root), "all").x.numpy()
+    np.testing.assert_allclose(np.sort(x.max(axis=(1, 2, 3))), [1 / 3, 2 / 3, 1.0], atol=1e-6)
+    Image.fromarray(values * 2).save(root / "bright.tiff")
+    with pytest.raises(DataError, match=r"bright\.tiff.*mode 'F'.*\[0, 2\].*\[0, 1\]"):
+        load_dataset(str(root), "all")
+
+
+def test_int32_image_is_refused(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "i"
+    root.mkdir()
+    Image.fromarray(np.full((4, 4), 70000, dtype=np.int32)).save(root / "a.tiff")
+    with pytest.raises(DataError, match=r"a\.tiff.*32-bit integer"):
+        load_dataset(str(root), "all")
+
+
+@pytest.mark.parametrize("shape", [(12, 28, 28, 3), (12, 28, 28, 1), (12, 8, 8, 4)])
+def test_channels_last_array_is_refused(tmp_path, shape):
+    path = tmp_path / "hwc.npz"
+    np.savez(path, x=np.random.default_rng(0).random(shape, dtype=np.float32),
+             y=np.arange(12) % 2)
+    with pytest.raises(DataError, match=re.escape(f"{shape}") + r".*channels-last.*"
+                       r"transpose\(0, 3, 1, 2\)"):
+        load_dataset(str(path), "train")
+
+
+def test_channels_first_arrays_are_kept(tmp_path):
+    rng = np.random.default_rng(0)
+    for shape in [(12, 3, 28, 28), (12, 1, 3, 3), (12, 3, 3, 3), (12, 2, 10, 1)]:
+        path = tmp_path / f"chw{len(shape)}_{shape[1]}_{shape[-1]}.npz"
+        x = rng.random(shape, dtype=np.float32)
+        np.savez(path, x=x, y=np.arange(12) % 2)
+        assert tuple(load_dataset(str(path), "all").x.shape) == shape
+
+
+def test_binary_uint8_array_is_refused_bool_and_255_are_read(tmp_path):
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2, (12, 1, 8, 8))
+    np.savez(tmp_path / "u8.npz", x=bits.astype(np.uint8), y=np.arange(12) % 2)
+    with pytest.raises(DataError, match=r"uint8 and holds only 0 and 1.*bool or float32"):
+        load_dataset(str(tmp_path / "u8.npz"), "all")
+    np.savez(tmp_path / "b.npz", x=bits.astype(bool), y=np.arange(12) % 2)
+    xb = load_dataset(str(tmp_path / "b.npz"), "all").x.numpy()
+    assert set(np.unique(xb)) == {0.0, 1.0}
+    np.savez(tmp_path / "p.npz", x=(bits * 255).astype(np.uint8), y=np.arange(12) % 2)
+    xp = load_dataset(str(tmp_path / "p.npz"), "all").x.numpy()
+    assert set(np.unique(xp)) == {0.0, 1.0}

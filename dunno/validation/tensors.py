@@ -29,7 +29,15 @@ def as_tensor(value: Any, name: str, *, list_dtype: Any = None) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach()
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
+        if not value.flags.writeable or any(st < 0 for st in value.strides):
+            value = np.array(value)  # torch.from_numpy needs writable, positive strides
+        try:
+            return torch.from_numpy(value)
+        except TypeError as err:  # a dtype torch lacks: str, object, longdouble
+            raise ValueError(
+                f"The '{name}' argument must hold numbers of a dtype torch supports (bool, "
+                f"int, float). Got a numpy array of dtype {value.dtype} instead."
+            ) from err
     if isinstance(value, list | tuple):
         try:
             return torch.as_tensor(np.asarray(value, dtype=list_dtype))
@@ -59,6 +67,13 @@ def as_labels(labels: Any, n: int, num_classes: int | None = None, *, name: str 
             raise ValueError(
                 f"The '{name}' argument must hold integer class indices. Got non-integer "
                 f"values of dtype {y.dtype}."
+            )
+        if y.numel() and not bool((y.abs() < 2.0**53).all()):
+            # Floats this large are not exact integers, and their int64 cast is undefined.
+            raise ValueError(
+                f"The '{name}' argument must hold class indices (floats below 2**53 in "
+                f"magnitude). Got values in [{float(y.min()):g}, {float(y.max()):g}] of dtype "
+                f"{y.dtype} instead."
             )
     elif y.dtype == torch.bool or y.is_complex():
         raise ValueError(

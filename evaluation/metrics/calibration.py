@@ -343,7 +343,7 @@ def _brier_sum(p: np.ndarray, y: np.ndarray) -> float:
 def _nll_sum(p: np.ndarray, y: np.ndarray) -> float:
     p_true = p[np.arange(p.shape[0]), y].astype(np.float64)  # (N,)
     with np.errstate(divide="ignore"):
-        return float(-np.sum(np.log(p_true)))
+        return 0.0 - float(np.sum(np.log(p_true)))  # 0.0 - 0.0 is +0.0, not -0.0
 
 
 def nll(probs, labels) -> float:

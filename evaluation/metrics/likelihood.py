@@ -78,7 +78,7 @@ def nll_nats(log_probs) -> float:
         log_probs: ``(N,)`` natural-log likelihood of each example.
     """
     lp = _log_probs(log_probs)
-    return float(-np.mean(lp))
+    return 0.0 - float(np.mean(lp))  # 0.0 - 0.0 is +0.0, not -0.0
 
 
 def bits_per_dim(log_probs, num_dims: int, *, bin_width: float | None = None) -> float:
@@ -114,7 +114,8 @@ def log_mean_exp(values, axis: int = 0) -> np.ndarray | float:
     """
     v = check_real(values, "values", ndim=tuple(range(1, 33)), what="an array with ndim >= 1",
                    allow_neg_inf=True)
-    if not isinstance(axis, numbers.Integral) or not -v.ndim <= axis < v.ndim:
+    if (isinstance(axis, bool | np.bool_) or not isinstance(axis, numbers.Integral)
+            or not -v.ndim <= axis < v.ndim):
         raise ValueError(
             f"The 'axis' parameter of log_mean_exp must be an int in [{-v.ndim}, {v.ndim}). "
             f"Got {axis!r} instead."

@@ -55,6 +55,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 from fractions import Fraction
 
 import numpy as np
@@ -190,10 +191,11 @@ def auroc_standard_error(value: float, n_in: int, n_out: int) -> float:
     :math:`(N_\text{in} + N_\text{out} + 1) / (12 N_\text{in} N_\text{out})`; at
     :math:`A \in \{0, 1\}` it is 0.
     """
-    a = float(value)
-    if not 0.0 <= a <= 1.0:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real) \
+            or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"The 'value' argument of auroc_standard_error must be an AUROC in "
                          f"[0, 1]. Got {value!r} instead.")
+    a = float(value)
     for name, n in (("n_in", n_in), ("n_out", n_out)):
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise ValueError(f"The '{name}' argument of auroc_standard_error must be an int >= "
@@ -246,7 +248,8 @@ def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
         tpr: target true-positive rate in (0, 1] (default 0.95).
     """
     owner = "fpr_at_tpr"
-    if tpr != 1.0:
+    if not (isinstance(tpr, numbers.Real) and not isinstance(tpr, bool | np.bool_)
+            and tpr == 1.0):
         tpr = check_probability_level(tpr, "tpr", owner)
     return _ranked(scores_in, scores_out).fpr_at_tpr(tpr)
 

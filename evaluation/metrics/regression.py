@@ -52,7 +52,12 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def _check_mixture_weights(pi: np.ndarray) -> None:
     """Refuse mixture weights ``(N, K)`` outside [0, 1] or rows not summing to one."""
     if not (pi.min() >= 0.0 and pi.max() <= 1.0):
-        raise ValueError("The 'weights' argument must hold mixture weights in [0, 1].")
+        bad = int(np.flatnonzero(~((pi >= 0.0) & (pi <= 1.0)).ravel())[0])
+        row, col = np.unravel_index(bad, pi.shape)
+        raise ValueError(
+            f"The 'weights' argument must hold mixture weights in [0, 1] (probabilities, not "
+            f"logits); found {pi.ravel()[bad]} at ({int(row)}, {int(col)})."
+        )
     sums = pi.sum(axis=1)
     bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_SUM_ATOL)
     if bad.size:
@@ -150,7 +155,9 @@ def gaussian_mixture_nll(weights, means, variances, targets) -> float:
     _same_shape({"weights": pi, "means": mu, "variances": var}, "weights")
     check_same_length(y.shape[0], pi.shape[0], "targets", "weights")
     if not np.all(var > 0):
-        raise ValueError("The 'variances' argument must be > 0.")
+        bad = int(np.flatnonzero(~(var.ravel() > 0))[0])
+        raise ValueError(f"The 'variances' argument must be > 0; found {var.ravel()[bad]} at "
+                         f"flat index {bad}.")
     _check_mixture_weights(pi)
     with np.errstate(divide="ignore"):
         log_terms = np.log(pi) - 0.5 * (_LOG_2PI + np.log(var) + (y[:, None] - mu) ** 2 / var)
@@ -365,7 +372,10 @@ def regression_calibration_curve(
     else:
         lv = check_real(levels, "levels", ndim=1)
         if not (lv.min() >= 0.0 and lv.max() <= 1.0):
-            raise ValueError("The 'levels' argument must lie in [0, 1].")
+            bad = int(np.flatnonzero(~((lv >= 0.0) & (lv <= 1.0)))[0])
+            raise ValueError(
+                f"The 'levels' argument must lie in [0, 1]; found {lv[bad]} at index {bad}."
+            )
     # |2 Phi(z) - 1| = erf(|z| / sqrt 2): the level of the narrowest central interval holding y.
     z = np.abs(y - mu) / np.sqrt(var)
     needed = np.sort(special.erf(z / math.sqrt(2.0)).ravel())

@@ -298,10 +298,16 @@ class ModeCoverage(NamedTuple):
 
 def ring_modes(num_modes: int = 8, radius: float = 2.0) -> np.ndarray:
     r"""Means ``(K, 2)`` of the ring of Gaussians of :func:`dunno.data.toy.ring_of_gaussians`:
-    :math:`r(\cos 2\pi j/K, \sin 2\pi j/K)`, :math:`j = 0..K-1`."""
+    :math:`r(\cos 2\pi j/K, \sin 2\pi j/K)`, :math:`j = 0..K-1`.
+
+    Args:
+        num_modes: ``K``, an int >= 1 (default 8).
+        radius: ``r``, a finite float > 0 (default 2.0).
+    """
     num_modes = check_int(num_modes, "num_modes", "ring_modes", low=1)
+    radius = check_float(radius, "radius", "ring_modes", low=0.0, low_open=True)
     angle = 2 * np.pi * np.arange(num_modes) / num_modes
-    return float(radius) * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
 def mode_coverage(

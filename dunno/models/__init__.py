@@ -22,6 +22,7 @@ Example::
 
 from dunno.models.checks import (
     check_compiled_features,
+    check_input_dtype,
     check_model_data,
     model_input_shape,
     model_kind,
@@ -45,6 +46,7 @@ __all__ = [
     "MODEL_FILE_KINDS",
     "ExportedModel",
     "check_compiled_features",
+    "check_input_dtype",
     "check_model_data",
     "detect_model_file",
     "import_factory",

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["check_compiled_features", "check_model_data", "model_input_shape", "model_kind"]
+__all__ = ["check_compiled_features", "check_input_dtype", "check_model_data", "model_input_shape",
+           "model_kind"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _RECORDED_IN = {"checkpoint": "checkpoint", "torchscript": "TorchScript file",
@@ -107,6 +108,23 @@ def _device_of(model: nn.Module) -> torch.device:
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
+
+
+def check_input_dtype(model: nn.Module, x: torch.Tensor, owner: str = "") -> None:
+    """Raise a ValueError naming both dtypes when a model with floating weights cannot run on
+    integer inputs ``x`` (uint8 images in [0, 255], say). Call it only once the model has
+    failed on ``x``, so that models that do take integers (token ids) are never refused."""
+    weights = next((t for t in (*model.parameters(), *model.buffers())
+                    if t.is_floating_point()), None)
+    if weights is None or x.is_floating_point():
+        return
+    prefix = f"{owner}: " if owner else ""
+    raise ValueError(
+        f"{prefix}the inputs have dtype {x.dtype} but the model's weights are {weights.dtype}, "
+        "and the model cannot run on them. Pass floating inputs on the scale the model was "
+        "trained on: images stored as uint8 in [0, 255] become x.astype(np.float32) / 255 for "
+        "dunno's [0, 1] datasets (user image files are scaled this way when loaded)."
+    )
 
 
 def check_model_data(

@@ -228,10 +228,15 @@ class TemperatureScaling(Calibrator):
             return loss
 
         optimizer.step(closure)
-        n_iter = int(optimizer.state[log_t]["n_iter"])
+        state = optimizer.state[log_t]
+        n_iter = int(state["n_iter"])
+        # L-BFGS also stops when it runs out of function evaluations (max_eval, 1.25 x
+        # max_iter): that is no more convergence than reaching max_iter.
+        out_of_budget = (n_iter >= self.max_iter
+                         or int(state["func_evals"]) >= optimizer.param_groups[0]["max_eval"])
         temperature = math.exp(float(log_t.detach()))
         at_bound = not t_min < temperature < t_max
-        return min(max(temperature, t_min), t_max), n_iter, n_iter < self.max_iter, at_bound
+        return min(max(temperature, t_min), t_max), n_iter, not out_of_budget, at_bound
 
     def _fit_grid(self, z, y):
         t_min, t_max = (float(v) for v in self.bounds)

@@ -26,7 +26,7 @@ from dunno.devices import resolve_device
 from dunno.errors import check_is_fitted
 from dunno.estimator import Estimator
 from dunno.inputs import as_loader, model_dtype, output_like
-from dunno.models import check_model_data
+from dunno.models import check_input_dtype, check_model_data
 from dunno.validation import check_int
 from uncertainty.calibration._base import Calibrator
 from uncertainty.calibration.fingerprint import check_same_model, model_fingerprint
@@ -167,6 +167,7 @@ class CalibratedClassifier(Estimator):
                     out.append(self.model(xb.to(device)))
                 except RuntimeError:  # inputs the model cannot take: refused by name
                     if i == 0:
+                        check_input_dtype(self.model, xb, "CalibratedClassifier")
                         check_model_data(self.model, xb[:2].to(device),
                                          owner="CalibratedClassifier")
                     raise

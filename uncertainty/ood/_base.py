@@ -187,12 +187,16 @@ class OODDetector(Estimator, ABC):
         if not self.fit_needs:
             return self
         outputs = self._check_outputs(outputs, self.fit_needs, "fit_outputs")
-        for attr in (*self._state_names, "input_shape_"):
+        for attr in (*self._state_names, "input_shape_", "output_widths_"):
             if attr in self.__dict__:
                 delattr(self, attr)
         if outputs.inputs is not None:
             self.input_shape_ = tuple(outputs.inputs.shape[1:])
         self._fit(outputs)
+        # the widths scoring must match: C logits, F features (checked in score_outputs)
+        self.output_widths_ = {name: int(getattr(outputs, name).shape[1])
+                               for name in ("logits", "features")
+                               if name in self.fit_needs and getattr(outputs, name) is not None}
         return self
 
     def score(self, x, *, batch_size: int = 512) -> torch.Tensor:
@@ -217,6 +221,7 @@ class OODDetector(Estimator, ABC):
         self._validate_params()
         self.check_fitted()
         outputs = self._check_outputs(outputs, self.needs, "score_outputs")
+        self._check_widths(outputs)
         scores = self._score(outputs)
         return scores.to(torch.float64)
 
@@ -296,6 +301,20 @@ class OODDetector(Estimator, ABC):
             if needed and not bool(torch.isfinite(value).all()):
                 raise ValueError(f"The '{name}' given to {owner} contain NaN or inf.")
         return outputs
+
+    def _check_widths(self, outputs: ModelOutputs) -> None:
+        """Refuse logits / features to score whose width differs from the fit's (another
+        model, layer or class count): the fitted statistics would not apply to them."""
+        widths = getattr(self, "output_widths_", None) or {}
+        for name, what in (("logits", "classes"), ("features", "features per example")):
+            value = getattr(outputs, name)
+            if name in widths and name in self.needs and value is not None \
+                    and int(value.shape[1]) != widths[name]:
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on {widths[name]} {what}; the {name} "
+                    f"have {int(value.shape[1])}. Score the outputs of the model (and layer) "
+                    "the detector was fitted with."
+                )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

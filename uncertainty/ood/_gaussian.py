@@ -279,6 +279,9 @@ def tied_gaussian(
         ``means (C, F)``, ``covariance (F, F)`` (shrunk; plus the jitter), ``whitening (F, r)``
         with :math:`\Sigma^{+} = W W^\top` (or :math:`\Sigma^{-1}`), ``rank`` ``r`` and
         ``jitter`` (the absolute jitter added; 0 for the pseudo-inverse), all float64.
+
+    Raises ValueError when the pseudo-inverse keeps no direction (the class-centred features
+    do not vary, e.g. one example per class): every distance would then be 0.
     """
     means, _ = class_means(features, labels, num_classes, owner)
     cov = tied_covariance(features, labels, means)  # (F, F)
@@ -290,6 +293,14 @@ def tied_gaussian(
     if inverse == "pinv":
         whitening, rank = pinv_whitening(cov)
         jitter = 0.0
+        if rank == 0:  # every distance would be 0: a constant score, for any input
+            raise ValueError(
+                f"{owner}: the class-centred training features have no variance ({len(features)}"
+                f" examples of {num_classes} classes, {cov.shape[0]} features), so every "
+                "Mahalanobis distance would be 0 whatever the input. Fit on more than one "
+                "example per class, with features that vary (another layer), or pass "
+                "inverse='jitter'."
+            )
     else:
         chol, jitter = jittered_cholesky(cov, [j * scale for j in RELATIVE_JITTERS])
         cov = cov + jitter * eye

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dunno.models import check_model_data
+from dunno.models import check_input_dtype, check_model_data
 from dunno.progress import Progress
 from dunno.validation import check_int
 
@@ -429,6 +429,7 @@ def extract_outputs(
                     z, f = forward_outputs(model, x.to(device), needs=run, layer=layer)
                 except RuntimeError:  # inputs the model cannot take: refused by name
                     if i == 0:
+                        check_input_dtype(model, x, "extract_outputs")
                         check_model_data(model, x[:2].to(device), owner="extract_outputs")
                     raise
                 if z is not None:

@@ -1,0 +1,78 @@
+"""Calibration on a user's own path: solver flags that must not claim convergence, and
+inputs a model cannot take refused with a message naming the dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize_scalar
+from torch import nn
+
+from uncertainty.calibration import CalibratedClassifier, TemperatureScaling, temperature_nll
+
+
+def _logits(n: int = 500, c: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(0, c, (n,), generator=g)
+    keep = torch.rand(n, generator=g) < 0.7
+    return z, torch.where(keep, z.argmax(1), y)
+
+
+def _scipy_temperature(z, y) -> float:
+    res = minimize_scalar(lambda log_t: temperature_nll(z, y, float(np.exp(log_t))),
+                          bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-10})
+    return float(np.exp(res.x))
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3])
+def test_lbfgs_out_of_budget_is_not_reported_as_converged(max_iter):
+    """L-BFGS stops when it runs out of function evaluations (1.25 x max_iter) before
+    max_iter iterations; that stop is not convergence (it was reported as converged)."""
+    z, y = _logits()
+    t_star = _scipy_temperature(z, y)
+    ts = TemperatureScaling(solver="lbfgs", max_iter=max_iter).fit(z, y)
+    assert abs(ts.temperature_ - t_star) > 1e-3  # the budget really stopped it short
+    assert ts.converged_ is False
+
+
+def test_lbfgs_with_its_default_budget_converges_to_scipys_optimum():
+    z, y = _logits()
+    t_star = _scipy_temperature(z, y)
+    ts = TemperatureScaling(solver="lbfgs").fit(z, y)
+    assert ts.converged_ is True and not ts.at_bound_
+    assert ts.temperature_ == pytest.approx(t_star, rel=1e-4)
+    newton = TemperatureScaling().fit(z, y)
+    assert newton.converged_ and newton.temperature_ == pytest.approx(t_star, rel=1e-6)
+
+
+def _image_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_integer_images_are_refused_naming_the_dtypes(dtype):
+    """uint8 images used to end in torch's 'Input type (unsigned char) and bias type (float)
+    should be the same' RuntimeError."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(40, 1, 8, 8)).astype(dtype)
+    y = rng.integers(0, 4, size=40)
+    clf = CalibratedClassifier(_image_model())
+    with pytest.raises(ValueError, match=rf"dtype torch\.{np.dtype(dtype).name} but the "
+                                         r"model's weights are torch\.float32.*/ 255"):
+        clf.fit(x, y)
+
+
+def test_integer_images_scaled_to_floats_calibrate_like_the_float_images():
+    rng = np.random.default_rng(0)
+    x8 = rng.integers(0, 256, size=(200, 1, 8, 8)).astype(np.uint8)
+    y = rng.integers(0, 4, size=200)
+    model = _image_model()
+    x = x8.astype(np.float32) / 255
+    clf = CalibratedClassifier(model).fit(x, y)
+    with torch.no_grad():
+        z = model(torch.from_numpy(x)).double()
+    ref = TemperatureScaling().fit(z, torch.from_numpy(y))
+    assert clf.calibrator_.temperature_ == pytest.approx(ref.temperature_, rel=1e-5)

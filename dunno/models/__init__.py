@@ -23,6 +23,7 @@ Example::
 from dunno.models.checks import (
     check_compiled_features,
     check_input_dtype,
+    check_input_scale,
     check_model_data,
     model_input_shape,
     model_kind,
@@ -47,6 +48,7 @@ __all__ = [
     "ExportedModel",
     "check_compiled_features",
     "check_input_dtype",
+    "check_input_scale",
     "check_model_data",
     "detect_model_file",
     "import_factory",

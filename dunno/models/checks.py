@@ -16,6 +16,10 @@ naming both sides:
 3. **One forward pass on one example** (two, for exported programs with a dynamic batch): it
    must run (its error is reported with both shapes) and give ``(N, C)`` logits with ``C``
    equal to the data's number of classes, and every label must be ``< C``.
+4. **Recorded input range.** :func:`model_input_range`: the ``(min, max)`` of the training
+   inputs (recorded by ``dunno train classifier``). The data's largest magnitude must be
+   within a factor of 20 above / 50 below the training inputs' (:func:`check_input_scale`):
+   [0, 255] images given to a model of [0, 1] images are refused, not scored.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["check_compiled_features", "check_input_dtype", "check_model_data", "model_input_shape",
+__all__ = ["SCALE_RATIO", "check_compiled_features", "check_input_dtype", "check_input_scale",
+           "check_model_data", "input_magnitude", "model_input_range", "model_input_shape",
            "model_kind"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -110,6 +115,57 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+#: How far apart (a factor, either way) the largest magnitudes of two sets of inputs may be
+#: before :func:`check_input_scale` calls them stored on different scales: 20 above, 50
+#: below ([0, 1] against [0, 255] is 255 either way).
+SCALE_RATIO = (20.0, 50.0)
+
+
+def input_magnitude(x: torch.Tensor) -> float:
+    """The largest absolute value of the inputs ``x (N, ...)`` (0 for empty or non-floating
+    data)."""
+    if not isinstance(x, torch.Tensor) or not x.numel() or not x.is_floating_point():
+        return 0.0
+    return float(x.detach().abs().amax())
+
+
+def check_input_scale(x: torch.Tensor, reference: float, *, what: str, reference_what: str,
+                      owner: str = "") -> None:
+    r"""Refuse inputs ``x`` stored on another scale than a reference set whose largest
+    magnitude is ``reference``: images in [0, 255] scored by a model of [0, 1] images (or
+    the reverse) give numbers that measure the scale, not the contents (an AUROC of 0 or 1,
+    a temperature of 300).
+
+    With :math:`s = \max |x|` and :math:`r` = ``reference``, refused when :math:`r > 0` and
+    :math:`s > 20 r` or :math:`0 < s < r / 50` (:data:`SCALE_RATIO`); a set with no
+    non-zero value (blank images) passes.
+    """
+    if not reference > 0:
+        return
+    scale = input_magnitude(x)
+    up, down = SCALE_RATIO
+    if scale > up * reference or 0 < scale < reference / down:
+        prefix = f"{owner}: " if owner else ""
+        raise ValueError(
+            f"{prefix}{what} reach |x| = {scale:g}, but {reference_what} reach |x| = "
+            f"{reference:g}: the two are stored on different scales (e.g. [0, 255] against "
+            "[0, 1]), and every number computed from them would measure the scale, not the "
+            "data. Store them on one scale (uint8 files are read as x / 255)."
+        )
+
+
+def model_input_range(model: nn.Module) -> tuple[float, float] | None:
+    """``(min, max)`` of the inputs ``model`` was trained on, as recorded by ``dunno train
+    classifier`` (``model.dunno_info["input_range"]``), or ``None``."""
+    info = getattr(model, "dunno_info", None)
+    value = info.get("input_range") if isinstance(info, dict) else None
+    if isinstance(value, list | tuple) and len(value) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
 def check_input_dtype(model: nn.Module, x: torch.Tensor, owner: str = "") -> None:
     """Raise a ValueError naming both dtypes when a model with floating weights cannot run on
     integer inputs ``x`` (uint8 images in [0, 255], say). Call it only once the model has
@@ -176,6 +232,13 @@ def check_model_data(
     message = _first_layer_error(model, shape, data_name)
     if message is not None:
         raise ValueError(prefix + message)
+    trained = model_input_range(model)
+    if trained is not None:
+        check_input_scale(x, max(abs(trained[0]), abs(trained[1])),
+                          what=f"the inputs of {_describe(data_name)}",
+                          reference_what="the inputs the model was trained on "
+                          f"([{trained[0]:g}, {trained[1]:g}], recorded in its "
+                          f"{_RECORDED_IN.get(model_kind(model), 'file')})", owner=owner)
     if len(x) == 0:
         raise ValueError(f"{prefix}{_describe(data_name)} has no examples.")
     param = next(model.parameters(), None)

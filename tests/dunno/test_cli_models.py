@@ -60,6 +60,23 @@ def test_the_checkpoint_records_input_shape_and_class_count(digits_model):
 
     meta = load_checkpoint(digits_model["checkpoint"]).meta
     assert meta["input_shape"] == [1, 8, 8] and meta["num_classes"] == 10
+    assert meta["input_range"] == [0.0, 1.0]  # digits' 0..16 levels scaled to [0, 1]
+
+
+def test_calibrate_refuses_data_on_another_scale(digits_model, tmp_path, capsys):
+    from dunno.data import load_dataset
+
+    test = load_dataset("digits", "test")
+    path = tmp_path / "digits255.npz"
+    np.savez(path, x_train=test.x.numpy()[:60] * 255, y_train=test.y.numpy()[:60],
+             x_val=test.x.numpy()[60:120] * 255, y_val=test.y.numpy()[60:120],
+             x_test=test.x.numpy()[120:] * 255, y_test=test.y.numpy()[120:])
+    code = main(["calibrate", "--checkpoint", str(digits_model["checkpoint"]), "--data",
+                 str(path), "--out", str(tmp_path / "cal"), "--device", "cpu", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "reach |x| = 255" in err and "trained on ([0, 1], recorded in its checkpoint)" in err
+    assert not (tmp_path / "cal" / "calibration.json").exists()
 
 
 @pytest.mark.parametrize("kind", ["checkpoint", "torchscript", "export", "factory"])

@@ -8,6 +8,7 @@ import torch
 
 from dunno.data import ArrayDataset, DatasetInfo, is_user_data, load_dataset
 from dunno.inputs import as_arrays, describe_kind
+from dunno.models.checks import check_input_scale, input_magnitude
 
 __all__ = ["load_ood_data"]
 
@@ -61,6 +62,9 @@ def _load_out_set(spec, test: ArrayDataset, root, dtype=None) -> tuple[str, Arra
             "must have the model's input shape (resize it, or use a noise set, which matches "
             "the in-distribution shape)."
         )
+    check_input_scale(ds.x, input_magnitude(test.x), what=f"The OOD set {name!r}'s inputs",
+                      reference_what=f"the in-distribution test inputs ({test.info.name!r})",
+                      owner="run_ood")
     return name, ds
 
 
@@ -87,6 +91,8 @@ def load_ood_data(in_data, out_sets, *, fit_split: str = "train",
             raise ValueError(f"The 'in_data' fit and test sets of run_ood must have the same "
                              f"input shape. Got {tuple(fit.x.shape[1:])} and "
                              f"{tuple(test.x.shape[1:])} instead.")
+        check_input_scale(test.x, input_magnitude(fit.x), what="The 'in_data' test inputs",
+                          reference_what="its fit inputs", owner="run_ood")
     else:
         raise ValueError("The 'in_data' argument of run_ood must be a dataset spec (str) or "
                          "the user's data as (fit, test), each a numpy array, tensor, (x, y) "

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from dunno.checkpoints import load_checkpoint, load_model
-from dunno.data import load_dataset
+from dunno.data import load_dataset, parse_spec
 from dunno.devices import resolve_device
 from dunno.errors import CheckpointError, DataError
 from dunno.models import check_model_data
@@ -176,6 +176,29 @@ def _evaluate_ring(model: AdversarialModel, data: str, n: int, seed: int,
     return GANEvaluation(report, samples)
 
 
+def _dataset_family(spec: str) -> str:
+    """``"mnist"`` for ``mnist``, ``mnist-binary`` and ``mnist:rotate=90``: the images a
+    classifier of that data knows."""
+    base = parse_spec(spec)[0] if isinstance(spec, str) and spec.strip() else str(spec)
+    return base.removesuffix("-binary")
+
+
+def _check_same_data(classifier_data, data: str) -> None:
+    """Refuse a classifier recorded as trained on other images than ``data``: its features
+    and classes would make the cFID, the classifier score and the code accuracy measure
+    another dataset's notion of a digit (a Fashion-MNIST classifier for an MNIST GAN)."""
+    if not isinstance(classifier_data, str) or not classifier_data:
+        return
+    if _dataset_family(classifier_data) != _dataset_family(data):
+        raise DataError(
+            f"The classifier was trained on {classifier_data!r} but the samples are scored "
+            f"against {data!r}: its features and classes belong to other images, so cFID, "
+            f"classifier score and code accuracy would not describe {data!r}. Use a "
+            f"classifier trained on {data!r} (dunno train classifier --data "
+            f"{_dataset_family(data)})."
+        )
+
+
 @reports_progress
 def evaluate_gan(
     checkpoint: str | Path | AdversarialModel,
@@ -242,8 +265,14 @@ def evaluate_gan(
         raise ValueError("evaluate_gan needs a 'classifier' checkpoint with features(x) for "
                          "image models (e.g. runs/lenet5-mnist/model.pt from `dunno train "
                          "classifier --backbone lenet5 --data mnist`).")
+    classifier_data = None
     if not isinstance(classifier, torch.nn.Module):
+        classifier_data = load_checkpoint(classifier).meta.get("trained_on")
         classifier = load_model(classifier, device=device)
+    else:
+        info = getattr(classifier, "dunno_info", None)
+        classifier_data = info.get("trained_on") if isinstance(info, dict) else None
+    _check_same_data(classifier_data, data)
     classifier = classifier.to(device).eval()
 
     test = load_dataset(data, "test", root)

@@ -328,6 +328,23 @@ def test_infogan_grids_and_image_evaluation(tmp_path):
     assert 1.0 <= generated["classifier_score"] <= 10.0
     assert 0.0 <= report["code_accuracy"] <= 1.0
     assert "classifier-based" in report["note"]
+    # a classifier recorded as trained on other images is refused, by file or by module
+    from dunno.checkpoints import save_checkpoint
+    from dunno.errors import DataError
+
+    save_checkpoint(tmp_path / "other.pt", classifier, arch="nets", config=classifier.config,
+                    meta={"trained_on": "fashion-mnist"})
+    with pytest.raises(DataError, match=r"trained on 'fashion-mnist' but the samples are "
+                       r"scored against 'digits'"):
+        evaluate_gan(tmp_path / "model.pt", classifier=tmp_path / "other.pt", data="digits",
+                     num_samples=60)
+    classifier.dunno_info = {"trained_on": "fashion-mnist"}
+    with pytest.raises(DataError, match="trained on 'fashion-mnist'"):
+        evaluate_gan(tmp_path / "model.pt", classifier=classifier, data="digits",
+                     num_samples=60)
+    classifier.dunno_info = {"trained_on": "digits:rotate=90"}  # the same images, shifted
+    assert evaluate_gan(tmp_path / "model.pt", classifier=classifier, data="digits",
+                        num_samples=60).report["rows"][0]["n"] == 60
 
 
 class _CodeWriter(torch.nn.Module):

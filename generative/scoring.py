@@ -150,7 +150,9 @@ def score_density(
     model : AutoregressiveImageModel, VAE or AdversarialAutoencoder
         E.g. from :func:`load_density_model`; moved to ``device``, weights unchanged.
     data, split : str
-        Dataset spec and split (``"test"``, ``"val"``, ``"train"``).
+        Dataset spec and split (``"test"``, ``"val"``, ``"train"``). An 8-bit model scores
+        intensities in [0, 1] (the built-in sets and uint8 files load so) as the whole
+        numbers 0..255; values outside [0, 1] are refused.
     binarize : {None, "fixed"}
         For a binary model on grey data: ``"fixed"`` applies
         :func:`~generative.pixels.fixed_binarize` (seed :data:`~generative.pixels.FIXED_SEEDS`
@@ -171,8 +173,8 @@ def score_density(
     if not isinstance(model, DENSITY_MODEL_TYPES):
         raise TypeError(f"score_density needs a model from generative.autoregressive or "
                         f"generative.latent; got {type(model).__name__}.")
-    for name, value in (("samples_k", samples_k), ("size", size)):
-        check_int(value, name, "score_density", low=1, allow_none=True)
+    for name, value in (("batch_size", batch_size), ("samples_k", samples_k), ("size", size)):
+        check_int(value, name, "score_density", low=1, allow_none=name != "batch_size")
     device = resolve_device(device)
     model = model.to(device)
     dataset = load_dataset(data, split, root)
@@ -184,6 +186,15 @@ def score_density(
                 f"pre-binarised set (e.g. '{parse_spec(data)[0]}-binary' where it exists) or "
                 "pass binarize='fixed' (--binarize fixed) for the documented fixed Bernoulli "
                 "draw."
+            )
+    if model.pixels == "8bit":
+        x = dataset.x
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(
+                f"'{data}' holds values in [{float(x.min()):g}, {float(x.max()):g}] but an "
+                "8-bit model scores intensities in [0, 1], which it maps to 0..255 (how the "
+                "built-in sets and uint8 files load). Save the images as uint8, or divide "
+                "whole numbers 0..255 by 255."
             )
     dataset = random_subset(prepare_images(dataset, model.pixels, split, binarize), size, seed)
     nll, summary = score_images(model, dataset, device, batch_size, samples_k, seed)

@@ -27,9 +27,11 @@ def _head_dropout_net(p: float = 0.5) -> nn.Sequential:
                          nn.Dropout(p), nn.Linear(16, 3))
 
 
-def test_p_zero_gives_identical_samples_and_zero_mutual_information():
-    model = _head_dropout_net(0.0)
+def test_p_zero_is_refused_and_tiny_p_gives_zero_mutual_information():
     x = torch.randn(10, 4)
+    with pytest.raises(ValueError, match=r"p > 0.*p = 0.*epistemic uncertainty 0"):
+        MCDropout(_head_dropout_net(0.0), 7).predict(x)
+    model = _head_dropout_net(1e-12)  # the limit p -> 0: no unit is ever dropped
     samples = MCDropout(model, num_samples=7).sample(x)
     assert samples.shape == (7, 10, 3)
     assert torch.equal(samples, samples[:1].expand_as(samples))

@@ -34,9 +34,9 @@ whose mean and variance are
 mini-batch in training); one Adam step updates all members (Adam is elementwise, so this is
 exactly ``M`` independent optimisers). Models that ``vmap`` cannot handle -- batch norm in
 training mode updates running statistics in place, custom autograd functions, data-dependent
-Python control flow -- use a loop over members instead: ``vectorize="auto"`` decides with a
-trial pass at the start of ``fit`` and records the outcome in ``vectorized_`` and
-``vectorize_reason_``.
+Python control flow, members of different architectures -- use a loop over members instead:
+``vectorize="auto"`` decides with a trial pass at the start of ``fit`` and records the
+outcome in ``vectorized_`` and ``vectorize_reason_``.
 
 **Inference: whichever path is faster, chosen once.** Training gains from ``vmap`` (one
 optimiser step for all members: 2-7x on the CPU, ``benchmarks/bench_ensemble.py``), but
@@ -94,6 +94,26 @@ PROBE_ROWS = 1024
 def gaussian_variance(raw: torch.Tensor) -> torch.Tensor:
     """The paper's positive variance ``softplus(raw) + 1e-6``."""
     return F.softplus(raw) + MIN_VARIANCE
+
+
+def _same_architecture(members: list[nn.Module], vectorize, owner: str) -> tuple[bool, str]:
+    """Whether the members' parameters and buffers have one set of names and shapes (what
+    stacking them for ``vmap`` needs) and why not; ``vectorize=True`` turns a mismatch into a
+    ValueError."""
+    def layout(m: nn.Module):
+        return [(n, tuple(t.shape)) for n, t in (*m.named_parameters(), *m.named_buffers())]
+
+    if vectorize is False:
+        return False, "vectorize=False"
+    first = layout(members[0])
+    for i, member in enumerate(members[1:], start=1):
+        if layout(member) != first:
+            reason = (f"model_fn returned members of different architectures (member {i}'s "
+                      "parameters differ in names or shapes from member 0's)")
+            if vectorize is True:
+                raise ValueError(f"{owner} cannot vectorise this model: {reason}.")
+            return False, f"{reason}; using a loop"
+    return True, ""
 
 
 class DeepEnsemble(JointFit):
@@ -190,7 +210,18 @@ class DeepEnsemble(JointFit):
     def _member_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-member mean loss ``(M,)`` for outputs ``(M, B, K)`` and targets ``(M, B, ...)``."""
         if self.task == "classification":
+            if out.ndim != 3:
+                raise ValueError(
+                    f"{type(self).__name__} classification members must output logits (N, C). "
+                    f"Got outputs of shape {tuple(out.shape[1:])}."
+                )
             m, b, c = out.shape
+            if int(y.max()) >= c:
+                raise ValueError(
+                    f"{type(self).__name__} classification members output {c} logits, but the "
+                    f"labels 'y' go up to {int(y.max())}: members need at least "
+                    f"{int(y.max()) + 1} output columns (one per class)."
+                )
             return F.cross_entropy(out.reshape(m * b, c), y.reshape(m * b),
                                    reduction="none").view(m, b).mean(dim=1)
         o = y.shape[-1]
@@ -248,7 +279,10 @@ class DeepEnsemble(JointFit):
         split_of = torch.arange(s_count).repeat_interleave(m_count)  # (S*M,)
         # FGSM step per feature: epsilon * range of the inputs in each training set
         span = (xs.amax(dim=1) - xs.amin(dim=1))[split_of] * self.epsilon  # (S*M, ...)
-        vectorized, reason = vmap_trial(members[0], xs[0], self.vectorize, type(self).__name__)
+        vectorized, reason = _same_architecture(members, self.vectorize, type(self).__name__)
+        if vectorized:
+            vectorized, reason = vmap_trial(members[0], xs[0], self.vectorize,
+                                            type(self).__name__)
         if vectorized:
             members, histories = self._train_vmap(members, xs, ys, split_of, span, on_epoch_end)
         else:

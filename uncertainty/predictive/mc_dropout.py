@@ -124,8 +124,9 @@ class MCDropout(Estimator):
     Parameters
     ----------
     model : nn.Module
-        A trained model with at least one dropout layer (one of :data:`DROPOUT_TYPES`; the
-        functional ``F.dropout`` cannot be found and is not sampled). For classification it
+        A trained model with at least one dropout layer of rate ``p > 0`` (one of
+        :data:`DROPOUT_TYPES`; the functional ``F.dropout`` cannot be found and is not
+        sampled). For classification it
         maps ``x`` to logits ``(N, C)``; for regression to outputs ``(N, D)``.
     num_samples : int
         ``T >= 1`` stochastic passes.
@@ -178,6 +179,15 @@ class MCDropout(Estimator):
                 f"MCDropout needs a model with dropout layers, but the model "
                 f"{type(self.model).__name__} has none ({names}). Add a dropout layer "
                 f"(dunno.nets backbones take dropout=p) and train with it."
+            )
+        if not any(getattr(layer, "p", 0) > 0 for _, layer in dropout_layers(self.model)):
+            rates = ", ".join(f"{n or 'the model'!r}: p={getattr(layer, 'p', 0)}"
+                              for n, layer in dropout_layers(self.model))
+            raise ValueError(
+                f"MCDropout needs a dropout layer of rate p > 0, but every dropout layer of "
+                f"{type(self.model).__name__} has p = 0 ({rates}): all passes would be "
+                "identical and the epistemic uncertainty 0. Train the model with dropout "
+                "(dunno.nets backbones take dropout=p)."
             )
 
     def _fast_split(self):
@@ -274,6 +284,11 @@ class MCDropout(Estimator):
         out = out.double()
         if out.ndim == 2:
             out = out.unsqueeze(-1)  # (T, N) -> (T, N, 1)
+        if out.ndim != 3:
+            raise ValueError(
+                f"MCDropout(task='regression') needs a model returning outputs (N, D) or "
+                f"(N,); {type(self.model).__name__} returned shape {tuple(out.shape[1:])}."
+            )
         if self.noise_variance is not None:
             return RegressionPrediction.from_samples(out, float(self.noise_variance))
         mean = out.mean(dim=0)
@@ -481,19 +496,34 @@ class MCDropoutRegressor(Regressor):
         return MCDropout(self.model_, self.num_samples, task="regression",
                          noise_variance=1.0 / self.tau_)
 
+    @torch.no_grad()
+    def _deterministic(self, xs: torch.Tensor) -> torch.Tensor:
+        """The one output ``(1, N, O)`` of a network selected with dropout rate 0 (every MC
+        pass would be the same)."""
+        return self.model_.eval()(xs).unsqueeze(0)
+
     def sample(self, x, *, seed: int | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``T`` MC outputs ``(T, N, O)`` (network means, without observation noise); numpy
-        for numpy ``x``; ``seed`` / ``generator`` as :meth:`MCDropout.sample`."""
+        for numpy ``x``; ``seed`` / ``generator`` as :meth:`MCDropout.sample`. With the
+        selected dropout rate 0 the ``T`` outputs are the network's one output."""
         sampler = self._sampler()
         xs = as_features(x, num_features=self.n_features_in_, owner="MCDropoutRegressor.sample")
+        if self.dropout_ == 0:
+            out = self._deterministic(xs).expand(self.num_samples, -1, -1)
+            return output_like(out, x)
         return output_like(sampler.sample(xs, seed=seed, generator=generator), x)
 
     def predict(self, x, *, seed: int | None = None, generator: torch.Generator | None = None
                 ) -> RegressionPrediction:
         r"""Mixture of the ``T`` passes, each :math:`\mathcal{N}(\hat y_t, \tau^{-1})`;
-        ``seed`` / ``generator`` as :meth:`MCDropout.sample`."""
+        ``seed`` / ``generator`` as :meth:`MCDropout.sample`. With the selected dropout rate
+        0 it is the one Gaussian :math:`\mathcal{N}(\hat y, \tau^{-1})` (zero epistemic
+        variance: the network is deterministic)."""
         sampler = self._sampler()
         xs = as_features(x, num_features=self.n_features_in_,
                          owner="MCDropoutRegressor.predict")
+        if self.dropout_ == 0:
+            return RegressionPrediction.from_samples(self._deterministic(xs).double(),
+                                                     1.0 / self.tau_)
         return sampler.predict(xs, seed=seed, generator=generator)

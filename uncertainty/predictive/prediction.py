@@ -329,6 +329,37 @@ class RegressionPrediction:
         """Predictive standard deviation ``(N, D)``."""
         return self.variance.sqrt()
 
+    def _targets(self, y, method: str) -> torch.Tensor:
+        """``y`` as finite float64 ``(N, D)`` of the prediction's shape (``(N,)`` read as
+        ``(N, 1)``); a ValueError naming ``method`` otherwise."""
+        if not isinstance(y, torch.Tensor):
+            y = np.asarray(y)
+            if y.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"The 'y' argument of {method} must hold real numbers. Got dtype "
+                    f"{y.dtype} instead."
+                )
+        y = torch.as_tensor(y).detach()
+        if y.is_complex():
+            raise ValueError(
+                f"The 'y' argument of {method} must hold real numbers. Got dtype {y.dtype}."
+            )
+        if y.ndim == 1:
+            y = y[:, None]
+        if tuple(y.shape) != tuple(self.mean.shape):
+            raise ValueError(
+                f"The 'y' argument of {method} must have the shape of the prediction "
+                f"{tuple(self.mean.shape)}. Got {tuple(y.shape)} instead."
+            )
+        y = y.double().to(self.mean.device)
+        if not bool(torch.isfinite(y).all()):
+            bad = int((~torch.isfinite(y).all(dim=1)).sum())
+            raise ValueError(
+                f"The 'y' argument of {method} contains NaN or infinite values (in {bad} of "
+                f"{y.shape[0]} rows)."
+            )
+        return y
+
     def log_prob(self, y) -> torch.Tensor:
         r"""Predictive log-density of targets ``y (N, D)`` (or ``(N,)`` when ``D = 1``) in
         nats, summed over the ``D`` outputs; float64 ``(N,)``.
@@ -346,15 +377,7 @@ class RegressionPrediction:
         Without components it is the Gaussian :math:`\mathcal{N}(y; \mu, \sigma^2)` with the
         total variance (the moment-matched approximation).
         """
-        y = torch.as_tensor(y).detach()
-        if y.ndim == 1:
-            y = y[:, None]
-        if tuple(y.shape) != tuple(self.mean.shape):
-            raise ValueError(
-                f"The 'y' argument of log_prob must have the shape of the prediction "
-                f"{tuple(self.mean.shape)}. Got {tuple(y.shape)} instead."
-            )
-        y = y.double()
+        y = self._targets(y, "log_prob")
         if self.is_mixture:
             w = self.component_weights.double()
             mu, var = self.component_means.double(), self.component_vars.double()
@@ -379,14 +402,7 @@ class RegressionPrediction:
         :func:`evaluation.metrics.crps_mixture` (cost :math:`O(N K^2 D)`); without, that of
         the Gaussian :math:`\mathcal{N}(\mu, \sigma^2)` with the total variance.
         """
-        y = torch.as_tensor(y).detach()
-        if y.ndim == 1:
-            y = y[:, None]
-        if tuple(y.shape) != tuple(self.mean.shape):
-            raise ValueError(
-                f"The 'y' argument of crps must have the shape of the prediction "
-                f"{tuple(self.mean.shape)}. Got {tuple(y.shape)} instead."
-            )
+        y = self._targets(y, "crps")
         if self.is_mixture:
             parts = (self.component_weights, self.component_means, self.component_vars)
         else:
@@ -411,8 +427,10 @@ class RegressionPrediction:
         are numbers or ``(D,)`` tensors. Log-densities shift by ``-sum(log scale)``."""
         loc = torch.as_tensor(loc, dtype=self.mean.dtype).reshape(-1)
         scale = torch.as_tensor(scale, dtype=self.mean.dtype).reshape(-1)
-        if not bool((scale > 0).all()):
-            raise ValueError("The 'scale' argument of scaled must be > 0.")
+        if not bool((scale > 0).all()) or not bool(torch.isfinite(scale).all()):
+            raise ValueError("The 'scale' argument of scaled must be finite and > 0.")
+        if not bool(torch.isfinite(loc).all()):
+            raise ValueError("The 'loc' argument of scaled must be finite (no NaN or inf).")
         s2 = scale**2
         if not self.is_mixture:
             return RegressionPrediction(

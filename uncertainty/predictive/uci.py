@@ -373,7 +373,8 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
     quick : bool
         Tiny budgets (smoke tests; the numbers mean nothing).
     params : dict, optional
-        Overrides of :func:`default_params` for every dataset.
+        Overrides of :func:`default_params` for every dataset (not ``seed``: use the
+        ``seed`` argument).
     progress : bool, optional
         Report on stderr (:mod:`dunno.progress`): the epochs of each dataset's training run
         (all its splits train together), the predictions split by split, and one line per
@@ -391,6 +392,11 @@ def run_uci(method: str, datasets: str | Sequence[str] = "all", *, splits=None, 
     if method not in REGRESSORS:
         raise ValueError(
             f"Unknown regression method {method!r}. Available: {', '.join(REGRESSORS)}."
+        )
+    if params and "seed" in params:
+        raise ValueError(
+            "The 'params' argument of run_uci cannot set 'seed' (it would be overridden); "
+            f"pass seed={params['seed']!r} (dunno uci --seed) instead."
         )
     with reporting(progress, owner="run_uci"):
         return _run_uci(method, _dataset_names(datasets), splits, root, seed, quick, params,

@@ -97,7 +97,15 @@ def _with_x(dataset: ArrayDataset, x: torch.Tensor) -> ArrayDataset:
 
 def to_8bit(x: torch.Tensor, name: str) -> torch.Tensor:
     """Intensities in [0, 1] as whole numbers 0..255 (floats); a DataError naming dataset
-    ``name`` when they are not multiples of 1/255."""
+    ``name`` when they lie outside [0, 1] (whole numbers 0..255 from a file that is not
+    uint8, say) or are not multiples of 1/255."""
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise DataError(
+            f"'{name}' holds values in [{float(x.min()):g}, {float(x.max()):g}] but an 8-bit "
+            "model reads intensities in [0, 1], which it maps to 0..255 (how the built-in sets "
+            "and uint8 files load). Save the images as uint8, or divide whole numbers 0..255 "
+            "by 255."
+        )
     scaled = x.double() * 255
     if x.numel() and (scaled - scaled.round()).abs().max() > 1e-3:
         raise DataError(

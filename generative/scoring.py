@@ -187,15 +187,6 @@ def score_density(
                 "pass binarize='fixed' (--binarize fixed) for the documented fixed Bernoulli "
                 "draw."
             )
-    if model.pixels == "8bit":
-        x = dataset.x
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ValueError(
-                f"'{data}' holds values in [{float(x.min()):g}, {float(x.max()):g}] but an "
-                "8-bit model scores intensities in [0, 1], which it maps to 0..255 (how the "
-                "built-in sets and uint8 files load). Save the images as uint8, or divide "
-                "whole numbers 0..255 by 255."
-            )
     dataset = random_subset(prepare_images(dataset, model.pixels, split, binarize), size, seed)
     nll, summary = score_images(model, dataset, device, batch_size, samples_k, seed)
     summary.update({"data": data, "split": split, "model": type(model).__name__,

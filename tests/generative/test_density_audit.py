@@ -56,3 +56,14 @@ def test_score_density_names_its_batch_size(tmp_path, bad):
     np.savez(path, x_test=_whole_numbers().astype(np.uint8))
     with pytest.raises(ValueError, match=rf"'batch_size' parameter of score_density.*{bad}"):
         score_density(_pixelcnn_8bit(), str(path), "test", batch_size=bad, device="cpu")
+
+
+def test_8bit_training_refuses_whole_numbers_outside_0_1(tmp_path):
+    """Training an 8-bit model on whole numbers 0..255 stored as int64 (not uint8, so not
+    scaled on load) is refused with the range, as scoring is."""
+    from generative.pixels import to_8bit
+
+    x = torch.arange(256, dtype=torch.float32).reshape(1, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"'mine' holds values in \[0, 255\].*8-bit"):
+        to_8bit(x, "mine")
+    torch.testing.assert_close(to_8bit(x / 255, "mine"), x)  # [0, 1] -> exactly 0..255

@@ -76,3 +76,14 @@ def test_integer_images_scaled_to_floats_calibrate_like_the_float_images():
         z = model(torch.from_numpy(x)).double()
     ref = TemperatureScaling().fit(z, torch.from_numpy(y))
     assert clf.calibrator_.temperature_ == pytest.approx(ref.temperature_, rel=1e-5)
+
+
+def test_histogram_eps_above_one_over_c_is_refused():
+    from uncertainty.calibration import HistogramBinning
+
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(200, 10, generator=g), torch.randint(0, 10, (200,), generator=g)
+    HistogramBinning(eps=0.1).fit(z, y)  # 1/C exactly is allowed
+    with pytest.raises(ValueError, match=r"'eps'.*\(0, 0\.1\] for C = 10.*0\.3"):
+        HistogramBinning(eps=0.3).fit(z, y)
+    HistogramBinning(eps=0.3).fit(z[:, :3], y % 3)  # 0.3 <= 1/3 for three classes

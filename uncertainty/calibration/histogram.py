@@ -87,6 +87,9 @@ class HistogramBinning(Calibrator):
     def _fit(self, logits, labels):
         c, m = logits.shape[1], self.n_bins
         check_n_bins(m, self, num_classes=c)  # (C, n_bins) state
+        if self.eps > 1.0 / c:  # every class floored above 1/C: the output tends to uniform
+            raise ValueError(f"The 'eps' parameter of HistogramBinning must be in (0, 1/C] = "
+                             f"(0, {1.0 / c:g}] for C = {c} classes. Got {self.eps!r} instead.")
         probs = torch.softmax(logits, dim=1).cpu()  # (N, C)
         if self.strategy == "uniform":
             edges = torch.linspace(0.0, 1.0, m + 1, dtype=torch.float64).repeat(c, 1)

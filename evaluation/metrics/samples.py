@@ -129,6 +129,20 @@ def _check_stats(mu, sigma, name: str) -> tuple[np.ndarray, np.ndarray]:
             f"The 'sigma_{name}' argument must be a ({mu.shape[0]}, {mu.shape[0]}) covariance "
             f"matching 'mu_{name}'; got shape {sigma.shape}."
         )
+    scale = max(float(np.abs(sigma).max()), 1e-300) if sigma.size else 1.0
+    asym = float(np.abs(sigma - sigma.T).max()) if sigma.size else 0.0
+    if asym > 1e-6 * scale:
+        raise ValueError(
+            f"The 'sigma_{name}' argument must be a symmetric covariance; sigma - sigma.T "
+            f"reaches {asym:g} (largest entry {scale:g}). Pass np.cov(features, rowvar=False)."
+        )
+    if sigma.size:
+        low = float(np.linalg.eigvalsh(0.5 * (sigma + sigma.T)).min())
+        if low < -1e-6 * scale:
+            raise ValueError(
+                f"The 'sigma_{name}' argument must be a positive semi-definite covariance; its "
+                f"smallest eigenvalue is {low:g} (largest entry {scale:g})."
+            )
     return mu, sigma
 
 
@@ -139,7 +153,9 @@ def frechet_distance_from_statistics(mu_real, sigma_real, mu_fake, sigma_fake) -
 
     Args:
         mu_real, mu_fake: ``(F,)`` means.
-        sigma_real, sigma_fake: ``(F, F)`` symmetric positive semi-definite covariances.
+        sigma_real, sigma_fake: ``(F, F)`` symmetric positive semi-definite covariances
+            (an asymmetry or a negative eigenvalue beyond ``1e-6`` times the largest entry is
+            refused; round-off below it is symmetrised and clipped).
     """
     mu_r, s_r = _check_stats(mu_real, sigma_real, "real")
     mu_f, s_f = _check_stats(mu_fake, sigma_fake, "fake")

@@ -149,3 +149,26 @@ def test_as_labels_refuses_float_labels_beyond_int64(big):
                                          f"values in {given}"):
         as_labels(labels, 3)
     assert as_labels(torch.tensor([0.0, 1.0, 2.0]), 3, 3).tolist() == [0, 1, 2]
+
+
+def test_frechet_statistics_refuse_asymmetric_or_indefinite_covariances():
+    from evaluation.metrics import frechet_distance, frechet_distance_from_statistics
+    from evaluation.metrics.samples import feature_statistics
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 4)), rng.normal(size=(150, 4)) + 0.5
+    mu_a, s_a = feature_statistics(a)
+    mu_b, s_b = feature_statistics(b)
+    assert frechet_distance_from_statistics(mu_a, s_a, mu_b, s_b) == pytest.approx(
+        frechet_distance(a, b), rel=1e-12)
+    skew = s_b.copy()
+    skew[0, 1] += 0.3
+    with pytest.raises(ValueError, match=r"'sigma_fake'.*symmetric.*0\.3"):
+        frechet_distance_from_statistics(mu_a, s_a, mu_b, skew)
+    indefinite = s_a - 2.0 * np.eye(4)  # eigenvalues ~1 - 2 < 0
+    with pytest.raises(ValueError, match=r"'sigma_real'.*positive semi-definite.*-0?\.?\d"):
+        frechet_distance_from_statistics(mu_a, indefinite, mu_b, s_b)
+    # round-off-sized asymmetry is still accepted
+    tiny = s_b + 1e-12 * rng.normal(size=(4, 4))
+    assert frechet_distance_from_statistics(mu_a, s_a, mu_b, tiny) == pytest.approx(
+        frechet_distance(a, b), rel=1e-9)

@@ -110,3 +110,16 @@ def test_a_model_that_takes_integer_tokens_is_not_refused():
     out = extract_outputs(model, tokens, needs=("logits",))
     with torch.no_grad():
         assert torch.equal(out.logits, model(tokens))
+
+
+def test_odin_names_integer_inputs():
+    from uncertainty.ood import make_detector
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    x = torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"odin_score: the inputs have dtype torch\.uint8.*"
+                       r"float32.*/ 255"):
+        make_detector("odin", model).score(x)
+    scores = make_detector("odin", model).score(x.float() / 255)
+    assert scores.shape == (8,) and torch.isfinite(torch.as_tensor(scores)).all()

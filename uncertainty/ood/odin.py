@@ -44,6 +44,7 @@ from torch import nn
 
 from dunno.errors import check_is_fitted
 from dunno.inputs import as_loader, model_dtype
+from dunno.models import check_input_dtype
 from dunno.progress import Progress
 from dunno.validation import check_bool, check_float, check_int, check_seed
 from uncertainty.ood._base import OODDetector
@@ -94,6 +95,8 @@ def odin_score(
     Returns:
         ``(N,)`` float64 scores on the model's device; higher = more OOD.
     """
+    if isinstance(x, torch.Tensor) and not x.is_floating_point():
+        check_input_dtype(model, x, "odin_score")  # uint8 images: named, not a torch error
     device = model_device(model)
     was_training = model.training
     model.eval()

@@ -85,7 +85,7 @@ class Column:
     def value(self, row: dict[str, Any], key: str | None = None) -> Any:
         """The shown value of ``row[key or self.key]`` (scaled, to 12 significant digits so
         that ``0.8765 * 100`` shows as ``87.65``; ``None`` when missing)."""
-        value = row.get(self.key if key is None else key)
+        value = _scalar(row.get(self.key if key is None else key))
         if isinstance(value, bool) or not isinstance(value, int | float) or self.scale == 1.0:
             return value
         scaled = value * self.scale
@@ -109,6 +109,15 @@ def metric_column(key: str, *, header: str | None = None, group: str | None = No
                          f"{sorted(_METRICS)}. Got {key!r} instead.")
     name, unit, scale, digits = _METRICS[key]
     return Column(key, header or name, unit, digits, scale, se, group)
+
+
+def _scalar(value: Any) -> Any:
+    """A NumPy or torch scalar (0-d) as the Python number it holds, so that it is scaled and
+    rounded like one; anything else as it is."""
+    if (not isinstance(value, int | float | str) and getattr(value, "ndim", None) == 0
+            and callable(getattr(value, "item", None))):
+        return value.item()
+    return value
 
 
 def _number(value: Any, digits: int) -> str:
@@ -149,6 +158,12 @@ class Table:
         missing = [k for k in self.index if k not in keys]
         if missing:
             raise ValueError(f"The 'index' of table {self.name!r} names no column: {missing}.")
+        labels = [label for label, _, _ in self._flat()]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"The 'columns' of table {self.name!r} repeat a header (with its "
+                             f"unit and group): {repeated}; each column needs its own, or its "
+                             "csv values would be read under the wrong one.")
 
     def column(self, key: str) -> Column:
         """The column of ``key``."""
@@ -216,7 +231,7 @@ def _from_json(value: Any) -> Any:
 
 
 def _is_numeric(table: Table, column: Column) -> bool:
-    values = [r.get(column.key) for r in table.rows if r.get(column.key) is not None]
+    values = [_scalar(r.get(column.key)) for r in table.rows if r.get(column.key) is not None]
     return bool(values) and all(isinstance(v, int | float) and not isinstance(v, bool)
                                 for v in values)
 

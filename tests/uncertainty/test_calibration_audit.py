@@ -87,3 +87,19 @@ def test_histogram_eps_above_one_over_c_is_refused():
     with pytest.raises(ValueError, match=r"'eps'.*\(0, 0\.1\] for C = 10.*0\.3"):
         HistogramBinning(eps=0.3).fit(z, y)
     HistogramBinning(eps=0.3).fit(z[:, :3], y % 3)  # 0.3 <= 1/3 for three classes
+
+
+def test_calibration_result_best_takes_each_metric_direction():
+    from uncertainty.calibration.compare import CalibrationResult
+
+    def metrics(acc, ece):
+        return {"accuracy": acc, "ece": ece, "adaptive_ece": ece, "mce": ece, "nll": ece,
+                "brier": ece}
+
+    result = CalibrationResult("d", 3, "val", 10, 10, 0, metrics(0.80, 0.10),
+                               {"a": metrics(0.70, 0.02), "b": metrics(0.85, 0.05)}, {}, {},
+                               {}, {}, torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
+    assert result.best("accuracy") == "b"  # higher is better
+    assert result.best("ece") == "a" and result.best("nll") == "a"  # lower is better
+    with pytest.raises(ValueError, match=r"'metric'.*'accuracy'.*Got 'auroc'"):
+        result.best("auroc")

@@ -112,8 +112,13 @@ class CalibrationResult:
         return render_table(self.report_table(), "table")
 
     def best(self, metric: str = "ece") -> str:
-        """The method with the lowest test ``metric`` (``"uncalibrated"`` if none beats it)."""
-        return min(self.rows(), key=lambda r: r[metric])["method"]
+        """The method with the best test ``metric`` of :data:`COLUMNS`: the highest
+        ``accuracy``, the lowest of the others (``"uncalibrated"`` if none beats it)."""
+        if metric not in COLUMNS[1:]:
+            raise ValueError(f"The 'metric' argument of best must be one of {COLUMNS[1:]}. "
+                             f"Got {metric!r} instead.")
+        sign = -1.0 if metric == "accuracy" else 1.0
+        return min(self.rows(), key=lambda r: sign * r[metric])["method"]
 
     def to_dict(self) -> dict[str, Any]:
         """Everything except the calibrator objects, JSON-ready."""

@@ -9,8 +9,9 @@ The suite itself is library code (:func:`uncertainty.ood.run_ood`, which returns
     files = write_ood_report(table, "runs/ood-mnist")
 
 **Files**: ``ood.json`` (everything but the scores), ``ood.csv`` (the long table with the mean
-rows), ``auroc.csv`` (detector x set), ``roc_<set>.png`` (ROC and PR curves of every detector
-on that set), ``hist_<detector>_<set>.png`` (score histograms) and the report
+rows), ``auroc.csv`` (detector x set, AUROC as a fraction like every data file),
+``roc_<set>.png`` (ROC and PR curves of every detector on that set),
+``hist_<detector>_<set>.png`` (score histograms) and the report
 (:func:`ood_report`): ``report.md``, ``report.html``, ``report.json``.
 
 :func:`density_inputs_for` is where the generative models meet :mod:`uncertainty.ood`: the
@@ -103,7 +104,7 @@ def write_ood_report(table: OODTable, out: str | Path, *, histograms: bool = Tru
     out.mkdir(parents=True, exist_ok=True)
     files = [
         write_csv(table.table_rows(), out / "ood.csv", COLUMNS),
-        write_csv(table.pivot("auroc"), out / "auroc.csv"),
+        write_csv(table.pivot("auroc", scale=1.0), out / "auroc.csv"),  # fractions, as ood.csv
     ]
     for set_name in table.out_sets:
         pairs = {d: (table.scores[d]["in"], table.scores[d][set_name]) for d in table.detectors}

@@ -65,6 +65,13 @@ def test_run_ood_table_and_files(model, tmp_path):
             "roc_gaussian-noise.png", "hist_knn_gaussian-noise.png"} <= names
     saved = json.loads((tmp_path / "ood.json").read_text())
     assert saved["accuracy"] == table.accuracy and len(saved["rows"]) == 10
+    # auroc.csv holds fractions, like ood.csv: the same AUROC as the rows
+    import csv
+    with open(tmp_path / "auroc.csv", newline="") as f:
+        pivot = list(csv.DictReader(f))
+    row = next(r for r in table.rows if r["ood_set"] == "gaussian-noise")
+    cell = next(p for p in pivot if p["detector"] == row["detector"])["gaussian-noise"]
+    assert float(cell) == pytest.approx(row["auroc"], rel=1e-9) and 0 <= float(cell) <= 1
     assert saved["timings"]["total"] == pytest.approx(table.timings["total"])
     assert saved["files"] == [str(p) for p in files]
     header = (tmp_path / "ood.csv").read_text().splitlines()[0]

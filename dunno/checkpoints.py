@@ -20,10 +20,12 @@ half-written checkpoint behind.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +103,9 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     builder = MODELS.get(arch)
     try:
         return builder(**config)
-    except TypeError as err:
+    except CheckpointError:  # a nested builder's own message (e.g. an ensemble member's)
+        raise
+    except (TypeError, ValueError) as err:  # unknown / missing keys, values out of range
         raise CheckpointError(
             f"Cannot rebuild a {arch!r} model from config {config}: {err}"
         ) from err
@@ -146,9 +150,9 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.dunno-{os.getpid()}-", suffix=".tmp",
                                dir=path.parent)
     try:
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a plain open() would give 0666 & ~umask
-            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; open() would give 0666 & ~umask
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -214,16 +218,35 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     """``torch.load(..., weights_only=True)`` with clear errors.
 
     Raises :class:`~dunno.errors.CheckpointError` when the file is missing, truncated or
-    corrupt, or holds anything other than tensors and plain containers (which would need
-    code to be executed to load).
+    corrupt (a zip archive, which is what :func:`torch.save` writes, must pass the CRC-32
+    check of every member: :func:`torch.load` does not check them, so a flipped byte in the
+    weights would otherwise load as other weights), or holds anything other than tensors and
+    plain containers (which would need code to be executed to load).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint file {str(path)!r} does not exist.")
-    if path.stat().st_size == 0:
+    data = path.read_bytes()  # read once: the bytes checked are the bytes loaded
+    if not data:
         raise CheckpointError(f"Checkpoint file {str(path)!r} is empty (0 bytes).")
+    buffer = io.BytesIO(data)
+    if zipfile.is_zipfile(buffer):
+        try:
+            with zipfile.ZipFile(buffer) as archive:
+                damaged = archive.testzip()
+        except Exception as err:  # BadZipFile, a damaged directory, ...
+            raise CheckpointError(
+                f"Checkpoint file {str(path)!r} is truncated or corrupt and cannot be read "
+                f"({type(err).__name__}: {err})."
+            ) from err
+        if damaged is not None:
+            raise CheckpointError(
+                f"Checkpoint file {str(path)!r} is corrupt: its part {damaged!r} fails its "
+                "CRC-32 check (bytes were changed after it was written)."
+            )
+    buffer.seek(0)  # is_zipfile and testzip moved it
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(buffer, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         text = str(err)
         if "weights_only" in text or "Unsupported global" in text:
@@ -247,11 +270,19 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The file it was read from (named in the errors of :meth:`build`), if any.
+    source: str | None = None
 
     def build(self) -> nn.Module:
-        """Rebuild the model and load the weights (strict)."""
-        model = build_model(self.arch, self.config)
-        _load_state_strict(model, self.state_dict, self.arch)
+        """Rebuild the model and load the weights (strict); a config or weights that do not
+        fit the builder raise :class:`~dunno.errors.CheckpointError` naming the file."""
+        try:
+            model = build_model(self.arch, self.config)
+            _load_state_strict(model, self.state_dict, self.arch)
+        except CheckpointError as err:
+            if self.source is None:
+                raise
+            raise CheckpointError(f"Checkpoint file {self.source!r}: {err}") from err
         return model
 
 
@@ -279,11 +310,23 @@ def save_checkpoint(
     meta : dict, optional
         JSON-serialisable information (metrics, dataset, seed, ...).
     extra : dict, optional
-        Tensors or plain values stored beside the weights.
+        Tensors or plain values (str, int, float, bool, None and lists / tuples / dicts of
+        them) stored beside the weights.
+
+    Anything that the file could not be loaded back with (another type, an object in
+    ``extra``) is a ValueError here, before the file (and any previous one) is touched.
     """
     check = getattr(model, "check_checkpointable", None)
     if callable(check):  # e.g. an ensemble of members that cannot be rebuilt from a config
         check()
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(f"The checkpoint 'arch' must be the name of a registered model "
+                         f"builder (a non-empty str). Got {arch!r} instead.")
+    for name, value in (("config", config), ("meta", meta or {}), ("extra", extra or {})):
+        if not isinstance(value, dict):
+            raise ValueError(f"The checkpoint {name!r} must be a dict. Got a "
+                             f"{type(value).__name__} instead.")
+    _check_plain(extra or {}, "extra")
     try:
         config_text = json.dumps(config, sort_keys=True)
         meta_text = json.dumps(meta or {}, sort_keys=True)
@@ -304,6 +347,50 @@ def save_checkpoint(
     return atomic_save(payload, path)
 
 
+#: What :func:`torch.load` with ``weights_only=True`` reads back without refusing.
+_PLAIN = (torch.Tensor, str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise ValueError unless ``value`` is made of tensors, plain scalars, strings and
+    lists / tuples / dicts of them: anything else would be written, then refused on load."""
+    if isinstance(value, _PLAIN):
+        return
+    if isinstance(value, list | tuple):
+        for k, item in enumerate(value):
+            _check_plain(item, f"{where}[{k}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int):
+                raise ValueError(f"The checkpoint's {where} has a key {key!r} of type "
+                                 f"{type(key).__name__}; keys must be str or int.")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise ValueError(f"The checkpoint's {where} holds a {type(value).__name__}; it must hold "
+                     "only tensors, str, int, float, bool, None and lists / tuples / dicts of "
+                     "them (anything else could not be loaded without running code).")
+
+
+def _json_dict(payload: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    """The dict stored as JSON text under ``payload[key]``, or a CheckpointError naming the
+    file and the key."""
+    text = payload.get(key)
+    if not isinstance(text, str):
+        raise CheckpointError(f"{source!r} is damaged: its {key!r} must be JSON text of a "
+                              f"dict. Got {'nothing' if text is None else type(text).__name__}"
+                              " instead.")
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise CheckpointError(f"{source!r} is damaged: its {key!r} is not valid JSON "
+                              f"({err}).") from err
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{source!r} is damaged: its {key!r} must be a JSON object "
+                              f"(a dict). Got a {type(value).__name__} instead.")
+    return value
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -319,23 +406,33 @@ def load_checkpoint(
             "(dunno.models.load_any_model); dunno.models.save_model(model, path, "
             "example_input=...) writes a file that loads without your code."
         )
-    if payload.get("version") != VERSION:
+    version = payload.get("version")
+    if type(version) is not int or version != VERSION:  # True == 1 and 1.0 == 1: refused
         raise CheckpointError(
-            f"{str(path)!r} has checkpoint version {payload.get('version')}; this version of "
+            f"{str(path)!r} has checkpoint version {version!r}; this version of "
             f"dunno reads version {VERSION}."
         )
-    arch = payload["arch"]
+    source = str(path)
+    arch = payload.get("arch")
+    if not isinstance(arch, str):
+        raise CheckpointError(f"{source!r} is damaged: its 'arch' must be the name of a model "
+                              f"builder (a str). Got {arch!r} instead.")
     if expected_arch is not None and arch != expected_arch:
         raise CheckpointError(
-            f"{str(path)!r} is a checkpoint for architecture {arch!r}, not {expected_arch!r}."
+            f"{source!r} is a checkpoint for architecture {arch!r}, not {expected_arch!r}."
         )
-    return Checkpoint(
-        arch=arch,
-        config=json.loads(payload["config"]),
-        state_dict=payload["state_dict"],
-        meta=json.loads(payload["meta"]),
-        extra=payload.get("extra", {}),
-    )
+    config, meta = _json_dict(payload, "config", source), _json_dict(payload, "meta", source)
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{source!r} is damaged: its 'state_dict' must map parameter "
+                              "names to tensors.")
+    extra = payload.get("extra", {})
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{source!r} is damaged: its 'extra' must be a dict. Got a "
+                              f"{type(extra).__name__} instead.")
+    return Checkpoint(arch=arch, config=config, state_dict=state, meta=meta, extra=extra,
+                      source=source)
 
 
 def load_model(
@@ -361,7 +458,11 @@ def _load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: s
         for k in own
         if k in state and tuple(own[k].shape) != tuple(state[k].shape)
     ]
-    if missing or unexpected or mismatched:
+    # load_state_dict would cast silently (float64 weights rounded to float32, floats
+    # truncated into an integer buffer): the rebuilt model would not compute what was saved
+    retyped = [f"{k}: checkpoint {state[k].dtype} vs model {own[k].dtype}"
+               for k in own if k in state and state[k].dtype != own[k].dtype]
+    if missing or unexpected or mismatched or retyped:
         parts = []
         if missing:
             parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -371,6 +472,8 @@ def _load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: s
             )
         if mismatched:
             parts.append(f"shape mismatches {mismatched[:5]}")
+        if retyped:
+            parts.append(f"dtype mismatches {retyped[:5]}")
         raise CheckpointError(
             f"The weights do not fit the {arch!r} model rebuilt from the config (a checkpoint "
             f"for another architecture?): {'; '.join(parts)}."

@@ -151,6 +151,14 @@ class EnsembleClassifier(nn.Module):
 @register_model("ensemble")
 def _build_ensemble(members: list[dict[str, Any]]) -> EnsembleClassifier:
     """An :class:`EnsembleClassifier` rebuilt from its members' ``arch`` and ``config``."""
+    if not isinstance(members, list) or not members:
+        raise CheckpointError("The 'members' of an ensemble config must be a non-empty list of "
+                              f"{{'arch': str, 'config': dict}}. Got {members!r} instead.")
+    for k, member in enumerate(members):
+        if not (isinstance(member, dict) and isinstance(member.get("arch"), str)
+                and isinstance(member.get("config"), dict)):
+            raise CheckpointError(f"Member {k} of the ensemble config must be "
+                                  f"{{'arch': str, 'config': dict}}. Got {member!r} instead.")
     return EnsembleClassifier([build_model(m["arch"], m["config"]) for m in members])
 
 

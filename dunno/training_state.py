@@ -12,6 +12,7 @@ values otherwise, so ``--resume`` never continues (and then overwrites) another 
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import json
 import random
@@ -160,12 +161,13 @@ def restore_object(obj: Any, state: Any) -> None:
 def rng_state() -> dict[str, Any]:
     """The states of Python's, NumPy's and torch's (CPU and CUDA) global generators, as
     tensors and plain values (loadable with ``torch.load(weights_only=True)``)."""
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(
-            np.frombuffer(np.random.get_state()[1].tobytes(), dtype=np.uint8).copy()
-        ),
-        "numpy_pos": int(np.random.get_state()[2]),
+        "numpy": torch.from_numpy(np.frombuffer(keys.tobytes(), dtype=np.uint8).copy()),
+        "numpy_pos": int(pos),
+        # the second normal of the last Box-Muller pair, returned by the next normal draw
+        "numpy_gauss": [int(has_gauss), float(cached_gaussian)],
         "python": repr(random.getstate()),
     }
     if torch.cuda.is_available():
@@ -174,10 +176,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the generators saved by :func:`rng_state`."""
+    """Restore the generators saved by :func:`rng_state` (a state written without NumPy's
+    cached normal draw restores none)."""
     torch.set_rng_state(state["torch"])
     keys = np.frombuffer(state["numpy"].numpy().tobytes(), dtype=np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
+    has_gauss, cached_gaussian = state.get("numpy_gauss", (0, 0.0))
+    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), int(has_gauss),
+                         float(cached_gaussian)))
     random.setstate(ast.literal_eval(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -213,30 +218,68 @@ def load_training_state(path, states: Mapping[str, Any], generator=None,
     Raises :class:`~dunno.errors.CheckpointError` for a file that is not a training state,
     that belongs to a run with other named objects or, given this run's ``run_config``, to
     a run with another configuration (:func:`check_run_config`; checked before anything is
-    restored).
+    restored), or that is damaged; an object (or generator) that fails to restore leaves
+    every object and generator as it was before the call.
     """
     saved = safe_load(path)
     if not isinstance(saved, dict) or saved.get("format") != TRAINING_STATE_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a dunno training state.")
+    if not isinstance(saved.get("states"), dict) or not isinstance(saved.get("rng"), dict):
+        raise CheckpointError(f"{str(path)!r} is damaged: it lacks the 'states' or 'rng' of "
+                              "a training state.")
     if run_config is not None:
         text = saved.get("run_config")
-        check_run_config(None if text is None else json.loads(text), run_config, str(path))
+        if text is not None and not isinstance(text, str):
+            raise CheckpointError(f"{str(path)!r} is damaged: its 'run_config' must be JSON "
+                                  f"text. Got a {type(text).__name__} instead.")
+        try:
+            recorded = None if text is None else json.loads(text)
+        except ValueError as err:
+            raise CheckpointError(f"{str(path)!r} is damaged: its 'run_config' is not valid "
+                                  f"JSON ({err}).") from err
+        if recorded is not None and not isinstance(recorded, dict):
+            raise CheckpointError(f"{str(path)!r} is damaged: its 'run_config' must be a JSON "
+                                  f"object. Got a {type(recorded).__name__} instead.")
+        check_run_config(recorded, run_config, str(path))
     missing = set(states) - set(saved["states"])
     if set(saved["states"]) - set(states) or missing - ADDED_STATES:
         raise CheckpointError(
             f"{str(path)!r} holds states {sorted(saved['states'])}, but this run has "
             f"{sorted(states)}: it belongs to another training setup."
         )
-    for name, obj in states.items():
-        if name in missing:  # written before it was saved: it keeps its seeded start
-            continue
+    # A state that fails to restore (after others did) must not leave the run half-restored:
+    # every object gets its own state back before the error is raised.
+    backups = {name: copy.deepcopy(object_state(obj)) for name, obj in states.items()
+               if name not in missing}
+    restored: list[str] = []
+    try:
+        for name, obj in states.items():
+            if name in missing:  # written before it was saved: it keeps its seeded start
+                continue
+            try:
+                restore_object(obj, saved["states"][name])
+            except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+                raise CheckpointError(
+                    f"Cannot restore {name!r} from {str(path)!r}: {err}") from err
+            finally:
+                restored.append(name)
+        generators = {"python": random.getstate(), "numpy": np.random.get_state(),
+                      "torch": torch.get_rng_state()}
         try:
-            restore_object(obj, saved["states"][name])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"Cannot restore {name!r} from {str(path)!r}: {err}") from err
-    set_rng_state(saved["rng"])
-    if generator is not None and saved.get("loader_rng") is not None:
-        generator.set_state(saved["loader_rng"])
+            set_rng_state(saved["rng"])
+            if generator is not None and saved.get("loader_rng") is not None:
+                generator.set_state(saved["loader_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError,
+                SyntaxError) as err:
+            random.setstate(generators["python"])
+            np.random.set_state(generators["numpy"])
+            torch.set_rng_state(generators["torch"])
+            raise CheckpointError(f"Cannot restore the random generators from "
+                                  f"{str(path)!r}: {err}") from err
+    except CheckpointError:
+        for name in restored:
+            restore_object(states[name], backups[name])
+        raise
     return saved
 
 

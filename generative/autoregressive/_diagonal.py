@@ -26,6 +26,13 @@ case at the image border. Gate activations, cell states and hidden states of eve
 are kept as separate small tensors, which the allocator recycles from step to step (one
 buffer of a whole layer's cells would be a fresh, page-faulting allocation every call).
 
+In float32 on the CPU, the per-step cell arithmetic (gate sigmoids, cell update,
+``tanh(c)``, output; in the backward pass the gradients of the cell, the gates and the
+carried cell state) runs as one compiled loop per step (:mod:`._cells`) instead of about ten
+elementwise operations, each a pass over memory; elsewhere, and without a C compiler, it
+runs eagerly (:func:`_cell_backward` and the forward's operations), and the tests compare the
+two.
+
 ``tanh`` is evaluated as :math:`1 - 2 \sigma(-2 u)`, exact in real arithmetic and within a
 few units in the last place in floating point, and several times faster than ``tanh`` on
 CPU: the ``g`` rows of the kernel are multiplied by :math:`-2` (exact), so that one
@@ -41,6 +48,8 @@ from functools import lru_cache
 
 import torch
 
+from ._cells import available as cells_available
+from ._cells import cell_backward, cell_forward
 from ._products import mm, mm_nt, use_onednn
 
 __all__ = ["DiagonalRecursion", "diagonal_steps"]
@@ -111,7 +120,7 @@ def _forward(xs, kernel, hd):
     fe = cx + 2 * hd + 1
     scratch = xs.new_empty(2 * fe * min(height, width) * n)
     kq = (kernel[0].contiguous(), kernel[1].contiguous())
-    onednn = use_onednn(xs)
+    onednn, fused = use_onednn(xs), cells_available(xs)
     combined = xs.new_zeros(hd, height, width, n)
     saved = []
     hpad = cpad = None
@@ -123,27 +132,64 @@ def _forward(xs, kernel, hd):
         buf[:, -1].fill_(1)
         _fill(buf, xs, hpad, step, hd, width, n)
         s = xs.new_empty(2, 4 * hd, cols)
-        torch.sigmoid(mm(kq[0], buf[0], onednn), out=s[0])
-        torch.sigmoid(mm(kq[1], buf[1], onednn), out=s[1])
-        o, f, i, s_g = s.split(hd, dim=1)
-        c_prev = None if cpad is None else cpad[:, :, (shift + 1) * n : (shift + 1) * n + cols]
         state = xs.new_empty(2, 2, hd, cols + 2 * n)  # [c, h], zero-padded
         state[..., :n].zero_()
         state[..., cols + n :].zero_()
-        cpad, hpad = state
-        c = cpad[:, :, n : n + cols]
-        torch.addcmul(i, i, s_g, value=-2, out=c)  # i * g
-        if c_prev is not None:
-            c.addcmul_(f, c_prev)
-        t = torch.mul(c, -2).sigmoid_()
+        if fused:  # the same arithmetic in one compiled pass (_cells)
+            t = xs.new_empty(2, hd, cols)
+            cell_forward(mm(kq[0], buf[0], onednn), mm(kq[1], buf[1], onednn), s, cpad,
+                         (shift + 1) * n, state, n, t)
+            cpad, hpad = state
+        else:
+            torch.sigmoid(mm(kq[0], buf[0], onednn), out=s[0])
+            torch.sigmoid(mm(kq[1], buf[1], onednn), out=s[1])
+            o, f, i, s_g = s.split(hd, dim=1)
+            c_prev = None if cpad is None else cpad[:, :, (shift + 1) * n :
+                                                    (shift + 1) * n + cols]
+            cpad, hpad = state
+            c = cpad[:, :, n : n + cols]
+            torch.addcmul(i, i, s_g, value=-2, out=c)  # i * g
+            if c_prev is not None:
+                c.addcmul_(f, c_prev)
+            t = torch.mul(c, -2).sigmoid_()
+            torch.addcmul(o, o, t, value=-2, out=hpad[:, :, n : n + cols])  # o * tanh(c)
         h = hpad[:, :, n : n + cols]
-        torch.addcmul(o, o, t, value=-2, out=h)  # o * tanh(c)
         _diag(combined, 0, base0, rows, width).add_(h[0].view(hd, rows, n))
         # the r2l output of pixel (r, c) is added at (r + 1, c); the last row's is dropped
         _diag(combined, 1, base1 + width, below, width).add_(
             h[1, :, : below * n].view(hd, below, n))
         saved.append((s, cpad, t, hpad))
     return combined, saved
+
+
+def _cell_backward(s, t, gh, carry, prev_cpad, up, shift, n, hd):
+    """``(dz, carry)``: the gradients of the pre-activations of one step and the gradient
+    reaching the previous step's cell states (``None`` for the first step), from the saved
+    gates ``s``, ``t``, the hidden-state gradient ``gh`` and the ``carry`` from the next
+    step; ``up (2, 4h, cols)`` is scratch."""
+    o, f, i, s_g = s.split(hd, dim=1)
+    cols = s.shape[-1]
+    # dL/dc = carry + dh * o * (1 - tanh(c)^2),  1 - tanh(c)^2 = 4 t (1 - t)
+    gc = torch.addcmul(t, t, t, value=-1).mul_(o)
+    if carry is None:
+        gc.mul_(gh).mul_(4)
+    else:
+        gc = torch.addcmul(carry, gc, gh, value=4)
+    # dz = s (1 - s) * [dh tanh(c), dc c_prev, dc g, dc i]   (g rows: a quarter)
+    u_o, u_f, u_i, u_g = up.split(hd, dim=1)
+    torch.addcmul(gh, gh, t, value=-2, out=u_o)
+    if prev_cpad is not None:
+        window = slice((shift + 1) * n, (shift + 1) * n + cols)
+        torch.mul(gc, prev_cpad[:, :, window], out=u_f)
+        carry_pad = prev_cpad.new_zeros(prev_cpad.shape)
+        torch.mul(gc, f, out=carry_pad[:, :, window])
+        carry = carry_pad[:, :, n : prev_cpad.shape[-1] - n]
+    else:
+        u_f.zero_()
+        carry = None
+    torch.addcmul(gc, gc, s_g, value=-2, out=u_i)
+    torch.mul(gc, i, out=u_g)
+    return torch.addcmul(s, s, s, value=-1).mul_(up), carry  # (2, 4h, n_d N)
 
 
 def _backward(grad, xs, kernel4, saved, hd):
@@ -156,7 +202,7 @@ def _backward(grad, xs, kernel4, saved, hd):
     steps = diagonal_steps(height, width)
     maxcols = min(height, width) * n
     fe = cx + 2 * hd + 1
-    onednn = use_onednn(xs)
+    onednn, fused = use_onednn(xs), cells_available(xs)
     grad_x = torch.zeros_like(xs)
     kt = (kernel4[0].t().contiguous(), kernel4[1].t().contiguous())  # (F, 4h) each
     gk_parts = ([], [])  # per step and direction: [x | above | left | 1]^T dz^T, (F + 1, 4h)
@@ -170,7 +216,6 @@ def _backward(grad, xs, kernel4, saved, hd):
         rows, lo, shift, base0, base1 = step
         cols = rows * n
         s, _, t, _ = saved[d]
-        o, f, i, s_g = s.split(hd, dim=1)
         # dL/dh: the output (r2l: one row down; the last row's was dropped)
         gh = ghpad[:, :, n : n + cols]
         gh[0].view(hd, rows, n).copy_(_diag(grad, 0, base0, rows, width))
@@ -185,28 +230,15 @@ def _backward(grad, xs, kernel4, saved, hd):
                 ghpad[q, :, nshift * n : nshift * n + ncols].add_(dx_next[q][cx : cx + hd])
                 ghpad[q, :, (nshift + 1) * n : (nshift + 1) * n + ncols].add_(
                     dx_next[q][cx + hd : cx + 2 * hd])
-        # dL/dc = carry + dh * o * (1 - tanh(c)^2),  1 - tanh(c)^2 = 4 t (1 - t)
-        gc = torch.addcmul(t, t, t, value=-1).mul_(o)
-        if carry is None:
-            gc.mul_(gh).mul_(4)
+        if fused:  # the arithmetic of _cell_backward in one compiled pass (_cells)
+            dz = xs.new_empty(2, 4 * hd, cols)
+            prev_cpad = saved[d - 1][1] if d else None
+            carry_out = None if prev_cpad is None else torch.zeros_like(prev_cpad)
+            cell_backward(s, t, ghpad, n, carry, n, prev_cpad, (shift + 1) * n, carry_out, dz)
+            carry = carry_out  # padded like the previous step's states: read from column n
         else:
-            gc = torch.addcmul(carry, gc, gh, value=4)
-        # dz = s (1 - s) * [dh tanh(c), dc c_prev, dc g, dc i]   (g rows: a quarter)
-        up = up_all[:, :, :cols]
-        u_o, u_f, u_i, u_g = up.split(hd, dim=1)
-        torch.addcmul(gh, gh, t, value=-2, out=u_o)
-        if d:
-            prev_cpad = saved[d - 1][1]
-            window = slice((shift + 1) * n, (shift + 1) * n + cols)
-            torch.mul(gc, prev_cpad[:, :, window], out=u_f)
-            carry_pad = prev_cpad.new_zeros(prev_cpad.shape)
-            torch.mul(gc, f, out=carry_pad[:, :, window])
-            carry = carry_pad[:, :, n : prev_cpad.shape[-1] - n]
-        else:
-            u_f.zero_()
-        torch.addcmul(gc, gc, s_g, value=-2, out=u_i)
-        torch.mul(gc, i, out=u_g)
-        dz = torch.addcmul(s, s, s, value=-1).mul_(up)  # (2, 4h, n_d N)
+            dz, carry = _cell_backward(s, t, gh, carry, saved[d - 1][1] if d else None,
+                                       up_all[:, :, :cols], shift, n, hd)
         dx = (mm(kt[0], dz[0], onednn), mm(kt[1], dz[1], onednn))  # (F, n_d N) each
         _diag(grad_x, 0, base0, rows, width).add_(dx[0][:cx].view(cx, rows, n))
         _diag(grad_x, 1, base1, rows, width).add_(dx[1][:cx].view(cx, rows, n))

@@ -1,12 +1,14 @@
 """The matrix products of the Diagonal BiLSTM: oneDNN's float32 products against torch.mm,
 the 1x1 layer's hand-written backward against finite differences and autograd, and the
-column recursion with and without oneDNN."""
+column recursion with and without oneDNN, and with and without the compiled cell
+arithmetic."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import generative.autoregressive._cells as cells
 import generative.autoregressive._diagonal as diagonal
 from generative.autoregressive._diagonal import DiagonalRecursion
 from generative.autoregressive._products import FeatureLinear, mm, mm_nt, use_onednn
@@ -87,3 +89,81 @@ def test_diagonal_recursion_in_float32_equals_itself_without_onednn(monkeypatch)
     without = run()
     for a, e in zip(with_onednn, without, strict=True):
         assert _rel(a, e) < 1e-5
+
+
+needs_cells = pytest.mark.skipif(not cells.available(torch.zeros(1)),
+                                 reason="no C compiler: the cell arithmetic runs eagerly")
+
+
+@needs_cells
+@pytest.mark.parametrize(("height", "width", "n"), [(9, 7, 6), (5, 11, 3), (1, 1, 2), (4, 4, 1)])
+def test_diagonal_recursion_with_compiled_cells_equals_the_eager_arithmetic(
+        monkeypatch, height, width, n):
+    """The one-pass compiled cell arithmetic and the eager operations: the same output and
+    gradients to float32 rounding (tall, wide, one-pixel and square images)."""
+    g = torch.Generator().manual_seed(height * 31 + width)
+    cx, hd = 8, 4
+    xs = torch.randn(cx, height, width, n, generator=g, requires_grad=True)
+    kernel = (0.5 * torch.randn(2, 4 * hd, cx + 2 * hd, generator=g)).requires_grad_()
+    bias = (0.5 * torch.randn(2, 4 * hd, generator=g)).requires_grad_()
+    up = torch.randn(hd, height, width, n, generator=g)
+
+    def run():
+        out = DiagonalRecursion.apply(xs, kernel, bias)
+        return (out.detach(), *torch.autograd.grad(out, (xs, kernel, bias), up))
+
+    compiled = run()
+    monkeypatch.setattr(diagonal, "cells_available", lambda t: False)
+    eager = run()
+    for a, e in zip(compiled, eager, strict=True):
+        assert _rel(a, e) < 1e-5
+    # and both against float64 (the eager path; the gradient check's precision)
+    with torch.no_grad():
+        exact = DiagonalRecursion.apply(xs.double(), kernel.double(), bias.double())
+    assert _rel(compiled[0].double(), exact) < 1e-5
+
+
+def test_cells_compile_into_the_cache_and_can_be_turned_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("DUNNO_KERNELS", "0")
+    assert cells.kernel_path.__wrapped__() is None
+    monkeypatch.delenv("DUNNO_KERNELS")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "")  # no compiler on the path: the eager arithmetic
+    monkeypatch.delenv("CC", raising=False)
+    assert cells.kernel_path.__wrapped__() is None
+    assert not list(tmp_path.rglob("*.so"))
+    assert not cells.available(torch.zeros(1, dtype=torch.float64))  # float64: eager
+
+
+@needs_cells
+def test_cells_build_from_source_in_a_fresh_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = cells.kernel_path.__wrapped__()
+    assert path is not None and path.parent == tmp_path / "dunno" / "kernels"
+    assert path.is_file() and [p.name for p in path.parent.iterdir()] == [path.name]
+    assert cells.kernel_path.__wrapped__() == path  # built once: the second call reuses it
+
+
+@needs_cells
+def test_compiled_cells_stay_finite_and_accurate_when_the_gates_saturate(monkeypatch):
+    """Pre-activations in the hundreds: sigma must not overflow in the compiled loop (its
+    argument is clamped), and both paths stay within float32 cancellation of float64."""
+    g = torch.Generator().manual_seed(0)
+    cx, hd = 8, 4
+    xs = 50 * torch.randn(cx, 6, 5, 3, generator=g)
+    kernel, bias = 20 * torch.randn(2, 4 * hd, cx + 2 * hd, generator=g), 20 * torch.randn(
+        2, 4 * hd, generator=g)
+    up = torch.randn(hd, 6, 5, 3, generator=g)
+
+    def run(dtype):
+        x, k = xs.to(dtype).requires_grad_(), kernel.to(dtype).requires_grad_()
+        out = DiagonalRecursion.apply(x, k, bias.to(dtype))
+        return (out.detach(), *torch.autograd.grad(out, (x, k), up.to(dtype)))
+
+    exact = run(torch.float64)
+    compiled = run(torch.float32)
+    monkeypatch.setattr(diagonal, "cells_available", lambda t: False)
+    eager = run(torch.float32)
+    for c, e, x in zip(compiled, eager, exact, strict=True):
+        assert torch.isfinite(c).all()
+        assert _rel(c.double(), x) < 1e-3 and _rel(e.double(), x) < 1e-3

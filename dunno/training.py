@@ -35,6 +35,7 @@ from torch import nn
 
 from dunno import distributed
 from dunno.devices import resolve_amp
+from dunno.errors import CheckpointError
 from dunno.progress import (
     Progress,
     format_duration,
@@ -236,8 +237,15 @@ def fit(
     generator = getattr(train_loader, "generator", None)
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         saved = load_training_state(checkpoint_path, state, generator, run_config)
-        run.load(saved)
-        start_epoch = int(saved["epoch"]) + 1
+        try:
+            run.load(saved)
+            start_epoch = int(saved["epoch"]) + 1
+        except (KeyError, TypeError, ValueError) as err:  # a damaged or hand-edited state
+            raise CheckpointError(
+                f"Training state {str(checkpoint_path)!r} is damaged: its run bookkeeping "
+                f"(epoch, history, early-stopping state) cannot be read ({type(err).__name__}: "
+                f"{err}). Start the run again without resume."
+            ) from err
         if start_epoch - 1 > epochs:
             raise ValueError(f"The 'epochs' parameter must be >= the {start_epoch - 1} epochs "
                              f"the run in {str(checkpoint_path)!r} has trained when resuming "

@@ -65,6 +65,26 @@ def test_resume_from_another_setup_is_refused(tmp_path):
             resume=True)
 
 
+@pytest.mark.parametrize(("key", "value"), [("bad_epochs", None), ("epoch", "two"),
+                                            ("history", 3)])
+def test_resume_from_a_damaged_state_names_the_file(tmp_path, key, value):
+    from dunno.checkpoints import atomic_save, safe_load
+
+    model, opt, loader = _setup()
+    fit(classifier_step(model, opt), loader, epochs=1, state={"model": model, "optimizer": opt},
+        checkpoint_path=tmp_path / "s.pt")
+    saved = safe_load(tmp_path / "s.pt")
+    if value is None:
+        del saved[key]
+    else:
+        saved[key] = value
+    atomic_save(saved, tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match=r"s\.pt' is damaged: its run bookkeeping"):
+        fit(classifier_step(model, opt), loader, epochs=2,
+            state={"model": model, "optimizer": opt}, checkpoint_path=tmp_path / "s.pt",
+            resume=True)
+
+
 def test_early_stopping_restores_the_best_weights():
     model, opt, loader = _setup()
     scores = iter([3.0, 1.0, 2.0, 2.5, 2.7, 9.0])

@@ -9,15 +9,17 @@ carried cell state), each one pass over memory. :func:`cell_forward` and
 loop over the step's columns that reads the pre-activations (forward) or the saved gates
 (backward) once and writes every result once. The loops are plain C (``SOURCE`` below),
 compiled on first use with the system's ``cc`` (``-O3 -march=native -ffast-math``, so that
-``expf`` is vectorised through glibc's vector maths library) into the user's cache directory
-(``$XDG_CACHE_HOME/dunno/kernels``, else ``~/.cache/dunno/kernels``; the file is named by a
-hash of the source, the flags, the compiler and the CPU), and called through ``ctypes``.
+``expf`` is vectorised through glibc's vector maths library; linked without it, so that
+loading the library leaves the process's handling of subnormal numbers alone) into the
+user's cache directory (``$XDG_CACHE_HOME/dunno/kernels``, else ``~/.cache/dunno/kernels``;
+the file is named by a hash of the source, the flags, the compiler and the CPU), and called
+through ``ctypes``.
 
-Only float32 CPU tensors go this way; everything else (float64 for the gradient checks,
-CUDA, no compiler, ``DUNNO_KERNELS=0`` in the environment) runs the eager code of
-:mod:`._diagonal`, which the tests compare with this one (same arithmetic; the results
-differ by float32 rounding, a few units in the last place). :func:`available` says which
-path is taken.
+Only float32 CPU tensors on Linux with glibc go this way; everything else (float64 for the
+gradient checks, CUDA, no compiler, ``DUNNO_KERNELS=0`` in the environment) runs the eager
+code of :mod:`._diagonal`, which the tests compare with this one (same arithmetic; the
+results differ by float32 rounding, a few units in the last place). :func:`available` says
+which path is taken.
 
 The arithmetic (``[o, f, i, s_g]`` the gate sigmoids with :math:`g = 1 - 2 s_g`, ``t`` =
 :math:`\sigma(-2c)` with :math:`\tanh c = 1 - 2t`; see :mod:`._diagonal`)::
@@ -141,7 +143,11 @@ void dunno_cell_backward(const float *restrict s, const float *restrict t,
 }
 """
 
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared")
+#: Compile flags. ``-ffast-math`` lets glibc's libmvec vectorise ``expf``; it is given to the
+#: compile step only: linked with it, the library would carry ``crtfastmath``, whose
+#: constructor switches the whole process to flushing subnormals to zero when it is loaded.
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC")
+LINK_FLAGS = ("-shared",)
 
 
 def _cache_dir() -> Path:
@@ -163,8 +169,10 @@ def _cpu_identity() -> str:
 @lru_cache(maxsize=1)
 def kernel_path() -> Path | None:
     """The compiled library (compiled on the first call), or ``None`` when there is no C
-    compiler, compiling fails, the platform is not Linux/macOS, or ``DUNNO_KERNELS=0``."""
-    if os.environ.get("DUNNO_KERNELS", "1") == "0" or os.name != "posix":
+    compiler, compiling fails, ``DUNNO_KERNELS=0``, or the system is not Linux with glibc
+    (whose vector maths library the loop needs to be faster than the eager operations)."""
+    if os.environ.get("DUNNO_KERNELS", "1") == "0" or platform.system() != "Linux" or \
+            platform.libc_ver()[0] != "glibc":
         return None
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
@@ -174,18 +182,22 @@ def kernel_path() -> Path | None:
                                  timeout=30).stdout.splitlines()[:1]
     except (OSError, subprocess.SubprocessError):
         return None
-    key = hashlib.sha256("\0".join([SOURCE, *FLAGS, *version, _cpu_identity()]).encode())
+    recipe = f"compile {' '.join(FLAGS)}; link {' '.join(LINK_FLAGS)}"  # both steps count
+    key = hashlib.sha256("\0".join([SOURCE, recipe, *version, _cpu_identity()]).encode())
     target = _cache_dir() / f"cells-{key.hexdigest()[:16]}.so"
     if target.is_file():
         return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            src, out = Path(tmp) / "cells.c", Path(tmp) / "cells.so"
+            src, obj, out = (Path(tmp) / name for name in ("cells.c", "cells.o", "cells.so"))
             src.write_text(SOURCE, encoding="ascii")
-            done = subprocess.run([compiler, *FLAGS, "-o", str(out), str(src), "-lm"],
-                                  capture_output=True, timeout=120)
-            if done.returncode != 0 or not out.is_file():
+            for command in ([compiler, *FLAGS, "-c", "-o", str(obj), str(src)],
+                            [compiler, *LINK_FLAGS, "-o", str(out), str(obj), "-lm"]):
+                done = subprocess.run(command, capture_output=True, timeout=120)
+                if done.returncode != 0:
+                    return None
+            if not out.is_file():
                 return None
             os.replace(out, target)  # atomic: another process may be compiling the same
     except (OSError, subprocess.SubprocessError):

@@ -167,3 +167,14 @@ def test_compiled_cells_stay_finite_and_accurate_when_the_gates_saturate(monkeyp
     for c, e, x in zip(compiled, eager, exact, strict=True):
         assert torch.isfinite(c).all()
         assert _rel(c.double(), x) < 1e-3 and _rel(e.double(), x) < 1e-3
+
+
+@needs_cells
+def test_loading_the_cells_leaves_subnormal_numbers_alone():
+    """A library linked with -ffast-math would switch the process to flush-to-zero when
+    loaded; subnormal float32 arithmetic must still work after it is."""
+    assert cells._library() is not None
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # subnormal in float32
+    assert float(tiny * 1.0) > 0 and float(tiny + tiny) > 0
+    import numpy as np
+    assert np.float32(1e-40) * np.float32(1.0) > 0

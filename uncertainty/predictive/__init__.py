@@ -29,10 +29,10 @@ from uncertainty.predictive.heteroscedastic import (
 )
 from uncertainty.predictive.mc_dropout import (
     MCDropout,
-    MCDropoutRegressor,
     dropout_layers,
     mc_dropout_mode,
 )
+from uncertainty.predictive.mc_dropout_regression import MCDropoutRegressor
 from uncertainty.predictive.mdn import MDNRegressor, mdn_log_prob, mdn_nll
 from uncertainty.predictive.prediction import ClassificationPrediction, RegressionPrediction
 from uncertainty.predictive.registry import (

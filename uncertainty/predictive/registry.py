@@ -17,7 +17,7 @@ from uncertainty.predictive.base import Regressor
 from uncertainty.predictive.bayes import BayesianMLPRegressor
 from uncertainty.predictive.ensemble import DeepEnsembleRegressor
 from uncertainty.predictive.heteroscedastic import HeteroscedasticRegressor
-from uncertainty.predictive.mc_dropout import MCDropoutRegressor
+from uncertainty.predictive.mc_dropout_regression import MCDropoutRegressor
 from uncertainty.predictive.mdn import MDNRegressor
 
 __all__ = ["REGRESSORS", "available_regressors", "make_regressor", "register_regressor"]

@@ -10,14 +10,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from dunno.inputs import as_arrays, as_loader, output_like
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 DTYPES = st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.int16, np.int32,
                           np.int64, np.uint8, np.bool_])
-#: no test here depends on how fast examples are drawn (a loaded machine draws slowly)
-NOT_TIMED = [HealthCheck.too_slow]
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=6)
 
 
@@ -38,7 +36,7 @@ def _cat(batches):
     return torch.cat(xs), (None if ys[0] is None else torch.cat(ys))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=NOT_TIMED)
+@settings(max_examples=60, deadline=None)
 @given(arrays_with_labels(), st.integers(1, 20))
 def test_numpy_loader_round_trip_keeps_values_and_dtype(data, batch_size):
     x, y = data
@@ -49,7 +47,7 @@ def test_numpy_loader_round_trip_keeps_values_and_dtype(data, batch_size):
     assert len(as_loader(x, batch_size=batch_size)) == -(-len(x) // batch_size)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=NOT_TIMED)
+@settings(max_examples=60, deadline=None)
 @given(arrays_with_labels(), st.integers(1, 20))
 def test_pair_dataset_and_loader_are_equivalent(data, batch_size):
     x, y = data
@@ -61,7 +59,7 @@ def test_pair_dataset_and_loader_are_equivalent(data, batch_size):
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=NOT_TIMED)
+@settings(max_examples=40, deadline=None)
 @given(arrays_with_labels())
 def test_float32_cast_is_exact_for_float_inputs_and_numpy_comes_back(data):
     x, _ = data
@@ -73,7 +71,7 @@ def test_float32_cast_is_exact_for_float_inputs_and_numpy_comes_back(data):
     assert isinstance(back, np.ndarray) and back.shape == x.shape
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=NOT_TIMED)
+@settings(max_examples=40, deadline=None)
 @given(arrays_with_labels(), st.sampled_from([np.nan, np.inf, -np.inf]), st.data())
 def test_any_non_finite_entry_is_found(data, value, draw):
     x, _ = data

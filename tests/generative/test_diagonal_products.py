@@ -69,21 +69,27 @@ def test_feature_linear_in_float32_equals_autograd_of_addmm():
         assert _rel(a, e) < 1e-5
 
 
-@needs_onednn
-def test_diagonal_recursion_in_float32_equals_itself_without_onednn(monkeypatch):
-    """The column recursion with oneDNN's products and with torch.mm: the same output and
-    gradients to float32 rounding (a 9x7 image, both directions, the borders)."""
-    g = torch.Generator().manual_seed(5)
-    cx, hd = 8, 4
-    xs = torch.randn(cx, 9, 7, 6, generator=g, requires_grad=True)
+def _recursion_case(height, width, n, seed, cx=8, hd=4):
+    """``run() -> (output, grad_x, grad_kernel, grad_bias)`` of the column recursion on a
+    seeded float32 case, and its inputs ``(xs, kernel, bias)``."""
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(cx, height, width, n, generator=g, requires_grad=True)
     kernel = (0.5 * torch.randn(2, 4 * hd, cx + 2 * hd, generator=g)).requires_grad_()
     bias = (0.5 * torch.randn(2, 4 * hd, generator=g)).requires_grad_()
-    up = torch.randn(hd, 9, 7, 6, generator=g)
+    up = torch.randn(hd, height, width, n, generator=g)
 
     def run():
         out = DiagonalRecursion.apply(xs, kernel, bias)
         return (out.detach(), *torch.autograd.grad(out, (xs, kernel, bias), up))
 
+    return run, (xs, kernel, bias)
+
+
+@needs_onednn
+def test_diagonal_recursion_in_float32_equals_itself_without_onednn(monkeypatch):
+    """The column recursion with oneDNN's products and with torch.mm: the same output and
+    gradients to float32 rounding (a 9x7 image, both directions, the borders)."""
+    run, _ = _recursion_case(9, 7, 6, seed=5)
     with_onednn = run()
     monkeypatch.setattr(diagonal, "use_onednn", lambda t: False)
     without = run()
@@ -101,17 +107,7 @@ def test_diagonal_recursion_with_compiled_cells_equals_the_eager_arithmetic(
         monkeypatch, height, width, n):
     """The one-pass compiled cell arithmetic and the eager operations: the same output and
     gradients to float32 rounding (tall, wide, one-pixel and square images)."""
-    g = torch.Generator().manual_seed(height * 31 + width)
-    cx, hd = 8, 4
-    xs = torch.randn(cx, height, width, n, generator=g, requires_grad=True)
-    kernel = (0.5 * torch.randn(2, 4 * hd, cx + 2 * hd, generator=g)).requires_grad_()
-    bias = (0.5 * torch.randn(2, 4 * hd, generator=g)).requires_grad_()
-    up = torch.randn(hd, height, width, n, generator=g)
-
-    def run():
-        out = DiagonalRecursion.apply(xs, kernel, bias)
-        return (out.detach(), *torch.autograd.grad(out, (xs, kernel, bias), up))
-
+    run, (xs, kernel, bias) = _recursion_case(height, width, n, seed=height * 31 + width)
     compiled = run()
     monkeypatch.setattr(diagonal, "cells_available", lambda t: False)
     eager = run()

@@ -35,13 +35,17 @@ def _real_2d(value: Any, name: str, what: str) -> torch.Tensor:
     if t.shape[0] == 0:
         raise ValueError(f"The '{name}' argument is empty (0 rows).")
     t = t.to(torch.float32)
+    check_finite_rows(t, f"The '{name}' argument")
+    return t
+
+
+def check_finite_rows(t: torch.Tensor, what: str) -> None:
+    """Raise a ValueError naming ``what`` and the number of rows of ``t (N, D)`` that hold
+    NaN or infinite values, if any."""
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t).all(dim=1)).sum())
-        raise ValueError(
-            f"The '{name}' argument contains NaN or infinite values (in {bad} of "
-            f"{t.shape[0]} rows)."
-        )
-    return t
+        raise ValueError(f"{what} contains NaN or infinite values (in {bad} of {t.shape[0]} "
+                         "rows).")
 
 
 def as_features(x: Any, *, num_features: int | None = None, name: str = "x",

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from evaluation.metrics import crps_mixture
+from uncertainty.predictive._checks import check_finite_rows
 
 __all__ = ["ClassificationPrediction", "RegressionPrediction"]
 
@@ -352,12 +353,7 @@ class RegressionPrediction:
                 f"{tuple(self.mean.shape)}. Got {tuple(y.shape)} instead."
             )
         y = y.double().to(self.mean.device)
-        if not bool(torch.isfinite(y).all()):
-            bad = int((~torch.isfinite(y).all(dim=1)).sum())
-            raise ValueError(
-                f"The 'y' argument of {method} contains NaN or infinite values (in {bad} of "
-                f"{y.shape[0]} rows)."
-            )
+        check_finite_rows(y, f"The 'y' argument of {method}")
         return y
 
     def log_prob(self, y) -> torch.Tensor:

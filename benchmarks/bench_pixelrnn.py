@@ -31,6 +31,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import generative.autoregressive._diagonal as diagonal  # noqa: E402
 from dunno.reporting import format_table  # noqa: E402
 from generative.autoregressive import DiagonalBiLSTM  # noqa: E402
 from generative.autoregressive.masks import (  # noqa: E402
@@ -39,7 +40,7 @@ from generative.autoregressive.masks import (  # noqa: E402
     shift_down,
 )
 
-__all__ = ["ReferenceDiagonalBiLSTM", "compare", "main", "throughput"]
+__all__ = ["ReferenceDiagonalBiLSTM", "cells_throughput", "compare", "main", "throughput"]
 
 
 # ----------------------------------------------------------------------------- reference
@@ -183,6 +184,41 @@ def throughput(options: dict, batch: int, rounds: int = 3, shape=(1, 28, 28),
             "cpu_ratio": best_cpu["reference"] / best_cpu["new"]}
 
 
+def cells_throughput(options: dict, batch: int, rounds: int = 5, shape=(1, 28, 28),
+                     seed: int = 0) -> dict:
+    """Best CPU seconds per training step of the library's layer with the compiled cell
+    arithmetic and with the eager one (``generative.autoregressive._cells``), two copies of
+    one model timed alternately in this process, and the ratio (eager / compiled)."""
+    torch.manual_seed(seed)
+    models = {"compiled": DiagonalBiLSTM(shape, **options)}
+    models["eager"] = DiagonalBiLSTM(shape, **options)
+    models["eager"].load_state_dict(models["compiled"].state_dict())
+    optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+    x = _images(batch, shape, seed)
+    compiled_path = diagonal.cells_available
+
+    def step(name):
+        diagonal.cells_available = compiled_path if name == "compiled" else (lambda t: False)
+        try:
+            loss = models[name].loss(x)
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+        finally:
+            diagonal.cells_available = compiled_path
+
+    best: dict[str, float] = {}
+    for name in models:
+        step(name)  # warm-up (and the compilation, on a first run)
+    for _ in range(rounds):
+        for name in models:
+            c0 = time.process_time()
+            step(name)
+            best[name] = min(best.get(name, math.inf), time.process_time() - c0)
+    return {"compiled_cpu_s": best["compiled"], "eager_cpu_s": best["eager"],
+            "cells_ratio": best["eager"] / best["compiled"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=100)
@@ -216,10 +252,19 @@ def main(argv: list[str] | None = None) -> dict:
     ], digits=3))
     print(f"training step speed-up: {result['ratio']:.1f}x wall clock, "
           f"{result['cpu_ratio']:.1f}x process CPU time (best of {args.rounds})")
+    cells = None
+    if diagonal.cells_available(torch.zeros(1)):
+        cells = cells_throughput(options, args.batch, max(args.rounds, 5), shape)
+        print(f"cell arithmetic compiled {cells['compiled_cpu_s']:.3f} s vs eager "
+              f"{cells['eager_cpu_s']:.3f} s CPU per step: {cells['cells_ratio']:.2f}x "
+              f"(same process, alternating, best of {max(args.rounds, 5)})")
+    else:
+        print("cell arithmetic: eager only here (no compiled cells: no C compiler, not "
+              "Linux/glibc, or DUNNO_KERNELS=0)")
     load_after = os.getloadavg()[0]
     print(f"1-minute load average {load_before:.2f} before, {load_after:.2f} after "
           f"({os.cpu_count()} CPUs)")
-    return {"check": check, "load": (load_before, load_after), **result}
+    return {"check": check, "load": (load_before, load_after), "cells": cells, **result}
 
 
 if __name__ == "__main__":

@@ -240,7 +240,11 @@ def test_bench_pixelrnn_smoke_agrees_with_the_reference(capsys):
     assert result["check"]["grad_max_rel_diff"] < 1e-4
     assert result["new_s"] > 0 and result["reference_s"] > 0
     assert result["ratio"] == result["reference_s"] / result["new_s"]
-    assert "speed-up" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "speed-up" in out and "cell arithmetic" in out
+    if result["cells"] is not None:
+        cells = result["cells"]
+        assert cells["cells_ratio"] == cells["eager_cpu_s"] / cells["compiled_cpu_s"]
 
 
 def test_infogan_seeds_scores_along_the_budget(tmp_path, capsys):

@@ -103,3 +103,52 @@ def test_calibration_result_best_takes_each_metric_direction():
     assert result.best("ece") == "a" and result.best("nll") == "a"  # lower is better
     with pytest.raises(ValueError, match=r"'metric'.*'accuracy'.*Got 'auroc'"):
         result.best("auroc")
+
+
+@pytest.mark.parametrize(("method", "attr", "value", "expected"), [
+    ("temperature", "temperature_", torch.tensor([1.0, 2.0, 3.0]), "a finite float"),
+    ("temperature", "converged_", 1, "a bool"),
+    ("vector", "scale_", torch.ones(4), r"a floating tensor of shape \(3,\)"),
+    ("matrix", "weight_", torch.ones(3), r"a floating tensor of shape \(3, 3\)"),
+    ("histogram", "bin_values_", torch.ones(3, 7), r"a floating tensor of shape \(3, 15\)"),
+    ("isotonic", "x_thresholds_", [torch.ones(2)], "a list of 3 1-D floating tensors"),
+])
+def test_a_calibrator_file_with_a_state_of_another_shape_is_refused(tmp_path, method, attr,
+                                                                     value, expected):
+    from dunno.checkpoints import atomic_save, safe_load
+    from dunno.errors import CheckpointError
+    from uncertainty.calibration import load_calibrator, make_calibrator, save_calibrator
+
+    g = torch.Generator().manual_seed(1)
+    z, y = torch.randn(300, 3, generator=g), torch.randint(0, 3, (300,), generator=g)
+    path = save_calibrator(make_calibrator(method).fit(z, y), tmp_path / "cal.pt")
+    torch.testing.assert_close(load_calibrator(path).transform(z),
+                               make_calibrator(method).fit(z, y).transform(z))
+    payload = safe_load(path)
+    payload["state"][attr] = value
+    atomic_save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"cal\.pt.*{attr} = .*for 3 classes it must "
+                       rf"be {expected}"):
+        load_calibrator(path)
+
+
+def test_a_calibrator_file_with_damaged_fields_names_the_file(tmp_path):
+    from dunno.checkpoints import atomic_save, safe_load
+    from dunno.errors import CheckpointError
+    from uncertainty.calibration import load_calibrator, make_calibrator, save_calibrator
+
+    z, y = torch.randn(60, 3), torch.arange(60) % 3
+    path = save_calibrator(make_calibrator("temperature").fit(z, y), tmp_path / "cal.pt")
+    good = safe_load(path)
+    for change, message in [({"params": "{not json"}, r"cal\.pt"),
+                            ({"params": '{"nbins": 3}'}, r"cal\.pt.*nbins"),
+                            ({"version": True}, r"version True"),
+                            ({"state": None}, r"cal\.pt.*state must be a dict")]:
+        atomic_save({**good, **change}, path)
+        with pytest.raises(CheckpointError, match=message):
+            load_calibrator(path)
+    broken = dict(good)
+    del broken["method"]
+    atomic_save(broken, path)
+    with pytest.raises(CheckpointError, match=r"cal\.pt' is damaged: it has no 'method'"):
+        load_calibrator(path)

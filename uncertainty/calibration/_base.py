@@ -20,6 +20,7 @@ work is done in float64. Using a calibrator before ``fit`` raises
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -123,8 +124,18 @@ class Calibrator(Estimator, ABC):
             state[attr] = value
         return state
 
+    def _state_spec(self, num_classes: int) -> dict[str, Any]:
+        """What each learned attribute must be for ``num_classes`` classes: ``float``,
+        ``int`` or ``bool``, a shape tuple (a floating tensor of that shape), or
+        ``("tensors", C)`` (a list of ``C`` 1-D floating tensors). Subclasses add theirs to
+        the iteration bookkeeping defined here."""
+        return {"n_iter_": int, "converged_": bool, "at_bound_": bool}
+
     def load_state_dict(self, state: dict[str, Any]) -> Calibrator:
-        """Restore the learned state written by :meth:`state_dict`; returns ``self``."""
+        """Restore the learned state written by :meth:`state_dict`; returns ``self``. Every
+        value must have the type and shape a fit on ``num_classes_`` classes gives
+        (:meth:`_state_spec`), else a ValueError names it: a state of another kind would
+        calibrate with other numbers than the ones fitted."""
         self._validate_params()
         missing = [a for a in ("num_classes_", *self._state_names) if a not in state]
         if missing:
@@ -132,6 +143,13 @@ class Calibrator(Estimator, ABC):
                 f"The state for {type(self).__name__} lacks {missing}; it was saved by "
                 "another calibrator or is incomplete."
             )
+        c = state["num_classes_"]
+        if isinstance(c, bool) or not isinstance(c, int) or c < (2 if self.binary_only else 1):
+            raise ValueError(f"The state for {type(self).__name__} has num_classes_ = {c!r}; "
+                             "it must be a positive int (2 for a binary method).")
+        spec = self._state_spec(c)
+        for attr in self._state_names:
+            _check_state_value(type(self).__name__, attr, state[attr], spec.get(attr), c)
         for attr in ("num_classes_", *self._state_names):
             setattr(self, attr, state[attr])
         return self
@@ -182,3 +200,33 @@ class Calibrator(Estimator, ABC):
 def tensor_on(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``value`` as float64 on the device of ``like``."""
     return value.to(device=like.device, dtype=torch.float64)
+
+
+def _check_state_value(owner: str, attr: str, value: Any, expected: Any, c: int) -> None:
+    """Raise a ValueError unless ``value`` is what ``expected`` (:meth:`_state_spec`) says."""
+    def fail(what: str) -> None:
+        got = (f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+               if isinstance(value, torch.Tensor) else f"{type(value).__name__} {value!r}")
+        raise ValueError(f"The state for {owner} has {attr} = {got}; for {c} classes it must "
+                         f"be {what}.")
+
+    if expected is None:
+        return
+    if expected is bool:
+        if not isinstance(value, bool):
+            fail("a bool")
+    elif expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an int")
+    elif expected is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value):
+            fail("a finite float")
+    elif isinstance(expected, tuple) and expected and expected[0] == "tensors":
+        if not isinstance(value, list) or len(value) != expected[1] or not all(
+                isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 1
+                for v in value):
+            fail(f"a list of {expected[1]} 1-D floating tensors")
+    elif not (isinstance(value, torch.Tensor) and value.is_floating_point()
+              and tuple(value.shape) == tuple(expected)):
+        fail(f"a floating tensor of shape {tuple(expected)}")

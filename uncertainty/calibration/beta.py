@@ -108,6 +108,10 @@ class PlattScaling(_Binary):
     name = "platt"
     _state_names = ("slope_", "intercept_", "n_iter_", "converged_")
 
+    def _state_spec(self, num_classes: int) -> dict:
+        """:meth:`Calibrator._state_spec` plus this method's learned values."""
+        return {**super()._state_spec(num_classes), "slope_": float, "intercept_": float}
+
     def __init__(self, *, smooth_targets: bool = True, max_iter: int = 200, tol: float = 1e-8):
         super().__init__(max_iter=max_iter, tol=tol)
         self.smooth_targets = smooth_targets
@@ -157,6 +161,10 @@ class BetaCalibration(_Binary):
 
     name = "beta"
     _state_names = ("a_", "b_", "c_", "n_iter_", "converged_")
+
+    def _state_spec(self, num_classes: int) -> dict:
+        """:meth:`Calibrator._state_spec` plus this method's learned values."""
+        return {**super()._state_spec(num_classes), "a_": float, "b_": float, "c_": float}
 
     @staticmethod
     def _features(logits: torch.Tensor) -> torch.Tensor:

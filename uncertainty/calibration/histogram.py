@@ -68,6 +68,12 @@ class HistogramBinning(Calibrator):
     name = "histogram"
     _state_names = ("bin_edges_", "bin_values_", "bin_counts_")
 
+    def _state_spec(self, num_classes: int) -> dict:
+        """:meth:`Calibrator._state_spec` plus this method's learned values."""
+        c, m = num_classes, self.n_bins
+        return {**super()._state_spec(c), "bin_edges_": (c, m + 1), "bin_values_": (c, m),
+                "bin_counts_": (c, m)}
+
     def __init__(self, *, n_bins: int = 15, strategy: str = "uniform", eps: float = 1e-6):
         self.n_bins = n_bins
         self.strategy = strategy

@@ -54,6 +54,11 @@ class IsotonicCalibration(Calibrator):
     name = "isotonic"
     _state_names = ("x_thresholds_", "y_thresholds_")
 
+    def _state_spec(self, num_classes: int) -> dict:
+        """:meth:`Calibrator._state_spec` plus this method's learned values."""
+        return {**super()._state_spec(num_classes), "x_thresholds_": ("tensors", num_classes),
+                "y_thresholds_": ("tensors", num_classes)}
+
     def __init__(self, *, eps: float = 1e-6):
         self.eps = eps
 

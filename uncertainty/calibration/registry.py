@@ -104,17 +104,26 @@ def calibrator_from_dict(payload: Any, source: str = "the payload") -> Calibrato
     """Rebuild a fitted calibrator from :func:`calibrator_to_dict`'s output."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{source} is not a dunno calibrator (no '{FORMAT}' header).")
-    if payload.get("version") != VERSION:
+    version = payload.get("version")
+    if type(version) is not int or version != VERSION:  # True == 1 and 1.0 == 1: refused
         raise CheckpointError(
-            f"{source} has calibrator version {payload.get('version')}; this version of "
-            f"dunno reads version {VERSION}."
+            f"{source} has calibrator version {version!r}; this version of dunno reads "
+            f"version {VERSION}."
         )
-    params = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in json.loads(payload["params"]).items()}  # JSON turned tuples to lists
-    calibrator = make_calibrator(payload["method"], **params)
     try:
-        calibrator.load_state_dict(payload["state"])
-    except ValueError as err:
+        raw = json.loads(payload["params"])
+        if not isinstance(raw, dict):
+            raise ValueError(f"its params must be a JSON object; got {type(raw).__name__}")
+        params = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in raw.items()}  # JSON turned tuples to lists
+        calibrator = make_calibrator(payload["method"], **params)
+        state = payload["state"]
+        if not isinstance(state, dict):
+            raise ValueError(f"its state must be a dict; got {type(state).__name__}")
+        calibrator.load_state_dict(state)
+    except KeyError as err:
+        raise CheckpointError(f"{source} is damaged: it has no {err.args[0]!r}.") from err
+    except (TypeError, ValueError) as err:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{source}: {err}") from err
     fingerprint = payload.get("model_fingerprint")
     if fingerprint is not None:

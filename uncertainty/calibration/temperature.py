@@ -136,6 +136,10 @@ class TemperatureScaling(Calibrator):
     name = "temperature"
     _state_names = ("temperature_", "n_iter_", "converged_", "at_bound_")
 
+    def _state_spec(self, num_classes: int) -> dict:
+        """:meth:`Calibrator._state_spec` plus this method's learned values."""
+        return {**super()._state_spec(num_classes), "temperature_": float}
+
     def __init__(self, *, solver: str = "newton", max_iter: int = 100, tol: float = 1e-10,
                  bounds: tuple[float, float] = (1e-2, 1e4), grid_size: int = 201):
         self.solver = solver

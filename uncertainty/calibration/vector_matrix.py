@@ -67,6 +67,11 @@ class MatrixScaling(Calibrator):
     name = "matrix"
     _state_names = ("weight_", "bias_", "n_iter_", "converged_")
 
+    def _state_spec(self, num_classes: int) -> dict:
+        """:meth:`Calibrator._state_spec` plus this method's learned values."""
+        return {**super()._state_spec(num_classes), "weight_": (num_classes, num_classes),
+                "bias_": (num_classes,)}
+
     def __init__(self, *, off_diagonal_reg: float = 0.0, intercept_reg: float = 0.0,
                  max_iter: int = 500, tol: float = 1e-7):
         self.off_diagonal_reg = off_diagonal_reg
@@ -129,6 +134,11 @@ class VectorScaling(Calibrator):
 
     name = "vector"
     _state_names = ("scale_", "bias_", "n_iter_", "converged_")
+
+    def _state_spec(self, num_classes: int) -> dict:
+        """:meth:`Calibrator._state_spec` plus this method's learned values."""
+        return {**super()._state_spec(num_classes), "scale_": (num_classes,),
+                "bias_": (num_classes,)}
 
     def __init__(self, *, intercept_reg: float = 0.0, max_iter: int = 500, tol: float = 1e-7):
         self.intercept_reg = intercept_reg

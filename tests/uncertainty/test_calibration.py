@@ -430,7 +430,7 @@ def test_calibrated_classifier_errors():
         clf.fit(np.zeros((4, 6), dtype=np.float32))
     with pytest.raises(TypeError, match="The 'x' argument of CalibratedClassifier.predict_proba "
                        "must be a numpy array, a torch tensor"):
-        clf.fit(torch.zeros(4, 6), torch.zeros(4, dtype=torch.long)).predict_proba("x.png")
+        clf.fit(torch.zeros(4, 6), torch.arange(4) % 2).predict_proba("x.png")
     with pytest.raises(ValueError, match="'model' parameter of CalibratedClassifier"):
         CalibratedClassifier("not a model").fit([])
     with pytest.raises(ValueError, match="'params' only with a method name"):

@@ -152,3 +152,13 @@ def test_a_calibrator_file_with_damaged_fields_names_the_file(tmp_path):
     atomic_save(broken, path)
     with pytest.raises(CheckpointError, match=r"cal\.pt' is damaged: it has no 'method'"):
         load_calibrator(path)
+
+
+@pytest.mark.parametrize("method", ["temperature", "vector", "matrix", "histogram", "isotonic"])
+def test_a_calibration_set_of_one_class_is_refused(method):
+    from uncertainty.calibration import make_calibrator
+
+    z = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"every one of the 40 calibration labels is class 2"):
+        make_calibrator(method).fit(z, torch.full((40,), 2))
+    make_calibrator(method).fit(z, torch.tensor([2] * 39 + [0]))  # two classes: fitted

@@ -183,6 +183,6 @@ def test_binary_maps_stay_finite_and_monotone_up_to_float64s_range(cls, magnitud
 
 
 def test_beta_on_one_wrong_example_is_finite():
-    z = torch.tensor([[1e4, -1e4]], dtype=torch.float64)
-    cal = BetaCalibration().fit(z, torch.tensor([1]))
+    z = torch.tensor([[1e4, -1e4], [1e4, -1e4]], dtype=torch.float64)
+    cal = BetaCalibration().fit(z, torch.tensor([1, 0]))  # one of the two confidently wrong
     assert _finite_state(cal) and bool(torch.isfinite(cal.predict_proba(z)).all())

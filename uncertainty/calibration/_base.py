@@ -83,6 +83,13 @@ class Calibrator(Estimator, ABC):
                 "scaling, histogram binning or isotonic regression for more classes."
             )
         y = as_labels(labels, z.shape[0], z.shape[1], rows_of="logits").to(z.device)
+        if z.shape[1] > 1 and bool((y == y[0]).all()):
+            raise ValueError(
+                f"{type(self).__name__}.fit: every one of the {len(y)} calibration labels is "
+                f"class {int(y[0])}; a calibrator fitted on them would learn to predict that "
+                "class whatever the logits. Calibrate on held-out data that holds at least "
+                "two classes (a larger or stratified calibration split)."
+            )
         for attr in (*self._state_names, "num_classes_", "model_fingerprint_"):
             if attr in self.__dict__:
                 delattr(self, attr)

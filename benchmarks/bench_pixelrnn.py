@@ -149,22 +149,35 @@ def compare(options: dict, batch: int, shape=(1, 28, 28), dtype=torch.float32,
             "grad_max_rel_diff": grad_rel}
 
 
+def _pair(classes: dict, options: dict, batch: int, shape, seed: int):
+    """Two models (``{name: class}``, the second loading the first's state dict), an Adam
+    optimiser each, and ``batch`` seeded binary images."""
+    torch.manual_seed(seed)
+    (first, first_cls), (second, second_cls) = classes.items()
+    models = {first: first_cls(shape, **options)}
+    models[second] = second_cls(shape, **options)
+    models[second].load_state_dict(models[first].state_dict())
+    optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+    return models, optimizers, _images(batch, shape, seed)
+
+
+def _train_step(model, optimizer, x) -> None:
+    """One training step: the loss, its backward pass and the Adam update."""
+    loss = model.loss(x)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def throughput(options: dict, batch: int, rounds: int = 3, shape=(1, 28, 28),
                seed: int = 0) -> dict:
     """Best seconds per training step (forward + backward + Adam) of both implementations,
     timed alternately, the images/s of each and the ratio (reference / new)."""
-    torch.manual_seed(seed)
-    models = {"new": DiagonalBiLSTM(shape, **options)}
-    models["reference"] = ReferenceDiagonalBiLSTM(shape, **options)
-    models["reference"].load_state_dict(models["new"].state_dict())
-    optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
-    x = _images(batch, shape, seed)
+    models, optimizers, x = _pair({"new": DiagonalBiLSTM, "reference": ReferenceDiagonalBiLSTM},
+                                  options, batch, shape, seed)
 
     def step(name):
-        loss = models[name].loss(x)
-        optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
-        optimizers[name].step()
+        _train_step(models[name], optimizers[name], x)
 
     best, best_cpu = {}, {}
     for name in models:
@@ -189,21 +202,14 @@ def cells_throughput(options: dict, batch: int, rounds: int = 5, shape=(1, 28, 2
     """Best CPU seconds per training step of the library's layer with the compiled cell
     arithmetic and with the eager one (``generative.autoregressive._cells``), two copies of
     one model timed alternately in this process, and the ratio (eager / compiled)."""
-    torch.manual_seed(seed)
-    models = {"compiled": DiagonalBiLSTM(shape, **options)}
-    models["eager"] = DiagonalBiLSTM(shape, **options)
-    models["eager"].load_state_dict(models["compiled"].state_dict())
-    optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
-    x = _images(batch, shape, seed)
+    models, optimizers, x = _pair({"compiled": DiagonalBiLSTM, "eager": DiagonalBiLSTM},
+                                  options, batch, shape, seed)
     compiled_path = diagonal.cells_available
 
     def step(name):
         diagonal.cells_available = compiled_path if name == "compiled" else (lambda t: False)
         try:
-            loss = models[name].loss(x)
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
+            _train_step(models[name], optimizers[name], x)
         finally:
             diagonal.cells_available = compiled_path
 

@@ -346,7 +346,8 @@ def side_by_side(tables: Sequence[Table], runs: Sequence[str]) -> Table:
     r"""One table of the same table of several runs: the index columns once, then each run's
     other columns grouped under its name (``runs[i]`` for ``tables[i]``). Rows are matched
     on the index values (the union over the runs, in the order first seen); a row a run lacks
-    is left empty there. Tables without an index are matched row by row."""
+    is left empty there, and a note of the merged table names such rows (a mean row then
+    averages different rows in each run). Tables without an index are matched row by row."""
     if len(tables) != len(runs) or not tables:
         raise ValueError(f"side_by_side needs one run name per table; got {len(tables)} "
                          f"tables and {len(runs)} names.")
@@ -386,6 +387,16 @@ def side_by_side(tables: Sequence[Table], runs: Sequence[str]) -> Table:
                     row[f"{run}/{c.se}"] = source.get(c.se)
         merged.append(row)
     notes = _unique(note for table in tables for note in table.notes)
+    missing = [(key, [run for run, rows in zip(runs, keyed, strict=True) if key not in rows])
+               for key in order]
+    missing = [(key, absent) for key, absent in missing if absent]
+    if missing and index:
+        shown = "; ".join(f"{' / '.join(map(str, key))} not in {', '.join(absent)}"
+                          for key, absent in missing[:5])
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        notes.append(f"The runs' {first.name!r} tables hold different rows ({shown}{more}): "
+                     "a row that aggregates others (a mean) averages different rows in each "
+                     "run, so compare such rows across the runs with care.")
     return Table(first.name, columns, merged, index, first.title, notes)
 
 

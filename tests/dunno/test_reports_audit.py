@@ -125,3 +125,7 @@ def test_side_by_side_matches_rows_by_key_not_position():
                                                         "csv"))))
     got = {r["detector"]: (r["A: AUROC (%)"], r["B: AUROC (%)"]) for r in rows}
     assert got == {"msp": ("90.0", ""), "energy": ("80.0", "70.0"), "knn": ("", "60.0")}
+    # the rows one run lacks are named in a note of the merged table
+    (note,) = side_by_side([a, b], ["A", "B"]).notes
+    assert "msp not in B; knn not in A" in note and "mean" in note
+    assert side_by_side([a, a], ["A", "B"]).notes == []  # the same rows: no note

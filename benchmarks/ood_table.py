@@ -230,11 +230,13 @@ DDU_FEATURES: dict[str, LayerSpec] = {
 
 
 def _ddu_resnet(out: Path, *, seeds, epochs: int, device: str, root, quiet: bool,
-                fit_size: int | None = None):
+                fit_size: int | None = None, out_sets=None):
     """Train (or reuse) the spectrally normalised ResNet-8 per seed (Adam 1e-3, cosine, batch
-    128, random crops) and score Fashion-MNIST against its four OOD sets with DDU, Mahalanobis
-    and kNN on each feature choice of :data:`DDU_FEATURES` (fitted on the whole ``train``
-    split, or a seeded ``fit_size`` subset)."""
+    128, random crops) and score Fashion-MNIST against its OOD sets (``out_sets``, default
+    those of :data:`SETTINGS`; the summary needs ``mnist``) with DDU, Mahalanobis and kNN on
+    each feature choice of :data:`DDU_FEATURES` (fitted on the whole ``train`` split, or a
+    seeded ``fit_size`` subset)."""
+    out_sets = SETTINGS["fashion-mnist"] if out_sets is None else tuple(out_sets)
     runs = []
     for seed in seeds:
         ckpt = out / f"resnet8-sn-sbn-fashion-mnist-e{epochs}-seed{seed}" / "model.pt"
@@ -250,8 +252,7 @@ def _ddu_resnet(out: Path, *, seeds, epochs: int, device: str, root, quiet: bool
         run: dict[str, Any] = {"seed": seed, "training": metrics,
                                "train_seconds": time.perf_counter() - t0, "tables": {}}
         for label, layer in DDU_FEATURES.items():
-            table = _run(model, "fashion-mnist", SETTINGS["fashion-mnist"],
-                         "ddu,mahalanobis,knn",
+            table = _run(model, "fashion-mnist", out_sets, "ddu,mahalanobis,knn",
                          out / f"resnet8-sn-sbn-e{epochs}-seed{seed}-{label}", quiet=quiet,
                          root=root, device=device, layer=layer, fit_size=fit_size)
             run["tables"][label] = table.to_dict()

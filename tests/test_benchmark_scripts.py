@@ -99,7 +99,7 @@ def test_ddu_resnet_table_reuses_checkpoints_and_reports_both_feature_choices(da
     ckpt = tmp_path / "resnet8-sn-sbn-fashion-mnist-e1-seed0" / "model.pt"
     save_checkpoint(ckpt, model, arch="nets", config=model.config)
     report = ood_table._ddu_resnet(tmp_path, seeds=(0,), epochs=1, device="cpu", root=data_dir,
-                                   quiet=True, fit_size=2000)
+                                   quiet=True, fit_size=2000, out_sets=("mnist",))
     assert report["runs"][0]["training"] == {"reused": str(ckpt)}
     assert [row["features"] for row in report["summary"]] == list(features)
     for label, row in zip(features, report["summary"], strict=True):

@@ -158,7 +158,12 @@ def model_input_range(model: nn.Module) -> tuple[float, float] | None:
     """``(min, max)`` of the inputs ``model`` was trained on, as recorded by ``dunno train
     classifier`` (``model.dunno_info["input_range"]``), or ``None``."""
     info = getattr(model, "dunno_info", None)
-    value = info.get("input_range") if isinstance(info, dict) else None
+    return finite_pair(info.get("input_range") if isinstance(info, dict) else None)
+
+
+def finite_pair(value: Any) -> tuple[float, float] | None:
+    """``value`` as two finite floats when it is a list / tuple of two finite real numbers
+    (not bools), else ``None``: how a recorded range is read."""
     if isinstance(value, list | tuple) and len(value) == 2 and all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
             for v in value):

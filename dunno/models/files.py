@@ -33,7 +33,6 @@ when the file records them, the ``input_shape`` of one example (e.g. ``(1, 8, 8)
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 import zipfile
@@ -45,6 +44,7 @@ from torch import nn
 
 from dunno.checkpoints import _atomic_write, load_checkpoint
 from dunno.errors import CheckpointError
+from dunno.models.checks import finite_pair
 from dunno.models.detect import MODEL_FILE_KINDS, detect_model_file, zip_entries
 from dunno.models.factory import load_factory_model
 
@@ -74,11 +74,9 @@ def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
     classes = meta.get("num_classes")
     if isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1:
         out["num_classes"] = classes
-    span = meta.get("input_range")  # the training inputs' (min, max)
-    if isinstance(span, list) and len(span) == 2 and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in span):
-        out["input_range"] = [float(v) for v in span]
+    span = finite_pair(meta.get("input_range"))  # the training inputs' (min, max)
+    if span is not None:
+        out["input_range"] = list(span)
     for key in ("trained_on", "split_rule"):  # what the training run's splits were
         if isinstance(meta.get(key), str):
             out[key] = meta[key]

@@ -30,7 +30,7 @@ In float32 on the CPU, the per-step cell arithmetic (gate sigmoids, cell update,
 ``tanh(c)``, output; in the backward pass the gradients of the cell, the gates and the
 carried cell state) runs as one compiled loop per step (:mod:`._cells`) instead of about ten
 elementwise operations, each a pass over memory; elsewhere, and without a C compiler, it
-runs eagerly (:func:`_cell_backward` and the forward's operations), and the tests compare the
+runs eagerly (:func:`_cell_forward`, :func:`_cell_backward`), and the tests compare the
 two.
 
 ``tanh`` is evaluated as :math:`1 - 2 \sigma(-2 u)`, exact in real arithmetic and within a
@@ -135,24 +135,13 @@ def _forward(xs, kernel, hd):
         state = xs.new_empty(2, 2, hd, cols + 2 * n)  # [c, h], zero-padded
         state[..., :n].zero_()
         state[..., cols + n :].zero_()
-        if fused:  # the same arithmetic in one compiled pass (_cells)
-            t = xs.new_empty(2, hd, cols)
-            cell_forward(mm(kq[0], buf[0], onednn), mm(kq[1], buf[1], onednn), s, cpad,
-                         (shift + 1) * n, state, n, t)
-            cpad, hpad = state
+        z = (mm(kq[0], buf[0], onednn), mm(kq[1], buf[1], onednn))
+        t = xs.new_empty(2, hd, cols)
+        if fused:  # the arithmetic of _cell_forward in one compiled pass (_cells)
+            cell_forward(*z, s, cpad, (shift + 1) * n, state, n, t)
         else:
-            torch.sigmoid(mm(kq[0], buf[0], onednn), out=s[0])
-            torch.sigmoid(mm(kq[1], buf[1], onednn), out=s[1])
-            o, f, i, s_g = s.split(hd, dim=1)
-            c_prev = None if cpad is None else cpad[:, :, (shift + 1) * n :
-                                                    (shift + 1) * n + cols]
-            cpad, hpad = state
-            c = cpad[:, :, n : n + cols]
-            torch.addcmul(i, i, s_g, value=-2, out=c)  # i * g
-            if c_prev is not None:
-                c.addcmul_(f, c_prev)
-            t = torch.mul(c, -2).sigmoid_()
-            torch.addcmul(o, o, t, value=-2, out=hpad[:, :, n : n + cols])  # o * tanh(c)
+            _cell_forward(z, s, cpad, state, t, shift, n, hd)
+        cpad, hpad = state
         h = hpad[:, :, n : n + cols]
         _diag(combined, 0, base0, rows, width).add_(h[0].view(hd, rows, n))
         # the r2l output of pixel (r, c) is added at (r + 1, c); the last row's is dropped
@@ -160,6 +149,24 @@ def _forward(xs, kernel, hd):
             h[1, :, : below * n].view(hd, below, n))
         saved.append((s, cpad, t, hpad))
     return combined, saved
+
+
+def _cell_forward(z, s, prev_cpad, state, t, shift, n, hd):
+    """One step's cell arithmetic, in place: ``s <- sigma(z)`` (the gates of both directions
+    from their pre-activations ``z``), the cell states and hidden states into the padded
+    ``state (2, 2, h, cols + 2N)`` and ``t <- sigma(-2 c)``, from the previous step's padded
+    cell states ``prev_cpad`` (``None`` for the first step)."""
+    torch.sigmoid(z[0], out=s[0])
+    torch.sigmoid(z[1], out=s[1])
+    o, f, i, s_g = s.split(hd, dim=1)
+    cols = s.shape[-1]
+    cpad, hpad = state
+    c = cpad[:, :, n : n + cols]
+    torch.addcmul(i, i, s_g, value=-2, out=c)  # i * g
+    if prev_cpad is not None:
+        c.addcmul_(f, prev_cpad[:, :, (shift + 1) * n : (shift + 1) * n + cols])
+    torch.mul(c, -2, out=t).sigmoid_()
+    torch.addcmul(o, o, t, value=-2, out=hpad[:, :, n : n + cols])  # o * tanh(c)
 
 
 def _cell_backward(s, t, gh, carry, prev_cpad, up, shift, n, hd):

@@ -37,7 +37,8 @@ def _as_dataset(data, name: str, arg: str, dtype) -> ArrayDataset:
     return ArrayDataset(x, y, info)
 
 
-def _load_out_set(spec, test: ArrayDataset, root, dtype=None) -> tuple[str, ArrayDataset]:
+def _load_out_set(spec, test: ArrayDataset, test_scale: float, root, dtype=None
+                  ) -> tuple[str, ArrayDataset]:
     name, spec = spec if isinstance(spec, tuple) else (None, spec)
     if isinstance(spec, ArrayDataset):
         ds, name = spec, name or spec.info.name
@@ -62,7 +63,7 @@ def _load_out_set(spec, test: ArrayDataset, root, dtype=None) -> tuple[str, Arra
             "must have the model's input shape (resize it, or use a noise set, which matches "
             "the in-distribution shape)."
         )
-    check_input_scale(ds.x, input_magnitude(test.x), what=f"The OOD set {name!r}'s inputs",
+    check_input_scale(ds.x, test_scale, what=f"The OOD set {name!r}'s inputs",
                       reference_what=f"the in-distribution test inputs ({test.info.name!r})",
                       owner="run_ood")
     return name, ds
@@ -107,5 +108,6 @@ def load_ood_data(in_data, out_sets, *, fit_split: str = "train",
                              "least one OOD set.")
     else:
         specs = _names(out_sets, "out_sets")
-    oods = dict(_load_out_set(spec, test, root, dtype) for spec in specs)
+    test_scale = input_magnitude(test.x)  # once, for every OOD set
+    oods = dict(_load_out_set(spec, test, test_scale, root, dtype) for spec in specs)
     return fit, test, oods
